@@ -1,0 +1,13 @@
+//! osquery-dbus: SQL tables over D-Bus persistence on Linux.
+//!
+//! Data flows one way: a host (`hosts::osquery` over Thrift, or
+//! `hosts::sqlite` embedded) turns its caller's query into a
+//! [`context::QueryContext`], a table in [`tables`] turns that into rows by
+//! calling [`sources`], and the host hands the rows back. Schemas live in
+//! `tables/*.toml` and are loaded by [`spec`].
+pub mod context;
+pub mod hosts;
+pub mod output;
+pub mod sources;
+pub mod spec;
+pub mod tables;

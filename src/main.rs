@@ -1,0 +1,163 @@
+//! The `osquery-dbus` binary: extension mode when osquery launches it with
+//! `--socket`, otherwise the standalone commands. This is the only place
+//! that uses `anyhow` and decides exit codes.
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use osquery_dbus::hosts::{osquery as osq, sqlite};
+use osquery_dbus::output::{self, Format};
+use osquery_dbus::spec;
+use osquery_dbus::tables::{Registry, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "osquery-dbus",
+    version,
+    about = "SQL over D-Bus persistence on Linux: an osquery extension and a standalone hunting tool",
+    after_help = "Run with --socket (as osquery does) to serve the tables to an osquery core."
+)]
+struct Cli {
+    #[command(flatten)]
+    extension: ExtensionArgs,
+
+    /// Read files from this directory instead of / (a mounted image or container rootfs).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// Read processes from this directory instead of /proc.
+    #[arg(long, global = true, value_name = "DIR")]
+    proc: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Exactly the flags osquery passes to an extension it launches.
+#[derive(Args, Debug)]
+struct ExtensionArgs {
+    /// osquery's extension manager socket; serving starts when this is given.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    /// Seconds to keep retrying registration while the core is not ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+    timeout: u64,
+
+    /// Seconds between checks that the core is still there.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+    interval: u64,
+
+    /// Log each call to stderr.
+    #[arg(long)]
+    verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run SQL over the tables in an embedded SQLite (with users and groups).
+    Query {
+        /// The SQL to run.
+        sql: String,
+        /// Print a JSON array of objects, like `osqueryi --json`.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV with a header line.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Print the table schemas.
+    Schema {
+        /// Print the Markdown reference (docs/tables.md) instead of plain text.
+        #[arg(long)]
+        markdown: bool,
+        /// Only this table.
+        table: Option<String>,
+    },
+}
+
+fn settings(cli: &Cli) -> Settings {
+    let mut s = Settings::default();
+    if let Some(root) = &cli.root {
+        s.root = root.clone();
+    }
+    if let Some(proc) = &cli.proc {
+        s.proc = proc.clone();
+    }
+    s
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let registry = Arc::new(Registry::new(settings(&cli)).context("loading table specs")?);
+    if let Some(socket) = &cli.extension.socket {
+        if cli.command.is_some() {
+            bail!("--socket starts extension mode and takes no subcommand");
+        }
+        let opts = osq::ExtensionOptions {
+            socket: socket.clone(),
+            timeout: Duration::from_secs(cli.extension.timeout.max(1)),
+            interval: Duration::from_secs(cli.extension.interval.max(1)),
+            verbose: cli.extension.verbose,
+        };
+        osq::run(registry, opts).context("extension")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match cli.command {
+        None => bail!("nothing to do: give a command (see --help), or --socket to serve osquery"),
+        Some(Command::Query { sql, json, csv }) => {
+            let host = sqlite::EmbeddedHost::open(registry).context("opening embedded host")?;
+            let result = match host.query(&sql) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let format = if json {
+                Format::Json
+            } else if csv {
+                Format::Csv
+            } else {
+                Format::Table
+            };
+            let mut stdout = std::io::stdout().lock();
+            output::write(&mut stdout, &result, format).context("writing results")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Schema { markdown, table }) => {
+            let specs: Vec<_> = registry.tables().iter().map(|t| t.spec.clone()).collect();
+            let specs: Vec<_> = match &table {
+                Some(name) => specs.into_iter().filter(|s| &s.name == name).collect(),
+                None => specs,
+            };
+            if specs.is_empty() {
+                bail!("no table named {}", table.unwrap_or_default());
+            }
+            if markdown {
+                print!("{}", spec::render_docs(&specs));
+            } else {
+                for s in &specs {
+                    println!("{}", s.render_text());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.extension.verbose { "debug" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp_millis()
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("osquery-dbus: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Where D-Bus looks for service, policy and config files. (Stub.)

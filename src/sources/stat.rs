@@ -1,0 +1,1 @@
+//! File metadata without following symlinks, birth time included (statx). (Stub.)

@@ -1,0 +1,28 @@
+//! `groups`: osquery's Linux `groups` table for the embedded host, the
+//! partner of `users` in the hunt's owner joins.
+use crate::context::QueryContext;
+use crate::sources::accounts;
+use crate::tables::{Row, Settings};
+
+pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
+    let parsed = match accounts::read_group(&settings.root) {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("groups: {e}");
+            return Vec::new();
+        }
+    };
+    let wanted = ctx.eq_values("gid");
+    parsed
+        .entries
+        .into_iter()
+        .filter(|g| wanted.as_ref().is_none_or(|w| w.contains(&g.gid.to_string())))
+        .map(|g| {
+            let mut row = Row::new();
+            row.set("gid", g.gid)
+                .set("gid_signed", g.gid as i32)
+                .set("groupname", g.groupname);
+            row
+        })
+        .collect()
+}

@@ -1,0 +1,196 @@
+//! The tables: one module per table, plus the single registry both hosts read.
+//!
+//! A table turns a [`QueryContext`] into [`Row`]s by calling `sources`; it
+//! never sees SQL, Thrift or SQLite. Columns are named in `tables/*.toml`;
+//! a row may leave any of them out (NULL) but never carries one the spec
+//! lacks (a test holds every table to that).
+use crate::context::QueryContext;
+use crate::spec::{self, TableSpec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub mod dbus_service_files;
+pub mod groups;
+pub mod users;
+
+/// A cell. Text keeps whatever a source could recover as UTF-8; numbers stay
+/// numbers so the embedded host compares them as osquery would.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Value {
+    /// The string form osquery's Thrift rows carry; `None` for NULL (osquery
+    /// reads a missing key as NULL).
+    pub fn to_osquery_string(&self) -> Option<String> {
+        match self {
+            Value::Null => None,
+            Value::Integer(i) => Some(i.to_string()),
+            Value::Real(f) => Some(f.to_string()),
+            Value::Text(s) => Some(s.clone()),
+        }
+    }
+}
+
+macro_rules! value_from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Value { Value::Integer(i64::from(v)) }
+        }
+    )*};
+}
+value_from_int!(i8, i16, i32, i64, u8, u16, u32, bool);
+
+impl From<u64> for Value {
+    /// Values past i64::MAX do not occur in the columns we fill (ids, sizes,
+    /// times); saturate rather than wrap so a corrupt input cannot go negative.
+    fn from(v: u64) -> Value {
+        Value::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Real(v)
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_string())
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// One output row: column name to value; an absent column is NULL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Row(BTreeMap<&'static str, Value>);
+
+impl Row {
+    pub fn new() -> Row {
+        Row::default()
+    }
+
+    pub fn set(&mut self, column: &'static str, value: impl Into<Value>) -> &mut Row {
+        self.0.insert(column, value.into());
+        self
+    }
+
+    pub fn get(&self, column: &str) -> Option<&Value> {
+        self.0.get(column)
+    }
+
+    pub fn columns(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.keys().copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        self.0.iter().map(|(k, v)| (*k, v))
+    }
+}
+
+/// Where a table reads the system from: the live host by default, or a
+/// mounted image / container rootfs (`--root`) and another `/proc` (`--proc`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub root: PathBuf,
+    pub proc: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            root: PathBuf::from("/"),
+            proc: PathBuf::from("/proc"),
+        }
+    }
+}
+
+impl Settings {
+    /// A path as seen inside the root, e.g. `/etc/passwd` under `--root`.
+    pub fn under_root(&self, path: impl AsRef<Path>) -> PathBuf {
+        let rel = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
+        self.root.join(rel)
+    }
+}
+
+type GenerateFn = fn(&Settings, &QueryContext) -> Vec<Row>;
+
+pub struct Table {
+    pub spec: TableSpec,
+    generate: GenerateFn,
+}
+
+impl Table {
+    pub fn generate(&self, settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
+        (self.generate)(settings, ctx)
+    }
+}
+
+fn generator(name: &str) -> Option<GenerateFn> {
+    Some(match name {
+        "dbus_service_files" => dbus_service_files::generate,
+        "users" => users::generate,
+        "groups" => groups::generate,
+        _ => return None,
+    })
+}
+
+/// The registry: every table with its spec, in spec order.
+pub struct Registry {
+    pub settings: Settings,
+    tables: Vec<Table>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error("spec for table {0} has no implementation")]
+    Unimplemented(String),
+}
+
+impl Registry {
+    pub fn new(settings: Settings) -> Result<Registry, RegistryError> {
+        let tables = spec::load_all()?
+            .into_iter()
+            .map(|spec| match generator(&spec.name) {
+                Some(generate) => Ok(Table { spec, generate }),
+                None => Err(RegistryError::Unimplemented(spec.name.clone())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Registry { settings, tables })
+    }
+
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.spec.name == name)
+    }
+
+    /// Tables osquery may register: built-in stand-ins stay embedded.
+    pub fn extension_tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.iter().filter(|t| !t.spec.embedded_only)
+    }
+
+    pub fn generate(&self, name: &str, ctx: &QueryContext) -> Option<Vec<Row>> {
+        self.get(name).map(|t| t.generate(&self.settings, ctx))
+    }
+}

@@ -1,0 +1,36 @@
+//! `users`: osquery's Linux `users` table for the embedded host, so pack SQL
+//! that joins on `users` runs unchanged without osquery. Never registered
+//! with a real core, which has its own.
+use crate::context::QueryContext;
+use crate::sources::accounts;
+use crate::tables::{Row, Settings};
+
+pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
+    let parsed = match accounts::read_passwd(&settings.root) {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("users: {e}");
+            return Vec::new();
+        }
+    };
+    let wanted = ctx.eq_values("uid");
+    parsed
+        .entries
+        .into_iter()
+        .filter(|a| wanted.as_ref().is_none_or(|w| w.contains(&a.uid.to_string())))
+        .map(|a| {
+            let mut row = Row::new();
+            row.set("uid", a.uid)
+                .set("gid", a.gid)
+                // osquery reports the id reinterpreted as signed 32-bit.
+                .set("uid_signed", a.uid as i32)
+                .set("gid_signed", a.gid as i32)
+                .set("username", a.username)
+                .set("description", a.description)
+                .set("directory", a.directory)
+                .set("shell", a.shell)
+                .set("uuid", "");
+            row
+        })
+        .collect()
+}
