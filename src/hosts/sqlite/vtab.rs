@@ -6,7 +6,7 @@
 //! the same code whichever host calls them. Nothing here knows what a table
 //! does; schemas come from the specs, rows from `Table::generate`.
 use crate::context::{Op, QueryContext};
-use crate::spec::TableSpec;
+use crate::spec::{ColumnOption, TableSpec};
 use crate::tables::{Registry, Row, Table, Value};
 use rusqlite::ffi;
 use rusqlite::types::{Null, ValueRef};
@@ -189,7 +189,7 @@ unsafe impl<'vtab> VTab<'vtab> for RegistryTab {
         };
         let mut index_eq = false;
         let mut other_eq = false;
-        let mut required_eq = vec![false; spec.columns.len()];
+        let mut has_eq = vec![false; spec.columns.len()];
         for (constraint, mut usage) in info.constraints_and_usages() {
             if !constraint.is_usable() {
                 continue;
@@ -211,8 +211,8 @@ unsafe impl<'vtab> VTab<'vtab> for RegistryTab {
             // re-checks every term and extra rows from a table are harmless.
             usage.set_argv_index(c_int::try_from(plan.constraints.len()).unwrap_or(c_int::MAX));
             if op == Op::Eq.code() {
-                required_eq[col] = true;
-                if column.has(crate::spec::ColumnOption::Index) {
+                has_eq[col] = true;
+                if column.has(ColumnOption::Index) {
                     index_eq = true;
                 } else {
                     other_eq = true;
@@ -222,8 +222,8 @@ unsafe impl<'vtab> VTab<'vtab> for RegistryTab {
         let missing_required = spec
             .columns
             .iter()
-            .zip(&required_eq)
-            .any(|(c, eq)| c.has(crate::spec::ColumnOption::Required) && !eq);
+            .zip(&has_eq)
+            .any(|(c, eq)| c.has(ColumnOption::Required) && !eq);
         let (cost, rows) = if missing_required {
             (MISSING_REQUIRED_COST, FULL_SCAN_ROWS)
         } else if index_eq {
