@@ -344,6 +344,47 @@ big:x:4294967294:4294967294::/nonexistent:/bin/false\n";
     }
 
     #[test]
+    fn estimates_prefer_index_eq_and_shun_missing_required() {
+        let spec = crate::spec::TableSpec::parse(
+            "t.toml",
+            r#"
+name = "t"
+description = "d"
+[[columns]]
+name = "id"
+type = "BIGINT"
+description = "x"
+options = ["index"]
+[[columns]]
+name = "name"
+type = "TEXT"
+description = "y"
+options = ["additional"]
+[[columns]]
+name = "pid"
+type = "BIGINT"
+description = "z"
+options = ["required"]
+"#,
+        )
+        .unwrap();
+        // Without a `pid =` every plan is prohibitive, even by index.
+        let (no_pid, _) = vtab::estimate(&spec, &[(0, 2)]);
+        assert!(no_pid >= 1e29);
+        assert_eq!(vtab::estimate(&spec, &[(2, 4)]).0, no_pid);
+        // With one, the table is driven by it like by an index.
+        let (by_pid, _) = vtab::estimate(&spec, &[(2, 2)]);
+        assert!(by_pid < 100.0);
+        // Without required columns: index `=` < other `=` < range < scan.
+        let mut spec = spec;
+        spec.columns.truncate(2);
+        let cost = |c: &[(usize, i64)]| vtab::estimate(&spec, c).0;
+        assert!(cost(&[(0, 2)]) < cost(&[(1, 2)]));
+        assert!(cost(&[(1, 2)]) < cost(&[(0, 4), (1, 65)]));
+        assert!(cost(&[(0, 4), (1, 65)]) < cost(&[]));
+    }
+
+    #[test]
     fn plan_round_trips() {
         let plan = vtab::Plan {
             cols_used: 0x8000_0000_0000_0011,

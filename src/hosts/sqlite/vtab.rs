@@ -159,6 +159,36 @@ pub(crate) fn constraint_expr(value: ValueRef<'_>) -> Option<String> {
     }
 }
 
+/// Cost and row estimates for a plan using `constraints` (column, op):
+/// cheap when an index (or required) column has an `=`, so SQLite drives
+/// joins through it, and prohibitive when a required column lacks one.
+pub(crate) fn estimate(spec: &TableSpec, constraints: &[(usize, i64)]) -> (f64, i64) {
+    let has_eq = |col: usize| constraints.contains(&(col, Op::Eq.code()));
+    let eq_on = |opt: ColumnOption| {
+        spec.columns
+            .iter()
+            .enumerate()
+            .any(|(i, c)| c.has(opt) && has_eq(i))
+    };
+    let missing_required = spec
+        .columns
+        .iter()
+        .enumerate()
+        .any(|(i, c)| c.has(ColumnOption::Required) && !has_eq(i));
+    if missing_required {
+        (MISSING_REQUIRED_COST, FULL_SCAN_ROWS)
+    } else if eq_on(ColumnOption::Index) || eq_on(ColumnOption::Required) {
+        (INDEX_EQ_COST, INDEX_EQ_ROWS)
+    } else if constraints.iter().any(|&(_, op)| op == Op::Eq.code()) {
+        (OTHER_EQ_COST, OTHER_EQ_ROWS)
+    } else if constraints.is_empty() {
+        (FULL_SCAN_COST, FULL_SCAN_ROWS)
+    } else {
+        // Range or pattern terms: a table may narrow on them, a little.
+        (FULL_SCAN_COST / 2.0, FULL_SCAN_ROWS / 2)
+    }
+}
+
 unsafe impl<'vtab> VTab<'vtab> for RegistryTab {
     type Aux = Arc<TableHandle>;
     type Cursor = RowCursor;
@@ -187,9 +217,6 @@ unsafe impl<'vtab> VTab<'vtab> for RegistryTab {
             cols_used: info.col_used(),
             constraints: Vec::new(),
         };
-        let mut index_eq = false;
-        let mut other_eq = false;
-        let mut has_eq = vec![false; spec.columns.len()];
         for (constraint, mut usage) in info.constraints_and_usages() {
             if !constraint.is_usable() {
                 continue;
@@ -197,10 +224,11 @@ unsafe impl<'vtab> VTab<'vtab> for RegistryTab {
             let Ok(col) = usize::try_from(constraint.column()) else {
                 continue; // rowid
             };
-            let Some(column) = spec.columns.get(col) else {
-                continue;
-            };
-            if !column.accepts_constraints() {
+            if !spec
+                .columns
+                .get(col)
+                .is_some_and(|c| c.accepts_constraints())
+            {
                 continue;
             }
             let Some(op) = op_code(constraint.operator()) else {
@@ -210,32 +238,8 @@ unsafe impl<'vtab> VTab<'vtab> for RegistryTab {
             // argv indexes are 1-based; `omit` stays false so SQLite
             // re-checks every term and extra rows from a table are harmless.
             usage.set_argv_index(c_int::try_from(plan.constraints.len()).unwrap_or(c_int::MAX));
-            if op == Op::Eq.code() {
-                has_eq[col] = true;
-                if column.has(ColumnOption::Index) {
-                    index_eq = true;
-                } else {
-                    other_eq = true;
-                }
-            }
         }
-        let missing_required = spec
-            .columns
-            .iter()
-            .zip(&has_eq)
-            .any(|(c, eq)| c.has(ColumnOption::Required) && !eq);
-        let (cost, rows) = if missing_required {
-            (MISSING_REQUIRED_COST, FULL_SCAN_ROWS)
-        } else if index_eq {
-            (INDEX_EQ_COST, INDEX_EQ_ROWS)
-        } else if other_eq {
-            (OTHER_EQ_COST, OTHER_EQ_ROWS)
-        } else if plan.constraints.is_empty() {
-            (FULL_SCAN_COST, FULL_SCAN_ROWS)
-        } else {
-            // Range or pattern terms: a table may narrow on them, a little.
-            (FULL_SCAN_COST / 2.0, FULL_SCAN_ROWS / 2)
-        };
+        let (cost, rows) = estimate(spec, &plan.constraints);
         info.set_estimated_cost(cost);
         info.set_estimated_rows(rows);
         info.set_idx_str(&plan.encode());
