@@ -29,17 +29,25 @@ fn cell(v: &Value) -> String {
     v.to_osquery_string().unwrap_or_default()
 }
 
-/// A cell made safe for one line of a table: control characters (newlines
-/// from a hostile file name, escape sequences) are shown escaped so they
-/// can neither break the layout nor drive the terminal.
+/// Characters a hostile file name could use against the reader of a
+/// table: controls (newlines, terminal escapes) and bidirectional overrides
+/// that reorder what is shown ("Trojan Source").
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A cell made safe for one line of a table: see [`needs_escape`]. Such
+/// characters are shown as Rust escapes (`\n`, `\u{1b}`) so they can
+/// neither break the layout nor drive the terminal.
 fn table_cell(v: &Value) -> String {
     let raw = cell(v);
-    if !raw.chars().any(char::is_control) {
+    if !raw.chars().any(needs_escape) {
         return raw;
     }
     raw.chars()
         .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
+            let escaped: Vec<char> = if needs_escape(c) {
                 c.escape_default().collect()
             } else {
                 vec![c]
@@ -196,10 +204,10 @@ mod tests {
     fn table_escapes_terminal_controls_and_prints_nothing_for_no_rows() {
         let r = QueryResult {
             columns: vec!["x".into()],
-            rows: vec![vec![Value::Text("a\tb\u{1b}[31m\r".into())]],
+            rows: vec![vec![Value::Text("a\tb\u{1b}[31m\r\u{202e}".into())]],
         };
         let got = render(&r, Format::Table);
-        assert!(got.contains("| a\\tb\\u{1b}[31m\\r |"), "{got}");
+        assert!(got.contains("| a\\tb\\u{1b}[31m\\r\\u{202e} |"), "{got}");
         assert!(!got.contains('\u{1b}'));
         let empty = QueryResult {
             columns: vec!["x".into()],
