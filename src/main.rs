@@ -123,7 +123,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Format::Table
             };
             let mut stdout = std::io::stdout().lock();
-            output::write(&mut stdout, &result, format).context("writing results")?;
+            match output::write(&mut stdout, &result, format) {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("writing results")?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Schema { markdown, table }) => {
