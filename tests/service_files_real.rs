@@ -109,3 +109,33 @@ fn rows_carry_only_spec_columns() {
         }
     }
 }
+
+#[test]
+fn metadata_matches_std_for_the_standard_dirs() {
+    use std::os::unix::fs::MetadataExt;
+    let rows = real_rows();
+    for r in rows.iter().filter(|r| r.get("error").is_none()) {
+        let p = text(r, "path").expect("path");
+        if fs_safe::unrender(&p).is_some() || !SYSTEM_DIRS.iter().any(|d| p.starts_with(d)) {
+            continue;
+        }
+        // The standard dirs are not symlinks on the way in on this machine
+        // except merged /usr, which the host resolves the same way.
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue; // vanished since
+        };
+        let int = |c: &str| match r.get(c) {
+            Some(Value::Integer(i)) => *i,
+            other => panic!("{p}: {c} = {other:?}"),
+        };
+        assert_eq!(int("uid"), i64::from(m.uid()), "{p}");
+        assert_eq!(int("gid"), i64::from(m.gid()), "{p}");
+        assert_eq!(int("size"), m.size() as i64, "{p}");
+        assert_eq!(int("mtime"), m.mtime(), "{p}");
+        assert_eq!(
+            text(r, "mode").unwrap(),
+            format!("{:04o}", m.mode() & 0o7777),
+            "{p}"
+        );
+    }
+}
