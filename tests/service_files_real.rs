@@ -2,25 +2,21 @@
 //! lists exactly what `find` lists in the standard system directories, and
 //! its rows carry only columns of the spec.
 use osquery_dbus::context::QueryContext;
-use osquery_dbus::sources::fs_safe;
+use osquery_dbus::sources::{fs_safe, service_dirs};
 use osquery_dbus::tables::{Registry, Row, Settings, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-const SYSTEM_DIRS: &[&str] = &[
-    "/usr/share/dbus-1/system-services",
-    "/usr/local/share/dbus-1/system-services",
-    "/lib/dbus-1/system-services",
-    "/usr/share/dbus-1/system.d",
-    "/etc/dbus-1/system.d",
-    "/usr/share/dbus-1/services",
-    "/usr/local/share/dbus-1/services",
-    "/usr/share/dbus-1/session.d",
-    "/etc/dbus-1/session.d",
-    "/usr/share/dbus-1/accessibility-services",
-    "/usr/local/share/dbus-1/accessibility-services",
-];
+/// The standard listed directories (not the config-file ones), in the
+/// table's search order, so merged paths dedupe the same way here.
+fn system_dirs() -> Vec<String> {
+    service_dirs::standard_dirs()
+        .into_iter()
+        .filter(|d| d.role != service_dirs::Role::Config)
+        .map(|d| d.path.to_string_lossy().into_owned())
+        .collect()
+}
 
 fn text(row: &Row, col: &str) -> Option<String> {
     match row.get(col) {
@@ -43,10 +39,10 @@ fn lists_what_find_lists_in_the_standard_dirs() {
     // first path; `find` is run once per distinct directory too.
     let mut seen = BTreeSet::new();
     let mut dirs = Vec::new();
-    for d in SYSTEM_DIRS {
-        if let Ok(canon) = std::fs::canonicalize(d) {
+    for d in system_dirs() {
+        if let Ok(canon) = std::fs::canonicalize(&d) {
             if canon.is_dir() && seen.insert(canon) {
-                dirs.push(*d);
+                dirs.push(d);
             }
         }
     }
@@ -114,9 +110,10 @@ fn rows_carry_only_spec_columns() {
 fn metadata_matches_std_for_the_standard_dirs() {
     use std::os::unix::fs::MetadataExt;
     let rows = real_rows();
+    let dirs = system_dirs();
     for r in rows.iter().filter(|r| r.get("error").is_none()) {
         let p = text(r, "path").expect("path");
-        if fs_safe::unrender(&p).is_some() || !SYSTEM_DIRS.iter().any(|d| p.starts_with(d)) {
+        if fs_safe::unrender(&p).is_some() || !dirs.iter().any(|d| p.starts_with(d.as_str())) {
             continue;
         }
         // The standard dirs are not symlinks on the way in on this machine
