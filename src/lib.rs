@@ -7,7 +7,9 @@
 //! `tables/*.toml` and are loaded by [`spec`].
 pub mod context;
 pub mod hosts;
+pub mod hunt;
 pub mod output;
+pub mod packs;
 pub mod sources;
 pub mod spec;
 pub mod tables;

@@ -5,8 +5,10 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use osquery_dbus::hosts::{osquery as osq, sqlite};
 use osquery_dbus::output::{self, Format};
-use osquery_dbus::spec;
+use osquery_dbus::packs::{self, Pack};
 use osquery_dbus::tables::{Registry, Settings};
+use osquery_dbus::{hunt, spec};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -68,6 +70,24 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Run every pack query and report what they find (exit 1 when anything is found).
+    Hunt {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Run this pack file instead of the built-in packs (repeatable).
+        #[arg(long, value_name = "FILE")]
+        pack: Vec<PathBuf>,
+        /// Run only the query with this name (repeatable).
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
+    },
+    /// Print the built-in packs: query names, or Fleet YAML with --fleet.
+    Packs {
+        /// Print Fleet's YAML (apiVersion v1, kind query) for every query.
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Print the table schemas.
     Schema {
         /// Print the Markdown reference (docs/tables.md) instead of plain text.
@@ -127,6 +147,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 // A reader that stops early (`| head`) is not an error.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.context("writing results")?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Hunt { json, pack, only }) => {
+            let packs = if pack.is_empty() {
+                packs::builtin().context("loading built-in packs")?
+            } else {
+                pack.iter()
+                    .map(|p| Pack::read(p))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let host = sqlite::EmbeddedHost::open(registry).context("opening embedded host")?;
+            let report = hunt::run(&host, &packs, &only);
+            if report.checks.is_empty() {
+                bail!("no pack query matched --only {}", only.join(", "));
+            }
+            let mut stdout = std::io::stdout().lock();
+            let written = if json {
+                writeln!(stdout, "{:#}", hunt::to_json(&report))
+            } else {
+                hunt::write_text(&mut stdout, &report)
+            };
+            match written {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("writing report")?,
+            }
+            // 2: the hunt is incomplete; 1: something was found; 0: clean.
+            Ok(if report.failures().next().is_some() {
+                ExitCode::from(2)
+            } else if report.found_something() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Some(Command::Packs { fleet }) => {
+            for p in packs::builtin().context("loading built-in packs")? {
+                if fleet {
+                    print!("{}", p.to_fleet_yaml());
+                } else {
+                    for (name, q) in &p.queries {
+                        println!("{}/{name}: {}", p.name, q.description);
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

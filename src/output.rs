@@ -106,30 +106,37 @@ fn write_table(out: &mut dyn Write, result: &QueryResult) -> std::io::Result<()>
     writeln!(out, "{rule}")
 }
 
-/// One object per line inside a JSON array, keys in column order, every
-/// value a string: the shape of `osqueryi --json`. `[]` for no rows.
+/// Rows as JSON objects, keys in column order (serde_json's
+/// `preserve_order`), every value a string: the shape of `osqueryi --json`.
+/// A repeated column name keeps its last value, as a JSON object must.
+pub fn json_rows(result: &QueryResult) -> Vec<serde_json::Value> {
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            let obj: serde_json::Map<String, serde_json::Value> = result
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(cell(v))))
+                .collect();
+            serde_json::Value::Object(obj)
+        })
+        .collect()
+}
+
+/// One object per line inside a JSON array. `[]` for no rows.
 fn write_json(out: &mut dyn Write, result: &QueryResult) -> std::io::Result<()> {
-    if result.rows.is_empty() {
+    let rows = json_rows(result);
+    if rows.is_empty() {
         return writeln!(out, "[]");
     }
     writeln!(out, "[")?;
-    for (n, row) in result.rows.iter().enumerate() {
-        // Written by hand so keys keep column order without a map type;
-        // serde_json does the string escaping.
-        let fields: Vec<String> = result
-            .columns
-            .iter()
-            .zip(row)
-            .map(|(k, v)| format!("{}:{}", json_string(k), json_string(&cell(v))))
-            .collect();
-        let comma = if n + 1 < result.rows.len() { "," } else { "" };
-        writeln!(out, "  {{{}}}{comma}", fields.join(","))?;
+    for (n, row) in rows.iter().enumerate() {
+        let comma = if n + 1 < rows.len() { "," } else { "" };
+        writeln!(out, "  {row}{comma}")?;
     }
     writeln!(out, "]")
-}
-
-fn json_string(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// RFC 4180: a header line, then one record per row; a field holding a

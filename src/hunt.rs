@@ -1,0 +1,160 @@
+//! `hunt`: every pack query run through the embedded host, as one findings
+//! report a responder can read (or a script can parse) on a box without
+//! osquery. Each query in a pack is written to return only suspicious rows,
+//! so any row is a finding; deciding what is suspicious is the pack's job.
+use crate::hosts::sqlite::{EmbeddedHost, QueryResult};
+use crate::output::{self, Format};
+use crate::packs::Pack;
+use serde_json::{Map, Value as Json};
+use std::io::Write;
+
+/// What one pack query turned up.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub pack: String,
+    pub name: String,
+    pub description: String,
+    pub value: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Rows(QueryResult),
+    /// The query could not run (a pack written for a newer schema, say):
+    /// reported, and the hunt goes on with the other checks.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn findings(&self) -> impl Iterator<Item = &Check> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(&c.outcome, Outcome::Rows(r) if !r.rows.is_empty()))
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Failed(_)))
+    }
+
+    pub fn found_something(&self) -> bool {
+        self.findings().next().is_some()
+    }
+}
+
+/// Runs every query of every pack, optionally only those named in `only`.
+pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String]) -> Report {
+    let mut report = Report::default();
+    for pack in packs {
+        for (name, q) in &pack.queries {
+            if !only.is_empty() && !only.iter().any(|o| o == name) {
+                continue;
+            }
+            let outcome = match host.query(&q.query) {
+                Ok(result) => Outcome::Rows(result),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            report.checks.push(Check {
+                pack: pack.name.clone(),
+                name: name.clone(),
+                description: q.description.clone(),
+                value: q.value.clone(),
+                outcome,
+            });
+        }
+    }
+    report
+}
+
+/// The human report: findings first, each with why it matters and its rows,
+/// then a one-line summary of what came back clean or failed.
+pub fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
+    let findings: Vec<&Check> = report.findings().collect();
+    let failures: Vec<&Check> = report.failures().collect();
+    writeln!(
+        out,
+        "osquery-dbus hunt: {} check(s) run, {} with findings, {} failed",
+        report.checks.len(),
+        findings.len(),
+        failures.len()
+    )?;
+    for c in &findings {
+        if let Outcome::Rows(result) = &c.outcome {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "== FINDING {}/{}: {} row(s)",
+                c.pack,
+                c.name,
+                result.rows.len()
+            )?;
+            writeln!(out, "What: {}", c.description)?;
+            writeln!(out, "Why it matters: {}", c.value)?;
+            output::write(out, result, Format::Table)?;
+        }
+    }
+    for c in &failures {
+        if let Outcome::Failed(e) = &c.outcome {
+            writeln!(out)?;
+            writeln!(out, "== FAILED {}/{}: {e}", c.pack, c.name)?;
+        }
+    }
+    let clean: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| matches!(&c.outcome, Outcome::Rows(r) if r.rows.is_empty()))
+        .map(|c| c.name.as_str())
+        .collect();
+    if !clean.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Nothing found by: {}", clean.join(", "))?;
+    }
+    Ok(())
+}
+
+/// The machine report: one object a check, rows as objects of strings as
+/// `osqueryi --json` prints them.
+pub fn to_json(report: &Report) -> Json {
+    let checks: Vec<Json> = report
+        .checks
+        .iter()
+        .map(|c| {
+            let mut obj = Map::new();
+            obj.insert("pack".into(), c.pack.clone().into());
+            obj.insert("name".into(), c.name.clone().into());
+            obj.insert("description".into(), c.description.clone().into());
+            obj.insert("value".into(), c.value.clone().into());
+            match &c.outcome {
+                Outcome::Rows(result) => {
+                    obj.insert(
+                        "status".into(),
+                        if result.rows.is_empty() {
+                            "clean"
+                        } else {
+                            "found"
+                        }
+                        .into(),
+                    );
+                    obj.insert("rows".into(), Json::Array(output::json_rows(result)));
+                }
+                Outcome::Failed(e) => {
+                    obj.insert("status".into(), "failed".into());
+                    obj.insert("error".into(), e.clone().into());
+                    obj.insert("rows".into(), Json::Array(Vec::new()));
+                }
+            }
+            Json::Object(obj)
+        })
+        .collect();
+    let mut top = Map::new();
+    top.insert("found".into(), report.found_something().into());
+    top.insert("checks".into(), Json::Array(checks));
+    Json::Object(top)
+}
