@@ -1,0 +1,136 @@
+//! Pack SQL is written once and must run everywhere: these tests run every
+//! built-in pack query through the real binary's embedded host, and hold the
+//! Fleet YAML twins to the pack JSON they are generated from.
+use osquery_dbus::packs;
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
+
+#[test]
+fn every_pack_query_parses_and_runs() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(root.path().join("etc")).expect("mkdir");
+    std::fs::write(
+        root.path().join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\n",
+    )
+    .expect("write");
+    std::fs::write(root.path().join("etc/group"), "root:x:0:\n").expect("write");
+    for pack in packs::builtin().expect("packs") {
+        for (name, q) in &pack.queries {
+            for args in [
+                vec!["--root", root.path().to_str().expect("utf-8"), "query"],
+                vec!["query"],
+            ] {
+                let out = Command::new(BIN)
+                    .args(&args)
+                    .arg("--json")
+                    .arg(&q.query)
+                    .output()
+                    .expect("run query");
+                assert!(
+                    out.status.success(),
+                    "{}/{name} failed ({args:?}): {}",
+                    pack.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let rows: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).expect("JSON output");
+                assert!(rows.is_array());
+            }
+        }
+    }
+}
+
+#[test]
+fn fleet_yaml_is_generated_from_the_pack_json() {
+    for pack in packs::builtin().expect("packs") {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("packs/fleet")
+            .join(format!("{}.yml", pack.name));
+        let have = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            have == pack.to_fleet_yaml(),
+            "{} is stale: run `cargo run -- packs --fleet > {}`",
+            file.display(),
+            file.display()
+        );
+        // Read back as YAML: every query present once, with the same SQL,
+        // interval and logging mode as the JSON pack says.
+        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&have)
+            .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML document"))
+            .collect();
+        assert_eq!(docs.len(), pack.queries.len());
+        for doc in docs {
+            assert_eq!(doc["apiVersion"].as_str(), Some("v1"));
+            assert_eq!(doc["kind"].as_str(), Some("query"));
+            let spec = &doc["spec"];
+            let name = spec["name"].as_str().expect("name");
+            let q = &pack.queries[name];
+            assert_eq!(spec["query"].as_str().map(str::trim), Some(q.query.trim()));
+            assert_eq!(spec["description"].as_str(), Some(q.description.as_str()));
+            assert_eq!(spec["interval"].as_u64(), Some(q.interval));
+            assert_eq!(spec["logging"].as_str(), Some(q.fleet_logging()));
+            assert_eq!(spec["platform"].as_str(), Some("linux"));
+        }
+    }
+}
+
+#[test]
+fn hunt_reports_and_exits_by_what_it_found() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc")).expect("mkdir");
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").expect("write");
+    std::fs::write(r.join("etc/group"), "root:x:0:\n").expect("write");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(r)
+            .arg("hunt")
+            .args(extra)
+            .output()
+            .expect("run hunt")
+    };
+    let clean = run(&["--json"]);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&clean.stdout).expect("JSON");
+    assert_eq!(report["found"], false);
+
+    let dir = r.join("usr/share/dbus-1/system-services");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("org.example.New.service"), "[D-BUS Service]\n").expect("write");
+    let found = run(&["--json", "--only", "dbus_files_changed_recently"]);
+    assert_eq!(found.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&found.stdout).expect("JSON");
+    assert_eq!(report["found"], true);
+    let checks = report["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0]["status"], "found");
+    assert_eq!(
+        checks[0]["rows"][0]["path"],
+        "/usr/share/dbus-1/system-services/org.example.New.service"
+    );
+
+    let text = run(&[]);
+    assert_eq!(text.status.code(), Some(1));
+    let text = String::from_utf8(text.stdout).expect("utf-8");
+    assert!(text.contains("FINDING dbus-persistence/dbus_files_changed_recently"));
+    assert!(text.contains("org.example.New.service"));
+
+    let bad_pack = r.join("bad.conf");
+    std::fs::write(
+        &bad_pack,
+        r#"{"queries":{"broken":{"query":"SELECT nope FROM nowhere","interval":60,"description":"d","value":"v"}}}"#,
+    )
+    .expect("write");
+    let failed = run(&["--pack", bad_pack.to_str().expect("utf-8")]);
+    assert_eq!(failed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED bad/broken"));
+}
