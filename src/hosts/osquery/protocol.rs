@@ -82,10 +82,14 @@ impl<T: TReadTransport> GuardedInputProtocol<T> {
                     e,
                     thrift::Error::Transport(t) if t.kind == thrift::TransportErrorKind::EndOfFile
                 );
-                self.failure = Some(ReadFailure {
-                    eof,
-                    message: e.to_string(),
-                });
+                // thrift's Display shows only the error kind; the message
+                // says which size was wrong.
+                let message = match e {
+                    thrift::Error::Protocol(p) if !p.message.is_empty() => p.message.clone(),
+                    thrift::Error::Transport(t) if !t.message.is_empty() => t.message.clone(),
+                    other => other.to_string(),
+                };
+                self.failure = Some(ReadFailure { eof, message });
             }
         }
         result
