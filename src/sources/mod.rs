@@ -1,5 +1,6 @@
 //! Readers of the system. Sources return typed structs and typed errors that
 //! name the path or pid; they know nothing of SQL, rows or column names.
 pub mod accounts;
+pub mod fs_safe;
 pub mod service_dirs;
 pub mod stat;

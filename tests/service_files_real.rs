@@ -1,0 +1,138 @@
+//! `dbus_service_files` on this machine's real `/`, read only: the table
+//! lists exactly what `find` lists in the standard system directories, and
+//! its rows carry only columns of the spec.
+use osquery_dbus::context::QueryContext;
+use osquery_dbus::sources::{fs_safe, service_dirs};
+use osquery_dbus::tables::{Registry, Row, Settings, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+/// The standard listed directories (not the config-file ones), in the
+/// table's search order, so merged paths dedupe the same way here.
+fn system_dirs() -> Vec<String> {
+    service_dirs::standard_dirs()
+        .into_iter()
+        .filter(|d| d.role != service_dirs::Role::Config)
+        .map(|d| d.path.to_string_lossy().into_owned())
+        .collect()
+}
+
+fn text(row: &Row, col: &str) -> Option<String> {
+    match row.get(col) {
+        Some(Value::Text(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn real_rows() -> Vec<Row> {
+    let registry = Registry::new(Settings::default()).expect("registry");
+    registry
+        .generate("dbus_service_files", &QueryContext::new())
+        .expect("table is registered")
+}
+
+#[test]
+fn lists_what_find_lists_in_the_standard_dirs() {
+    let rows = real_rows();
+    // Directories reached twice (merged /usr) are listed once, under the
+    // first path; `find` is run once per distinct directory too.
+    let mut seen = BTreeSet::new();
+    let mut dirs = Vec::new();
+    for d in system_dirs() {
+        if let Ok(canon) = std::fs::canonicalize(&d) {
+            if canon.is_dir() && seen.insert(canon) {
+                dirs.push(d);
+            }
+        }
+    }
+    let mut expected = BTreeSet::new();
+    if !dirs.is_empty() {
+        let out = Command::new("find")
+            .args(&dirs)
+            .args(["-mindepth", "1", "-maxdepth", "1", "-print0"])
+            .output()
+            .expect("find runs");
+        assert!(out.status.success(), "find failed: {out:?}");
+        for p in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+            expected.insert(fs_safe::render(p));
+        }
+    }
+    let listed: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| {
+            text(r, "directory").is_some_and(|d| dirs.iter().any(|x| Path::new(x) == Path::new(&d)))
+        })
+        .filter_map(|r| text(r, "path"))
+        .collect();
+    assert_eq!(listed, expected);
+    for r in &rows {
+        let p = text(r, "path").expect("every row has a path");
+        assert!(p.starts_with('/'), "{p}");
+    }
+}
+
+#[test]
+fn config_files_of_the_real_root() {
+    let rows = real_rows();
+    for conf in [
+        "/usr/share/dbus-1/system.conf",
+        "/usr/share/dbus-1/session.conf",
+        "/etc/dbus-1/system-local.conf",
+        "/etc/dbus-1/session-local.conf",
+    ] {
+        let listed = rows
+            .iter()
+            .any(|r| text(r, "path").as_deref() == Some(conf));
+        let exists = std::fs::symlink_metadata(conf).is_ok();
+        assert_eq!(listed, exists, "{conf}");
+    }
+}
+
+#[test]
+fn rows_carry_only_spec_columns() {
+    let registry = Registry::new(Settings::default()).expect("registry");
+    let table = registry.get("dbus_service_files").expect("registered");
+    let rows = registry
+        .generate("dbus_service_files", &QueryContext::new())
+        .expect("rows");
+    for row in &rows {
+        for col in row.columns() {
+            assert!(
+                table.spec.column(col).is_some(),
+                "column {col} is not in the spec"
+            );
+        }
+    }
+}
+
+#[test]
+fn metadata_matches_std_for_the_standard_dirs() {
+    use std::os::unix::fs::MetadataExt;
+    let rows = real_rows();
+    let dirs = system_dirs();
+    for r in rows.iter().filter(|r| r.get("error").is_none()) {
+        let p = text(r, "path").expect("path");
+        if fs_safe::unrender(&p).is_some() || !dirs.iter().any(|d| p.starts_with(d.as_str())) {
+            continue;
+        }
+        // The standard dirs are not symlinks on the way in on this machine
+        // except merged /usr, which the host resolves the same way.
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue; // vanished since
+        };
+        let int = |c: &str| match r.get(c) {
+            Some(Value::Integer(i)) => *i,
+            other => panic!("{p}: {c} = {other:?}"),
+        };
+        assert_eq!(int("uid"), i64::from(m.uid()), "{p}");
+        assert_eq!(int("gid"), i64::from(m.gid()), "{p}");
+        assert_eq!(int("size"), m.size() as i64, "{p}");
+        assert_eq!(int("mtime"), m.mtime(), "{p}");
+        assert_eq!(
+            text(r, "mode").unwrap(),
+            format!("{:04o}", m.mode() & 0o7777),
+            "{p}"
+        );
+    }
+}
