@@ -33,6 +33,8 @@ pub struct ExtensionOptions {
     pub timeout: Duration,
     /// How often to check that the core still lists us; we exit within it.
     pub interval: Duration,
+    /// Call logging. `main` already maps it to the `debug` log level, so the
+    /// host only logs at `debug`; kept here so a library caller sees it.
     pub verbose: bool,
 }
 
@@ -71,6 +73,10 @@ const POLL: Duration = Duration::from_millis(100);
 pub fn run(registry: Arc<Registry>, opts: ExtensionOptions) -> Result<(), OsqueryHostError> {
     let signalled = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // The first signal asks for a clean exit; a second one, should the
+        // clean exit ever hang, terminates at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, signalled.clone())
+            .map_err(OsqueryHostError::Signal)?;
         signal_hook::flag::register(sig, signalled.clone()).map_err(OsqueryHostError::Signal)?;
     }
     let Some(uuid) = core::register(&opts.socket, opts.timeout, &registry, &signalled)? else {
