@@ -438,6 +438,16 @@ mod tests {
     }
 
     #[test]
+    fn default_limit_admits_a_100_mb_string() {
+        let len: usize = 100 * 1024 * 1024;
+        let mut bytes = Vec::with_capacity(len + 4);
+        bytes.extend((len as i32).to_be_bytes());
+        bytes.resize(len + 4, b'x');
+        let mut p = GuardedInputProtocol::new(Cursor::new(bytes));
+        assert_eq!(p.read_string().unwrap().len(), len);
+    }
+
+    #[test]
     fn truncated_string_is_an_error() {
         let mut p = guarded(vec![0, 0, 0, 10, b'a', b'b']);
         assert!(matches!(

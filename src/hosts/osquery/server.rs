@@ -202,3 +202,70 @@ fn serve_connection(id: u64, stream: UnixStream, processor: &dyn TProcessor) {
         return;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::bindings::{
+        ExtensionPluginRequest, ExtensionResponse, ExtensionStatus, ExtensionSyncClient,
+        TExtensionSyncClient,
+    };
+    use super::*;
+    use std::io::Write;
+
+    struct Pong;
+    impl ExtensionSyncHandler for Pong {
+        fn handle_ping(&self) -> thrift::Result<ExtensionStatus> {
+            Ok(ExtensionStatus::new(0, "OK".to_string(), 1))
+        }
+        fn handle_call(
+            &self,
+            _: String,
+            _: String,
+            _: ExtensionPluginRequest,
+        ) -> thrift::Result<ExtensionResponse> {
+            Ok(ExtensionResponse::default())
+        }
+        fn handle_shutdown(&self) -> thrift::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn ping(path: &Path) -> thrift::Result<ExtensionStatus> {
+        let stream = UnixStream::connect(path)?;
+        let read = stream.try_clone()?;
+        let mut client = ExtensionSyncClient::new(
+            GuardedInputProtocol::new(TBufferedReadTransport::new(read)),
+            TBinaryOutputProtocol::new(TBufferedWriteTransport::new(stream), true),
+        );
+        client.ping()
+    }
+
+    #[test]
+    fn serves_concurrently_and_stops_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ext.sock.1");
+        // A stale socket from an earlier run is replaced.
+        drop(UnixListener::bind(&path).unwrap());
+        let server = Server::start(path.clone(), Pong).unwrap();
+        // A connection stuck mid-request does not hold up others.
+        let mut stuck = UnixStream::connect(&path).unwrap();
+        stuck.write_all(&[0x80, 0x01, 0x00, 0x01, 0, 0]).unwrap();
+        let mut garbage = UnixStream::connect(&path).unwrap();
+        garbage.write_all(b"garbage!").unwrap();
+        for _ in 0..3 {
+            assert_eq!(ping(&path).unwrap().code, Some(0));
+        }
+        server.stop();
+        assert!(!path.exists());
+        assert!(ping(&path).is_err());
+    }
+
+    #[test]
+    fn never_deletes_what_is_not_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ext.sock.1");
+        std::fs::write(&path, "precious").unwrap();
+        assert!(Server::start(path.clone(), Pong).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    }
+}
