@@ -11,3 +11,4 @@ pub mod output;
 pub mod sources;
 pub mod spec;
 pub mod tables;
+pub mod verdict;

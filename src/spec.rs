@@ -122,6 +122,10 @@ pub const SPEC_SOURCES: &[(&str, &str)] = &[
         "tables/dbus_service_files.toml",
         include_str!("../tables/dbus_service_files.toml"),
     ),
+    (
+        "tables/dbus_daemon_children.toml",
+        include_str!("../tables/dbus_daemon_children.toml"),
+    ),
     ("tables/users.toml", include_str!("../tables/users.toml")),
     ("tables/groups.toml", include_str!("../tables/groups.toml")),
 ];
@@ -177,7 +181,11 @@ impl TableSpec {
             .columns
             .iter()
             .map(|c| {
-                let hidden = if c.has(ColumnOption::Hidden) { " HIDDEN" } else { "" };
+                let hidden = if c.has(ColumnOption::Hidden) {
+                    " HIDDEN"
+                } else {
+                    ""
+                };
                 format!("\"{}\" {}{}", c.name, c.ty.as_str(), hidden)
             })
             .collect();
@@ -206,7 +214,11 @@ impl TableSpec {
         let width = self.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &self.columns {
             let opts = Self::options_text(c);
-            let opts = if opts.is_empty() { String::new() } else { format!(" [{opts}]") };
+            let opts = if opts.is_empty() {
+                String::new()
+            } else {
+                format!(" [{opts}]")
+            };
             let _ = writeln!(
                 out,
                 "  {:width$}  {:7}{}  {}",
