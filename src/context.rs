@@ -136,7 +136,9 @@ impl QueryContext {
                             used.insert(s.clone());
                         }
                         _ => {
-                            return Err(ContextError::Shape("`colsUsed` holds a non-string".into()))
+                            return Err(ContextError::Shape(
+                                "`colsUsed` holds a non-string".into(),
+                            ))
                         }
                     }
                 }
@@ -194,10 +196,7 @@ impl QueryContext {
 
     /// Every constraint on `column`, in the order received.
     pub fn constraints(&self, column: &str) -> &[Constraint] {
-        self.constraints
-            .get(column)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.constraints.get(column).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The values of every `=` constraint on `column` (osquery turns `IN
@@ -251,9 +250,7 @@ mod tests {
 
     #[test]
     fn every_known_op_and_unknown_ones() {
-        for code in [
-            1, 2, 4, 8, 16, 32, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 150,
-        ] {
+        for code in [1, 2, 4, 8, 16, 32, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 150] {
             let json = format!(
                 r#"{{"constraints":[{{"name":"c","list":[{{"op":{code},"expr":"x"}}],"affinity":"TEXT"}}]}}"#
             );
@@ -265,10 +262,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ctx.constraints("c")[0].op, Op::Other(68));
-        assert!(
-            ctx.eq_values("c").is_none(),
-            "unknown ops never narrow a scan"
-        );
+        assert!(ctx.eq_values("c").is_none(), "unknown ops never narrow a scan");
     }
 
     #[test]
@@ -278,14 +272,8 @@ mod tests {
             {"name":"pid","list":[{"op":"2","expr":"42"}],"affinity":"INTEGER"}]}"#;
         let ctx = QueryContext::from_json(json).unwrap();
         assert!(ctx.constraints("path").is_empty());
-        assert_eq!(
-            ctx.eq_values("pid").unwrap().into_iter().next().unwrap(),
-            "42"
-        );
-        assert!(
-            ctx.uses("anything"),
-            "no colsUsed means every column is used"
-        );
+        assert_eq!(ctx.eq_values("pid").unwrap().into_iter().next().unwrap(), "42");
+        assert!(ctx.uses("anything"), "no colsUsed means every column is used");
     }
 
     #[test]

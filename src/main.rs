@@ -149,11 +149,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = if cli.extension.verbose {
-        "debug"
-    } else {
-        "warn"
-    };
+    let level = if cli.extension.verbose { "debug" } else { "warn" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp_millis()
         .init();

@@ -181,11 +181,7 @@ impl TableSpec {
             .columns
             .iter()
             .map(|c| {
-                let hidden = if c.has(ColumnOption::Hidden) {
-                    " HIDDEN"
-                } else {
-                    ""
-                };
+                let hidden = if c.has(ColumnOption::Hidden) { " HIDDEN" } else { "" };
                 format!("\"{}\" {}{}", c.name, c.ty.as_str(), hidden)
             })
             .collect();
@@ -214,11 +210,7 @@ impl TableSpec {
         let width = self.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &self.columns {
             let opts = Self::options_text(c);
-            let opts = if opts.is_empty() {
-                String::new()
-            } else {
-                format!(" [{opts}]")
-            };
+            let opts = if opts.is_empty() { String::new() } else { format!(" [{opts}]") };
             let _ = writeln!(
                 out,
                 "  {:width$}  {:7}{}  {}",

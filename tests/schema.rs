@@ -24,18 +24,11 @@ fn docs_tables_md_is_current() {
 
 #[test]
 fn schema_command_prints_every_table_from_the_specs() {
-    let out = Command::new(BIN)
-        .arg("schema")
-        .output()
-        .expect("run schema");
+    let out = Command::new(BIN).arg("schema").output().expect("run schema");
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).expect("utf-8");
     for s in spec::load_all().expect("specs load") {
-        assert!(
-            text.contains(&format!("{}: ", s.name)),
-            "{} missing",
-            s.name
-        );
+        assert!(text.contains(&format!("{}: ", s.name)), "{} missing", s.name);
         for c in &s.columns {
             assert!(text.contains(&c.name), "{}.{} missing", s.name, c.name);
         }

@@ -154,14 +154,8 @@ neg:x:-1:0::/:/bin/sh\n";
         assert_eq!(
             p.entries,
             vec![
-                Group {
-                    groupname: "root".into(),
-                    gid: 0
-                },
-                Group {
-                    groupname: "hunters".into(),
-                    gid: 1500
-                },
+                Group { groupname: "root".into(), gid: 0 },
+                Group { groupname: "hunters".into(), gid: 1500 },
             ]
         );
         assert_eq!(p.skipped_lines, 1);

@@ -16,11 +16,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     parsed
         .entries
         .into_iter()
-        .filter(|g| {
-            wanted
-                .as_ref()
-                .is_none_or(|w| w.contains(&g.gid.to_string()))
-        })
+        .filter(|g| wanted.as_ref().is_none_or(|w| w.contains(&g.gid.to_string())))
         .map(|g| {
             let mut row = Row::new();
             row.set("gid", g.gid)

@@ -17,11 +17,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     parsed
         .entries
         .into_iter()
-        .filter(|a| {
-            wanted
-                .as_ref()
-                .is_none_or(|w| w.contains(&a.uid.to_string()))
-        })
+        .filter(|a| wanted.as_ref().is_none_or(|w| w.contains(&a.uid.to_string())))
         .map(|a| {
             let mut row = Row::new();
             row.set("uid", a.uid)
