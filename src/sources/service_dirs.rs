@@ -1,1 +1,496 @@
-//! Where D-Bus looks for service, policy and config files. (Stub.)
+//! Where D-Bus looks for service, policy and config files, and what is in
+//! those directories.
+//!
+//! [`discover`] lists the standard directories of the system and session
+//! buses plus `~/.local/share/dbus-1/services` of every account in the
+//! root's passwd file, each as a [`ServiceDir`] that says which bus reads it,
+//! what role it plays and (for a home) whose it is. [`visit`] opens them in
+//! that order inside the root (`sources::fs_safe`), drops a directory
+//! already seen under another path (merged `/usr`, a home linked to another
+//! home) and hands each to the caller; [`OpenDir::entries`] lists one
+//! without recursing. Directories named by bus configs (`<servicedir>`,
+//! `<includedir>`), `$XDG_DATA_DIRS` and metadata of the entries are left to
+//! `sources::bus_config` (later) and `sources::stat`.
+use crate::sources::accounts;
+use crate::sources::fs_safe::{FsError, Root};
+use crate::sources::stat::{self, FileKind, Metadata, StatError};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::collections::{BTreeSet, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Which bus reads a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bus {
+    System,
+    Session,
+}
+
+impl Bus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bus::System => "system",
+            Bus::Session => "session",
+        }
+    }
+}
+
+/// What the bus does with the files of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// `*.service` activation files (`services`, `system-services`,
+    /// `accessibility-services`).
+    Services,
+    /// `*.conf` policy fragments (`system.d`, `session.d`).
+    Policy,
+    /// The main bus configuration: only the file named in
+    /// [`ServiceDir::only`] is read from this directory.
+    Config,
+}
+
+/// Why a directory is on the list; a later `source` column shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Compiled into dbus-daemon / dbus-broker.
+    Standard,
+    /// The per-user session services directory of an account's home.
+    Home,
+}
+
+/// The account a per-user directory belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub uid: u32,
+    pub username: String,
+}
+
+/// One directory a bus reads, as seen inside the root and not canonicalised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceDir {
+    pub path: PathBuf,
+    pub bus: Bus,
+    pub role: Role,
+    /// For [`Role::Config`]: the one file read from this directory.
+    pub only: Option<&'static str>,
+    pub owner: Option<Owner>,
+    pub origin: Origin,
+}
+
+/// What a file found in a [`ServiceDir`] is to the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Service,
+    Policy,
+    Config,
+    Other,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Service => "service",
+            EntryKind::Policy => "policy",
+            EntryKind::Config => "config",
+            EntryKind::Other => "other",
+        }
+    }
+}
+
+impl ServiceDir {
+    fn standard(path: &str, bus: Bus, role: Role, only: Option<&'static str>) -> ServiceDir {
+        ServiceDir {
+            path: PathBuf::from(path),
+            bus,
+            role,
+            only,
+            owner: None,
+            origin: Origin::Standard,
+        }
+    }
+
+    /// Classifies an entry by its name, as the bus would: it loads
+    /// `*.service` (dot-files too) from a services directory and `*.conf`
+    /// from a policy directory, following symlinks, so the name decides,
+    /// not the file type.
+    pub fn kind_of(&self, name: &OsStr) -> EntryKind {
+        let name = name.as_bytes();
+        match self.role {
+            Role::Services if name.ends_with(b".service") => EntryKind::Service,
+            Role::Policy if name.ends_with(b".conf") => EntryKind::Policy,
+            Role::Config if self.only.is_some_and(|o| o.as_bytes() == name) => EntryKind::Config,
+            _ => EntryKind::Other,
+        }
+    }
+
+    /// Whether a full scan lists an entry of this name here.
+    pub fn lists(&self, name: &OsStr) -> bool {
+        let n = name.as_bytes();
+        !n.is_empty()
+            && n != b"."
+            && n != b".."
+            && !n.contains(&b'/')
+            && self.only.is_none_or(|o| o.as_bytes() == n)
+    }
+
+    /// The path of an entry of this directory, as seen inside the root.
+    pub fn entry_path(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+/// The directories every root is searched for, system bus first, in the
+/// order dbus-daemon reads them.
+pub fn standard_dirs() -> Vec<ServiceDir> {
+    use Bus::*;
+    use Role::*;
+    let d = ServiceDir::standard;
+    vec![
+        d("/usr/share/dbus-1", System, Config, Some("system.conf")),
+        d(
+            "/usr/share/dbus-1",
+            System,
+            Config,
+            Some("system-local.conf"),
+        ),
+        d("/etc/dbus-1", System, Config, Some("system.conf")),
+        d("/etc/dbus-1", System, Config, Some("system-local.conf")),
+        d("/usr/share/dbus-1/system.d", System, Policy, None),
+        d("/etc/dbus-1/system.d", System, Policy, None),
+        d(
+            "/usr/local/share/dbus-1/system-services",
+            System,
+            Services,
+            None,
+        ),
+        d("/usr/share/dbus-1/system-services", System, Services, None),
+        d("/lib/dbus-1/system-services", System, Services, None),
+        d("/usr/share/dbus-1", Session, Config, Some("session.conf")),
+        d(
+            "/usr/share/dbus-1",
+            Session,
+            Config,
+            Some("session-local.conf"),
+        ),
+        d("/etc/dbus-1", Session, Config, Some("session.conf")),
+        d("/etc/dbus-1", Session, Config, Some("session-local.conf")),
+        d("/usr/share/dbus-1/session.d", Session, Policy, None),
+        d("/etc/dbus-1/session.d", Session, Policy, None),
+        d("/usr/local/share/dbus-1/services", Session, Services, None),
+        d("/usr/share/dbus-1/services", Session, Services, None),
+        d(
+            "/usr/local/share/dbus-1/accessibility-services",
+            Session,
+            Services,
+            None,
+        ),
+        d(
+            "/usr/share/dbus-1/accessibility-services",
+            Session,
+            Services,
+            None,
+        ),
+    ]
+}
+
+/// `~/.local/share/dbus-1/services` of each account, one per distinct home
+/// (the first account listing a home owns it). Homes are taken as written
+/// in passwd: relative ones count from the root, empty ones are skipped.
+pub fn home_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
+    let mut homes = HashSet::new();
+    let mut out = Vec::new();
+    for a in accounts {
+        if a.directory.is_empty() || !homes.insert(a.directory.as_str()) {
+            continue;
+        }
+        let home = Path::new("/").join(&a.directory);
+        out.push(ServiceDir {
+            path: home.join(".local/share/dbus-1/services"),
+            bus: Bus::Session,
+            role: Role::Services,
+            only: None,
+            owner: Some(Owner {
+                uid: a.uid,
+                username: a.username.clone(),
+            }),
+            origin: Origin::Home,
+        });
+    }
+    out
+}
+
+/// Caps the passwd read; a real one is far smaller.
+const MAX_PASSWD_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Every directory to search under `root`: [`standard_dirs`] then the
+/// accounts' [`home_dirs`]. passwd is read through the root, so an image's
+/// `/etc/passwd` symlink cannot point at the host's. An unreadable passwd
+/// is logged and leaves the system-wide directories.
+pub fn discover(root: &Root) -> Vec<ServiceDir> {
+    let mut dirs = standard_dirs();
+    match root.read_regular(Path::new("/etc/passwd"), MAX_PASSWD_BYTES) {
+        Ok(bytes) => dirs.extend(home_dirs(&accounts::parse_passwd(&bytes).entries)),
+        Err(e) if e.is_not_found() => log::debug!("no passwd under {}", root.host_path().display()),
+        Err(e) => log::warn!("dbus_service_files: per-user directories skipped: {e}"),
+    }
+    dirs
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// The directory exists but could not be opened (EACCES, ELOOP, …).
+    #[error(transparent)]
+    Open(#[from] FsError),
+    /// The path names something that is not a directory.
+    #[error("{path}: not a directory ({})", kind.as_str())]
+    NotADirectory { path: PathBuf, kind: FileKind },
+    /// The directory was opened but could not be stat'ed or listed.
+    #[error("{path}: cannot list: {source}")]
+    List {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DirError {
+    /// The file type of the thing at the directory's path, when known.
+    pub fn kind(&self) -> Option<FileKind> {
+        match self {
+            DirError::NotADirectory { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+/// A discovered directory, open for listing.
+#[derive(Debug)]
+pub struct OpenDir {
+    fd: OwnedFd,
+    pub meta: Metadata,
+}
+
+/// One name found by `readdir`, with the type it reported.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: OsString,
+    pub dirent_kind: FileKind,
+}
+
+impl OpenDir {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Every entry but `.` and `..`, unsorted, no recursion. A read error
+    /// ends the listing and comes out as the last item.
+    pub fn entries(&self, dir: &ServiceDir) -> Vec<Result<Entry, DirError>> {
+        let list_err = |e: rustix::io::Errno| DirError::List {
+            path: dir.path.clone(),
+            source: e.into(),
+        };
+        let reader = match rustix::fs::Dir::read_from(&self.fd) {
+            Ok(r) => r,
+            Err(e) => return vec![Err(list_err(e))],
+        };
+        let mut out = Vec::new();
+        for item in reader {
+            match item {
+                Ok(e) => {
+                    let name = OsStr::from_bytes(e.file_name().to_bytes());
+                    if dir.lists(name) {
+                        out.push(Ok(Entry {
+                            name: name.to_os_string(),
+                            dirent_kind: FileKind::from_dirent(e.file_type()),
+                        }));
+                    }
+                }
+                Err(e) => {
+                    out.push(Err(list_err(e)));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Metadata of the entry `name`, symlinks not followed.
+    pub fn stat(&self, dir: &ServiceDir, name: &OsStr) -> Result<Metadata, StatError> {
+        stat::stat_entry(&self.fd, name, dir.entry_path(name))
+    }
+}
+
+/// Opens `dir` inside `root`. `Ok(None)` when it does not exist (nor does
+/// a parent), which is the common case and not worth a word.
+pub fn open(root: &Root, dir: &ServiceDir) -> Result<Option<OpenDir>, DirError> {
+    let fd = match root.open_dir(&dir.path) {
+        Ok(fd) => fd,
+        Err(e) => return classify_open_failure(root, dir, e),
+    };
+    let meta = stat::stat_fd(&fd, dir.path.clone()).map_err(|e| DirError::List {
+        path: e.path,
+        source: e.source,
+    })?;
+    Ok(Some(OpenDir { fd, meta }))
+}
+
+/// ENOENT means absent. ENOTDIR may mean a parent is a file (a home of
+/// `/dev/null`): absent too; or the path itself is a file: reported. An
+/// `O_PATH` probe, which opens nothing, tells the two apart.
+fn classify_open_failure(
+    root: &Root,
+    dir: &ServiceDir,
+    e: FsError,
+) -> Result<Option<OpenDir>, DirError> {
+    if e.is_not_found() {
+        return Ok(None);
+    }
+    if e.errno() != Some(rustix::io::Errno::NOTDIR) {
+        return Err(DirError::Open(e));
+    }
+    match root.open_path(&dir.path) {
+        Ok(fd) => {
+            let kind = stat::stat_fd(&fd, dir.path.clone())
+                .map(|m| m.kind)
+                .unwrap_or(FileKind::Unknown);
+            Err(DirError::NotADirectory {
+                path: dir.path.clone(),
+                kind,
+            })
+        }
+        Err(p) if p.is_not_found() || p.errno() == Some(rustix::io::Errno::NOTDIR) => Ok(None),
+        Err(p) => Err(DirError::Open(p)),
+    }
+}
+
+/// Opens each of `dirs` in order and calls `f` with it, skipping absent
+/// ones and any directory already visited under an earlier path (same
+/// device and inode, and for config files the same file name): the first
+/// path wins, as the bus reads it first. Failures go to `f` too.
+pub fn visit(
+    root: &Root,
+    dirs: &[ServiceDir],
+    mut f: impl FnMut(&ServiceDir, Result<&OpenDir, &DirError>),
+) {
+    let mut seen: BTreeSet<((u32, u32), u64, Option<&str>)> = BTreeSet::new();
+    for dir in dirs {
+        match open(root, dir) {
+            Ok(None) => {}
+            Ok(Some(open)) => {
+                if seen.insert((open.meta.dev, open.meta.ino, dir.only)) {
+                    f(dir, Ok(&open));
+                }
+            }
+            Err(e) => {
+                log::warn!("dbus_service_files: {e}");
+                f(dir, Err(&e));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn visited(root: &Root, dirs: &[ServiceDir]) -> Vec<(PathBuf, bool)> {
+        let mut out = Vec::new();
+        visit(root, dirs, |d, r| out.push((d.path.clone(), r.is_ok())));
+        out
+    }
+
+    #[test]
+    fn homes_are_deduped_and_owned_by_the_first_account() {
+        let p = accounts::parse_passwd(
+            b"root:x:0:0::/root:/bin/sh\n\
+a:x:1000:1000::/srv/a:/bin/sh\n\
+b:x:1001:1001::/srv/a:/bin/sh\n\
+c:x:1002:1002:::/bin/sh\n\
+d:x:1003:1003::rel/d:/bin/sh\n",
+        );
+        let dirs = home_dirs(&p.entries);
+        let paths: Vec<_> = dirs.iter().map(|d| d.path.to_str().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/root/.local/share/dbus-1/services",
+                "/srv/a/.local/share/dbus-1/services",
+                "/rel/d/.local/share/dbus-1/services"
+            ]
+        );
+        assert_eq!(dirs[1].owner.as_ref().unwrap().uid, 1000);
+        assert!(dirs
+            .iter()
+            .all(|d| d.bus == Bus::Session && d.role == Role::Services));
+    }
+
+    #[test]
+    fn kinds_by_role_and_name() {
+        let dirs = standard_dirs();
+        let services = dirs.iter().find(|d| d.role == Role::Services).unwrap();
+        let policy = dirs.iter().find(|d| d.role == Role::Policy).unwrap();
+        let config = &dirs[0];
+        let k = |d: &ServiceDir, n: &str| d.kind_of(OsStr::new(n));
+        assert_eq!(k(services, "org.x.service"), EntryKind::Service);
+        assert_eq!(k(services, ".hidden.service"), EntryKind::Service);
+        assert_eq!(k(services, "org.x.conf"), EntryKind::Other);
+        assert_eq!(k(policy, "org.x.conf"), EntryKind::Policy);
+        assert_eq!(k(policy, "org.x.service"), EntryKind::Other);
+        assert_eq!(k(config, "system.conf"), EntryKind::Config);
+        assert!(config.lists(OsStr::new("system.conf")));
+        assert!(!config.lists(OsStr::new("session.conf")));
+        assert!(!services.lists(OsStr::new("..")));
+    }
+
+    #[test]
+    fn merged_usr_and_missing_and_file_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("usr/share/dbus-1/system-services")).unwrap();
+        std::fs::create_dir_all(r.join("usr/lib/dbus-1")).unwrap();
+        symlink(
+            "/usr/share/dbus-1/system-services",
+            r.join("usr/lib/dbus-1/system-services"),
+        )
+        .unwrap();
+        symlink("usr/lib", r.join("lib")).unwrap();
+        std::fs::create_dir_all(r.join("etc/dbus-1")).unwrap();
+        std::fs::write(r.join("etc/dbus-1/system.d"), b"not a dir").unwrap();
+        let root = Root::open(r).unwrap();
+        let listed: Vec<_> = standard_dirs()
+            .into_iter()
+            .filter(|d| d.role != Role::Config)
+            .collect();
+        let v = visited(&root, &listed);
+        assert_eq!(
+            v,
+            [
+                (PathBuf::from("/etc/dbus-1/system.d"), false),
+                (PathBuf::from("/usr/share/dbus-1/system-services"), true),
+            ]
+        );
+        let mut err = None;
+        visit(&root, &standard_dirs(), |_, r| {
+            if let Err(e) = r {
+                err = Some((e.to_string(), e.kind()));
+            }
+        });
+        let (msg, kind) = err.unwrap();
+        assert!(msg.contains("/etc/dbus-1/system.d"), "{msg}");
+        assert_eq!(kind, Some(FileKind::Regular));
+    }
+
+    #[test]
+    fn unreadable_directory_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("a")).unwrap();
+        symlink("b", r.join("loop1")).unwrap();
+        symlink("loop1", r.join("b")).unwrap();
+        let root = Root::open(r).unwrap();
+        let dir = ServiceDir::standard("/loop1", Bus::System, Role::Services, None);
+        let e = open(&root, &dir).unwrap_err();
+        assert!(matches!(e, DirError::Open(_)), "{e}");
+    }
+}

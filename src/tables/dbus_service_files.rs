@@ -1,9 +1,527 @@
 //! `dbus_service_files`: one row per entry in a D-Bus service, policy or
-//! config directory, so a hunt sees everything a bus could read. (Stub.)
+//! config directory, so a hunt sees everything a bus could read, with who
+//! owns it and when it was born and changed.
+//!
+//! Discovery and listing belong to `sources::service_dirs`, metadata to
+//! `sources::stat`, root confinement and name rendering to
+//! `sources::fs_safe`. This module only narrows the scan from the query's
+//! `path =` / `directory =` constraints and turns what the sources found
+//! into rows. File contents (the parsed `.service` keys, hashes, package
+//! ownership) are not read here yet.
 use crate::context::QueryContext;
+use crate::sources::fs_safe::{self, Root};
+use crate::sources::service_dirs::{self, DirError, OpenDir, ServiceDir};
+use crate::sources::stat::{FileKind, Metadata, StatError};
 use crate::tables::{Row, Settings};
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// Every path a set of constraint values may stand for (see
+/// `fs_safe::readings`), or `None` when the column is not constrained.
+fn wanted(ctx: &QueryContext, column: &str) -> Option<Vec<PathBuf>> {
+    ctx.eq_values(column)
+        .map(|vals| vals.iter().flat_map(|v| fs_safe::readings(v)).collect())
+}
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
-    let _ = (settings, ctx);
-    Vec::new()
+    let root = match Root::open(&settings.root) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("dbus_service_files: {e}");
+            let mut row = Row::new();
+            row.set("path", "/").set("error", e.to_string());
+            return vec![row];
+        }
+    };
+    let dirs = service_dirs::discover(&root);
+    let want_dirs = wanted(ctx, "directory");
+    let want_paths = wanted(ctx, "path");
+    let mut rows = Vec::new();
+    // Every directory is opened, even under a constraint, so that one
+    // reached through a duplicate path is dropped exactly as in a full scan.
+    service_dirs::visit(&root, &dirs, |dir, opened| {
+        if let Some(w) = &want_dirs {
+            if !w.contains(&dir.path) {
+                return;
+            }
+        }
+        match opened {
+            Err(e) => {
+                let row = dir_error_row(dir, e);
+                let path = error_row_path(dir);
+                if want_paths.as_ref().is_none_or(|w| w.contains(&path)) {
+                    rows.push(row);
+                }
+            }
+            Ok(open) => match &want_paths {
+                None => list_all(dir, open, &mut rows),
+                Some(paths) => {
+                    let names: BTreeSet<OsString> = paths
+                        .iter()
+                        .filter(|p| p.parent() == Some(dir.path.as_path()))
+                        .filter_map(|p| p.file_name())
+                        .filter(|n| dir.lists(n))
+                        .map(OsStr::to_os_string)
+                        .collect();
+                    for name in names {
+                        rows.extend(entry_row(dir, &name, open.stat(dir, &name), None));
+                    }
+                }
+            },
+        }
+    });
+    rows
+}
+
+/// Every entry of `dir` (for a config directory: its one named file).
+fn list_all(dir: &ServiceDir, open: &OpenDir, rows: &mut Vec<Row>) {
+    if let Some(only) = dir.only {
+        let name = OsStr::new(only);
+        rows.extend(entry_row(dir, name, open.stat(dir, name), None));
+        return;
+    }
+    for entry in open.entries(dir) {
+        match entry {
+            Ok(e) => rows.extend(entry_row(
+                dir,
+                &e.name,
+                open.stat(dir, &e.name),
+                Some(e.dirent_kind),
+            )),
+            Err(e) => {
+                log::warn!("dbus_service_files: {e}");
+                rows.push(dir_error_row(dir, &e));
+            }
+        }
+    }
+}
+
+fn base_row(dir: &ServiceDir, path: &Path) -> Row {
+    let mut row = Row::new();
+    row.set("path", fs_safe::render_path(path))
+        .set("directory", fs_safe::render_path(&dir.path))
+        .set("bus", dir.bus.as_str())
+        .set("user_uid", dir.owner.as_ref().map(|o| o.uid));
+    if let Some(name) = path.file_name() {
+        row.set("filename", fs_safe::render_path(Path::new(name)));
+    }
+    row
+}
+
+/// The row for one entry. An entry that vanished between `readdir` and
+/// `statx` is skipped (a later scan would not see it either); any other
+/// failure still yields the row, with `error` and the type `readdir` saw.
+fn entry_row(
+    dir: &ServiceDir,
+    name: &OsStr,
+    meta: Result<Metadata, StatError>,
+    dirent_kind: Option<FileKind>,
+) -> Option<Row> {
+    let path = dir.entry_path(name);
+    let mut row = base_row(dir, &path);
+    row.set("kind", dir.kind_of(name).as_str());
+    match meta {
+        Ok(m) => {
+            row.set("type", m.kind.as_str())
+                .set("uid", m.uid)
+                .set("gid", m.gid)
+                .set("mode", m.mode_string())
+                .set("size", m.size)
+                .set("atime", m.atime)
+                .set("mtime", m.mtime)
+                .set("ctime", m.ctime)
+                .set("btime", m.btime.unwrap_or(0));
+        }
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            row.set("type", dirent_kind.map(FileKind::as_str))
+                .set("error", e.to_string());
+        }
+    }
+    Some(row)
+}
+
+/// Where a directory failure is reported: at the directory itself, or for
+/// a config directory at the one file that could not be reached.
+fn error_row_path(dir: &ServiceDir) -> PathBuf {
+    match dir.only {
+        Some(only) => dir.entry_path(OsStr::new(only)),
+        None => dir.path.clone(),
+    }
+}
+
+/// The row for a discovered directory that exists but cannot be listed:
+/// `path` and `directory` are that directory (for a config file, `path` is
+/// the file), `type` what the path turned out to be when known.
+fn dir_error_row(dir: &ServiceDir, e: &DirError) -> Row {
+    let path = error_row_path(dir);
+    let mut row = base_row(dir, &path);
+    if dir.only.is_some() {
+        row.set("kind", "config");
+    }
+    row.set("type", e.kind().map(FileKind::as_str))
+        .set("error", e.to_string());
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Op;
+    use crate::tables::Value;
+    use std::collections::BTreeMap;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn text(row: &Row, col: &str) -> Option<String> {
+        match row.get(col) {
+            Some(Value::Text(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn int(row: &Row, col: &str) -> Option<i64> {
+        match row.get(col) {
+            Some(Value::Integer(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    fn settings(root: &Path) -> Settings {
+        Settings {
+            root: root.to_path_buf(),
+            proc: PathBuf::from("/proc"),
+        }
+    }
+
+    fn by_path(rows: &[Row]) -> BTreeMap<String, Row> {
+        rows.iter()
+            .map(|r| (text(r, "path").unwrap(), r.clone()))
+            .collect()
+    }
+
+    /// A small image: merged /usr, homes outside /home, a home that links
+    /// to `/`, one of each file type, a non-UTF-8 name.
+    fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        // A host directory outside the root holding a service file: a home
+        // linking to it by absolute path must not reach it.
+        let outside = tempfile::tempdir().unwrap();
+        let o = outside.path();
+        std::fs::create_dir_all(o.join(".local/share/dbus-1/services")).unwrap();
+        std::fs::write(o.join(".local/share/dbus-1/services/host.service"), b"").unwrap();
+        symlink(o, r.join("mallory")).unwrap();
+        let mk = |p: &str| std::fs::create_dir_all(r.join(p)).unwrap();
+        let write = |p: &str, b: &[u8]| std::fs::write(r.join(p), b).unwrap();
+        mk("etc/dbus-1/system.d");
+        mk("usr/share/dbus-1/system-services");
+        mk("usr/share/dbus-1/services");
+        mk("usr/lib/dbus-1/system-services");
+        mk("srv/alice/.local/share/dbus-1/services");
+        mk("home");
+        symlink("usr/lib", r.join("lib")).unwrap();
+        // The home of `eve` is a symlink to `/`; it must mean the image's `/`.
+        symlink("/", r.join("home/eve")).unwrap();
+        write(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\n\
+alice:x:1000:1000::/srv/alice:/bin/sh\n\
+alice2:x:1001:1001::/srv/alice:/bin/sh\n\
+eve:x:1002:1002::/home/eve:/bin/sh\n\
+toor:x:0:0::/:/bin/sh\n\
+mallory:x:1003:1003::/mallory:/bin/sh\n\
+nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
+        );
+        write("etc/dbus-1/system.d/evil.conf", b"<busconfig/>");
+        write("etc/dbus-1/system.d/README", b"x");
+        write("etc/dbus-1/system.conf", b"<busconfig/>");
+        write("etc/dbus-1/unrelated.conf", b"x");
+        write("usr/share/dbus-1/session.conf", b"<busconfig/>");
+        write(
+            "usr/share/dbus-1/system-services/org.a.service",
+            b"[D-BUS Service]\n",
+        );
+        write("usr/share/dbus-1/system-services/.hidden.service", b"");
+        write("usr/lib/dbus-1/system-services/org.lib.service", b"");
+        write(
+            "srv/alice/.local/share/dbus-1/services/org.alice.service",
+            b"",
+        );
+        // Reached as /home/eve/.local/... inside the image: the image's own `/`.
+        mk(".local/share/dbus-1/services");
+        write(".local/share/dbus-1/services/org.rootish.service", b"");
+        let s = r.join("usr/share/dbus-1/services");
+        std::fs::write(s.join("suid.service"), b"12345").unwrap();
+        // chown clears setuid, so it comes first.
+        std::os::unix::fs::chown(s.join("suid.service"), Some(4242), Some(4243)).unwrap();
+        std::fs::set_permissions(s.join("suid.service"), PermissionsExt::from_mode(0o4755))
+            .unwrap();
+        symlink("/etc/shadow", s.join("link.service")).unwrap();
+        std::fs::create_dir(s.join("subdir")).unwrap();
+        std::fs::write(s.join("subdir/deep.service"), b"").unwrap();
+        let fifo = s.join("pipe.service");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        std::os::unix::net::UnixListener::bind(s.join("sock")).unwrap();
+        std::fs::write(s.join(OsStr::from_bytes(b"bad\xff.service")), b"").unwrap();
+        std::fs::write(s.join(OsStr::from_bytes(b"bad\xfe.service")), b"").unwrap();
+        (tmp, outside)
+    }
+
+    #[test]
+    fn full_scan_of_a_fixture_root() {
+        let (tmp, _outside) = fixture();
+        let rows = generate(&settings(tmp.path()), &QueryContext::new());
+        let m = by_path(&rows);
+        assert_eq!(m.len(), rows.len(), "no duplicate rows");
+        let paths: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/dbus-1/system.conf",
+                "/etc/dbus-1/system.d/README",
+                "/etc/dbus-1/system.d/evil.conf",
+                "/home/eve/.local/share/dbus-1/services/org.rootish.service",
+                "/lib/dbus-1/system-services/org.lib.service",
+                "/srv/alice/.local/share/dbus-1/services/org.alice.service",
+                "/usr/share/dbus-1/services/bad\\xfe.service",
+                "/usr/share/dbus-1/services/bad\\xff.service",
+                "/usr/share/dbus-1/services/link.service",
+                "/usr/share/dbus-1/services/pipe.service",
+                "/usr/share/dbus-1/services/sock",
+                "/usr/share/dbus-1/services/subdir",
+                "/usr/share/dbus-1/services/suid.service",
+                "/usr/share/dbus-1/session.conf",
+                "/usr/share/dbus-1/system-services/.hidden.service",
+                "/usr/share/dbus-1/system-services/org.a.service",
+            ]
+        );
+        // eve's home links to `/`, meaning the image's `/`; toor's home is
+        // that same directory, so only eve's (first) path lists it.
+        let rootish = &m["/home/eve/.local/share/dbus-1/services/org.rootish.service"];
+        assert_eq!(int(rootish, "user_uid"), Some(1002));
+        assert_eq!(
+            text(rootish, "directory").unwrap(),
+            "/home/eve/.local/share/dbus-1/services"
+        );
+        assert!(rows.iter().all(|r| r.get("error").is_none()), "{rows:#?}");
+
+        let evil = &m["/etc/dbus-1/system.d/evil.conf"];
+        assert_eq!(text(evil, "directory").unwrap(), "/etc/dbus-1/system.d");
+        assert_eq!(text(evil, "filename").unwrap(), "evil.conf");
+        assert_eq!(text(evil, "bus").unwrap(), "system");
+        assert_eq!(text(evil, "kind").unwrap(), "policy");
+        assert_eq!(text(evil, "type").unwrap(), "regular");
+        assert_eq!(
+            text(&m["/etc/dbus-1/system.d/README"], "kind").unwrap(),
+            "other"
+        );
+        let conf = &m["/etc/dbus-1/system.conf"];
+        assert_eq!(text(conf, "kind").unwrap(), "config");
+        assert_eq!(text(conf, "directory").unwrap(), "/etc/dbus-1");
+        let sess = &m["/usr/share/dbus-1/session.conf"];
+        assert_eq!(text(sess, "bus").unwrap(), "session");
+        assert_eq!(text(sess, "kind").unwrap(), "config");
+
+        let suid = &m["/usr/share/dbus-1/services/suid.service"];
+        assert_eq!(text(suid, "mode").unwrap(), "4755");
+        assert_eq!(int(suid, "uid"), Some(4242));
+        assert_eq!(int(suid, "gid"), Some(4243));
+        assert_eq!(int(suid, "size"), Some(5));
+        assert_eq!(text(suid, "kind").unwrap(), "service");
+        assert_eq!(text(suid, "bus").unwrap(), "session");
+        assert_eq!(int(suid, "user_uid"), None);
+        assert!(int(suid, "btime").is_some());
+        assert!(int(suid, "mtime").unwrap() > 1_600_000_000);
+        let ty = |p: &str| text(&m[&format!("/usr/share/dbus-1/services/{p}")], "type");
+        assert_eq!(ty("link.service").unwrap(), "symlink");
+        assert_eq!(ty("pipe.service").unwrap(), "fifo");
+        assert_eq!(ty("sock").unwrap(), "socket");
+        assert_eq!(ty("subdir").unwrap(), "directory");
+        assert_eq!(
+            text(&m["/usr/share/dbus-1/services/sock"], "kind").unwrap(),
+            "other"
+        );
+        let bad = &m["/usr/share/dbus-1/services/bad\\xff.service"];
+        assert_eq!(text(bad, "filename").unwrap(), "bad\\xff.service");
+        assert_eq!(text(bad, "kind").unwrap(), "service");
+
+        let alice = &m["/srv/alice/.local/share/dbus-1/services/org.alice.service"];
+        assert_eq!(int(alice, "user_uid"), Some(1000));
+        assert_eq!(text(alice, "bus").unwrap(), "session");
+        let lib = &m["/lib/dbus-1/system-services/org.lib.service"];
+        assert_eq!(
+            text(lib, "directory").unwrap(),
+            "/lib/dbus-1/system-services"
+        );
+        assert_eq!(
+            text(
+                &m["/usr/share/dbus-1/system-services/.hidden.service"],
+                "kind"
+            )
+            .unwrap(),
+            "service"
+        );
+    }
+
+    #[test]
+    fn a_home_linked_to_root_never_escapes() {
+        let (tmp, outside) = fixture();
+        let rows = generate(&settings(tmp.path()), &QueryContext::new());
+        let root = Root::open(tmp.path()).unwrap();
+        for r in &rows {
+            let p = text(r, "path").unwrap();
+            let raw = fs_safe::readings(&p).pop().unwrap();
+            // Resolved inside the fixture, the entry exists there.
+            let parent = root.open_dir(raw.parent().unwrap()).unwrap();
+            crate::sources::stat::stat_entry(&parent, raw.file_name().unwrap(), raw.clone())
+                .unwrap();
+            assert!(!p.contains("host.service"), "{p}");
+            assert!(!p.starts_with("/mallory"), "{p}");
+            assert!(!p.starts_with(outside.path().to_str().unwrap()), "{p}");
+        }
+        // The host's own files (this machine has /usr/share/dbus-1/system.conf)
+        // do not appear: the fixture has none.
+        assert!(rows
+            .iter()
+            .all(|r| text(r, "path").unwrap() != "/usr/share/dbus-1/system.conf"));
+    }
+
+    #[test]
+    fn merged_usr_lists_a_directory_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("usr/share/dbus-1/services")).unwrap();
+        std::fs::write(r.join("usr/share/dbus-1/services/a.service"), b"").unwrap();
+        std::fs::create_dir_all(r.join("usr/local/share")).unwrap();
+        // /usr/local/share/dbus-1 -> /usr/share/dbus-1: same directories.
+        symlink("/usr/share/dbus-1", r.join("usr/local/share/dbus-1")).unwrap();
+        let rows = generate(&settings(r), &QueryContext::new());
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        // The first path in search order wins.
+        assert_eq!(
+            text(&rows[0], "path").unwrap(),
+            "/usr/local/share/dbus-1/services/a.service"
+        );
+    }
+
+    fn ctx_with(col: &str, values: &[&str]) -> QueryContext {
+        let mut ctx = QueryContext::new();
+        for v in values {
+            ctx.add_constraint(col, Op::Eq, *v);
+        }
+        ctx
+    }
+
+    #[test]
+    fn pushdown_by_path_matches_the_full_scan() {
+        let (tmp, _outside) = fixture();
+        let s = settings(tmp.path());
+        let full = by_path(&generate(&s, &QueryContext::new()));
+        for p in full.keys() {
+            let rows = generate(&s, &ctx_with("path", &[p]));
+            assert_eq!(rows.len(), 1, "{p}: {rows:#?}");
+            assert_eq!(&rows[0], &full[p], "{p}");
+        }
+        // Several values, as from IN (…).
+        let two = [
+            "/etc/dbus-1/system.d/evil.conf",
+            "/usr/share/dbus-1/services/bad\\xfe.service",
+        ];
+        assert_eq!(generate(&s, &ctx_with("path", &two)).len(), 2);
+    }
+
+    #[test]
+    fn pushdown_never_adds_what_a_full_scan_would_not_list() {
+        let (tmp, _outside) = fixture();
+        let s = settings(tmp.path());
+        for p in [
+            "/etc/passwd",
+            "/etc/dbus-1/unrelated.conf",
+            "/usr/share/dbus-1/services/subdir/deep.service",
+            "/usr/share/dbus-1/services/missing.service",
+            "/usr/share/dbus-1/services/..",
+            "/usr/share/dbus-1/services",
+            "/usr/lib/dbus-1/system-services/org.lib.service",
+            "/home/eve/../../../etc/passwd",
+            "relative/x",
+            "",
+        ] {
+            let rows = generate(&s, &ctx_with("path", &[p]));
+            assert!(rows.is_empty(), "{p}: {rows:#?}");
+        }
+        // The duplicate path of a merged directory is not listed either.
+        let tmp2 = tempfile::tempdir().unwrap();
+        let r = tmp2.path();
+        std::fs::create_dir_all(r.join("usr/share/dbus-1/services")).unwrap();
+        std::fs::write(r.join("usr/share/dbus-1/services/a.service"), b"").unwrap();
+        std::fs::create_dir_all(r.join("usr/local/share")).unwrap();
+        symlink("/usr/share/dbus-1", r.join("usr/local/share/dbus-1")).unwrap();
+        let rows = generate(
+            &settings(r),
+            &ctx_with("path", &["/usr/share/dbus-1/services/a.service"]),
+        );
+        assert!(rows.is_empty(), "{rows:#?}");
+    }
+
+    #[test]
+    fn pushdown_by_directory_matches_the_full_scan() {
+        let (tmp, _outside) = fixture();
+        let s = settings(tmp.path());
+        let full = generate(&s, &QueryContext::new());
+        let dirs: BTreeSet<String> = full.iter().map(|r| text(r, "directory").unwrap()).collect();
+        for d in &dirs {
+            let expect: Vec<&Row> = full
+                .iter()
+                .filter(|r| text(r, "directory").as_ref() == Some(d))
+                .collect();
+            let got = generate(&s, &ctx_with("directory", &[d]));
+            assert_eq!(got.iter().collect::<Vec<_>>(), expect, "{d}");
+        }
+        assert!(generate(&s, &ctx_with("directory", &["/etc"])).is_empty());
+        // Both constraints: the intersection.
+        let both = {
+            let mut c = ctx_with("directory", &["/etc/dbus-1/system.d"]);
+            c.add_constraint("path", Op::Eq, "/etc/dbus-1/system.d/evil.conf");
+            c.add_constraint("path", Op::Eq, "/usr/share/dbus-1/session.conf");
+            generate(&s, &c)
+        };
+        assert_eq!(both.len(), 1);
+    }
+
+    #[test]
+    fn errors_become_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("etc/dbus-1")).unwrap();
+        std::fs::write(r.join("etc/dbus-1/system.d"), b"not a dir").unwrap();
+        symlink("session.d", r.join("etc/dbus-1/loop")).unwrap();
+        symlink("loop", r.join("etc/dbus-1/session.d")).unwrap();
+        let s = settings(r);
+        let rows = by_path(&generate(&s, &QueryContext::new()));
+        let notdir = &rows["/etc/dbus-1/system.d"];
+        assert_eq!(text(notdir, "type").unwrap(), "regular");
+        assert!(text(notdir, "error").unwrap().contains("not a directory"));
+        let looped = &rows["/etc/dbus-1/session.d"];
+        assert_eq!(text(looped, "bus").unwrap(), "session");
+        assert!(text(looped, "error").is_some());
+        assert_eq!(rows.len(), 2, "{rows:#?}");
+        // The same rows through pushdown.
+        let got = generate(&s, &ctx_with("directory", &["/etc/dbus-1/system.d"]));
+        assert_eq!(got.len(), 1);
+        let got = generate(&s, &ctx_with("path", &["/etc/dbus-1/session.d"]));
+        assert_eq!(got.len(), 1);
+        // No root at all: one row saying so, no panic.
+        let gone = generate(&settings(&r.join("missing")), &QueryContext::new());
+        assert_eq!(gone.len(), 1);
+        assert!(text(&gone[0], "error").is_some());
+    }
 }

@@ -1,0 +1,310 @@
+//! Opening paths *inside* a root, never outside it, and showing them as text.
+//!
+//! `--root /mnt/img` points at a disk image or container rootfs whose
+//! symlinks were written by someone else: an absolute link such as
+//! `home/eve -> /` or `lib -> /usr/lib` means "the image's `/`", not the
+//! host's. [`Root`] opens the root directory once and resolves every later
+//! path with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so the
+//! kernel clamps `..` and absolute links to that directory and refuses
+//! `/proc/*/fd`-style magic links. Directories may be reached through
+//! symlinks this way (that is how a bus in that root sees them); callers that
+//! must not follow the last component (entries of a directory) use
+//! `statx(dirfd, name, AT_SYMLINK_NOFOLLOW)` in `sources::stat`.
+//!
+//! Nothing here writes, and nothing opens a FIFO or device for reading:
+//! directories are opened with `O_DIRECTORY`, files only after an `O_PATH`
+//! probe showed a regular file. What to open, and what a failure means,
+//! is left to the callers.
+//!
+//! The second half, [`render`] / [`unrender`], turns file-name bytes into
+//! column text: valid UTF-8 is kept as is, each byte that is not is written
+//! `\xNN`, so distinct non-UTF-8 names stay distinct.
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("cannot open root {path}: {source}")]
+    OpenRoot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a regular file")]
+    NotRegular { path: PathBuf },
+    #[error("{path}: changed while being opened")]
+    Changed { path: PathBuf },
+    #[error("{path}: read failed: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FsError {
+    /// The underlying OS error, when there is one.
+    pub fn errno(&self) -> Option<rustix::io::Errno> {
+        match self {
+            FsError::OpenRoot { source, .. }
+            | FsError::Open { source, .. }
+            | FsError::Read { source, .. } => source
+                .raw_os_error()
+                .map(rustix::io::Errno::from_raw_os_error),
+            FsError::NotRegular { .. } | FsError::Changed { .. } => None,
+        }
+    }
+
+    /// True when the path (or one of its parents) simply does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.errno() == Some(rustix::io::Errno::NOENT)
+    }
+}
+
+/// An open root directory; every path handed to it is resolved inside it.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// How often to retry `openat2` when the kernel reports EAGAIN (a rename
+/// raced with an `IN_ROOT` lookup).
+const EAGAIN_RETRIES: usize = 8;
+
+fn resolve_flags() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+}
+
+impl Root {
+    /// Opens `path` (the host path of the root, `/` by default). The root
+    /// itself is the operator's choice, so a symlink there is followed.
+    pub fn open(path: &Path) -> Result<Root, FsError> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| FsError::OpenRoot {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The host path this root was opened from.
+    pub fn host_path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn openat2(&self, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
+        // openat2 refuses O_PATH with anything but O_CLOEXEC, O_DIRECTORY
+        // and O_NOFOLLOW.
+        let flags = if flags.contains(OFlags::PATH) {
+            flags | OFlags::CLOEXEC
+        } else {
+            flags | OFlags::CLOEXEC | OFlags::NOCTTY
+        };
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat2(&self.fd, inner, flags, Mode::empty(), resolve_flags()) {
+                Err(rustix::io::Errno::AGAIN) if tries < EAGAIN_RETRIES => tries += 1,
+                Err(rustix::io::Errno::INTR) => {}
+                Ok(fd) => return Ok(fd),
+                Err(e) => {
+                    return Err(FsError::Open {
+                        path: inner.to_path_buf(),
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Opens the directory at `inner` (a path as seen inside the root;
+    /// absolute or not, it is resolved from the root) for listing. Symlinks
+    /// on the way, the last one included, are followed inside the root.
+    /// `O_DIRECTORY` makes the kernel refuse anything but a directory
+    /// before opening it, so a FIFO or device is never opened.
+    pub fn open_dir(&self, inner: &Path) -> Result<OwnedFd, FsError> {
+        self.openat2(inner, OFlags::RDONLY | OFlags::DIRECTORY)
+    }
+
+    /// An `O_PATH` handle on whatever `inner` names (symlinks followed
+    /// inside the root): good for `fstat`, never for reading, and opening
+    /// it has no side effect on a device or FIFO.
+    pub fn open_path(&self, inner: &Path) -> Result<OwnedFd, FsError> {
+        self.openat2(inner, OFlags::PATH)
+    }
+
+    /// Reads a regular file at `inner`, at most `cap` bytes. The file is
+    /// probed with `O_PATH` first and opened for reading only if it is a
+    /// regular file, then checked to be that same file.
+    pub fn read_regular(&self, inner: &Path, cap: u64) -> Result<Vec<u8>, FsError> {
+        let shown = inner.to_path_buf();
+        let fstat = |fd: &OwnedFd| {
+            rustix::fs::fstat(fd).map_err(|e| FsError::Open {
+                path: shown.clone(),
+                source: e.into(),
+            })
+        };
+        let probe = self.open_path(inner)?;
+        let before = fstat(&probe)?;
+        if FileType::from_raw_mode(before.st_mode) != FileType::RegularFile {
+            return Err(FsError::NotRegular { path: shown });
+        }
+        let fd = self.openat2(inner, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let after = fstat(&fd)?;
+        if after.st_dev != before.st_dev || after.st_ino != before.st_ino {
+            return Err(FsError::Changed { path: shown });
+        }
+        let mut buf = Vec::new();
+        std::fs::File::from(fd)
+            .take(cap)
+            .read_to_end(&mut buf)
+            .map_err(|source| FsError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+        Ok(buf)
+    }
+}
+
+/// File-name bytes as column text: valid UTF-8 is kept, each invalid byte
+/// becomes `\xNN` (two lowercase hex digits). A valid name that itself
+/// contains the four characters `\xNN` renders the same as the raw byte;
+/// [`unrender`] callers must allow for both readings.
+pub fn render(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// A path as column text, see [`render`].
+pub fn render_path(path: &Path) -> String {
+    render(path.as_os_str().as_bytes())
+}
+
+/// The inverse of [`render`]: every `\xNN` becomes the byte `NN`. Returns
+/// `None` when the text holds no escape, so the caller knows the text
+/// itself is the only reading.
+pub fn unrender(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
+            let hex = bytes
+                .get(i + 2..i + 4)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                changed = true;
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
+/// Every path a piece of column text may stand for: the text itself and,
+/// when it holds `\xNN` escapes, the unescaped bytes.
+pub fn readings(text: &str) -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from(text)];
+    if let Some(raw) = unrender(text) {
+        out.push(PathBuf::from(OsStr::from_bytes(&raw)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn render_keeps_utf8_and_escapes_bad_bytes() {
+        assert_eq!(render(b"org.foo.service"), "org.foo.service");
+        assert_eq!(render("café".as_bytes()), "café");
+        assert_eq!(render(b"caf\xe9"), "caf\\xe9");
+        assert_eq!(render(b"a\xff\xfeb"), "a\\xff\\xfeb");
+        assert_ne!(render(b"x\xe9"), render(b"x\xe8"));
+        assert_eq!(unrender("caf\\xe9").unwrap(), b"caf\xe9");
+        assert_eq!(unrender("plain"), None);
+        assert_eq!(unrender("bad\\xZZ"), None);
+        assert_eq!(readings("a\\x2d").len(), 2);
+    }
+
+    #[test]
+    fn absolute_symlinks_resolve_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("usr/lib/x")).unwrap();
+        std::fs::write(r.join("usr/lib/x/inside"), b"in").unwrap();
+        symlink("/usr/lib", r.join("lib")).unwrap();
+        symlink("/", r.join("escape")).unwrap();
+        symlink("../../../../../../..", r.join("dotdot")).unwrap();
+        let root = Root::open(r).unwrap();
+        assert!(root.open_dir(Path::new("/lib/x")).is_ok());
+        assert_eq!(
+            root.read_regular(Path::new("/lib/x/inside"), 10).unwrap(),
+            b"in"
+        );
+        // `/escape/etc` would be the host's /etc outside a root.
+        let e = root.open_dir(Path::new("/escape/etc")).unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert!(root
+            .open_dir(Path::new("/dotdot/etc"))
+            .unwrap_err()
+            .is_not_found());
+        assert!(matches!(
+            root.read_regular(Path::new("/usr/lib"), 10),
+            Err(FsError::NotRegular { .. })
+        ));
+    }
+
+    #[test]
+    fn read_regular_refuses_a_fifo_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        rustix::fs::mknodat(
+            root.fd(),
+            "fifo",
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            root.read_regular(Path::new("fifo"), 10),
+            Err(FsError::NotRegular { .. })
+        ));
+        assert!(root.open_dir(Path::new("fifo")).is_err());
+    }
+}
