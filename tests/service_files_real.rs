@@ -2,25 +2,21 @@
 //! lists exactly what `find` lists in the standard system directories, and
 //! its rows carry only columns of the spec.
 use osquery_dbus::context::QueryContext;
-use osquery_dbus::sources::fs_safe;
+use osquery_dbus::sources::{fs_safe, service_dirs};
 use osquery_dbus::tables::{Registry, Row, Settings, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-const SYSTEM_DIRS: &[&str] = &[
-    "/usr/share/dbus-1/system-services",
-    "/usr/local/share/dbus-1/system-services",
-    "/lib/dbus-1/system-services",
-    "/usr/share/dbus-1/system.d",
-    "/etc/dbus-1/system.d",
-    "/usr/share/dbus-1/services",
-    "/usr/local/share/dbus-1/services",
-    "/usr/share/dbus-1/session.d",
-    "/etc/dbus-1/session.d",
-    "/usr/share/dbus-1/accessibility-services",
-    "/usr/local/share/dbus-1/accessibility-services",
-];
+/// The standard listed directories (not the config-file ones), in the
+/// table's search order, so merged paths dedupe the same way here.
+fn system_dirs() -> Vec<String> {
+    service_dirs::standard_dirs()
+        .into_iter()
+        .filter(|d| d.role != service_dirs::Role::Config)
+        .map(|d| d.path.to_string_lossy().into_owned())
+        .collect()
+}
 
 fn text(row: &Row, col: &str) -> Option<String> {
     match row.get(col) {
@@ -43,10 +39,10 @@ fn lists_what_find_lists_in_the_standard_dirs() {
     // first path; `find` is run once per distinct directory too.
     let mut seen = BTreeSet::new();
     let mut dirs = Vec::new();
-    for d in SYSTEM_DIRS {
-        if let Ok(canon) = std::fs::canonicalize(d) {
+    for d in system_dirs() {
+        if let Ok(canon) = std::fs::canonicalize(&d) {
             if canon.is_dir() && seen.insert(canon) {
-                dirs.push(*d);
+                dirs.push(d);
             }
         }
     }
@@ -107,5 +103,36 @@ fn rows_carry_only_spec_columns() {
                 "column {col} is not in the spec"
             );
         }
+    }
+}
+
+#[test]
+fn metadata_matches_std_for_the_standard_dirs() {
+    use std::os::unix::fs::MetadataExt;
+    let rows = real_rows();
+    let dirs = system_dirs();
+    for r in rows.iter().filter(|r| r.get("error").is_none()) {
+        let p = text(r, "path").expect("path");
+        if fs_safe::unrender(&p).is_some() || !dirs.iter().any(|d| p.starts_with(d.as_str())) {
+            continue;
+        }
+        // The standard dirs are not symlinks on the way in on this machine
+        // except merged /usr, which the host resolves the same way.
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue; // vanished since
+        };
+        let int = |c: &str| match r.get(c) {
+            Some(Value::Integer(i)) => *i,
+            other => panic!("{p}: {c} = {other:?}"),
+        };
+        assert_eq!(int("uid"), i64::from(m.uid()), "{p}");
+        assert_eq!(int("gid"), i64::from(m.gid()), "{p}");
+        assert_eq!(int("size"), m.size() as i64, "{p}");
+        assert_eq!(int("mtime"), m.mtime(), "{p}");
+        assert_eq!(
+            text(r, "mode").unwrap(),
+            format!("{:04o}", m.mode() & 0o7777),
+            "{p}"
+        );
     }
 }

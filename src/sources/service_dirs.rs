@@ -238,9 +238,14 @@ pub fn discover(root: &Root) -> Vec<ServiceDir> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
-    /// The directory exists but could not be opened (EACCES, ELOOP, …).
-    #[error(transparent)]
-    Open(#[from] FsError),
+    /// The directory exists but could not be opened (EACCES, ELOOP, …);
+    /// `kind` is what an `O_PATH` probe saw there, when it could look.
+    #[error("{source}")]
+    Open {
+        #[source]
+        source: FsError,
+        kind: Option<FileKind>,
+    },
     /// The path names something that is not a directory.
     #[error("{path}: not a directory ({})", kind.as_str())]
     NotADirectory { path: PathBuf, kind: FileKind },
@@ -258,7 +263,8 @@ impl DirError {
     pub fn kind(&self) -> Option<FileKind> {
         match self {
             DirError::NotADirectory { kind, .. } => Some(*kind),
-            _ => None,
+            DirError::Open { kind, .. } => *kind,
+            DirError::List { .. } => None,
         }
     }
 }
@@ -345,21 +351,25 @@ fn classify_open_failure(
     if e.is_not_found() {
         return Ok(None);
     }
+    let probe = root.open_path(&dir.path);
+    let kind = probe
+        .as_ref()
+        .ok()
+        .and_then(|fd| stat::stat_fd(fd, dir.path.clone()).ok())
+        .map(|m| m.kind);
     if e.errno() != Some(rustix::io::Errno::NOTDIR) {
-        return Err(DirError::Open(e));
+        return Err(DirError::Open { source: e, kind });
     }
-    match root.open_path(&dir.path) {
-        Ok(fd) => {
-            let kind = stat::stat_fd(&fd, dir.path.clone())
-                .map(|m| m.kind)
-                .unwrap_or(FileKind::Unknown);
-            Err(DirError::NotADirectory {
-                path: dir.path.clone(),
-                kind,
-            })
-        }
+    match probe {
+        Ok(_) => Err(DirError::NotADirectory {
+            path: dir.path.clone(),
+            kind: kind.unwrap_or(FileKind::Unknown),
+        }),
         Err(p) if p.is_not_found() || p.errno() == Some(rustix::io::Errno::NOTDIR) => Ok(None),
-        Err(p) => Err(DirError::Open(p)),
+        Err(p) => Err(DirError::Open {
+            source: p,
+            kind: None,
+        }),
     }
 }
 
@@ -491,6 +501,6 @@ d:x:1003:1003::rel/d:/bin/sh\n",
         let root = Root::open(r).unwrap();
         let dir = ServiceDir::standard("/loop1", Bus::System, Role::Services, None);
         let e = open(&root, &dir).unwrap_err();
-        assert!(matches!(e, DirError::Open(_)), "{e}");
+        assert!(matches!(e, DirError::Open { kind: None, .. }), "{e}");
     }
 }

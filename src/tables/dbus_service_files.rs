@@ -524,4 +524,35 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         assert_eq!(gone.len(), 1);
         assert!(text(&gone[0], "error").is_some());
     }
+
+    #[test]
+    fn a_failed_stat_still_yields_a_row_and_a_vanished_entry_none() {
+        let dir = service_dirs::standard_dirs()
+            .into_iter()
+            .find(|d| d.path == Path::new("/etc/dbus-1/system.d"))
+            .unwrap();
+        let err = |errno: rustix::io::Errno| StatError {
+            path: dir.entry_path(OsStr::new("x.conf")),
+            source: errno.into(),
+        };
+        let row = entry_row(
+            &dir,
+            OsStr::new("x.conf"),
+            Err(err(rustix::io::Errno::ACCESS)),
+            Some(FileKind::Regular),
+        )
+        .unwrap();
+        assert_eq!(text(&row, "path").unwrap(), "/etc/dbus-1/system.d/x.conf");
+        assert_eq!(text(&row, "kind").unwrap(), "policy");
+        assert_eq!(text(&row, "type").unwrap(), "regular");
+        assert!(text(&row, "error").unwrap().contains("ermission denied"));
+        assert_eq!(row.get("uid"), None);
+        let gone = entry_row(
+            &dir,
+            OsStr::new("x.conf"),
+            Err(err(rustix::io::Errno::NOENT)),
+            None,
+        );
+        assert!(gone.is_none());
+    }
 }

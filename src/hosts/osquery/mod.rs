@@ -1,27 +1,133 @@
-//! The osquery host: registers the tables with an osquery core over its
-//! Thrift extension socket and serves `generate`/`columns` calls. (Stub.)
+//! The osquery host: registers our tables with an osquery core over its
+//! Thrift extension socket, serves `generate`/`columns` calls on
+//! `<socket>.<uuid>`, and exits when the core goes away or says so.
+//!
+//! Built on the `thrift` crate 0.17 with bindings generated from
+//! `thrift/extension.thrift` rather than on `osquery-rust-ng`, which
+//! hard-codes its version, ignores a refused registration and never checks
+//! that the core still lists it (see DESIGN.md). Each job has its module:
+//! `core` (registration and liveness), `server` (the socket and its
+//! threads), `handler` (requests to tables), `routes` (spec to osquery's
+//! route rows) and `protocol` (bounds checks the stock protocol lacks).
 use crate::tables::Registry;
+use log::{debug, info};
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 #[allow(clippy::all)]
 mod bindings;
+mod core;
+mod handler;
+mod protocol;
+mod routes;
+mod server;
 
+/// Exactly the knobs osquery passes to an extension it launches.
 pub struct ExtensionOptions {
     pub socket: PathBuf,
+    /// How long registration keeps retrying.
     pub timeout: Duration,
+    /// How often to check that the core still lists us; we exit within it.
     pub interval: Duration,
+    /// Call logging. `main` already maps it to the `debug` log level, so the
+    /// host only logs at `debug`; kept here so a library caller sees it.
     pub verbose: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OsqueryHostError {
-    #[error("not implemented")]
-    Unimplemented,
+    #[error("no osquery core answered at {} within {timeout:?} ({last})", socket.display())]
+    CoreUnreachable {
+        socket: PathBuf,
+        timeout: Duration,
+        last: String,
+    },
+    #[error("osquery core refused the registration (code {code}): {message}")]
+    Refused { code: i32, message: String },
+    #[error("osquery core still reported a duplicate extension after {timeout:?}: {message}")]
+    StillDuplicate { timeout: Duration, message: String },
+    #[error("osquery core answered registration with an error: {0}")]
+    Protocol(String),
+    #[error("cannot serve the extension socket {}: {source}", path.display())]
+    Serve {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
+/// How often the lifecycle loop looks at its stop flags: signals and a
+/// `shutdown` call are acted on within this, whatever `--interval` is.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Registers, serves, and returns once the extension should exit; the
+/// socket `<socket>.<uuid>` is gone by then. Threads still inside a
+/// `generate` are not joined: they hold nothing that needs flushing and end
+/// with the process.
 pub fn run(registry: Arc<Registry>, opts: ExtensionOptions) -> Result<(), OsqueryHostError> {
-    let _ = (registry, opts);
-    Err(OsqueryHostError::Unimplemented)
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // The first signal asks for a clean exit; a second one, should the
+        // clean exit ever hang, terminates at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, signalled.clone())
+            .map_err(OsqueryHostError::Signal)?;
+        signal_hook::flag::register(sig, signalled.clone()).map_err(OsqueryHostError::Signal)?;
+    }
+    let Some(uuid) = core::register(&opts.socket, opts.timeout, &registry, &signalled)? else {
+        info!("signalled before registration finished");
+        return Ok(());
+    };
+    let mut path = OsString::from(opts.socket.as_os_str());
+    path.push(format!(".{uuid}"));
+    let path = PathBuf::from(path);
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let handler = handler::Handler::new(registry, uuid, shutdown.clone());
+    let server = server::Server::start(path.clone(), handler)
+        .map_err(|source| OsqueryHostError::Serve { path, source })?;
+    info!(
+        "registered as uuid {uuid}; serving {}",
+        server.path().display()
+    );
+
+    let reason = watch(&opts, uuid, &signalled, &shutdown);
+    info!("exiting: {reason}");
+    server.stop();
+    Ok(())
+}
+
+/// Waits for a reason to exit and returns it: a signal, a `shutdown` call,
+/// or the core no longer knowing us (checked every `interval`).
+fn watch(
+    opts: &ExtensionOptions,
+    uuid: i64,
+    signalled: &AtomicBool,
+    shutdown: &AtomicBool,
+) -> String {
+    let mut next_check = Instant::now() + opts.interval;
+    loop {
+        if signalled.load(Ordering::SeqCst) {
+            return "signal received".into();
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            return "the core asked us to shut down".into();
+        }
+        if Instant::now() >= next_check {
+            // A healthy core answers `extensions()` at once; allow it the
+            // interval, but at least a second, before calling it wedged.
+            let io_timeout = opts.interval.max(Duration::from_secs(1));
+            match core::still_registered(&opts.socket, uuid, io_timeout) {
+                Ok(()) => debug!("core still lists uuid {uuid}"),
+                Err(why) => return why,
+            }
+            next_check = Instant::now() + opts.interval;
+        }
+        thread::sleep(POLL);
+    }
 }

@@ -1,0 +1,342 @@
+//! The extension against a real Thrift peer: `tests/peer/fake_core.py`, a
+//! stand-in osquery core built from osquery's own generated Python bindings.
+//! The script plays one scenario and reports what it saw as JSON; every
+//! expectation lives here. The expected routes come from reading
+//! `tables/*.toml` directly (not through the crate's spec code), so a drift
+//! between spec and registration fails.
+mod common;
+
+use serde_json::{json, Value};
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+const PLANTED: &str = "/usr/share/dbus-1/system-services/planted.service";
+const PLANTED_UID: u32 = 4242;
+const PLANTED_GID: u32 = 4343;
+const PLANTED_MTIME: u64 = 1_600_000_000;
+/// The `--interval` the scenarios pass; exits must come within it plus 1 s.
+const INTERVAL: f64 = 1.0;
+
+/// A rootfs holding one planted service file with known owner and mtime.
+fn planted_root(dir: &Path) {
+    let file = dir.join(PLANTED.trim_start_matches('/'));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        "[D-BUS Service]\nName=org.example.Planted\nExec=/tmp/.x/payload --daemon\nUser=root\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    chown(&file, Some(PLANTED_UID), Some(PLANTED_GID)).expect("chown (tests run as root)");
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(PLANTED_MTIME);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/bash\nplanter:x:4242:4343::/home/planter:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(etc.join("group"), "root:x:0:\nplanters:x:4343:\n").unwrap();
+}
+
+/// Runs one scenario of the fake core and returns its observations.
+fn scenario(name: &str, root: Option<&Path>) -> Value {
+    let python = common::peer_python();
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(python);
+    cmd.arg(common::peer_script("fake_core.py"))
+        .arg(name)
+        .arg("--bin")
+        .arg(env!("CARGO_BIN_EXE_osquery-dbus"))
+        .arg("--workdir")
+        .arg(work.path());
+    if let Some(root) = root {
+        cmd.arg("--root").arg(root);
+    }
+    let out = cmd.output().expect("run fake core");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scenario {name} failed ({}):\n{stderr}",
+        out.status
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("scenario {name} printed no JSON ({e}):\n{stderr}"))
+}
+
+/// osquery's option bits, restated here on purpose.
+fn option_bit(name: &str) -> u32 {
+    match name {
+        "index" => 1,
+        "required" => 2,
+        "additional" => 4,
+        "optimized" => 8,
+        "hidden" => 16,
+        other => panic!("unknown option {other} in a spec"),
+    }
+}
+
+/// Route rows for one spec file, as osquery's `TablePlugin::routes` has them.
+fn expected_routes(spec_file: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tables")
+        .join(spec_file);
+    let spec: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let routes: Vec<Value> = spec["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let bits = c
+                .get("options")
+                .and_then(|o| o.as_array())
+                .map(|o| o.iter().map(|n| option_bit(n.as_str().unwrap())).sum())
+                .unwrap_or(0u32);
+            json!({
+                "id": "column",
+                "name": c["name"].as_str().unwrap(),
+                "type": c["type"].as_str().unwrap(),
+                "op": bits.to_string(),
+            })
+        })
+        .collect();
+    Value::Array(routes)
+}
+
+/// Every table the specs say osquery may host, and those it must not get.
+fn spec_tables() -> (Vec<String>, Vec<String>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tables");
+    let (mut hosted, mut embedded) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let spec: toml::Value = toml::from_str(&text).unwrap();
+        let name = spec["name"].as_str().unwrap().to_string();
+        let embedded_only = spec
+            .get("embedded_only")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        if embedded_only {
+            embedded.push(name);
+        } else {
+            hosted.push(name);
+        }
+    }
+    hosted.sort();
+    (hosted, embedded)
+}
+
+fn code(v: &Value) -> i64 {
+    v["status"]["code"].as_i64().unwrap_or(-1)
+}
+
+fn assert_failed_with_message(obs: &Value, what: &str) {
+    assert_eq!(code(&obs[what]), 1, "{what}: {}", obs[what]);
+    let msg = obs[what]["status"]["message"].as_str().unwrap_or("");
+    assert!(!msg.is_empty(), "{what} has no message");
+}
+
+fn assert_exited_cleanly(exit: &Value, within: f64, what: &str) {
+    assert_eq!(exit["exited"], true, "{what}: still running: {exit}");
+    assert_eq!(exit["returncode"], 0, "{what}: {exit}");
+    let elapsed = exit["elapsed"].as_f64().unwrap();
+    assert!(
+        elapsed <= within,
+        "{what}: took {elapsed:.2}s (limit {within}s)"
+    );
+    if let Some(left) = exit.get("socket_left") {
+        assert_eq!(left, false, "{what}: <socket>.<uuid> left behind");
+    }
+}
+
+fn rows_with_path<'a>(resp: &'a Value, path: &str) -> Vec<&'a Value> {
+    resp["response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"] == path)
+        .collect()
+}
+
+#[test]
+fn serves_a_real_core_end_to_end() {
+    let root = tempfile::tempdir().unwrap();
+    planted_root(root.path());
+    let obs = scenario("main", Some(root.path()));
+
+    // Registration: who we are, and exactly the spec's routes.
+    let reg = &obs["registration"];
+    assert_eq!(reg["info"]["name"], "dbus");
+    assert_eq!(reg["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(reg["info"]["min_sdk_version"], "0.0.0");
+    assert!(!reg["info"]["sdk_version"].as_str().unwrap().is_empty());
+    let registry = reg["registry"].as_object().unwrap();
+    assert_eq!(registry.keys().collect::<Vec<_>>(), ["table"]);
+    let tables = registry["table"].as_object().unwrap();
+    let (hosted, embedded) = spec_tables();
+    let mut registered: Vec<String> = tables.keys().cloned().collect();
+    registered.sort();
+    assert_eq!(registered, hosted);
+    for name in ["users", "groups"] {
+        assert!(embedded.iter().any(|e| e == name));
+        assert!(!tables.contains_key(name), "{name} must not be registered");
+    }
+    let routes = expected_routes("dbus_service_files.toml");
+    assert_eq!(tables["dbus_service_files"], routes);
+
+    // Calls.
+    assert_eq!(obs["ping"]["code"], 0);
+    assert_eq!(obs["ping"]["message"], "OK");
+    assert_eq!(obs["ping"]["uuid"], 7);
+    assert_eq!(code(&obs["columns"]), 0);
+    assert_eq!(obs["columns"]["response"], routes);
+    for what in [
+        "unknown_table",
+        "embedded_table",
+        "unknown_registry",
+        "unknown_action",
+        "bad_context",
+    ] {
+        assert_failed_with_message(&obs, what);
+    }
+    assert!(obs["bad_context"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("JSON"));
+    assert_eq!(code(&obs["generate_constrained"]), 0);
+    assert_eq!(code(&obs["generate_all"]), 0);
+
+    // Hostile bytes close their own connection and nothing else.
+    for (what, result) in obs["hostile"].as_object().unwrap() {
+        assert_eq!(result["closed"], true, "{what}: connection left open");
+    }
+    assert_eq!(obs["after_hostile"]["alive"], true);
+    assert_eq!(obs["after_hostile"]["ping"]["code"], 0);
+    assert_eq!(code(&obs["after_hostile"]["generate"]), 0);
+
+    // A half-sent request and busy generates never hold up a ping.
+    let conc = &obs["concurrency"];
+    let pings = conc["pings"].as_array().unwrap();
+    assert_eq!(pings.len(), 10);
+    for p in pings {
+        assert_eq!(p["code"], 0, "ping during a pending request: {p}");
+    }
+    let gens = conc["generates"].as_array().unwrap();
+    assert!(!gens.is_empty());
+    assert!(gens.iter().all(|c| c == 0), "{gens:?}");
+
+    // The core dies: we exit 0 within the interval (+1 s) and clean up.
+    assert_exited_cleanly(&obs["core_gone"], INTERVAL + 1.0, "core gone");
+
+    // --verbose logs calls.
+    let stderr = obs["stderr"].as_str().unwrap();
+    assert!(stderr.contains("call table/dbus_service_files"), "{stderr}");
+
+    // Rows: needs the dbus_service_files table (branch service-files).
+    let rows = rows_with_path(&obs["generate_constrained"], PLANTED);
+    assert_eq!(
+        rows.len(),
+        1,
+        "constrained generate: {}",
+        obs["generate_constrained"]
+    );
+    assert_eq!(rows[0]["uid"], PLANTED_UID.to_string());
+    assert_eq!(rows[0]["mtime"], PLANTED_MTIME.to_string());
+    let names: Vec<&str> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for key in rows[0].as_object().unwrap().keys() {
+        assert!(
+            names.contains(&key.as_str()),
+            "row carries non-spec column {key}"
+        );
+    }
+    let all = rows_with_path(&obs["generate_all"], PLANTED);
+    assert_eq!(
+        all.len(),
+        1,
+        "unconstrained generate: {}",
+        obs["generate_all"]
+    );
+    assert_eq!(all[0]["gid"], PLANTED_GID.to_string());
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_removes_the_socket() {
+    let obs = scenario("sigterm", None);
+    assert_eq!(obs["ping"]["code"], 0);
+    // --interval is 5 here: a signal must not wait for the liveness check.
+    assert_exited_cleanly(&obs["exit"], 1.0, "SIGTERM");
+}
+
+#[test]
+fn shutdown_call_exits_cleanly() {
+    let obs = scenario("shutdown", None);
+    assert_exited_cleanly(&obs["exit"], 1.0, "shutdown()");
+}
+
+#[test]
+fn waits_for_the_core_and_retries_duplicate_registration() {
+    let obs = scenario("duplicate", None);
+    assert_eq!(
+        obs["alive_before_core"], true,
+        "gave up before the core appeared"
+    );
+    assert_eq!(obs["attempts"], 3, "two duplicates, then success");
+    for gap in obs["gaps"].as_array().unwrap() {
+        let gap = gap.as_f64().unwrap();
+        assert!((0.1..1.0).contains(&gap), "retry gap {gap:.3}s");
+    }
+    assert_eq!(obs["registration"]["info"]["name"], "dbus");
+    assert_eq!(obs["ping"]["code"], 0);
+    assert_exited_cleanly(&obs["exit"], 1.0, "SIGTERM after retries");
+}
+
+#[test]
+fn no_core_is_a_clear_nonzero_exit_after_the_timeout() {
+    let obs = scenario("nocore", None);
+    let exit = &obs["exit"];
+    assert_eq!(exit["exited"], true, "{exit}");
+    assert_ne!(exit["returncode"], 0);
+    let elapsed = exit["elapsed"].as_f64().unwrap();
+    // --timeout 2: kept trying for about that long, then gave up.
+    assert!(
+        (1.5..=3.0).contains(&elapsed),
+        "gave up after {elapsed:.2}s"
+    );
+    let stderr = obs["stderr"].as_str().unwrap();
+    assert!(stderr.contains("no osquery core answered"), "{stderr}");
+    assert!(stderr.contains("core.sock"), "{stderr}");
+}
+
+#[test]
+fn refused_registration_fails_at_once() {
+    let obs = scenario("refused", None);
+    let exit = &obs["exit"];
+    assert_eq!(exit["exited"], true, "{exit}");
+    assert_ne!(exit["returncode"], 0);
+    assert!(exit["elapsed"].as_f64().unwrap() < 1.5, "{exit}");
+    assert_eq!(obs["attempts"], 1, "a refusal is not retried");
+    let stderr = obs["stderr"].as_str().unwrap();
+    assert!(stderr.contains("Table name conflicts"), "{stderr}");
+}
+
+#[test]
+fn exits_when_the_core_forgets_us() {
+    let obs = scenario("deregistered", None);
+    assert_eq!(obs["ping"]["code"], 0);
+    assert_eq!(obs["checked_while_listed"], true);
+    assert_eq!(obs["alive_while_listed"], true, "exited while still listed");
+    assert_eq!(obs["core_still_listening"], true);
+    assert_exited_cleanly(&obs["exit"], INTERVAL + 1.0, "uuid dropped");
+}
