@@ -2,6 +2,8 @@
 //! `--proc`): dbus-broker and launch-helper parentage, a babysitter, a deleted
 //! executable, odd `comm` values, a pid that vanished between listing and
 //! reading, and kernels without `task/*/children` files.
+mod common;
+
 use osquery_dbus::context::{Op, QueryContext};
 use osquery_dbus::sources::proc::clock_ticks;
 use osquery_dbus::tables::{Registry, Row, Settings, Value};
@@ -519,7 +521,6 @@ fn query_json(proc: &Path, root: &Path, sql: &str) -> serde_json::Value {
 }
 
 #[test]
-#[ignore = "needs the embedded host (branch sqlite-host)"]
 fn binary_query_over_fixture_proc() {
     let (proc, root) = fixture(true);
     let v = query_json(
@@ -541,4 +542,71 @@ fn binary_query_over_fixture_proc() {
     let row = &v.as_array().expect("array")[0];
     assert_eq!(row["via"], "launch-helper");
     assert_eq!(row["on_disk"].to_string().trim_matches('"'), "0");
+}
+
+/// A JSON row as column → text, NULLs left out: the shape osquery's Thrift
+/// rows have (a missing key is NULL). `query --json` prints NULL as "" as
+/// `osqueryi --json` does, so empty text counts as NULL too.
+fn as_text_map(row: &serde_json::Value) -> BTreeMap<String, String> {
+    row.as_object()
+        .expect("row object")
+        .iter()
+        .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
+        .map(|(k, v)| {
+            let t = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), t)
+        })
+        .collect()
+}
+
+fn sorted_rows(rows: &serde_json::Value) -> Vec<BTreeMap<String, String>> {
+    let mut out: Vec<_> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(as_text_map)
+        .collect();
+    out.sort_by_key(|r| r.get("pid").and_then(|p| p.parse::<i64>().ok()));
+    out
+}
+
+#[test]
+fn thrift_peer_and_embedded_query_give_the_same_rows() {
+    let (proc, root) = fixture(true);
+    let work = tempfile::tempdir().expect("tempdir");
+    for (sql, ctx) in [
+        (
+            "SELECT * FROM dbus_daemon_children",
+            r#"{"constraints":[]}"#.to_string(),
+        ),
+        (
+            "SELECT * FROM dbus_daemon_children WHERE pid IN (202, 302, 401)",
+            r#"{"constraints":[{"name":"pid","affinity":"BIGINT","list":[{"op":2,"expr":"202"},{"op":2,"expr":"302"},{"op":2,"expr":"401"}]}]}"#.to_string(),
+        ),
+    ] {
+        let out = Command::new(common::peer_python())
+            .arg(common::peer_script("fake_core.py"))
+            .arg("generate")
+            .arg("--bin")
+            .arg(BIN)
+            .arg("--workdir")
+            .arg(work.path())
+            .arg("--root")
+            .arg(root.path())
+            .arg("--proc")
+            .arg(proc.path())
+            .args(["--table", "dbus_daemon_children", "--context", &ctx])
+            .output()
+            .expect("run fake core");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let obs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("peer JSON");
+        assert_eq!(obs["status"]["code"], 0, "{obs}");
+        let thrift = sorted_rows(&obs["response"]);
+        let embedded = sorted_rows(&query_json(proc.path(), root.path(), sql));
+        assert!(!thrift.is_empty());
+        assert_eq!(thrift, embedded, "{sql}");
+    }
 }
