@@ -610,3 +610,19 @@ fn thrift_peer_and_embedded_query_give_the_same_rows() {
         assert_eq!(thrift, embedded, "{sql}");
     }
 }
+
+#[test]
+fn a_zombie_child_without_exe_or_cwd_links_is_still_a_row() {
+    let (proc, root) = fixture(true);
+    let dir = proc.path().join("303");
+    std::fs::remove_file(dir.join("exe")).expect("rm exe");
+    std::fs::remove_file(dir.join("cwd")).expect("rm cwd");
+    std::fs::write(dir.join("cmdline"), b"").expect("empty cmdline");
+    let rows = all_rows(proc.path(), root.path());
+    let r = &rows[&303];
+    assert_eq!(int(r, "on_disk"), -1);
+    assert_eq!(r.get("path"), Some(&Value::Null));
+    assert!(r.get("cwd").is_none());
+    assert_eq!(int(r, "args_count"), 0);
+    assert_eq!(int(r, "unusual"), 0);
+}

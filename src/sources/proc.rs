@@ -280,10 +280,22 @@ impl Proc {
         ))
     }
 
+    /// Reads a magic link. A zombie's `exe` and `cwd` are gone while the
+    /// process is still listed, so a missing link means "vanished" only when
+    /// the process itself is gone too.
     fn link(&self, pid: u32, file: &'static str) -> Result<String, ProcError> {
         std::fs::read_link(self.pid_path(pid, file))
             .map(|t| t.to_string_lossy().into_owned())
-            .map_err(|source| classify(pid, file, source))
+            .map_err(|source| match classify(pid, file, source) {
+                ProcError::Vanished { pid } if self.pid_path(pid, "stat").exists() => {
+                    ProcError::Io {
+                        pid,
+                        file,
+                        source: std::io::Error::from(ErrorKind::NotFound),
+                    }
+                }
+                other => other,
+            })
     }
 
     /// The executable. An unreadable link is "unknown", not an error: the
