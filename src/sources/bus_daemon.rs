@@ -7,7 +7,8 @@
 //! us to that file (under `--root`) for its `<type>`. A config without a
 //! `system`/`session` type (or one we cannot read) is a `custom` bus.
 //! `<include>`/`<includedir>` are not followed: the type and service
-//! directories of a private bus sit in its main file in practice.
+//! directories of a private bus sit in its main file in practice. A relative
+//! `--config-file` is taken relative to the root, not the daemon's cwd.
 //!
 //! The service-directory list here serves only the bus-children table; the
 //! `dbus_service_files` table has its own (`service_dirs`), and the two

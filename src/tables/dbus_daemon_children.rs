@@ -9,6 +9,13 @@
 //! visits only the pids asked for, walking up their parents, and emits them
 //! only if a full scan would. Parsing lives in `sources::proc`,
 //! `sources::bus_daemon` and `sources::service_file`; the rule in `verdict`.
+//!
+//! The rule itself only looks at processes whose parent is named
+//! `dbus-daemon`; here its other conditions are applied to every row,
+//! however it descends (a launch-helper or dbus-broker child is no less
+//! worth a look), and `via` says which path it came by. A pid reused between
+//! listing and reading could be misattributed; the window is the length of
+//! one scan and is not guarded against.
 use crate::context::QueryContext;
 use crate::sources::bus_daemon::{self, Bus, BusType, DaemonKind};
 use crate::sources::proc::{self, Proc, ProcError, Stat};
