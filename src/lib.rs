@@ -13,3 +13,4 @@ pub mod packs;
 pub mod sources;
 pub mod spec;
 pub mod tables;
+pub mod verdict;

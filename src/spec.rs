@@ -122,6 +122,10 @@ pub const SPEC_SOURCES: &[(&str, &str)] = &[
         "tables/dbus_service_files.toml",
         include_str!("../tables/dbus_service_files.toml"),
     ),
+    (
+        "tables/dbus_daemon_children.toml",
+        include_str!("../tables/dbus_daemon_children.toml"),
+    ),
     ("tables/users.toml", include_str!("../tables/users.toml")),
     ("tables/groups.toml", include_str!("../tables/groups.toml")),
 ];

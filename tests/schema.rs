@@ -100,6 +100,12 @@ fn generated_rows_only_carry_spec_columns() {
     .expect("registry");
     for table in registry.tables() {
         let rows = table.generate(&registry.settings, &QueryContext::new());
+        // Rows of dbus_daemon_children come from live bus daemons, which a
+        // build host may not run; tests/daemon_children_fixture.rs holds that
+        // table to its spec over a fixture /proc instead.
+        if table.spec.name == "dbus_daemon_children" {
+            continue;
+        }
         assert!(!rows.is_empty(), "{} produced no rows", table.spec.name);
         for row in &rows {
             for col in row.columns() {

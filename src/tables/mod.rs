@@ -9,6 +9,7 @@ use crate::spec::{self, TableSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod dbus_daemon_children;
 pub mod dbus_service_files;
 pub mod groups;
 pub mod users;
@@ -145,6 +146,7 @@ impl Table {
 fn generator(name: &str) -> Option<GenerateFn> {
     Some(match name {
         "dbus_service_files" => dbus_service_files::generate,
+        "dbus_daemon_children" => dbus_daemon_children::generate,
         "users" => users::generate,
         "groups" => groups::generate,
         _ => return None,

@@ -570,6 +570,26 @@ def scenario_deregistered(a):
         core.die()
 
 
+def scenario_generate(a):
+    """One generate of `--table` with `--context`, served from `--root` and
+    `--proc`: for comparing the Thrift path with the embedded host."""
+    core_sock = os.path.join(a.workdir, "core.sock")
+    core = FakeCore(core_sock)
+    args = ["--socket", core_sock, "--root", a.root, "--interval", "1", "--timeout", "3"]
+    if a.proc:
+        args += ["--proc", a.proc]
+    proc = start_extension(a.bin, args, a.workdir)
+    try:
+        wait_serving(core, proc)
+        return call(
+            ext_socket(core_sock), "table", a.table, {"action": "generate", "context": a.context}
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+        core.die()
+
+
 SCENARIOS = {
     "main": scenario_main,
     "sigterm": scenario_sigterm,
@@ -578,6 +598,7 @@ SCENARIOS = {
     "nocore": scenario_nocore,
     "refused": scenario_refused,
     "deregistered": scenario_deregistered,
+    "generate": scenario_generate,
 }
 
 
@@ -587,6 +608,9 @@ def main():
     p.add_argument("--bin", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--root", default="/nonexistent")
+    p.add_argument("--proc", default=None)
+    p.add_argument("--table", default="dbus_service_files")
+    p.add_argument("--context", default="{}")
     a = p.parse_args()
     # Never outlive a stuck run (the Rust side has no timeout of its own);
     # raising, not dying, lets each scenario's `finally` kill the extension.

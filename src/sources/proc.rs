@@ -1,0 +1,504 @@
+//! `/proc` as typed facts about processes, for the tables that hunt what a bus
+//! daemon started.
+//!
+//! Parsers take bytes so fixture bytes test them; [`Proc`] is the thin reader
+//! over a proc directory (`/proc`, or `--proc DIR` for container hosts and
+//! fixtures). Every read opens with `O_NOFOLLOW|O_NONBLOCK` and is capped, so
+//! a fixture tree holding a FIFO or a huge file cannot block or exhaust us.
+//! A process that exits mid-scan surfaces as [`ProcError::Vanished`], which
+//! callers skip quietly.
+use rustix::fs::OFlags;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// `stat`, `status` and `comm` are a few hundred bytes; anything bigger is not
+/// a kernel file.
+const SMALL_CAP: u64 = 64 * 1024;
+/// A command line is bounded by ARG_MAX (2 MiB by default); past this we keep
+/// what we have rather than read without limit.
+const CMDLINE_CAP: u64 = 2 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    /// The process exited (or never existed): callers skip it.
+    #[error("pid {pid}: process vanished")]
+    Vanished { pid: u32 },
+    #[error("pid {pid}: {file}: {source}")]
+    Io {
+        pid: u32,
+        file: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pid {pid}: {file}: {problem}")]
+    Parse {
+        pid: u32,
+        file: &'static str,
+        problem: String,
+    },
+    #[error("{path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ProcError {
+    pub fn is_vanished(&self) -> bool {
+        matches!(self, ProcError::Vanished { .. })
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` the tables use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// The kernel's task name, at most 15 bytes, lossily decoded; may hold
+    /// spaces, parentheses and newlines.
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+    /// Start time in clock ticks after boot.
+    pub starttime: u64,
+}
+
+/// Parses `stat`. The comm field sits between the first `(` and the *last*
+/// `)`: a process may name itself `a) b (c`, so splitting on spaces or on the
+/// first `)` would misread every later field.
+pub fn parse_stat(bytes: &[u8]) -> Result<Stat, String> {
+    let open = bytes
+        .iter()
+        .position(|&b| b == b'(')
+        .ok_or("no `(` before comm")?;
+    let close = bytes
+        .iter()
+        .rposition(|&b| b == b')')
+        .filter(|&c| c > open)
+        .ok_or("no `)` after comm")?;
+    let comm = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
+    let rest =
+        std::str::from_utf8(&bytes[close + 1..]).map_err(|_| "fields after comm are not UTF-8")?;
+    // Fields after comm start at field 3 (state); starttime is field 22.
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let field = |n: usize| -> Result<&str, String> {
+        fields
+            .get(n - 3)
+            .copied()
+            .ok_or_else(|| format!("field {n} missing"))
+    };
+    let state = field(3)?.chars().next().ok_or("empty state")?;
+    let ppid = field(4)?
+        .parse()
+        .map_err(|_| format!("bad ppid {:?}", fields.get(1)))?;
+    let starttime = field(22)?
+        .parse()
+        .map_err(|_| format!("bad starttime {:?}", fields.get(19)))?;
+    Ok(Stat {
+        comm,
+        state,
+        ppid,
+        starttime,
+    })
+}
+
+/// Real and effective ids from `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ids {
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+}
+
+/// Parses the `Uid:` and `Gid:` lines of `status` (real, effective, saved,
+/// filesystem); the first two of each are kept.
+pub fn parse_status(bytes: &[u8]) -> Result<Ids, String> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut uid = None;
+    let mut gid = None;
+    for line in text.lines() {
+        let pair = |rest: &str| -> Option<(u32, u32)> {
+            let mut it = rest.split_ascii_whitespace().map(str::parse::<u32>);
+            Some((it.next()?.ok()?, it.next()?.ok()?))
+        };
+        if let Some(rest) = line.strip_prefix("Uid:") {
+            uid = pair(rest);
+        } else if let Some(rest) = line.strip_prefix("Gid:") {
+            gid = pair(rest);
+        }
+    }
+    let (uid, euid) = uid.ok_or("no usable Uid line")?;
+    let (gid, egid) = gid.ok_or("no usable Gid line")?;
+    Ok(Ids {
+        uid,
+        euid,
+        gid,
+        egid,
+    })
+}
+
+/// Splits `cmdline` on NUL. Empty arguments are arguments (`a '' b` has three);
+/// only the terminator after the last one is dropped. Kernel threads and
+/// zombies have an empty cmdline: no arguments.
+pub fn parse_cmdline(bytes: &[u8]) -> Vec<String> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let body = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+    body.split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Parses a `task/<tid>/children` file: space-separated pids.
+pub fn parse_children(bytes: &[u8]) -> Vec<u32> {
+    String::from_utf8_lossy(bytes)
+        .split_ascii_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The `btime` line of the system-wide `stat`: boot time in unix seconds.
+pub fn parse_btime(bytes: &[u8]) -> Option<u64> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .find_map(|l| l.strip_prefix("btime")?.trim().parse().ok())
+}
+
+/// `environ`: NUL-separated `KEY=value` pairs; the value of `key`, if set.
+pub fn parse_environ_var(bytes: &[u8], key: &str) -> Option<String> {
+    bytes.split(|&b| b == 0).find_map(|kv| {
+        let kv = String::from_utf8_lossy(kv);
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.to_string())
+    })
+}
+
+/// What `exe` says about the executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exe {
+    /// The path, without the kernel's ` (deleted)` marker; `None` when unreadable
+    /// (kernel threads, or another user's process without privilege).
+    pub path: Option<String>,
+    /// As osquery's `processes.on_disk`: 1 present, 0 deleted, -1 unknown.
+    pub on_disk: i32,
+}
+
+/// Interprets the text of the `exe` link. The kernel appends ` (deleted)`
+/// when the file was unlinked after exec.
+pub fn parse_exe_link(target: &str) -> Exe {
+    match target.strip_suffix(" (deleted)") {
+        Some(path) => Exe {
+            path: Some(path.to_string()),
+            on_disk: 0,
+        },
+        None => Exe {
+            path: Some(target.to_string()),
+            on_disk: 1,
+        },
+    }
+}
+
+/// Clock ticks per second, the unit of `stat`'s starttime.
+pub fn clock_ticks() -> u64 {
+    rustix::param::clock_ticks_per_second().max(1)
+}
+
+/// A proc directory: `/proc`, or another one given with `--proc`.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    dir: PathBuf,
+}
+
+impl Proc {
+    pub fn new(dir: impl Into<PathBuf>) -> Proc {
+        Proc { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pid_path(&self, pid: u32, file: &str) -> PathBuf {
+        self.dir.join(pid.to_string()).join(file)
+    }
+
+    /// Every numeric entry: the processes (threads are not listed there).
+    pub fn pids(&self) -> Result<Vec<u32>, ProcError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|source| ProcError::Dir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut pids: Vec<u32> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    fn read(&self, pid: u32, file: &'static str, cap: u64) -> Result<Vec<u8>, ProcError> {
+        read_capped(&self.pid_path(pid, file), cap).map_err(|source| classify(pid, file, source))
+    }
+
+    /// `comm` without its trailing newline: the cheap way to spot a daemon.
+    pub fn comm(&self, pid: u32) -> Result<String, ProcError> {
+        let bytes = self.read(pid, "comm", SMALL_CAP)?;
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    pub fn stat(&self, pid: u32) -> Result<Stat, ProcError> {
+        let bytes = self.read(pid, "stat", SMALL_CAP)?;
+        parse_stat(&bytes).map_err(|problem| ProcError::Parse {
+            pid,
+            file: "stat",
+            problem,
+        })
+    }
+
+    pub fn ids(&self, pid: u32) -> Result<Ids, ProcError> {
+        let bytes = self.read(pid, "status", SMALL_CAP)?;
+        parse_status(&bytes).map_err(|problem| ProcError::Parse {
+            pid,
+            file: "status",
+            problem,
+        })
+    }
+
+    pub fn cmdline(&self, pid: u32) -> Result<Vec<String>, ProcError> {
+        Ok(parse_cmdline(&self.read(pid, "cmdline", CMDLINE_CAP)?))
+    }
+
+    /// One variable from `environ` (readable by root or the owner only).
+    pub fn environ_var(&self, pid: u32, key: &str) -> Result<Option<String>, ProcError> {
+        Ok(parse_environ_var(
+            &self.read(pid, "environ", CMDLINE_CAP)?,
+            key,
+        ))
+    }
+
+    /// Reads a magic link. A zombie's `exe` and `cwd` are gone while the
+    /// process is still listed, so a missing link means "vanished" only when
+    /// the process itself is gone too.
+    fn link(&self, pid: u32, file: &'static str) -> Result<String, ProcError> {
+        std::fs::read_link(self.pid_path(pid, file))
+            .map(|t| t.to_string_lossy().into_owned())
+            .map_err(|source| match classify(pid, file, source) {
+                ProcError::Vanished { pid } if self.pid_path(pid, "stat").exists() => {
+                    ProcError::Io {
+                        pid,
+                        file,
+                        source: std::io::Error::from(ErrorKind::NotFound),
+                    }
+                }
+                other => other,
+            })
+    }
+
+    /// The executable. An unreadable link is "unknown", not an error: the
+    /// row still comes out.
+    pub fn exe(&self, pid: u32) -> Result<Exe, ProcError> {
+        match self.link(pid, "exe") {
+            Ok(target) => Ok(parse_exe_link(&target)),
+            Err(e) if e.is_vanished() => Err(e),
+            Err(_) => Ok(Exe {
+                path: None,
+                on_disk: -1,
+            }),
+        }
+    }
+
+    pub fn cwd(&self, pid: u32) -> Result<String, ProcError> {
+        self.link(pid, "cwd")
+    }
+
+    /// Children of every thread of `pid`, from `task/<tid>/children`. `None`
+    /// when this kernel (or fixture) lacks those files: the caller falls back
+    /// to a scan of every process's parent.
+    pub fn children(&self, pid: u32) -> Result<Option<Vec<u32>>, ProcError> {
+        let task_dir = self.pid_path(pid, "task");
+        let tasks = match std::fs::read_dir(&task_dir) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // No task dir: gone, or a proc tree without tasks.
+                return if self.pid_path(pid, "stat").exists() {
+                    Ok(None)
+                } else {
+                    Err(ProcError::Vanished { pid })
+                };
+            }
+            Err(source) => return Err(classify(pid, "task", source)),
+        };
+        let mut all = Vec::new();
+        let mut seen_file = false;
+        for task in tasks.filter_map(Result::ok) {
+            match read_capped(&task.path().join("children"), CMDLINE_CAP) {
+                Ok(bytes) => {
+                    seen_file = true;
+                    all.extend(parse_children(&bytes));
+                }
+                // A thread that exited between listing and reading.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(source) => return Err(classify(pid, "task/children", source)),
+            }
+        }
+        all.sort_unstable();
+        all.dedup();
+        Ok(seen_file.then_some(all))
+    }
+
+    /// Boot time in unix seconds, from the system-wide `stat`.
+    pub fn boot_time(&self) -> Option<u64> {
+        parse_btime(&read_capped(&self.dir.join("stat"), SMALL_CAP).ok()?)
+    }
+
+    /// The executable opened through the `exe` link (which reaches even a
+    /// deleted file), without blocking.
+    pub fn open_exe(&self, pid: u32) -> Result<File, ProcError> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlags::NONBLOCK.bits() as i32)
+            .open(self.pid_path(pid, "exe"))
+            .map_err(|source| classify(pid, "exe", source))
+    }
+}
+
+/// ENOENT and ESRCH both mean the process is gone.
+fn classify(pid: u32, file: &'static str, source: std::io::Error) -> ProcError {
+    if source.kind() == ErrorKind::NotFound || source.raw_os_error() == Some(3) {
+        ProcError::Vanished { pid }
+    } else {
+        ProcError::Io { pid, file, source }
+    }
+}
+
+/// Reads at most `cap` bytes of a regular file, never following a symlink
+/// and never blocking on a FIFO or device.
+pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut buf = Vec::new();
+    file.take(cap).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_line(comm: &[u8], ppid: u32, start: u64) -> Vec<u8> {
+        let mut v = b"1234 (".to_vec();
+        v.extend_from_slice(comm);
+        v.extend_from_slice(
+            format!(") S {ppid} 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} 1000 100 18446744073709551615\n")
+                .as_bytes(),
+        );
+        v
+    }
+
+    #[test]
+    fn stat_with_parens_and_spaces_in_comm() {
+        let s = parse_stat(&stat_line(b"a) b (c", 77, 4242)).unwrap();
+        assert_eq!(s.comm, "a) b (c");
+        assert_eq!(s.ppid, 77);
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.starttime, 4242);
+    }
+
+    #[test]
+    fn stat_with_newline_and_close_paren_last_in_comm() {
+        let s = parse_stat(&stat_line(b"x\ny)", 5, 9)).unwrap();
+        assert_eq!(s.comm, "x\ny)");
+        assert_eq!(s.ppid, 5);
+        let s = parse_stat(&stat_line(b"", 6, 1)).unwrap();
+        assert_eq!(s.comm, "");
+    }
+
+    #[test]
+    fn stat_garbage_is_an_error_not_a_panic() {
+        for bad in [
+            &b""[..],
+            b"1234",
+            b"1234 (x",
+            b") (",
+            b"1 (x) S",
+            b"1 (x) S notanumber",
+            b"1 (x) S 1 2 3",
+            b"\xff\xfe(\xff) \xff",
+        ] {
+            assert!(parse_stat(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn status_ids() {
+        let text = b"Name:\tsleep\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t0\t0\t0\nGid:\t100\t101\t101\t101\n";
+        assert_eq!(
+            parse_status(text).unwrap(),
+            Ids {
+                uid: 1000,
+                euid: 0,
+                gid: 100,
+                egid: 101
+            }
+        );
+        assert!(parse_status(b"Name:\tx\n").is_err());
+        assert!(parse_status(b"Uid:\tx\nGid:\t1 1\n").is_err());
+    }
+
+    #[test]
+    fn cmdline_keeps_empty_args() {
+        assert_eq!(parse_cmdline(b"/bin/sh\0\0-c\0"), vec!["/bin/sh", "", "-c"]);
+        assert_eq!(parse_cmdline(b"a\0\0"), vec!["a", ""]);
+        assert_eq!(parse_cmdline(b""), Vec::<String>::new());
+        // A process that rewrote its argv may drop the final NUL.
+        assert_eq!(parse_cmdline(b"a b"), vec!["a b"]);
+    }
+
+    #[test]
+    fn children_btime_environ_exe() {
+        assert_eq!(parse_children(b"12 34 56 "), vec![12, 34, 56]);
+        assert_eq!(parse_children(b""), Vec::<u32>::new());
+        assert_eq!(
+            parse_btime(b"cpu 1 2\nbtime 1700000000\nprocesses 5\n"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(parse_btime(b"cpu 1 2\n"), None);
+        assert_eq!(
+            parse_environ_var(b"A=1\0XDG_DATA_HOME=/x/y\0B=\0", "XDG_DATA_HOME"),
+            Some("/x/y".into())
+        );
+        assert_eq!(parse_environ_var(b"A=1\0", "B"), None);
+        assert_eq!(parse_exe_link("/tmp/x (deleted)").on_disk, 0);
+        assert_eq!(
+            parse_exe_link("/tmp/x (deleted)").path.as_deref(),
+            Some("/tmp/x")
+        );
+        assert_eq!(parse_exe_link("/usr/bin/sleep").on_disk, 1);
+    }
+
+    #[test]
+    fn reader_on_the_live_proc() {
+        let proc = Proc::new("/proc");
+        let me = std::process::id();
+        assert!(proc.pids().unwrap().contains(&me));
+        let st = proc.stat(me).unwrap();
+        assert!(st.ppid > 0);
+        assert!(!proc.cmdline(me).unwrap().is_empty());
+        assert_eq!(proc.exe(me).unwrap().on_disk, 1);
+        assert!(proc.children(me).is_ok());
+        assert!(proc.boot_time().unwrap() > 1_000_000_000);
+        assert!(proc.stat(u32::MAX).unwrap_err().is_vanished());
+    }
+}

@@ -1,0 +1,627 @@
+//! `dbus_daemon_children`: every live process a D-Bus bus daemon started,
+//! with the Elastic rule's verdict, so the seed hunt "unusual child of
+//! dbus-daemon" runs as SQL over a `/proc` snapshot rather than an event feed.
+//!
+//! Cost matters because this runs on every host of a fleet: one pass over
+//! `/proc/*/comm` finds the bus daemons, `task/*/children` gives their
+//! children (a stat scan of every process only where the kernel lacks those
+//! files), and full details are read only for rows returned. `pid =` / `IN`
+//! visits only the pids asked for, walking up their parents, and emits them
+//! only if a full scan would. Parsing lives in `sources::proc`,
+//! `sources::bus_daemon` and `sources::service_file`; the rule in `verdict`.
+//!
+//! The rule itself only looks at processes whose parent is named
+//! `dbus-daemon`; here its other conditions are applied to every row,
+//! however it descends (a launch-helper or dbus-broker child is no less
+//! worth a look), and `via` says which path it came by. A pid reused between
+//! listing and reading could be misattributed; the window is the length of
+//! one scan and is not guarded against.
+use crate::context::QueryContext;
+use crate::sources::bus_daemon::{self, Bus, BusType, DaemonKind};
+use crate::sources::proc::{self, Proc, ProcError, Stat};
+use crate::sources::{accounts, service_file};
+use crate::tables::{Row, Settings};
+use crate::verdict;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+/// Hops between a bus and its service: launch helper, babysitter, bus.
+const MAX_DEPTH: usize = 3;
+/// Executables past this size are not hashed (NULL), so one odd process
+/// cannot stall the query.
+const MAX_HASH_BYTES: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Direct,
+    Babysitter,
+    LaunchHelper,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::Babysitter => "babysitter",
+            Via::LaunchHelper => "launch-helper",
+        }
+    }
+}
+
+/// How a process descends from a bus.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    parent: u32,
+    bus_pid: u32,
+    kind: DaemonKind,
+    via: Via,
+}
+
+/// One scan's view of `/proc`, reading each file at most once.
+struct Scan<'a> {
+    proc: Proc,
+    root: &'a Path,
+    stats: HashMap<u32, Option<Stat>>,
+    cmdlines: HashMap<u32, Option<Vec<String>>>,
+    exes: HashMap<u32, Option<String>>,
+    buses: HashMap<u32, Bus>,
+    /// ppid → children, built from a full stat scan only when some
+    /// `task/*/children` file is missing.
+    by_parent: Option<HashMap<u32, Vec<u32>>>,
+    services: HashMap<u32, Vec<(String, Vec<String>)>>,
+    homes: Option<HashMap<u32, String>>,
+}
+
+fn skip_quietly(pid: u32, e: &ProcError) {
+    if !e.is_vanished() {
+        log::debug!("dbus_daemon_children: pid {pid}: {e}");
+    }
+}
+
+impl<'a> Scan<'a> {
+    fn new(settings: &'a Settings) -> Scan<'a> {
+        Scan {
+            proc: Proc::new(&settings.proc),
+            root: &settings.root,
+            stats: HashMap::new(),
+            cmdlines: HashMap::new(),
+            exes: HashMap::new(),
+            buses: HashMap::new(),
+            by_parent: None,
+            services: HashMap::new(),
+            homes: None,
+        }
+    }
+
+    fn stat(&mut self, pid: u32) -> Option<Stat> {
+        if pid == 0 {
+            return None;
+        }
+        if let Some(s) = self.stats.get(&pid) {
+            return s.clone();
+        }
+        let s = self.proc.stat(pid).map_err(|e| skip_quietly(pid, &e)).ok();
+        self.stats.insert(pid, s.clone());
+        s
+    }
+
+    fn cmdline(&mut self, pid: u32) -> Option<Vec<String>> {
+        if let Some(c) = self.cmdlines.get(&pid) {
+            return c.clone();
+        }
+        let c = self
+            .proc
+            .cmdline(pid)
+            .map_err(|e| skip_quietly(pid, &e))
+            .ok();
+        self.cmdlines.insert(pid, c.clone());
+        c
+    }
+
+    fn exe_path(&mut self, pid: u32) -> Option<String> {
+        if let Some(e) = self.exes.get(&pid) {
+            return e.clone();
+        }
+        let e = self.proc.exe(pid).ok().and_then(|e| e.path);
+        self.exes.insert(pid, e.clone());
+        e
+    }
+
+    fn comm(&mut self, pid: u32) -> Option<String> {
+        self.stat(pid).map(|s| s.comm)
+    }
+
+    /// The classic daemon's babysitter: a fork (no exec) of a `dbus-daemon`,
+    /// so same command line and same executable as its parent.
+    fn is_babysitter(&mut self, pid: u32) -> bool {
+        let Some(me) = self.stat(pid) else {
+            return false;
+        };
+        if me.comm != "dbus-daemon" || self.comm(me.ppid).as_deref() != Some("dbus-daemon") {
+            return false;
+        }
+        let (mine, theirs) = (self.cmdline(pid), self.cmdline(me.ppid));
+        if mine.is_none() || mine.as_ref().is_some_and(Vec::is_empty) || mine != theirs {
+            return false;
+        }
+        match (self.exe_path(pid), self.exe_path(me.ppid)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+
+    /// The system bus's launch helper; a process merely *named* like it
+    /// but running another executable is not let through as a hop.
+    fn is_launch_helper(&mut self, pid: u32) -> bool {
+        let Some(comm) = self.comm(pid) else {
+            return false;
+        };
+        if !bus_daemon::is_launch_helper(&comm) {
+            return false;
+        }
+        match self.exe_path(pid) {
+            Some(exe) => exe.rsplit('/').next() == Some("dbus-daemon-launch-helper"),
+            None => true,
+        }
+    }
+
+    /// A bus daemon proper (not a babysitter).
+    fn bus_kind(&mut self, pid: u32) -> Option<DaemonKind> {
+        let kind = bus_daemon::daemon_kind(&self.comm(pid)?)?;
+        (!self.is_babysitter(pid)).then_some(kind)
+    }
+
+    /// Whether `pid` is part of the bus machinery rather than something it
+    /// started: a babysitter, a launch helper, or dbus-broker under its launcher.
+    fn is_machinery(&mut self, pid: u32) -> bool {
+        if self.is_babysitter(pid) || self.is_launch_helper(pid) {
+            return true;
+        }
+        let Some(me) = self.stat(pid) else {
+            return false;
+        };
+        bus_daemon::daemon_kind(&me.comm) == Some(DaemonKind::DbusBroker)
+            && self.bus_kind(me.ppid) == Some(DaemonKind::DbusBrokerLaunch)
+    }
+
+    /// Walks up from `pid`: [launch helper] [babysitter] bus.
+    fn origin(&mut self, pid: u32) -> Option<Origin> {
+        let me = self.stat(pid)?;
+        if self.is_machinery(pid) {
+            return None;
+        }
+        let parent = me.ppid;
+        let mut cur = parent;
+        let mut via = Via::Direct;
+        if self.is_launch_helper(cur) {
+            via = Via::LaunchHelper;
+            cur = self.stat(cur)?.ppid;
+        }
+        if self.is_babysitter(cur) {
+            if via == Via::Direct {
+                via = Via::Babysitter;
+            }
+            cur = self.stat(cur)?.ppid;
+        }
+        let kind = self.bus_kind(cur)?;
+        Some(Origin {
+            parent,
+            bus_pid: cur,
+            kind,
+            via,
+        })
+    }
+
+    fn children(&mut self, pid: u32) -> Vec<u32> {
+        match self.proc.children(pid) {
+            Ok(Some(kids)) => kids,
+            Ok(None) => self.children_by_scan(pid),
+            Err(e) => {
+                skip_quietly(pid, &e);
+                Vec::new()
+            }
+        }
+    }
+
+    fn children_by_scan(&mut self, pid: u32) -> Vec<u32> {
+        if self.by_parent.is_none() {
+            let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
+            for p in self.proc.pids().unwrap_or_default() {
+                if let Some(s) = self.stat(p) {
+                    map.entry(s.ppid).or_default().push(p);
+                }
+            }
+            self.by_parent = Some(map);
+        }
+        self.by_parent
+            .as_ref()
+            .and_then(|m| m.get(&pid).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Every process within [`MAX_DEPTH`] hops below a bus daemon, passing
+    /// only through bus machinery. `origin` decides which are rows.
+    fn candidates(&mut self) -> Vec<u32> {
+        let pids = match self.proc.pids() {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("dbus_daemon_children: {e}");
+                return Vec::new();
+            }
+        };
+        let mut frontier: Vec<u32> = pids
+            .into_iter()
+            .filter(|&p| match self.proc.comm(p) {
+                Ok(c) => bus_daemon::daemon_kind(&c).is_some(),
+                // No comm file (some fixtures): fall back to stat's copy.
+                Err(e) if !e.is_vanished() => self
+                    .comm(p)
+                    .is_some_and(|c| bus_daemon::daemon_kind(&c).is_some()),
+                Err(_) => false,
+            })
+            .collect();
+        let mut found = BTreeSet::new();
+        for _ in 0..MAX_DEPTH {
+            let mut next = Vec::new();
+            for node in frontier {
+                for kid in self.children(node) {
+                    if !found.insert(kid) {
+                        continue;
+                    }
+                    let comm = self.comm(kid).unwrap_or_default();
+                    if bus_daemon::daemon_kind(&comm).is_some()
+                        || bus_daemon::is_launch_helper(&comm)
+                    {
+                        next.push(kid);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        found.into_iter().collect()
+    }
+
+    fn bus(&mut self, pid: u32, kind: DaemonKind) -> Bus {
+        if let Some(b) = self.buses.get(&pid) {
+            return b.clone();
+        }
+        let args = self.cmdline(pid).unwrap_or_default();
+        let parent_args = match kind {
+            DaemonKind::DbusBroker => self.stat(pid).and_then(|s| self.cmdline(s.ppid)),
+            _ => None,
+        };
+        let bus = bus_daemon::describe(kind, &args, parent_args.as_deref(), self.root);
+        self.buses.insert(pid, bus.clone());
+        bus
+    }
+
+    fn home_of(&mut self, uid: u32) -> Option<String> {
+        if self.homes.is_none() {
+            let homes = accounts::read_passwd(self.root)
+                .map(|p| {
+                    p.entries
+                        .into_iter()
+                        .map(|a| (a.uid, a.directory))
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.homes = Some(homes);
+        }
+        self.homes.as_ref()?.get(&uid).cloned()
+    }
+
+    /// A session bus's directories, from the daemon's own XDG variables and
+    /// its owner's home.
+    fn session_dirs(&mut self, bus_pid: u32) -> Vec<String> {
+        let env = |key| self.proc.environ_var(bus_pid, key).ok().flatten();
+        let (home_env, data_env) = (env("XDG_DATA_HOME"), env("XDG_DATA_DIRS"));
+        let home = match self.proc.ids(bus_pid) {
+            Ok(ids) => self.home_of(ids.uid),
+            Err(_) => None,
+        };
+        bus_daemon::session_dirs(home_env.as_deref(), data_env.as_deref(), home.as_deref())
+    }
+
+    /// The service directories this bus reads, as paths inside the root.
+    fn service_dirs(&mut self, bus_pid: u32, bus: &Bus) -> Vec<String> {
+        let system = || {
+            bus_daemon::STANDARD_SYSTEM_DIRS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        };
+        if let Some(cfg) = &bus.config {
+            let config_dir = self
+                .cmdline(bus_pid)
+                .map(|a| bus_daemon::parse_args(&a))
+                .and_then(|a| a.config_file)
+                .and_then(|c| {
+                    Path::new(&c)
+                        .parent()
+                        .map(|p| p.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "/".into());
+            let mut dirs: Vec<String> = cfg
+                .servicedirs
+                .iter()
+                .map(|d| {
+                    if d.starts_with('/') {
+                        d.clone()
+                    } else {
+                        format!("{config_dir}/{d}")
+                    }
+                })
+                .collect();
+            if cfg.standard_session_servicedirs {
+                dirs.extend(self.session_dirs(bus_pid));
+            }
+            if cfg.standard_system_servicedirs {
+                dirs.extend(system());
+            }
+            return dirs;
+        }
+        match bus.bus_type {
+            BusType::Session => self.session_dirs(bus_pid),
+            BusType::System => system(),
+            BusType::Custom => Vec::new(),
+        }
+    }
+
+    /// `(path, argv of Exec)` of every parseable service file of this bus.
+    fn services(&mut self, bus_pid: u32, bus: &Bus) -> Vec<(String, Vec<String>)> {
+        if let Some(s) = self.services.get(&bus_pid) {
+            return s.clone();
+        }
+        let mut out = Vec::new();
+        for dir in self.service_dirs(bus_pid, bus) {
+            let full = bus_daemon::under_root(self.root, &dir);
+            let Ok(entries) = std::fs::read_dir(&full) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| n.ends_with(".service"))
+                .collect();
+            names.sort();
+            for name in names {
+                let Ok(file) = service_file::read(&full.join(&name)) else {
+                    continue;
+                };
+                let Some(argv) = file
+                    .exec
+                    .as_deref()
+                    .and_then(|e| service_file::split_exec(e).ok())
+                else {
+                    continue;
+                };
+                out.push((format!("{}/{name}", dir.trim_end_matches('/')), argv));
+            }
+        }
+        self.services.insert(bus_pid, out.clone());
+        out
+    }
+}
+
+/// How well a service file's argv explains a process: the exact argv beats
+/// the argv behind a script interpreter (`/bin/sh /tmp/x.sh a b`), which beats
+/// the same program with other arguments.
+fn match_score(argv: &[String], args: &[String], exe: Option<&str>) -> u8 {
+    if argv == args {
+        3
+    } else if args.len() > 1 && argv == &args[1..] {
+        2
+    } else if argv.first().is_some_and(|p| {
+        Some(p.as_str()) == exe || args.first() == Some(p) || args.get(1) == Some(p)
+    }) {
+        1
+    } else {
+        0
+    }
+}
+
+fn best_service(
+    services: &[(String, Vec<String>)],
+    args: &[String],
+    exe: Option<&str>,
+) -> Option<String> {
+    let mut best: Option<(u8, &str)> = None;
+    for (path, argv) in services {
+        let score = match_score(argv, args, exe);
+        // Strictly greater: the first file in the bus's search order wins ties.
+        if score > 0 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, path));
+        }
+    }
+    best.map(|(_, p)| p.to_string())
+}
+
+fn sha256_exe(proc: &Proc, pid: u32) -> Option<String> {
+    let file = proc.open_exe(pid).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut hasher = Sha256::new();
+    let mut reader = file.take(MAX_HASH_BYTES + 1);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > MAX_HASH_BYTES {
+            return None;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Some(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
+/// The pids an `=`/`IN` constraint asks for; `None` means scan everything.
+fn wanted_pids(ctx: &QueryContext) -> Option<Vec<u32>> {
+    let values = ctx.eq_values("pid")?;
+    let mut pids: Vec<u32> = values
+        .iter()
+        .filter_map(|v| {
+            let v = v.trim();
+            v.parse::<u32>().ok().or_else(|| {
+                // SQLite compares 42.0 equal to 42.
+                let f: f64 = v.parse().ok()?;
+                (f.fract() == 0.0 && f >= 0.0 && f <= f64::from(u32::MAX)).then_some(f as u32)
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    Some(pids)
+}
+
+pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
+    let mut scan = Scan::new(settings);
+    let candidates = match wanted_pids(ctx) {
+        Some(pids) => pids,
+        None => scan.candidates(),
+    };
+    let boot = scan.proc.boot_time();
+    let ticks = proc::clock_ticks();
+    let mut rows = Vec::new();
+    for pid in candidates {
+        let Some(origin) = scan.origin(pid) else {
+            continue;
+        };
+        match build_row(&mut scan, ctx, pid, origin, boot, ticks) {
+            Ok(row) => rows.push(row),
+            Err(e) => skip_quietly(pid, &e),
+        }
+    }
+    rows
+}
+
+fn build_row(
+    scan: &mut Scan<'_>,
+    ctx: &QueryContext,
+    pid: u32,
+    origin: Origin,
+    boot: Option<u64>,
+    ticks: u64,
+) -> Result<Row, ProcError> {
+    let stat = scan.proc.stat(pid)?;
+    let args = scan.proc.cmdline(pid)?;
+    let exe = scan.proc.exe(pid)?;
+    let bus = scan.bus(origin.bus_pid, origin.kind);
+    let bus_args = scan.cmdline(origin.bus_pid).unwrap_or_default();
+    let name = bus_daemon::full_name(
+        &stat.comm,
+        exe.path
+            .as_deref()
+            .into_iter()
+            .chain(args.iter().take(2).map(String::as_str)),
+    );
+    let v = verdict::assess(&args, &name, exe.path.as_deref(), bus.rule_session);
+
+    let mut row = Row::new();
+    row.set("pid", pid)
+        .set("parent", origin.parent)
+        .set("bus_pid", origin.bus_pid)
+        .set("bus_daemon", origin.kind.as_str())
+        .set("bus_type", bus.bus_type.as_str())
+        .set("bus_cmdline", bus_args.join(" "))
+        .set("via", origin.via.as_str())
+        .set("name", name)
+        .set("path", exe.path.clone())
+        .set("cmdline", args.join(" "))
+        .set("args_count", args.len() as i64)
+        .set("state", stat.state.to_string())
+        .set("on_disk", exe.on_disk)
+        .set("unusual", v.unusual)
+        .set("reason", v.reason);
+    match scan.proc.cwd(pid) {
+        Ok(cwd) => {
+            row.set("cwd", cwd);
+        }
+        Err(e) if e.is_vanished() => return Err(e),
+        Err(_) => {}
+    }
+    match scan.proc.ids(pid) {
+        Ok(ids) => {
+            row.set("uid", ids.uid)
+                .set("euid", ids.euid)
+                .set("gid", ids.gid)
+                .set("egid", ids.egid);
+        }
+        Err(e) if e.is_vanished() => return Err(e),
+        Err(_) => {}
+    }
+    if let Some(boot) = boot {
+        row.set("start_time", boot + stat.starttime / ticks);
+    }
+    if ctx.uses("service_file") {
+        let services = scan.services(origin.bus_pid, &bus);
+        row.set(
+            "service_file",
+            best_service(&services, &args, exe.path.as_deref()),
+        );
+    }
+    if ctx.uses("exe_sha256") {
+        row.set("exe_sha256", sha256_exe(&scan.proc, pid));
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn service_matching_prefers_exact_argv_then_first() {
+        let services = vec![
+            ("/s/a.service".to_string(), v(&["/tmp/x.sh", "other"])),
+            ("/s/b.service".to_string(), v(&["/tmp/x.sh", "a", "b"])),
+            ("/s/c.service".to_string(), v(&["/tmp/x.sh", "a", "b"])),
+            ("/s/d.service".to_string(), v(&["/usr/bin/y"])),
+        ];
+        let args = v(&["/bin/sh", "/tmp/x.sh", "a", "b"]);
+        assert_eq!(
+            best_service(&services, &args, Some("/usr/bin/dash")).as_deref(),
+            Some("/s/b.service")
+        );
+        assert_eq!(
+            best_service(&services, &v(&["/tmp/x.sh", "zzz"]), None).as_deref(),
+            Some("/s/a.service")
+        );
+        assert_eq!(
+            best_service(&services, &v(&["/bin/q"]), Some("/usr/bin/y")).as_deref(),
+            Some("/s/d.service")
+        );
+        assert_eq!(
+            best_service(&services, &v(&["/bin/q"]), Some("/bin/q")),
+            None
+        );
+    }
+
+    #[test]
+    fn pid_constraints() {
+        let mut ctx = QueryContext::new();
+        assert!(wanted_pids(&ctx).is_none());
+        ctx.add_constraint("pid", crate::context::Op::Eq, "42");
+        ctx.add_constraint("pid", crate::context::Op::Eq, " 7 ");
+        ctx.add_constraint("pid", crate::context::Op::Eq, "8.0");
+        ctx.add_constraint("pid", crate::context::Op::Eq, "abc");
+        ctx.add_constraint("pid", crate::context::Op::Eq, "-1");
+        assert_eq!(wanted_pids(&ctx), Some(vec![7, 8, 42]));
+    }
+}

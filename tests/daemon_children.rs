@@ -1,0 +1,374 @@
+//! `dbus_daemon_children` against real bus daemons that the test starts with
+//! its own config files and service directories (never the host's buses):
+//! a custom-config bus and a `--session` bus, activating planted services
+//! with `dbus-send`. Every daemon, activation client and activated service is
+//! killed on teardown, panics included.
+use osquery_dbus::context::QueryContext;
+use osquery_dbus::tables::{Registry, Row, Settings, Value};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NAME: &str = "org.example.Planted";
+
+/// A private bus with its temp dir; kills its process tree when dropped.
+struct Bus {
+    dir: tempfile::TempDir,
+    daemon: Child,
+    address: String,
+    service_dir: PathBuf,
+    clients: Vec<Child>,
+}
+
+/// Pids below `root` with their depth (1 = its child), by a `/proc` stat scan.
+fn descendants(root: u32) -> Vec<(u32, usize)> {
+    let proc = osquery_dbus::sources::proc::Proc::new("/proc");
+    let mut parent = std::collections::HashMap::new();
+    for pid in proc.pids().unwrap_or_default() {
+        if let Ok(st) = proc.stat(pid) {
+            parent.insert(pid, st.ppid);
+        }
+    }
+    let mut out = Vec::new();
+    for &pid in parent.keys() {
+        let mut cur = pid;
+        for depth in 1..64 {
+            match parent.get(&cur) {
+                Some(&p) if p == root => {
+                    out.push((pid, depth));
+                    break;
+                }
+                Some(&p) if p > 1 => cur = p,
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+fn kill(pid: u32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        for c in &mut self.clients {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Deepest first, so every process is reaped by its own parent (the
+        // service by its babysitter, which then exits and is reaped by the
+        // bus) instead of piling up as zombies of pid 1.
+        let mut below = descendants(self.daemon.id());
+        below.sort_by_key(|&(_, depth)| std::cmp::Reverse(depth));
+        let mut last_depth = None;
+        for (pid, depth) in below.into_iter().filter(|&(_, d)| d > 1) {
+            if last_depth.is_some_and(|d| d != depth) {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            last_depth = Some(depth);
+            kill(pid);
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !descendants(self.daemon.id()).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (pid, _) in descendants(self.daemon.id()) {
+            kill(pid);
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+fn write_exec(path: &Path, body: &str) {
+    std::fs::write(path, body).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+impl Bus {
+    fn start(mut cmd: Command, dir: tempfile::TempDir, service_dir: PathBuf) -> Bus {
+        std::fs::create_dir_all(&service_dir).expect("service dir");
+        let mut daemon = cmd
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        let mut line = String::new();
+        let stdout = daemon.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("address");
+        let address = line.trim().to_string();
+        assert!(
+            address.starts_with("unix:"),
+            "bus did not start: {address:?}"
+        );
+        Bus {
+            dir,
+            daemon,
+            address,
+            service_dir,
+            clients: Vec::new(),
+        }
+    }
+
+    /// A bus from our own config: `<type>custom</type>`.
+    fn custom() -> Bus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let conf = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>custom</type>
+  <listen>unix:path={d}/bus.sock</listen>
+  <servicedir>{d}/services</servicedir>
+  <auth>EXTERNAL</auth>
+  <limit name="service_start_timeout">60000</limit>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+    <allow user="*"/>
+  </policy>
+</busconfig>
+"#
+        );
+        std::fs::write(dir.path().join("bus.conf"), conf).expect("bus.conf");
+        let mut cmd = Command::new("dbus-daemon");
+        cmd.arg(format!("--config-file={d}/bus.conf"));
+        let services = dir.path().join("services");
+        Bus::start(cmd, dir, services)
+    }
+
+    /// A real `--session` bus, its service dir under `XDG_DATA_HOME`.
+    fn session() -> Bus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let xdg = dir.path().join("xdg");
+        let mut cmd = Command::new("dbus-daemon");
+        cmd.arg("--session")
+            .arg(format!(
+                "--address=unix:path={}/s.sock",
+                dir.path().display()
+            ))
+            .env("XDG_DATA_HOME", &xdg);
+        Bus::start(cmd, dir, xdg.join("dbus-1/services"))
+    }
+
+    fn pid(&self) -> u32 {
+        self.daemon.id()
+    }
+
+    /// Plants a service whose Exec is `exec`; returns the service file path.
+    fn plant(&self, name: &str, exec: &str) -> PathBuf {
+        let path = self.service_dir.join(format!("{name}.service"));
+        std::fs::write(
+            &path,
+            format!("[D-BUS Service]\nName={name}\nExec={exec}\n"),
+        )
+        .expect("service file");
+        path
+    }
+
+    /// A shell script in the bus's temp dir that stays alive.
+    fn script(&self, file: &str, body: &str) -> PathBuf {
+        let path = self.dir.path().join(file);
+        write_exec(&path, &format!("#!/bin/sh\n{body}\n"));
+        path
+    }
+
+    /// Asks the bus to start `name` without waiting: the service never claims
+    /// the name, so the call would only time out.
+    fn activate(&mut self, name: &str) {
+        let client = Command::new("dbus-send")
+            .arg(format!("--bus={}", self.address))
+            .args(["--print-reply", "--reply-timeout=30000"])
+            .arg(format!("--dest={name}"))
+            .args(["/", "org.freedesktop.DBus.Peer.Ping"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-send");
+        self.clients.push(client);
+    }
+}
+
+fn table() -> Vec<Row> {
+    Registry::new(Settings::default())
+        .expect("registry")
+        .generate("dbus_daemon_children", &QueryContext::new())
+        .expect("table")
+}
+
+fn text<'a>(r: &'a Row, c: &str) -> &'a str {
+    match r.get(c) {
+        Some(Value::Text(t)) => t,
+        other => panic!("{c} is {other:?} in {r:?}"),
+    }
+}
+
+fn int(r: &Row, c: &str) -> i64 {
+    match r.get(c) {
+        Some(Value::Integer(i)) => *i,
+        other => panic!("{c} is {other:?} in {r:?}"),
+    }
+}
+
+/// Polls the table (bounded) for a row of this bus whose command line
+/// mentions `needle`.
+fn wait_for_row(bus: &Bus, needle: &str) -> Row {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let rows = table();
+        if let Some(r) = rows.into_iter().find(|r| {
+            r.get("bus_pid") == Some(&Value::Integer(i64::from(bus.pid())))
+                && matches!(r.get("cmdline"), Some(Value::Text(c)) if c.contains(needle))
+        }) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no row for {needle} under bus {}",
+            bus.pid()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn planted_script_is_unusual_on_a_custom_bus() {
+    let mut bus = Bus::custom();
+    let script = bus.script("planted.sh", "sleep 300");
+    let service = bus.plant(NAME, &format!("{} one two", script.display()));
+    bus.activate(NAME);
+    let r = wait_for_row(&bus, "planted.sh");
+    assert_eq!(int(&r, "bus_pid"), i64::from(bus.pid()));
+    assert_eq!(text(&r, "via"), "babysitter");
+    assert_eq!(text(&r, "bus_daemon"), "dbus-daemon");
+    assert_eq!(text(&r, "bus_type"), "custom");
+    assert_eq!(text(&r, "name"), "planted.sh");
+    assert_eq!(text(&r, "service_file"), service.display().to_string());
+    assert_eq!(int(&r, "unusual"), 1, "{}", text(&r, "reason"));
+    assert_eq!(int(&r, "on_disk"), 1);
+    assert!(int(&r, "start_time") > 1_600_000_000);
+    assert_ne!(
+        int(&r, "parent"),
+        i64::from(bus.pid()),
+        "the babysitter is the parent"
+    );
+
+    // pid pushdown finds the very same row.
+    let mut ctx = QueryContext::new();
+    ctx.add_constraint(
+        "pid",
+        osquery_dbus::context::Op::Eq,
+        int(&r, "pid").to_string(),
+    );
+    let reg = Registry::new(Settings::default()).expect("registry");
+    let again = reg.generate("dbus_daemon_children", &ctx).expect("table");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].get("cmdline"), r.get("cmdline"));
+    assert_eq!(again[0].get("via"), r.get("via"));
+
+    // The bus and its babysitter are not rows.
+    let parent = int(&r, "parent");
+    assert!(table()
+        .iter()
+        .all(|x| x.get("pid") != Some(&Value::Integer(parent))
+            && x.get("pid") != Some(&Value::Integer(i64::from(bus.pid())))));
+}
+
+#[test]
+fn planted_script_is_not_unusual_on_a_session_bus() {
+    let mut bus = Bus::session();
+    let script = bus.script("planted.sh", "sleep 300");
+    let service = bus.plant(NAME, &format!("{} one two", script.display()));
+    bus.activate(NAME);
+    let r = wait_for_row(&bus, "planted.sh");
+    assert_eq!(text(&r, "via"), "babysitter");
+    assert_eq!(text(&r, "bus_type"), "session");
+    assert_eq!(text(&r, "service_file"), service.display().to_string());
+    assert_eq!(int(&r, "unusual"), 0);
+    assert!(text(&r, "reason").contains("--session"));
+}
+
+#[test]
+fn excepted_helper_name_is_not_unusual() {
+    let mut bus = Bus::custom();
+    let script = bus.script("gnome-keyring-daemon", "sleep 300");
+    bus.plant(NAME, &format!("{} --start --foreground", script.display()));
+    bus.activate(NAME);
+    let r = wait_for_row(&bus, "gnome-keyring-daemon");
+    assert_eq!(
+        text(&r, "name"),
+        "gnome-keyring-daemon",
+        "completed from the truncated comm"
+    );
+    assert_eq!(int(&r, "unusual"), 0, "{}", text(&r, "reason"));
+    assert!(text(&r, "reason").contains("known helper"));
+}
+
+/// A directory under /usr/lib for one test — the one host path the tests may
+/// touch — removed on drop, panics included.
+struct UsrLibDir(PathBuf);
+
+impl Drop for UsrLibDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn executable_under_usr_lib_is_not_unusual() {
+    let dir = UsrLibDir(PathBuf::from(format!(
+        "/usr/lib/osquery-dbus-test-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )));
+    std::fs::create_dir_all(&dir.0).expect("mkdir under /usr/lib (tests run as root)");
+    let helper = dir.0.join("helper");
+    std::fs::copy("/usr/bin/sleep", &helper).expect("copy sleep");
+    let mut bus = Bus::custom();
+    bus.plant(NAME, &format!("{} 300 1", helper.display()));
+    bus.activate(NAME);
+    let r = wait_for_row(&bus, "helper 300 1");
+    assert_eq!(text(&r, "path"), helper.display().to_string());
+    assert_eq!(int(&r, "args_count"), 3);
+    assert_eq!(int(&r, "unusual"), 0, "{}", text(&r, "reason"));
+    assert!(text(&r, "reason").contains("library path"));
+    assert_eq!(text(&r, "exe_sha256").len(), 64);
+    drop(bus);
+}
+
+#[test]
+fn a_service_that_exits_leaves_no_error() {
+    let mut bus = Bus::custom();
+    let quick = bus.script("quick.sh", "exit 0");
+    bus.plant(NAME, &format!("{} a b", quick.display()));
+    let stay = bus.script("stay.sh", "sleep 300");
+    bus.plant("org.example.Stay", &format!("{} c d", stay.display()));
+    bus.activate(NAME);
+    bus.activate("org.example.Stay");
+    // The staying service proves activation happened; the quick one is gone.
+    let _ = wait_for_row(&bus, "stay.sh");
+    // Every scan answers while it exits; once gone, it is simply not listed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = table();
+        let quick_alive = rows.iter().any(|r| {
+            matches!(r.get("cmdline"), Some(Value::Text(c)) if c.contains("quick.sh"))
+                && r.get("state") != Some(&Value::Text("Z".into()))
+        });
+        if !quick_alive {
+            break;
+        }
+        assert!(Instant::now() < deadline, "quick.sh never exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
