@@ -4,6 +4,8 @@
 //! fresh machine with nothing but python3 and access to PyPI.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod bus;
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
