@@ -1,9 +1,13 @@
 //! Pack SQL is written once and must run everywhere: these tests run every
 //! built-in pack query through the real binary's embedded host, and hold the
 //! Fleet YAML twins to the pack JSON they are generated from.
+mod common;
+
+use common::bus::Bus;
 use osquery_dbus::packs;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
 
@@ -133,4 +137,104 @@ fn hunt_reports_and_exits_by_what_it_found() {
     let failed = run(&["--pack", bad_pack.to_str().expect("utf-8")]);
     assert_eq!(failed.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED bad/broken"));
+}
+
+/// Runs SQL through the real binary's embedded host, rows as JSON objects.
+fn query_json(args: &[&str], sql: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["query", "--json", sql])
+        .output()
+        .expect("run query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .expect("JSON")
+        .as_array()
+        .cloned()
+        .expect("array")
+}
+
+fn pack_query(name: &str) -> String {
+    packs::builtin()
+        .expect("packs")
+        .into_iter()
+        .find_map(|p| p.queries.get(name).map(|q| q.query.clone()))
+        .unwrap_or_else(|| panic!("no pack query {name}"))
+}
+
+#[test]
+fn unusual_children_query_finds_the_planted_service_and_no_decoy() {
+    let mut custom = Bus::custom();
+    let mut session = Bus::session();
+    let planted = custom.script("planted.sh", "sleep 300");
+    custom.plant(
+        "org.example.Planted",
+        &format!("{} --beacon 10.0.0.1", planted.display()),
+    );
+    custom.activate("org.example.Planted");
+    // Decoys: a known helper's name on the same bus, and the same kind of
+    // script on a --session bus.
+    let helper = custom.script("gnome-keyring-daemon", "sleep 300");
+    custom.plant(
+        "org.example.Keyring",
+        &format!("{} --start --components=secrets", helper.display()),
+    );
+    custom.activate("org.example.Keyring");
+    let on_session = session.script("session-tool.sh", "sleep 300");
+    session.plant(
+        "org.example.SessionTool",
+        &format!("{} --one --two", on_session.display()),
+    );
+    session.activate("org.example.SessionTool");
+
+    let ours = |row: &serde_json::Value| {
+        let bus: u32 = row["bus_pid"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        bus == custom.pid() || bus == session.pid()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let live = query_json(
+            &[],
+            "SELECT pid, bus_pid, cmdline FROM dbus_daemon_children",
+        );
+        if live.iter().filter(|r| ours(r)).count() >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "activations never showed: {live:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let found: Vec<serde_json::Value> =
+        query_json(&[], &pack_query("unusual_dbus_daemon_children"))
+            .into_iter()
+            .filter(|r| ours(r))
+            .collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let row = &found[0];
+    assert!(row["cmdline"]
+        .as_str()
+        .unwrap_or("")
+        .contains("planted.sh --beacon 10.0.0.1"));
+    assert_eq!(row["bus_pid"], custom.pid().to_string());
+    assert_eq!(row["bus_type"], "custom");
+    assert_eq!(row["via"], "babysitter");
+    assert_eq!(row["username"], "root", "joined from users");
+    assert!(row["service_file"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("org.example.Planted.service"));
+    assert!(row["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("not a known helper"));
 }
