@@ -84,6 +84,21 @@ pub enum ConfigError {
     TooDeep { path: PathBuf },
 }
 
+impl ConfigError {
+    /// The file the error is about (for an include: the including file).
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigError::NotUtf8 { path }
+            | ConfigError::Doctype { path }
+            | ConfigError::Xml { path, .. }
+            | ConfigError::TooLarge { path }
+            | ConfigError::Include { path, .. }
+            | ConfigError::TooDeep { path } => path,
+            ConfigError::Fs(e) => e.path(),
+        }
+    }
+}
+
 /// Parses one config file. `path` is where it lives inside the root: its
 /// directory anchors relative paths, and errors name it.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
@@ -115,9 +130,14 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
             }
             "servicedir" => resolve(node).map(Directive::ServiceDir),
             "includedir" => resolve(node).map(Directive::IncludeDir),
+            // A path relative to the SELinux policy root is not known
+            // from files alone; such includes hold SELinux contexts.
+            "include" if node.attribute("selinux_root_relative") == Some("yes") => None,
             "include" => resolve(node).map(|p| Directive::Include {
                 path: p,
-                ignore_missing: node.attribute("ignore_missing") == Some("yes"),
+                // Read only on SELinux systems: absence is normal.
+                ignore_missing: node.attribute("ignore_missing") == Some("yes")
+                    || node.attribute("if_selinux_enabled") == Some("yes"),
             }),
             "standard_session_servicedirs" => Some(Directive::StandardSessionServiceDirs),
             "standard_system_servicedirs" => Some(Directive::StandardSystemServiceDirs),
@@ -386,7 +406,9 @@ mod tests {
             "{DOCTYPE}<busconfig>\n<type>system</type>\n<standard_system_servicedirs/>\n\
 <servicedir> /opt/evil/services </servicedir>\n<includedir>system.d</includedir>\n\
 <include ignore_missing=\"yes\">/etc/dbus-1/system-local.conf</include>\n\
-<include>../other.conf</include>\n<servicedir/>\n<policy context=\"default\"/></busconfig>"
+<include>../other.conf</include>\n<servicedir/>\n\
+<include if_selinux_enabled=\"yes\" selinux_root_relative=\"yes\">contexts/dbus_contexts</include>\n\
+<include if_selinux_enabled=\"yes\">/etc/selinux.conf</include>\n<policy context=\"default\"/></busconfig>"
         );
         let c = parse(xml.as_bytes(), Path::new("/usr/share/dbus-1/system.conf")).unwrap();
         assert_eq!(c.bus_type.as_deref(), Some("system"));
@@ -403,6 +425,10 @@ mod tests {
                 Directive::Include {
                     path: "/usr/share/dbus-1/../other.conf".into(),
                     ignore_missing: false
+                },
+                Directive::Include {
+                    path: "/etc/selinux.conf".into(),
+                    ignore_missing: true
                 },
             ]
         );

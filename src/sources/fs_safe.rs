@@ -65,6 +65,17 @@ impl FsError {
         }
     }
 
+    /// The path the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            FsError::OpenRoot { path, .. }
+            | FsError::Open { path, .. }
+            | FsError::NotRegular { path }
+            | FsError::Changed { path }
+            | FsError::Read { path, .. } => path,
+        }
+    }
+
     /// True when the path (or one of its parents) simply does not exist.
     pub fn is_not_found(&self) -> bool {
         self.errno() == Some(rustix::io::Errno::NOENT)
