@@ -830,4 +830,70 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         );
         assert!(gone.is_none());
     }
+
+    #[test]
+    fn writable_by_non_root_cases() {
+        let m = |uid, gid, perm| Metadata {
+            kind: FileKind::Directory,
+            perm,
+            uid,
+            gid,
+            size: 0,
+            dev: (0, 0),
+            ino: 1,
+            nlink: 2,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            btime: None,
+        };
+        assert!(!writable_by_non_root(&m(0, 0, 0o755)));
+        assert!(!writable_by_non_root(&m(0, 0, 0o775)), "root group");
+        assert!(!writable_by_non_root(&m(1000, 0, 0o555)));
+        assert!(writable_by_non_root(&m(1000, 0, 0o755)));
+        assert!(writable_by_non_root(&m(0, 100, 0o775)));
+        assert!(
+            writable_by_non_root(&m(0, 0, 0o1777)),
+            "sticky still lets anyone add"
+        );
+    }
+
+    #[test]
+    fn config_errors_land_on_the_config_rows_and_contents_only_when_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("etc/dbus-1/system.d")).unwrap();
+        std::fs::write(r.join("etc/dbus-1/system-local.conf"), b"<busconfig><oops>").unwrap();
+        std::fs::write(
+            r.join("etc/dbus-1/system.d/a.conf"),
+            b"<busconfig><include>/nowhere.conf</include></busconfig>",
+        )
+        .unwrap();
+        std::fs::create_dir_all(r.join("usr/share/dbus-1/services")).unwrap();
+        std::fs::write(
+            r.join("usr/share/dbus-1/services/x.service"),
+            b"[D-BUS Service]\nName=x\nExec=/x\n",
+        )
+        .unwrap();
+        let s = settings(r);
+        let rows = by_path(&generate(&s, &QueryContext::new()));
+        let local = text(&rows["/etc/dbus-1/system-local.conf"], "error").unwrap();
+        assert!(
+            local.starts_with("/etc/dbus-1/system-local.conf: XML"),
+            "{local}"
+        );
+        let a = text(&rows["/etc/dbus-1/system.d/a.conf"], "error").unwrap();
+        assert!(a.contains("includes /nowhere.conf"), "{a}");
+        let x = &rows["/usr/share/dbus-1/services/x.service"];
+        assert_eq!(text(x, "service_name").unwrap(), "x");
+        assert_eq!(int(x, "name_matches_filename"), Some(1));
+        // A stat-only query reads no contents.
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "mtime"]);
+        let rows = by_path(&generate(&s, &ctx));
+        let x = &rows["/usr/share/dbus-1/services/x.service"];
+        assert_eq!(x.get("service_name"), None);
+        assert_eq!(x.get("sha256"), None);
+        assert_eq!(x.get("package"), None);
+    }
 }
