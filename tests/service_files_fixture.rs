@@ -142,7 +142,7 @@ User=root\nSystemdService=good.service\nAssumedAppArmorLabel=unconfined\nExec=/t
     symlink("/etc/shadow", f.host(&format!("{s}/out.service"))).expect("symlink");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &f.host(&format!("{s}/pipe.service")),
+        f.host(&format!("{s}/pipe.service")),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o666),
         0,
