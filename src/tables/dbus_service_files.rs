@@ -26,6 +26,10 @@ use std::sync::Arc;
 /// A service file is small; dbus-daemon's own files are under 1 KiB.
 pub const MAX_SERVICE_BYTES: u64 = 64 * 1024;
 
+/// dbus-daemon refuses to load a service file larger than this
+/// (`bus/desktop-file.c`).
+const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
+
 /// Columns that need a `.service` file's contents read and parsed.
 const CONTENT_COLUMNS: [&str; 12] = [
     "service_name",
@@ -267,7 +271,7 @@ fn entry_row(
         }
     }
     if kind == EntryKind::Service && regular && scan.content {
-        service_columns(scan, open, name, &path, &mut row, &mut errors)?;
+        service_columns(scan, open, name, &path, meta.size, &mut row, &mut errors)?;
     }
     if matches!(kind, EntryKind::Config | EntryKind::Policy) {
         for (p, e) in scan.config_errors {
@@ -293,6 +297,7 @@ fn service_columns(
     open: &OpenDir,
     name: &OsStr,
     path: &Path,
+    size: u64,
     row: &mut Row,
     errors: &mut Errors,
 ) -> Option<()> {
@@ -309,8 +314,13 @@ fn service_columns(
     if truncated {
         let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         bytes.truncate(keep);
+        let refused = if size > DBUS_DAEMON_MAX_SERVICE_BYTES {
+            " (dbus-daemon refuses files over 128 KiB)"
+        } else {
+            ""
+        };
         errors.push(format!(
-            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed",
+            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
             path.display()
         ));
     }
@@ -321,8 +331,12 @@ fn service_columns(
             return Some(());
         }
     };
-    for p in &parsed.problems {
-        errors.push(format!("{}: {p}", path.display()));
+    if !parsed.problems.is_empty() {
+        errors.push(format!(
+            "{}: dbus-daemon would refuse this file: {}",
+            path.display(),
+            parsed.problems.join(", ")
+        ));
     }
     let filename = name.as_bytes();
     row.set(
@@ -345,7 +359,7 @@ fn service_columns(
         }
     }
     row.set("service_name", parsed.name)
-        .set("exec", parsed.exec)
+        .set("exec", parsed.exec_as_written)
         .set("run_as_user", parsed.user)
         .set("systemd_service", parsed.systemd_service)
         .set("assumed_apparmor_label", parsed.assumed_apparmor_label);
