@@ -178,85 +178,89 @@ fn problem_at(line: usize, what: String) -> String {
 }
 
 /// Splits an `Exec=` value the way dbus-daemon does before it execs it
-/// (`_dbus_shell_parse_argv`, the POSIX-shell subset from GLib): blanks
-/// separate words; inside double quotes a backslash escapes only `"`, `\`,
-/// `$`, `` ` `` and newline (elsewhere it stays); single quotes are literal;
-/// outside quotes a backslash takes the next character literally and
-/// backslash-newline joins lines. Quoted and bare parts of one word join;
-/// `""` is an empty word. No variable, glob or comment expansion happens.
+/// (`_dbus_shell_parse_argv` in `dbus/dbus-shell.c`), quirks included, so
+/// the argv matches what a spawned process shows in `/proc/<pid>/cmdline`:
+///
+/// - outside quotes, space and tab separate words; a newline ends a word
+///   even when empty; the end of the value always ends one, so trailing
+///   blanks leave a final empty argument;
+/// - outside quotes a backslash takes the next character literally, and
+///   backslash-newline vanishes;
+/// - an unquoted `#` discards the rest of the line *and* its newline, in the
+///   middle of a word too;
+/// - inside double quotes a backslash escapes only `"`, `\`, `$`, `` ` ``
+///   and newline (which is kept), elsewhere it stays; single quotes are
+///   literal; quoted and bare parts of one word join, `""` is an empty word.
+///
+/// No variable, glob or `PATH` expansion happens.
 pub fn split_exec(exec: &str) -> Result<Vec<String>, ExecError> {
-    #[derive(PartialEq)]
-    enum Q {
-        None,
-        Single,
-        Double,
-    }
     let mut argv = Vec::new();
     let mut word = String::new();
+    // Whether the word has any source text yet (a quote pair counts): only
+    // such a word is ended by a blank.
     let mut in_word = false;
-    let mut q = Q::None;
     let mut chars = exec.chars();
     while let Some(c) = chars.next() {
-        match q {
-            Q::Single => {
-                if c == '\'' {
-                    q = Q::None;
-                } else {
-                    word.push(c);
+        match c {
+            '\n' => {
+                argv.push(std::mem::take(&mut word));
+                in_word = false;
+            }
+            ' ' | '\t' => {
+                if in_word {
+                    argv.push(std::mem::take(&mut word));
+                    in_word = false;
                 }
             }
-            Q::Double => match c {
-                '"' => q = Q::None,
-                '\\' => match chars.next() {
-                    Some('\n') => {}
-                    Some(n @ ('"' | '\\' | '$' | '`')) => word.push(n),
-                    Some(n) => {
-                        word.push('\\');
-                        word.push(n);
-                    }
-                    None => return Err(ExecError::UnterminatedQuote('"')),
-                },
-                _ => word.push(c),
+            '#' => {
+                if !chars.by_ref().any(|c| c == '\n') {
+                    break;
+                }
+            }
+            '\\' => match chars.next() {
+                Some('\n') => {}
+                Some(n) => {
+                    word.push(n);
+                    in_word = true;
+                }
+                None => return Err(ExecError::TrailingBackslash),
             },
-            Q::None => match c {
-                ' ' | '\t' | '\n' => {
-                    if in_word {
-                        argv.push(std::mem::take(&mut word));
-                        in_word = false;
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(n) => word.push(n),
+                        None => return Err(ExecError::UnterminatedQuote('\'')),
                     }
                 }
-                '\'' => {
-                    q = Q::Single;
-                    in_word = true;
-                }
-                '"' => {
-                    q = Q::Double;
-                    in_word = true;
-                }
-                '\\' => match chars.next() {
-                    Some('\n') => {}
-                    Some(n) => {
-                        word.push(n);
-                        in_word = true;
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(n @ ('"' | '\\' | '$' | '`' | '\n')) => word.push(n),
+                            Some(n) => {
+                                word.push('\\');
+                                word.push(n);
+                            }
+                            None => return Err(ExecError::UnterminatedQuote('"')),
+                        },
+                        Some(n) => word.push(n),
+                        None => return Err(ExecError::UnterminatedQuote('"')),
                     }
-                    None => return Err(ExecError::TrailingBackslash),
-                },
-                _ => {
-                    word.push(c);
-                    in_word = true;
                 }
-            },
+            }
+            _ => {
+                word.push(c);
+                in_word = true;
+            }
         }
     }
-    match q {
-        Q::Single => return Err(ExecError::UnterminatedQuote('\'')),
-        Q::Double => return Err(ExecError::UnterminatedQuote('"')),
-        Q::None => {}
-    }
-    if in_word {
-        argv.push(word);
-    }
-    if argv.is_empty() {
+    argv.push(word);
+    if argv.iter().all(String::is_empty) {
         return Err(ExecError::Empty);
     }
     Ok(argv)
@@ -362,7 +366,15 @@ SystemdService=second-group-is-ignored.service\n",
         assert_eq!(s(r#"x "" ''"#), ["x", "", ""]);
         assert_eq!(s("a \\\nb"), ["a", "b"]);
         assert_eq!(s("\"/path with/space\" arg"), ["/path with/space", "arg"]);
+        // dbus-daemon's quirks, kept so argv matches the spawned process.
+        assert_eq!(s("a b "), ["a", "b", ""]);
+        assert_eq!(s("a\n\nb"), ["a", "", "b"]);
+        assert_eq!(s("/bin/x#comment 'unclosed"), ["/bin/x"]);
+        assert_eq!(s("a#c d\nb"), ["ab"]);
+        assert_eq!(s("\"a\\\nb\""), ["a\nb"]);
+        assert_eq!(s("\t/bin/x"), ["/bin/x"]);
         assert_eq!(split_exec("  "), Err(ExecError::Empty));
+        assert_eq!(split_exec(""), Err(ExecError::Empty));
         assert_eq!(split_exec("a 'b"), Err(ExecError::UnterminatedQuote('\'')));
         assert_eq!(split_exec("a \"b"), Err(ExecError::UnterminatedQuote('"')));
         assert_eq!(split_exec("a \\"), Err(ExecError::TrailingBackslash));

@@ -352,7 +352,12 @@ fn service_columns(
             Ok(argv) => {
                 if let Some(program) = argv.first() {
                     row.set("exec_path", program.as_str());
-                    exec_target(scan, program, row, errors);
+                    if program.is_empty() {
+                        // dbus-daemon would exec "" and fail.
+                        errors.push(format!("{}: Exec names no program", path.display()));
+                    } else {
+                        exec_target(scan, program, row, errors);
+                    }
                 }
             }
             Err(e) => errors.push(format!("{}: {e}", path.display())),
