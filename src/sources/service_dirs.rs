@@ -106,6 +106,10 @@ pub struct ServiceDir {
     pub only: Option<OsString>,
     pub owner: Option<Owner>,
     pub origin: Origin,
+    /// Roles of later entries naming the same directory (say a
+    /// `<servicedir>` pointing at `system.d`): the bus reads it both ways,
+    /// so its entries are classified both ways.
+    pub also: Vec<Role>,
 }
 
 /// What a file found in a [`ServiceDir`] is to the bus.
@@ -137,6 +141,7 @@ impl ServiceDir {
             only: only.map(OsString::from),
             owner: None,
             origin: Origin::Standard,
+            also: Vec::new(),
         }
     }
 
@@ -151,14 +156,18 @@ impl ServiceDir {
     /// not the file type.
     pub fn kind_of(&self, name: &OsStr) -> EntryKind {
         let name = name.as_bytes();
-        match self.role {
-            Role::Services if name.ends_with(b".service") => EntryKind::Service,
-            Role::Policy if name.ends_with(b".conf") => EntryKind::Policy,
-            Role::Config if self.only.as_ref().is_some_and(|o| o.as_bytes() == name) => {
-                EntryKind::Config
-            }
-            _ => EntryKind::Other,
-        }
+        std::iter::once(self.role)
+            .chain(self.also.iter().copied())
+            .map(|role| match role {
+                Role::Services if name.ends_with(b".service") => EntryKind::Service,
+                Role::Policy if name.ends_with(b".conf") => EntryKind::Policy,
+                Role::Config if self.only.as_ref().is_some_and(|o| o.as_bytes() == name) => {
+                    EntryKind::Config
+                }
+                _ => EntryKind::Other,
+            })
+            .find(|k| *k != EntryKind::Other)
+            .unwrap_or(EntryKind::Other)
     }
 
     /// Whether a full scan lists an entry of this name here.
@@ -291,6 +300,7 @@ pub fn home_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
                     username: a.username.clone(),
                 }),
                 origin,
+                also: Vec::new(),
             });
         }
     }
@@ -325,9 +335,43 @@ pub fn discover(root: &Root) -> Discovered {
     }
     dirs.extend(package_system_dirs());
     let config_errors = add_config_dirs(root, &mut dirs);
+    merge_roles(root, &mut dirs);
     Discovered {
         dirs,
         config_errors,
+    }
+}
+
+/// Gives the first entry of each directory (by device and inode, so any
+/// spelling counts) the roles of later entries for it, which [`visit`]
+/// will skip. Only whole directories are merged; a single config file is
+/// classified by its own entry.
+fn merge_roles(root: &Root, dirs: &mut [ServiceDir]) {
+    let mut first: HashMap<((u32, u32), u64), usize> = HashMap::new();
+    for i in 0..dirs.len() {
+        if dirs[i].only.is_some() {
+            continue;
+        }
+        let Ok(fd) = root.open_path(&dirs[i].path) else {
+            continue;
+        };
+        let Ok(m) = stat::stat_fd(&fd, dirs[i].path.clone()) else {
+            continue;
+        };
+        if m.kind != FileKind::Directory {
+            continue;
+        }
+        match first.entry((m.dev, m.ino)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let (j, role) = (*o.get(), dirs[i].role);
+                if dirs[j].role != role && !dirs[j].also.contains(&role) {
+                    dirs[j].also.push(role);
+                }
+            }
+        }
     }
 }
 
@@ -354,6 +398,7 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
                 only: None,
                 owner: None,
                 origin: Origin::Config,
+                also: Vec::new(),
             },
             Directive::IncludeDir(p) => ServiceDir {
                 path: p,
@@ -362,6 +407,7 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
                 only: None,
                 owner: None,
                 origin: Origin::Config,
+                also: Vec::new(),
             },
             Directive::Include { path, .. } => {
                 let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
@@ -374,6 +420,7 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
                     only: Some(name.to_os_string()),
                     owner: None,
                     origin: Origin::Config,
+                    also: Vec::new(),
                 }
             }
             // Both expand to directories already on the standard list.
@@ -381,9 +428,11 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
                 continue
             }
         };
+        // A repeat of a listed path adds nothing; a directory named with
+        // another role is merged by `merge_roles`.
         if !dirs
             .iter()
-            .any(|d| d.path == dir.path && d.only == dir.only)
+            .any(|d| d.path == dir.path && d.only == dir.only && d.role == dir.role)
         {
             dirs.push(dir);
         }
@@ -561,6 +610,9 @@ pub fn visit(
     type Id = ((u32, u32), u64);
     let mut full: HashSet<Id> = HashSet::new();
     let mut singles: HashMap<Id, HashSet<OsString>> = HashMap::new();
+    // A path named twice (in two roles) that cannot be opened is reported
+    // once.
+    let mut failed: HashSet<(PathBuf, Option<OsString>)> = HashSet::new();
     for dir in dirs {
         match open(root, dir) {
             Ok(None) => {}
@@ -584,8 +636,10 @@ pub fn visit(
                 }
             }
             Err(e) => {
-                log::warn!("dbus_service_files: {e}");
-                f(dir, Err(&e));
+                if failed.insert((dir.path.clone(), dir.only.clone())) {
+                    log::warn!("dbus_service_files: {e}");
+                    f(dir, Err(&e));
+                }
             }
         }
     }

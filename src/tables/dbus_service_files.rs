@@ -915,4 +915,48 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         assert_eq!(x.get("sha256"), None);
         assert_eq!(x.get("package"), None);
     }
+
+    #[test]
+    fn a_directory_named_in_two_roles_is_read_both_ways_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let w = |p: &str, b: &[u8]| {
+            let p = r.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b).unwrap();
+        };
+        w(
+            "etc/dbus-1/system-local.conf",
+            b"<busconfig><servicedir>/etc/dbus-1/system.d</servicedir>\
+<includedir>/alias</includedir><servicedir>/etc/passwd</servicedir>\
+<includedir>/etc/passwd</includedir></busconfig>",
+        );
+        w(
+            "etc/dbus-1/system.d/sneaky.service",
+            b"[D-BUS Service]\nName=sneaky\nExec=/x\n",
+        );
+        w("etc/dbus-1/system.d/p.conf", b"<busconfig/>");
+        w("etc/passwd", b"");
+        w("usr/share/dbus-1/services/extra.conf", b"<busconfig/>");
+        w(
+            "usr/share/dbus-1/services/a.service",
+            b"[D-BUS Service]\nName=a\n",
+        );
+        symlink("usr/share/dbus-1/services", r.join("alias")).unwrap();
+        let rows = generate(&settings(r), &QueryContext::new());
+        let m = by_path(&rows);
+        assert_eq!(m.len(), rows.len(), "no duplicates: {rows:#?}");
+        let kind = |p: &str| text(&m[p], "kind").unwrap();
+        let sneaky = &m["/etc/dbus-1/system.d/sneaky.service"];
+        assert_eq!(kind("/etc/dbus-1/system.d/sneaky.service"), "service");
+        assert_eq!(text(sneaky, "service_name").unwrap(), "sneaky");
+        assert_eq!(text(sneaky, "source").unwrap(), "standard");
+        assert_eq!(kind("/etc/dbus-1/system.d/p.conf"), "policy");
+        assert_eq!(kind("/usr/share/dbus-1/services/extra.conf"), "policy");
+        assert_eq!(kind("/usr/share/dbus-1/services/a.service"), "service");
+        // /etc/passwd named as a directory twice: one error row.
+        let passwd = &m["/etc/passwd"];
+        assert_eq!(text(passwd, "source").unwrap(), "config");
+        assert!(text(passwd, "error").unwrap().contains("not a directory"));
+    }
 }
