@@ -12,9 +12,12 @@
 //! `statx(dirfd, name, AT_SYMLINK_NOFOLLOW)` in `sources::stat`.
 //!
 //! Nothing here writes, and nothing opens a FIFO or device for reading:
-//! directories are opened with `O_DIRECTORY`, files only after an `O_PATH`
-//! probe showed a regular file. What to open, and what a failure means,
-//! is left to the callers.
+//! directories are opened with `O_DIRECTORY`, files (`O_NONBLOCK`) only
+//! after an `O_PATH` probe showed a regular file, and only if the file
+//! opened is the one probed. A file found in a directory that users may
+//! write is opened with [`open_entry_regular`]: one name relative to the
+//! open directory, `O_NOFOLLOW`, so a symlink there is never followed.
+//! What to open, and what a failure means, is left to the callers.
 //!
 //! The second half, [`render`] / [`unrender`], turns file-name bytes into
 //! column text: valid UTF-8 is kept as is, each byte that is not is written

@@ -13,7 +13,9 @@
 //! seen under another path (merged `/usr`, a home linked to another home,
 //! a config naming a standard directory) so the first source wins, and
 //! hands each to the caller; [`OpenDir::entries`] lists one without
-//! recursing. Metadata of the entries is left to `sources::stat`.
+//! recursing. A directory named in two roles (a `<servicedir>` pointing at
+//! `system.d`) is listed once, its entries classified both ways. Metadata
+//! of the entries is left to `sources::stat`.
 //!
 //! The `$XDG_DATA_DIRS` defaults (`/usr/local/share`, `/usr/share`) lead to
 //! the same `dbus-1/services` directories as the standard session list,
