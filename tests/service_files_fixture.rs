@@ -189,6 +189,10 @@ User=root\nSystemdService=good.service\nAssumedAppArmorLabel=unconfined\nExec=/t
         &service("org.flat.App", "/usr/bin/flatpak run org.flat.App"),
     );
     f.write(
+        "/run/user/1000/dbus-1/services/org.transient.service",
+        &service("org.transient", "\"/srv/alice/my prog\""),
+    );
+    f.write(
         "/var/lib/flatpak/exports/share/dbus-1/services/org.sysflat.service",
         &service("org.sysflat", "/usr/bin/flatpak run org.sysflat"),
     );
@@ -477,6 +481,17 @@ refuse this file: line 3: invalid escape \\\" in Exec"
     );
     flat.user_uid = "1001".into();
     v.push(flat);
+    let mut transient = svc(
+        "/run/user/1000/dbus-1/services/org.transient.service",
+        "xdg",
+        "session",
+        "org.transient",
+        "\"/srv/alice/my prog\"",
+        "/srv/alice/my prog",
+        "1",
+    );
+    transient.user_uid = "1000".into();
+    v.push(transient);
     v.push(svc(
         "/var/lib/flatpak/exports/share/dbus-1/services/org.sysflat.service",
         "flatpak",

@@ -4,7 +4,8 @@
 //! [`discover`] lists, in this order: the standard directories of the
 //! system and session buses; the `$XDG_DATA_DIRS` defaults; per account in
 //! the root's passwd file `~/.local/share/dbus-1/services` and the user's
-//! flatpak exports; the system flatpak exports; snapd's directories; and
+//! flatpak exports, then per uid `$XDG_RUNTIME_DIR/dbus-1/services`
+//! (`/run/user/<uid>`); the system flatpak exports; snapd's directories; and
 //! last every `<servicedir>`, `<includedir>` and `<include>` reachable from
 //! the bus configs and policy fragments (`sources::bus_config`). Each is a
 //! [`ServiceDir`] that says which bus reads it, what role it plays, how it
@@ -70,7 +71,7 @@ pub enum Origin {
     Config,
     /// The per-user session services directory of an account's home.
     Home,
-    /// A `$XDG_DATA_DIRS` default.
+    /// A `$XDG_DATA_DIRS` default, or a user's `$XDG_RUNTIME_DIR`.
     Xdg,
     /// Flatpak's exports, system-wide or in a home.
     Flatpak,
@@ -309,6 +310,30 @@ pub fn home_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
     out
 }
 
+/// `$XDG_RUNTIME_DIR/dbus-1/services` of each distinct uid
+/// (`/run/user/<uid>`): dbus-daemon's standard session directories put it
+/// first, for transient services written at runtime. It lives in a tmpfs,
+/// so it is usually empty on a dead box.
+pub fn runtime_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
+    let mut uids = HashSet::new();
+    accounts
+        .iter()
+        .filter(|a| uids.insert(a.uid))
+        .map(|a| ServiceDir {
+            path: PathBuf::from(format!("/run/user/{}/dbus-1/services", a.uid)),
+            bus: Bus::Session,
+            role: Role::Services,
+            only: None,
+            owner: Some(Owner {
+                uid: a.uid,
+                username: a.username.clone(),
+            }),
+            origin: Origin::Xdg,
+            also: Vec::new(),
+        })
+        .collect()
+}
+
 /// Caps the passwd read; a real one is far smaller.
 const MAX_PASSWD_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -331,7 +356,11 @@ pub fn discover(root: &Root) -> Discovered {
     let mut dirs = standard_dirs();
     dirs.extend(xdg_dirs());
     match root.read_regular(Path::new("/etc/passwd"), MAX_PASSWD_BYTES) {
-        Ok(bytes) => dirs.extend(home_dirs(&accounts::parse_passwd(&bytes).entries)),
+        Ok(bytes) => {
+            let accounts = accounts::parse_passwd(&bytes).entries;
+            dirs.extend(home_dirs(&accounts));
+            dirs.extend(runtime_dirs(&accounts));
+        }
         Err(e) if e.is_not_found() => log::debug!("no passwd under {}", root.host_path().display()),
         Err(e) => log::warn!("dbus_service_files: per-user directories skipped: {e}"),
     }
