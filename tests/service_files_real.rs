@@ -1,8 +1,11 @@
 //! `dbus_service_files` on this machine's real `/`, read only: the table
-//! lists exactly what `find` lists in the standard system directories, and
-//! its rows carry only columns of the spec.
+//! lists exactly what `find` lists in every directory it discovers
+//! (standard, homes, flatpak, snap, and those named by the bus configs),
+//! its rows carry only columns of the spec, and its package ownership
+//! agrees with `dpkg -S`.
 use osquery_dbus::context::QueryContext;
-use osquery_dbus::sources::{fs_safe, service_dirs};
+use osquery_dbus::sources::fs_safe::{self, Root};
+use osquery_dbus::sources::service_dirs;
 use osquery_dbus::tables::{Registry, Row, Settings, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,6 +15,17 @@ use std::process::Command;
 /// table's search order, so merged paths dedupe the same way here.
 fn system_dirs() -> Vec<String> {
     service_dirs::standard_dirs()
+        .into_iter()
+        .filter(|d| d.role != service_dirs::Role::Config)
+        .map(|d| d.path.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Every listed directory the table discovers on `/`, in its order.
+fn discovered_dirs() -> Vec<String> {
+    let root = Root::open(Path::new("/")).expect("open /");
+    service_dirs::discover(&root)
+        .dirs
         .into_iter()
         .filter(|d| d.role != service_dirs::Role::Config)
         .map(|d| d.path.to_string_lossy().into_owned())
@@ -33,13 +47,13 @@ fn real_rows() -> Vec<Row> {
 }
 
 #[test]
-fn lists_what_find_lists_in_the_standard_dirs() {
+fn lists_what_find_lists_in_every_discovered_dir() {
     let rows = real_rows();
     // Directories reached twice (merged /usr) are listed once, under the
     // first path; `find` is run once per distinct directory too.
     let mut seen = BTreeSet::new();
     let mut dirs = Vec::new();
-    for d in system_dirs() {
+    for d in discovered_dirs() {
         if let Ok(canon) = std::fs::canonicalize(&d) {
             if canon.is_dir() && seen.insert(canon) {
                 dirs.push(d);
@@ -135,4 +149,48 @@ fn metadata_matches_std_for_the_standard_dirs() {
             "{p}"
         );
     }
+}
+
+/// `dpkg -S` for one path: the owners as it prints them, `None` when it
+/// says no package owns the path.
+fn dpkg_s(path: &str) -> Option<String> {
+    let out = Command::new("dpkg").args(["-S", path]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| !l.starts_with("diversion by"))
+        .find_map(|l| l.strip_suffix(&format!(": {path}")).map(str::to_string))
+}
+
+#[test]
+fn packages_agree_with_dpkg() {
+    if Command::new("dpkg").arg("--version").output().is_err() {
+        println!("dpkg is not installed here; ownership not compared");
+        return;
+    }
+    let registry = Registry::new(Settings::default()).expect("registry");
+    let mut ctx = QueryContext::new();
+    ctx.set_cols_used(["path", "type", "package"]);
+    let rows = registry.generate("dbus_service_files", &ctx).expect("rows");
+    let mut compared = 0;
+    for r in &rows {
+        let p = text(r, "path").expect("path");
+        // Only plain /usr/share paths: dpkg -S does not know merged-/usr
+        // aliases, which the table resolves on purpose.
+        if !p.starts_with("/usr/share/dbus-1/") || text(r, "type").as_deref() != Some("regular") {
+            continue;
+        }
+        let ours = text(r, "package").expect("package with a dpkg database");
+        assert_eq!(ours, dpkg_s(&p).unwrap_or_default(), "{p}");
+        compared += 1;
+    }
+    // This machine ships dbus: system.conf belongs to a package.
+    if Path::new("/usr/share/dbus-1/system.conf").exists() {
+        let conf = rows
+            .iter()
+            .find(|r| text(r, "path").as_deref() == Some("/usr/share/dbus-1/system.conf"))
+            .expect("system.conf listed");
+        let owner = dpkg_s("/usr/share/dbus-1/system.conf").expect("dpkg owns system.conf");
+        assert_eq!(text(conf, "package").as_deref(), Some(owner.as_str()));
+    }
+    println!("compared {compared} files with dpkg -S");
 }

@@ -12,9 +12,12 @@
 //! `statx(dirfd, name, AT_SYMLINK_NOFOLLOW)` in `sources::stat`.
 //!
 //! Nothing here writes, and nothing opens a FIFO or device for reading:
-//! directories are opened with `O_DIRECTORY`, files only after an `O_PATH`
-//! probe showed a regular file. What to open, and what a failure means,
-//! is left to the callers.
+//! directories are opened with `O_DIRECTORY`, files (`O_NONBLOCK`) only
+//! after an `O_PATH` probe showed a regular file, and only if the file
+//! opened is the one probed. A file found in a directory that users may
+//! write is opened with [`open_entry_regular`]: one name relative to the
+//! open directory, `O_NOFOLLOW`, so a symlink there is never followed.
+//! What to open, and what a failure means, is left to the callers.
 //!
 //! The second half, [`render`] / [`unrender`], turns file-name bytes into
 //! column text: valid UTF-8 is kept as is, each byte that is not is written
@@ -62,6 +65,17 @@ impl FsError {
                 .raw_os_error()
                 .map(rustix::io::Errno::from_raw_os_error),
             FsError::NotRegular { .. } | FsError::Changed { .. } => None,
+        }
+    }
+
+    /// The path the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            FsError::OpenRoot { path, .. }
+            | FsError::Open { path, .. }
+            | FsError::NotRegular { path }
+            | FsError::Changed { path }
+            | FsError::Read { path, .. } => path,
         }
     }
 
@@ -154,37 +168,118 @@ impl Root {
         self.openat2(inner, OFlags::PATH)
     }
 
-    /// Reads a regular file at `inner`, at most `cap` bytes. The file is
-    /// probed with `O_PATH` first and opened for reading only if it is a
-    /// regular file, then checked to be that same file.
-    pub fn read_regular(&self, inner: &Path, cap: u64) -> Result<Vec<u8>, FsError> {
-        let shown = inner.to_path_buf();
-        let fstat = |fd: &OwnedFd| {
-            rustix::fs::fstat(fd).map_err(|e| FsError::Open {
-                path: shown.clone(),
-                source: e.into(),
-            })
-        };
+    /// Opens a regular file at `inner` for reading, symlinks followed
+    /// inside the root. The file is probed with `O_PATH` first and opened
+    /// (`O_NONBLOCK`) only if it is a regular file, then checked to be that
+    /// same file, so a FIFO or device swapped in is never opened.
+    pub fn open_regular(&self, inner: &Path) -> Result<std::fs::File, FsError> {
         let probe = self.open_path(inner)?;
-        let before = fstat(&probe)?;
-        if FileType::from_raw_mode(before.st_mode) != FileType::RegularFile {
-            return Err(FsError::NotRegular { path: shown });
-        }
-        let fd = self.openat2(inner, OFlags::RDONLY | OFlags::NONBLOCK)?;
-        let after = fstat(&fd)?;
-        if after.st_dev != before.st_dev || after.st_ino != before.st_ino {
-            return Err(FsError::Changed { path: shown });
-        }
-        let mut buf = Vec::new();
-        std::fs::File::from(fd)
-            .take(cap)
-            .read_to_end(&mut buf)
-            .map_err(|source| FsError::Read {
-                path: shown.clone(),
-                source,
-            })?;
-        Ok(buf)
+        checked_open(&probe, inner, || {
+            self.openat2(inner, OFlags::RDONLY | OFlags::NONBLOCK)
+        })
     }
+
+    /// Reads a regular file at `inner`, at most `cap` bytes (see
+    /// [`Root::open_regular`]).
+    pub fn read_regular(&self, inner: &Path, cap: u64) -> Result<Vec<u8>, FsError> {
+        let file = self.open_regular(inner)?;
+        Ok(read_capped(file, cap, inner)?.0)
+    }
+}
+
+/// Opens the entry `name` of the open directory `dirfd` for reading, never
+/// following it: `O_NOFOLLOW` on a single path component, probed with
+/// `O_PATH` and checked like [`Root::open_regular`]. `shown` names it in
+/// errors. This is how a file found in a possibly user-writable directory
+/// is read.
+pub fn open_entry_regular(
+    dirfd: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+) -> Result<std::fs::File, FsError> {
+    let open = |flags: OFlags| {
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat(
+                dirfd,
+                name,
+                flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Err(rustix::io::Errno::INTR) if tries < EAGAIN_RETRIES => tries += 1,
+                Ok(fd) => return Ok(fd),
+                Err(e) => {
+                    return Err(FsError::Open {
+                        path: shown.to_path_buf(),
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+    };
+    if name.as_bytes().contains(&b'/') {
+        return Err(FsError::NotRegular {
+            path: shown.to_path_buf(),
+        });
+    }
+    let probe = open(OFlags::PATH)?;
+    checked_open(&probe, shown, || {
+        open(OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)
+    })
+}
+
+/// Opens for reading with `open` only when `probe` is a regular file, and
+/// only keeps the result if it is still that file.
+fn checked_open(
+    probe: &OwnedFd,
+    shown: &Path,
+    open: impl FnOnce() -> Result<OwnedFd, FsError>,
+) -> Result<std::fs::File, FsError> {
+    let fstat = |fd: &OwnedFd| {
+        rustix::fs::fstat(fd).map_err(|e| FsError::Open {
+            path: shown.to_path_buf(),
+            source: e.into(),
+        })
+    };
+    let before = fstat(probe)?;
+    if FileType::from_raw_mode(before.st_mode) != FileType::RegularFile {
+        return Err(FsError::NotRegular {
+            path: shown.to_path_buf(),
+        });
+    }
+    let fd = open()?;
+    let after = fstat(&fd)?;
+    if after.st_dev != before.st_dev || after.st_ino != before.st_ino {
+        return Err(FsError::Changed {
+            path: shown.to_path_buf(),
+        });
+    }
+    Ok(std::fs::File::from(fd))
+}
+
+/// Reads at most `cap` bytes of `file`; the flag says whether more was
+/// there (one byte past the cap is read to tell).
+pub fn read_capped(
+    file: std::fs::File,
+    cap: u64,
+    shown: &Path,
+) -> Result<(Vec<u8>, bool), FsError> {
+    let mut buf = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|source| FsError::Read {
+            path: shown.to_path_buf(),
+            source,
+        })?;
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let truncated = buf.len() > cap;
+    buf.truncate(cap);
+    Ok((buf, truncated))
+}
+
+/// The target of the symlink `name` in `dirfd`, as raw bytes.
+pub fn read_link_entry(dirfd: BorrowedFd<'_>, name: &OsStr) -> Result<Vec<u8>, rustix::io::Errno> {
+    rustix::fs::readlinkat(dirfd, name, Vec::new()).map(|c| c.into_bytes())
 }
 
 /// File-name bytes as column text: valid UTF-8 is kept, each invalid byte

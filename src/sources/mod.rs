@@ -1,8 +1,11 @@
 //! Readers of the system. Sources return typed structs and typed errors that
 //! name the path or pid; they know nothing of SQL, rows or column names.
 pub mod accounts;
+pub mod bus_config;
 pub mod bus_daemon;
 pub mod fs_safe;
+pub mod hash;
+pub mod packages;
 pub mod proc;
 pub mod service_dirs;
 pub mod service_file;

@@ -1,21 +1,33 @@
 //! Where D-Bus looks for service, policy and config files, and what is in
 //! those directories.
 //!
-//! [`discover`] lists the standard directories of the system and session
-//! buses plus `~/.local/share/dbus-1/services` of every account in the
-//! root's passwd file, each as a [`ServiceDir`] that says which bus reads it,
-//! what role it plays and (for a home) whose it is. [`visit`] opens them in
-//! that order inside the root (`sources::fs_safe`), drops a directory
-//! already seen under another path (merged `/usr`, a home linked to another
-//! home) and hands each to the caller; [`OpenDir::entries`] lists one
-//! without recursing. Directories named by bus configs (`<servicedir>`,
-//! `<includedir>`), `$XDG_DATA_DIRS` and metadata of the entries are left to
-//! `sources::bus_config` (later) and `sources::stat`.
+//! [`discover`] lists, in this order: the standard directories of the
+//! system and session buses; the `$XDG_DATA_DIRS` defaults; per account in
+//! the root's passwd file `~/.local/share/dbus-1/services` and the user's
+//! flatpak exports, then per uid `$XDG_RUNTIME_DIR/dbus-1/services`
+//! (`/run/user/<uid>`); the system flatpak exports; snapd's directories; and
+//! last every `<servicedir>`, `<includedir>` and `<include>` reachable from
+//! the bus configs and policy fragments (`sources::bus_config`). Each is a
+//! [`ServiceDir`] that says which bus reads it, what role it plays, how it
+//! was found and (for a home) whose it is. [`visit`] opens them in that
+//! order inside the root (`sources::fs_safe`), drops a directory already
+//! seen under another path (merged `/usr`, a home linked to another home,
+//! a config naming a standard directory) so the first source wins, and
+//! hands each to the caller; [`OpenDir::entries`] lists one without
+//! recursing. A directory named in two roles (a `<servicedir>` pointing at
+//! `system.d`) is listed once, its entries classified both ways. Metadata
+//! of the entries is left to `sources::stat`.
+//!
+//! The `$XDG_DATA_DIRS` defaults (`/usr/local/share`, `/usr/share`) lead to
+//! the same `dbus-1/services` directories as the standard session list,
+//! which comes first, so on a stock system they show as `standard`; they
+//! are kept so that the list stays complete if the standard one changes.
 use crate::sources::accounts;
+use crate::sources::bus_config::{self, Directive};
 use crate::sources::fs_safe::{FsError, Root};
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -49,13 +61,35 @@ pub enum Role {
     Config,
 }
 
-/// Why a directory is on the list; a later `source` column shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Why a directory is on the list; the `source` column shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// Compiled into dbus-daemon / dbus-broker.
     Standard,
+    /// Named only by a bus config file (`<servicedir>`, `<includedir>`,
+    /// `<include>`).
+    Config,
     /// The per-user session services directory of an account's home.
     Home,
+    /// A `$XDG_DATA_DIRS` default, or a user's `$XDG_RUNTIME_DIR`.
+    Xdg,
+    /// Flatpak's exports, system-wide or in a home.
+    Flatpak,
+    /// snapd's D-Bus directories.
+    Snap,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Standard => "standard",
+            Origin::Config => "config",
+            Origin::Home => "home",
+            Origin::Xdg => "xdg",
+            Origin::Flatpak => "flatpak",
+            Origin::Snap => "snap",
+        }
+    }
 }
 
 /// The account a per-user directory belongs to.
@@ -72,9 +106,13 @@ pub struct ServiceDir {
     pub bus: Bus,
     pub role: Role,
     /// For [`Role::Config`]: the one file read from this directory.
-    pub only: Option<&'static str>,
+    pub only: Option<OsString>,
     pub owner: Option<Owner>,
     pub origin: Origin,
+    /// Roles of later entries naming the same directory (say a
+    /// `<servicedir>` pointing at `system.d`): the bus reads it both ways,
+    /// so its entries are classified both ways.
+    pub also: Vec<Role>,
 }
 
 /// What a file found in a [`ServiceDir`] is to the bus.
@@ -103,10 +141,16 @@ impl ServiceDir {
             path: PathBuf::from(path),
             bus,
             role,
-            only,
+            only: only.map(OsString::from),
             owner: None,
             origin: Origin::Standard,
+            also: Vec::new(),
         }
+    }
+
+    fn with_origin(mut self, origin: Origin) -> ServiceDir {
+        self.origin = origin;
+        self
     }
 
     /// Classifies an entry by its name, as the bus would: it loads
@@ -115,12 +159,18 @@ impl ServiceDir {
     /// not the file type.
     pub fn kind_of(&self, name: &OsStr) -> EntryKind {
         let name = name.as_bytes();
-        match self.role {
-            Role::Services if name.ends_with(b".service") => EntryKind::Service,
-            Role::Policy if name.ends_with(b".conf") => EntryKind::Policy,
-            Role::Config if self.only.is_some_and(|o| o.as_bytes() == name) => EntryKind::Config,
-            _ => EntryKind::Other,
-        }
+        std::iter::once(self.role)
+            .chain(self.also.iter().copied())
+            .map(|role| match role {
+                Role::Services if name.ends_with(b".service") => EntryKind::Service,
+                Role::Policy if name.ends_with(b".conf") => EntryKind::Policy,
+                Role::Config if self.only.as_ref().is_some_and(|o| o.as_bytes() == name) => {
+                    EntryKind::Config
+                }
+                _ => EntryKind::Other,
+            })
+            .find(|k| *k != EntryKind::Other)
+            .unwrap_or(EntryKind::Other)
     }
 
     /// Whether a full scan lists an entry of this name here.
@@ -130,7 +180,7 @@ impl ServiceDir {
             && n != b"."
             && n != b".."
             && !n.contains(&b'/')
-            && self.only.is_none_or(|o| o.as_bytes() == n)
+            && self.only.as_ref().is_none_or(|o| o.as_bytes() == n)
     }
 
     /// The path of an entry of this directory, as seen inside the root.
@@ -193,9 +243,41 @@ pub fn standard_dirs() -> Vec<ServiceDir> {
     ]
 }
 
-/// `~/.local/share/dbus-1/services` of each account, one per distinct home
-/// (the first account listing a home owns it). Homes are taken as written
-/// in passwd: relative ones count from the root, empty ones are skipped.
+/// The session services directories under the `$XDG_DATA_DIRS` default
+/// (`/usr/local/share:/usr/share`). A bus started with another value is
+/// not known to a scan of files.
+pub fn xdg_dirs() -> Vec<ServiceDir> {
+    [
+        "/usr/local/share/dbus-1/services",
+        "/usr/share/dbus-1/services",
+    ]
+    .into_iter()
+    .map(|p| ServiceDir::standard(p, Bus::Session, Role::Services, None).with_origin(Origin::Xdg))
+    .collect()
+}
+
+/// Flatpak's system-wide exports and snapd's directories.
+pub fn package_system_dirs() -> Vec<ServiceDir> {
+    let d = |p, bus, origin| ServiceDir::standard(p, bus, Role::Services, None).with_origin(origin);
+    vec![
+        d(
+            "/var/lib/flatpak/exports/share/dbus-1/services",
+            Bus::Session,
+            Origin::Flatpak,
+        ),
+        d("/var/lib/snapd/dbus-1/services", Bus::Session, Origin::Snap),
+        d(
+            "/var/lib/snapd/dbus-1/system-services",
+            Bus::System,
+            Origin::Snap,
+        ),
+    ]
+}
+
+/// Per account, one per distinct home (the first account listing a home
+/// owns it): `~/.local/share/dbus-1/services` (`$XDG_DATA_HOME`'s default)
+/// and the user's flatpak exports. Homes are taken as written in passwd:
+/// relative ones count from the root, empty ones are skipped.
 pub fn home_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
     let mut homes = HashSet::new();
     let mut out = Vec::new();
@@ -204,8 +286,41 @@ pub fn home_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
             continue;
         }
         let home = Path::new("/").join(&a.directory);
-        out.push(ServiceDir {
-            path: home.join(".local/share/dbus-1/services"),
+        for (sub, origin) in [
+            (".local/share/dbus-1/services", Origin::Home),
+            (
+                ".local/share/flatpak/exports/share/dbus-1/services",
+                Origin::Flatpak,
+            ),
+        ] {
+            out.push(ServiceDir {
+                path: home.join(sub),
+                bus: Bus::Session,
+                role: Role::Services,
+                only: None,
+                owner: Some(Owner {
+                    uid: a.uid,
+                    username: a.username.clone(),
+                }),
+                origin,
+                also: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// `$XDG_RUNTIME_DIR/dbus-1/services` of each distinct uid
+/// (`/run/user/<uid>`): dbus-daemon's standard session directories put it
+/// first, for transient services written at runtime. It lives in a tmpfs,
+/// so it is usually empty on a dead box.
+pub fn runtime_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
+    let mut uids = HashSet::new();
+    accounts
+        .iter()
+        .filter(|a| uids.insert(a.uid))
+        .map(|a| ServiceDir {
+            path: PathBuf::from(format!("/run/user/{}/dbus-1/services", a.uid)),
             bus: Bus::Session,
             role: Role::Services,
             only: None,
@@ -213,27 +328,154 @@ pub fn home_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
                 uid: a.uid,
                 username: a.username.clone(),
             }),
-            origin: Origin::Home,
-        });
-    }
-    out
+            origin: Origin::Xdg,
+            also: Vec::new(),
+        })
+        .collect()
 }
 
 /// Caps the passwd read; a real one is far smaller.
 const MAX_PASSWD_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Every directory to search under `root`: [`standard_dirs`] then the
-/// accounts' [`home_dirs`]. passwd is read through the root, so an image's
+/// The directory list of a root plus what went wrong reading its bus
+/// configs.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub dirs: Vec<ServiceDir>,
+    /// Config files that could not be read or parsed, by path inside the
+    /// root, with the reason (a config including a missing file is named
+    /// here too).
+    pub config_errors: Vec<(PathBuf, String)>,
+}
+
+/// Every directory to search under `root`, in the order described in the
+/// module doc. passwd is read through the root, so an image's
 /// `/etc/passwd` symlink cannot point at the host's. An unreadable passwd
 /// is logged and leaves the system-wide directories.
-pub fn discover(root: &Root) -> Vec<ServiceDir> {
+pub fn discover(root: &Root) -> Discovered {
     let mut dirs = standard_dirs();
+    dirs.extend(xdg_dirs());
     match root.read_regular(Path::new("/etc/passwd"), MAX_PASSWD_BYTES) {
-        Ok(bytes) => dirs.extend(home_dirs(&accounts::parse_passwd(&bytes).entries)),
+        Ok(bytes) => {
+            let accounts = accounts::parse_passwd(&bytes).entries;
+            dirs.extend(home_dirs(&accounts));
+            dirs.extend(runtime_dirs(&accounts));
+        }
         Err(e) if e.is_not_found() => log::debug!("no passwd under {}", root.host_path().display()),
         Err(e) => log::warn!("dbus_service_files: per-user directories skipped: {e}"),
     }
-    dirs
+    dirs.extend(package_system_dirs());
+    let config_errors = add_config_dirs(root, &mut dirs);
+    merge_roles(root, &mut dirs);
+    Discovered {
+        dirs,
+        config_errors,
+    }
+}
+
+/// Gives the first entry of each directory (by device and inode, so any
+/// spelling counts) the roles of later entries for it, which [`visit`]
+/// will skip. Only whole directories are merged; a single config file is
+/// classified by its own entry.
+fn merge_roles(root: &Root, dirs: &mut [ServiceDir]) {
+    let mut first: HashMap<((u32, u32), u64), usize> = HashMap::new();
+    for i in 0..dirs.len() {
+        if dirs[i].only.is_some() {
+            continue;
+        }
+        let Ok(fd) = root.open_path(&dirs[i].path) else {
+            continue;
+        };
+        let Ok(m) = stat::stat_fd(&fd, dirs[i].path.clone()) else {
+            continue;
+        };
+        if m.kind != FileKind::Directory {
+            continue;
+        }
+        match first.entry((m.dev, m.ino)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let (j, role) = (*o.get(), dirs[i].role);
+                if dirs[j].role != role && !dirs[j].also.contains(&role) {
+                    dirs[j].also.push(role);
+                }
+            }
+        }
+    }
+}
+
+/// Follows the bus configs from the standard config files and policy
+/// directories (so a fragment counts even when the main config no longer
+/// includes its directory) and appends every directory and file they name
+/// that is not on the list yet.
+fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, String)> {
+    let starts: Vec<(bus_config::Start, Bus)> = standard_dirs()
+        .into_iter()
+        .filter_map(|d| match (d.role, &d.only) {
+            (Role::Config, Some(only)) => Some((bus_config::Start::File(d.path.join(only)), d.bus)),
+            (Role::Policy, _) => Some((bus_config::Start::Dir(d.path), d.bus)),
+            _ => None,
+        })
+        .collect();
+    let found = bus_config::discover(root, &starts);
+    for f in found.found {
+        let dir = match f.directive {
+            Directive::ServiceDir(p) => ServiceDir {
+                path: p,
+                bus: f.tag,
+                role: Role::Services,
+                only: None,
+                owner: None,
+                origin: Origin::Config,
+                also: Vec::new(),
+            },
+            Directive::IncludeDir(p) => ServiceDir {
+                path: p,
+                bus: f.tag,
+                role: Role::Policy,
+                only: None,
+                owner: None,
+                origin: Origin::Config,
+                also: Vec::new(),
+            },
+            Directive::Include { path, .. } => {
+                let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                    continue;
+                };
+                ServiceDir {
+                    path: parent.to_path_buf(),
+                    bus: f.tag,
+                    role: Role::Config,
+                    only: Some(name.to_os_string()),
+                    owner: None,
+                    origin: Origin::Config,
+                    also: Vec::new(),
+                }
+            }
+            // Both expand to directories already on the standard list.
+            Directive::StandardSessionServiceDirs | Directive::StandardSystemServiceDirs => {
+                continue
+            }
+        };
+        // A repeat of a listed path adds nothing; a directory named with
+        // another role is merged by `merge_roles`.
+        if !dirs
+            .iter()
+            .any(|d| d.path == dir.path && d.only == dir.only && d.role == dir.role)
+        {
+            dirs.push(dir);
+        }
+    }
+    found
+        .errors
+        .into_iter()
+        .map(|e| {
+            log::warn!("dbus_service_files: {e}");
+            (e.path().to_path_buf(), e.to_string())
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +516,9 @@ impl DirError {
 pub struct OpenDir {
     fd: OwnedFd,
     pub meta: Metadata,
+    /// Names already listed through an earlier path of this directory
+    /// (as a config file named by `<include>`), left out here.
+    skip: HashSet<OsString>,
 }
 
 /// One name found by `readdir`, with the type it reported.
@@ -304,7 +549,7 @@ impl OpenDir {
             match item {
                 Ok(e) => {
                     let name = OsStr::from_bytes(e.file_name().to_bytes());
-                    if dir.lists(name) {
+                    if self.lists(dir, name) {
                         out.push(Ok(Entry {
                             name: name.to_os_string(),
                             dirent_kind: FileKind::from_dirent(e.file_type()),
@@ -318,6 +563,11 @@ impl OpenDir {
             }
         }
         out
+    }
+
+    /// Whether a full scan lists the entry `name` under `dir` here.
+    pub fn lists(&self, dir: &ServiceDir, name: &OsStr) -> bool {
+        dir.lists(name) && !self.skip.contains(name)
     }
 
     /// Metadata of the entry `name`, symlinks not followed.
@@ -337,7 +587,11 @@ pub fn open(root: &Root, dir: &ServiceDir) -> Result<Option<OpenDir>, DirError> 
         path: e.path,
         source: e.source,
     })?;
-    Ok(Some(OpenDir { fd, meta }))
+    Ok(Some(OpenDir {
+        fd,
+        meta,
+        skip: HashSet::new(),
+    }))
 }
 
 /// ENOENT means absent. ENOTDIR may mean a parent is a file (a home of
@@ -374,26 +628,49 @@ fn classify_open_failure(
 }
 
 /// Opens each of `dirs` in order and calls `f` with it, skipping absent
-/// ones and any directory already visited under an earlier path (same
-/// device and inode, and for config files the same file name): the first
-/// path wins, as the bus reads it first. Failures go to `f` too.
+/// ones and anything already visited under an earlier path (same device
+/// and inode): the first path wins, as the bus reads it first. A directory
+/// listed in full covers a later single config file in it; a single file
+/// listed first is left out of a later full listing. Failures go to `f`
+/// too.
 pub fn visit(
     root: &Root,
     dirs: &[ServiceDir],
     mut f: impl FnMut(&ServiceDir, Result<&OpenDir, &DirError>),
 ) {
-    let mut seen: BTreeSet<((u32, u32), u64, Option<&str>)> = BTreeSet::new();
+    type Id = ((u32, u32), u64);
+    let mut full: HashSet<Id> = HashSet::new();
+    let mut singles: HashMap<Id, HashSet<OsString>> = HashMap::new();
+    // A path named twice (in two roles) that cannot be opened is reported
+    // once.
+    let mut failed: HashSet<(PathBuf, Option<OsString>)> = HashSet::new();
     for dir in dirs {
         match open(root, dir) {
             Ok(None) => {}
-            Ok(Some(open)) => {
-                if seen.insert((open.meta.dev, open.meta.ino, dir.only)) {
-                    f(dir, Ok(&open));
+            Ok(Some(mut open)) => {
+                let id = (open.meta.dev, open.meta.ino);
+                if full.contains(&id) {
+                    continue;
+                }
+                let names = singles.entry(id).or_default();
+                match &dir.only {
+                    Some(only) => {
+                        if names.insert(only.clone()) {
+                            f(dir, Ok(&open));
+                        }
+                    }
+                    None => {
+                        full.insert(id);
+                        open.skip = std::mem::take(names);
+                        f(dir, Ok(&open));
+                    }
                 }
             }
             Err(e) => {
-                log::warn!("dbus_service_files: {e}");
-                f(dir, Err(&e));
+                if failed.insert((dir.path.clone(), dir.only.clone())) {
+                    log::warn!("dbus_service_files: {e}");
+                    f(dir, Err(&e));
+                }
             }
         }
     }
@@ -420,6 +697,13 @@ c:x:1002:1002:::/bin/sh\n\
 d:x:1003:1003::rel/d:/bin/sh\n",
         );
         let dirs = home_dirs(&p.entries);
+        let (dirs, flatpak): (Vec<_>, Vec<_>) =
+            dirs.into_iter().partition(|d| d.origin == Origin::Home);
+        assert_eq!(flatpak.len(), 3);
+        assert!(flatpak[1]
+            .path
+            .ends_with("srv/a/.local/share/flatpak/exports/share/dbus-1/services"));
+        assert_eq!(flatpak[1].owner.as_ref().unwrap().uid, 1000);
         let paths: Vec<_> = dirs.iter().map(|d| d.path.to_str().unwrap()).collect();
         assert_eq!(
             paths,

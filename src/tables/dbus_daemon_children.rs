@@ -19,7 +19,7 @@
 use crate::context::QueryContext;
 use crate::sources::bus_daemon::{self, Bus, BusType, DaemonKind};
 use crate::sources::proc::{self, Proc, ProcError, Stat};
-use crate::sources::{accounts, service_file};
+use crate::sources::{accounts, fs_safe, service_file};
 use crate::tables::{Row, Settings};
 use crate::verdict;
 use sha2::{Digest, Sha256};
@@ -375,25 +375,40 @@ impl<'a> Scan<'a> {
             return s.clone();
         }
         let mut out = Vec::new();
+        // Service files sit in user-writable places on session buses and
+        // under --root in an image: read them root-confined, capped and
+        // non-blocking, as `dbus_service_files` does.
+        let root = match fs_safe::Root::open(self.root) {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("dbus_daemon_children: {e}");
+                self.services.insert(bus_pid, Vec::new());
+                return Vec::new();
+            }
+        };
         for dir in self.service_dirs(bus_pid, bus) {
-            let full = bus_daemon::under_root(self.root, &dir);
-            let Ok(entries) = std::fs::read_dir(&full) else {
+            let Ok(dirfd) = root.open_dir(Path::new(&dir)) else {
+                continue;
+            };
+            let Ok(entries) = rustix::fs::Dir::read_from(&dirfd) else {
                 continue;
             };
             let mut names: Vec<String> = entries
                 .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
                 .filter(|n| n.ends_with(".service"))
                 .collect();
             names.sort();
             for name in names {
-                let Ok(file) = service_file::read(&full.join(&name)) else {
+                let inner = Path::new(&dir).join(&name);
+                let Ok(bytes) = root.read_regular(&inner, service_file::MAX_SERVICE_FILE_BYTES)
+                else {
                     continue;
                 };
-                let Some(argv) = file
-                    .exec
-                    .as_deref()
-                    .and_then(|e| service_file::split_exec(e).ok())
+                let Some(argv) = service_file::parse(&bytes)
+                    .ok()
+                    .and_then(|f| f.exec)
+                    .and_then(|e| service_file::split_exec(&e).ok())
                 else {
                     continue;
                 };

@@ -1,27 +1,80 @@
 //! `dbus_service_files`: one row per entry in a D-Bus service, policy or
-//! config directory, so a hunt sees everything a bus could read, with who
-//! owns it and when it was born and changed.
+//! config directory, so a hunt sees everything a bus could read: who owns
+//! it, when it was born and changed, what a `.service` file would start,
+//! and whether a package ships it.
 //!
-//! Discovery and listing belong to `sources::service_dirs`, metadata to
-//! `sources::stat`, root confinement and name rendering to
-//! `sources::fs_safe`. This module only narrows the scan from the query's
-//! `path =` / `directory =` constraints and turns what the sources found
-//! into rows. File contents (the parsed `.service` keys, hashes, package
-//! ownership) are not read here yet.
+//! Discovery and listing belong to `sources::service_dirs` (and through it
+//! `sources::bus_config`), metadata to `sources::stat`, root confinement,
+//! no-follow reads and name rendering to `sources::fs_safe`, key parsing to
+//! `sources::service_file`, hashing to `sources::hash`, ownership to
+//! `sources::packages`. This module narrows the scan from the query's
+//! `path =` / `directory =` constraints, decides from `colsUsed` which
+//! costly columns to fill (contents, hashes, packages), and turns what the
+//! sources found into rows.
 use crate::context::QueryContext;
 use crate::sources::fs_safe::{self, Root};
-use crate::sources::service_dirs::{self, DirError, OpenDir, ServiceDir};
-use crate::sources::stat::{FileKind, Metadata, StatError};
+use crate::sources::service_dirs::{self, DirError, EntryKind, OpenDir, ServiceDir};
+use crate::sources::stat::{self, FileKind, Metadata, StatError};
+use crate::sources::{hash, packages, service_file};
 use crate::tables::{Row, Settings};
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A service file is small; dbus-daemon's own files are under 1 KiB.
+pub const MAX_SERVICE_BYTES: u64 = service_file::MAX_SERVICE_FILE_BYTES;
+
+/// dbus-daemon refuses to load a service file larger than this
+/// (`bus/desktop-file.c`).
+const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
+
+/// Columns that need a `.service` file's contents read and parsed.
+const CONTENT_COLUMNS: [&str; 12] = [
+    "service_name",
+    "exec",
+    "exec_path",
+    "run_as_user",
+    "systemd_service",
+    "assumed_apparmor_label",
+    "name_matches_filename",
+    "exec_exists",
+    "exec_uid",
+    "exec_mode",
+    "exec_sha256",
+    // An unparsable file is only known by reading it.
+    "error",
+];
 
 /// Every path a set of constraint values may stand for (see
 /// `fs_safe::readings`), or `None` when the column is not constrained.
 fn wanted(ctx: &QueryContext, column: &str) -> Option<Vec<PathBuf>> {
     ctx.eq_values(column)
         .map(|vals| vals.iter().flat_map(|v| fs_safe::readings(v)).collect())
+}
+
+/// What one query needs beyond `statx`, decided once from `colsUsed`.
+struct Scan<'a> {
+    root: &'a Root,
+    content: bool,
+    symlink_target: bool,
+    sha256: bool,
+    exec_sha256: bool,
+    /// Loaded on first use, only when `package` is used.
+    packages: Option<Arc<packages::Owners>>,
+    want_packages: bool,
+    config_errors: &'a [(PathBuf, String)],
+}
+
+impl Scan<'_> {
+    fn owners(&mut self) -> Option<&packages::Owners> {
+        if !self.want_packages {
+            return None;
+        }
+        let root = self.root;
+        Some(self.packages.get_or_insert_with(|| packages::owners(root)))
+    }
 }
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
@@ -34,13 +87,23 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             return vec![row];
         }
     };
-    let dirs = service_dirs::discover(&root);
+    let found = service_dirs::discover(&root);
+    let mut scan = Scan {
+        root: &root,
+        content: CONTENT_COLUMNS.iter().any(|c| ctx.uses(c)),
+        symlink_target: ctx.uses("symlink_target"),
+        sha256: ctx.uses("sha256"),
+        exec_sha256: ctx.uses("exec_sha256"),
+        packages: None,
+        want_packages: ctx.uses("package"),
+        config_errors: &found.config_errors,
+    };
     let want_dirs = wanted(ctx, "directory");
     let want_paths = wanted(ctx, "path");
     let mut rows = Vec::new();
     // Every directory is opened, even under a constraint, so that one
     // reached through a duplicate path is dropped exactly as in a full scan.
-    service_dirs::visit(&root, &dirs, |dir, opened| {
+    service_dirs::visit(&root, &found.dirs, |dir, opened| {
         if let Some(w) = &want_dirs {
             if !w.contains(&dir.path) {
                 return;
@@ -48,24 +111,24 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         }
         match opened {
             Err(e) => {
-                let row = dir_error_row(dir, e);
                 let path = error_row_path(dir);
                 if want_paths.as_ref().is_none_or(|w| w.contains(&path)) {
-                    rows.push(row);
+                    rows.push(dir_error_row(dir, e));
                 }
             }
             Ok(open) => match &want_paths {
-                None => list_all(dir, open, &mut rows),
+                None => list_all(&mut scan, dir, open, &mut rows),
                 Some(paths) => {
                     let names: BTreeSet<OsString> = paths
                         .iter()
                         .filter(|p| p.parent() == Some(dir.path.as_path()))
                         .filter_map(|p| p.file_name())
-                        .filter(|n| dir.lists(n))
+                        .filter(|n| open.lists(dir, n))
                         .map(OsStr::to_os_string)
                         .collect();
                     for name in names {
-                        rows.extend(entry_row(dir, &name, open.stat(dir, &name), None));
+                        let meta = open.stat(dir, &name);
+                        rows.extend(entry_row(&mut scan, dir, open, &name, meta, None));
                     }
                 }
             },
@@ -75,20 +138,25 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
 }
 
 /// Every entry of `dir` (for a config directory: its one named file).
-fn list_all(dir: &ServiceDir, open: &OpenDir, rows: &mut Vec<Row>) {
-    if let Some(only) = dir.only {
-        let name = OsStr::new(only);
-        rows.extend(entry_row(dir, name, open.stat(dir, name), None));
+fn list_all(scan: &mut Scan, dir: &ServiceDir, open: &OpenDir, rows: &mut Vec<Row>) {
+    if let Some(only) = &dir.only {
+        let meta = open.stat(dir, only);
+        rows.extend(entry_row(scan, dir, open, only, meta, None));
         return;
     }
     for entry in open.entries(dir) {
         match entry {
-            Ok(e) => rows.extend(entry_row(
-                dir,
-                &e.name,
-                open.stat(dir, &e.name),
-                Some(e.dirent_kind),
-            )),
+            Ok(e) => {
+                let meta = open.stat(dir, &e.name);
+                rows.extend(entry_row(
+                    scan,
+                    dir,
+                    open,
+                    &e.name,
+                    meta,
+                    Some(e.dirent_kind),
+                ))
+            }
             Err(e) => {
                 log::warn!("dbus_service_files: {e}");
                 rows.push(dir_error_row(dir, &e));
@@ -102,6 +170,7 @@ fn base_row(dir: &ServiceDir, path: &Path) -> Row {
     row.set("path", fs_safe::render_path(path))
         .set("directory", fs_safe::render_path(&dir.path))
         .set("bus", dir.bus.as_str())
+        .set("source", dir.origin.as_str())
         .set("user_uid", dir.owner.as_ref().map(|o| o.uid));
     if let Some(name) = path.file_name() {
         row.set("filename", fs_safe::render_path(Path::new(name)));
@@ -109,44 +178,244 @@ fn base_row(dir: &ServiceDir, path: &Path) -> Row {
     row
 }
 
+/// Whether a user other than root may create, rename or remove entries in
+/// a directory with this metadata: a non-root owner with the owner write
+/// bit, a non-root group with the group write bit, or the other write bit.
+/// The sticky bit does not help: it only stops users removing each
+/// other's files, anyone may still add one.
+pub fn writable_by_non_root(m: &Metadata) -> bool {
+    (m.uid != 0 && m.perm & 0o200 != 0)
+        || (m.gid != 0 && m.perm & 0o020 != 0)
+        || m.perm & 0o002 != 0
+}
+
+/// Collects the messages of everything that went wrong with one row.
+#[derive(Default)]
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn push(&mut self, e: impl ToString) {
+        self.0.push(e.to_string());
+    }
+
+    fn apply(self, row: &mut Row) {
+        if !self.0.is_empty() {
+            row.set("error", self.0.join("; "));
+        }
+    }
+}
+
 /// The row for one entry. An entry that vanished between `readdir` and
 /// `statx` is skipped (a later scan would not see it either); any other
 /// failure still yields the row, with `error` and the type `readdir` saw.
 fn entry_row(
+    scan: &mut Scan,
     dir: &ServiceDir,
+    open: &OpenDir,
     name: &OsStr,
     meta: Result<Metadata, StatError>,
     dirent_kind: Option<FileKind>,
 ) -> Option<Row> {
     let path = dir.entry_path(name);
     let mut row = base_row(dir, &path);
-    row.set("kind", dir.kind_of(name).as_str());
-    match meta {
-        Ok(m) => {
-            row.set("type", m.kind.as_str())
-                .set("uid", m.uid)
-                .set("gid", m.gid)
-                .set("mode", m.mode_string())
-                .set("size", m.size)
-                .set("atime", m.atime)
-                .set("mtime", m.mtime)
-                .set("ctime", m.ctime)
-                .set("btime", m.btime.unwrap_or(0));
-        }
+    let kind = dir.kind_of(name);
+    let mut errors = Errors::default();
+    row.set("kind", kind.as_str())
+        .set("dir_writable_by_non_root", writable_by_non_root(&open.meta));
+    let meta = match meta {
+        Ok(m) => m,
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
-            row.set("type", dirent_kind.map(FileKind::as_str))
-                .set("error", e.to_string());
+            row.set("type", dirent_kind.map(FileKind::as_str));
+            errors.push(e);
+            errors.apply(&mut row);
+            return Some(row);
+        }
+    };
+    row.set("type", meta.kind.as_str())
+        .set("uid", meta.uid)
+        .set("gid", meta.gid)
+        .set("mode", meta.mode_string())
+        .set("size", meta.size)
+        .set("atime", meta.atime)
+        .set("mtime", meta.mtime)
+        .set("ctime", meta.ctime)
+        .set("btime", meta.btime.unwrap_or(0))
+        .set("inode", meta.ino)
+        .set("hard_links", meta.nlink)
+        // A symlink's own mode is always 0777 and means nothing.
+        .set(
+            "world_writable",
+            meta.kind != FileKind::Symlink && meta.perm & 0o002 != 0,
+        );
+    if meta.kind == FileKind::Symlink && scan.symlink_target {
+        match fs_safe::read_link_entry(open.fd(), name) {
+            Ok(t) => {
+                row.set("symlink_target", fs_safe::render(&t));
+            }
+            Err(rustix::io::Errno::NOENT) => return None,
+            Err(e) => errors.push(format!("{}: readlink: {}", path.display(), e)),
         }
     }
+    let regular = meta.kind == FileKind::Regular;
+    if regular && scan.sha256 {
+        match fs_safe::open_entry_regular(open.fd(), name, &path) {
+            Ok(f) => match hash::sha256_file(f, &path) {
+                Ok(h) => {
+                    row.set("sha256", h);
+                }
+                Err(e) => errors.push(e),
+            },
+            Err(e) if e.is_not_found() => return None,
+            Err(e) => errors.push(e),
+        }
+    }
+    if kind == EntryKind::Service && regular && scan.content {
+        service_columns(scan, open, name, &path, meta.size, &mut row, &mut errors)?;
+    }
+    if matches!(kind, EntryKind::Config | EntryKind::Policy) {
+        for (p, e) in scan.config_errors {
+            if *p == path {
+                errors.push(e);
+            }
+        }
+    }
+    if let Some(owners) = scan.owners() {
+        row.set("package", owners.owner(path.as_os_str().as_bytes()));
+    }
+    errors.apply(&mut row);
     Some(row)
+}
+
+/// Reads and parses a regular `.service` entry (never following it, at
+/// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
+/// columns. A file larger than the cap has its first 64 KiB parsed, up to
+/// the last whole line, and says so in `error`. `None` when the file
+/// vanished since it was listed.
+fn service_columns(
+    scan: &Scan,
+    open: &OpenDir,
+    name: &OsStr,
+    path: &Path,
+    size: u64,
+    row: &mut Row,
+    errors: &mut Errors,
+) -> Option<()> {
+    let read = fs_safe::open_entry_regular(open.fd(), name, path)
+        .and_then(|f| fs_safe::read_capped(f, MAX_SERVICE_BYTES, path));
+    let (mut bytes, truncated) = match read {
+        Ok(r) => r,
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            errors.push(e);
+            return Some(());
+        }
+    };
+    if truncated {
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        bytes.truncate(keep);
+        let refused = if size > DBUS_DAEMON_MAX_SERVICE_BYTES {
+            " (dbus-daemon refuses files over 128 KiB)"
+        } else {
+            ""
+        };
+        errors.push(format!(
+            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
+            path.display()
+        ));
+    }
+    let parsed = match service_file::parse(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(format!("{}: {e}", path.display()));
+            return Some(());
+        }
+    };
+    if !parsed.problems.is_empty() {
+        errors.push(format!(
+            "{}: dbus-daemon would refuse this file: {}",
+            path.display(),
+            parsed.problems.join(", ")
+        ));
+    }
+    let filename = name.as_bytes();
+    row.set(
+        "name_matches_filename",
+        parsed.name.as_ref().map(|n| {
+            let mut want = n.as_bytes().to_vec();
+            want.extend_from_slice(b".service");
+            want == filename
+        }),
+    );
+    if let Some(exec) = &parsed.exec {
+        match service_file::split_exec(exec) {
+            Ok(argv) => {
+                if let Some(program) = argv.first() {
+                    row.set("exec_path", program.as_str());
+                    if program.is_empty() {
+                        // dbus-daemon would exec "" and fail.
+                        errors.push(format!("{}: Exec names no program", path.display()));
+                    } else {
+                        exec_target(scan, program, row, errors);
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    row.set("service_name", parsed.name)
+        .set("exec", parsed.exec_as_written)
+        .set("run_as_user", parsed.user)
+        .set("systemd_service", parsed.systemd_service)
+        .set("assumed_apparmor_label", parsed.assumed_apparmor_label);
+    Some(())
+}
+
+/// Metadata (and, when used, the hash) of the program an `Exec=` line
+/// starts, resolved inside the root *following* symlinks: the bus execs
+/// the link's target, so that is the program to describe. A relative
+/// program counts from `/`, the bus's working directory.
+fn exec_target(scan: &Scan, program: &str, row: &mut Row, errors: &mut Errors) {
+    let Some(inner) = fs_safe::readings(program).pop() else {
+        return;
+    };
+    let inner = Path::new("/").join(inner);
+    match scan.root.open_path(&inner) {
+        Ok(fd) => match stat::stat_fd(&fd, inner.clone()) {
+            Ok(m) => {
+                row.set("exec_exists", true)
+                    .set("exec_uid", m.uid)
+                    .set("exec_mode", m.mode_string());
+            }
+            Err(e) => errors.push(format!("Exec target {e}")),
+        },
+        Err(e) if e.is_not_found() || e.errno() == Some(rustix::io::Errno::NOTDIR) => {
+            row.set("exec_exists", false);
+            return;
+        }
+        Err(e) => {
+            errors.push(format!("Exec target {e}"));
+            return;
+        }
+    }
+    if scan.exec_sha256 {
+        match scan.root.open_regular(&inner) {
+            Ok(f) => match hash::sha256_file(f, &inner) {
+                Ok(h) => {
+                    row.set("exec_sha256", h);
+                }
+                Err(e) => errors.push(format!("Exec target {e}")),
+            },
+            Err(e) => errors.push(format!("Exec target {e}")),
+        }
+    }
 }
 
 /// Where a directory failure is reported: at the directory itself, or for
 /// a config directory at the one file that could not be reached.
 fn error_row_path(dir: &ServiceDir) -> PathBuf {
-    match dir.only {
-        Some(only) => dir.entry_path(OsStr::new(only)),
+    match &dir.only {
+        Some(only) => dir.entry_path(only),
         None => dir.path.clone(),
     }
 }
@@ -312,7 +581,14 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             text(rootish, "directory").unwrap(),
             "/home/eve/.local/share/dbus-1/services"
         );
-        assert!(rows.iter().all(|r| r.get("error").is_none()), "{rows:#?}");
+        // The fixture's service files are empty: a parse error each, and
+        // nothing else went wrong.
+        for r in &rows {
+            if let Some(e) = text(r, "error") {
+                assert!(e.ends_with(": no [D-BUS Service] group"), "{e}");
+                assert_eq!(text(r, "kind").unwrap(), "service");
+            }
+        }
 
         let evil = &m["/etc/dbus-1/system.d/evil.conf"];
         assert_eq!(text(evil, "directory").unwrap(), "/etc/dbus-1/system.d");
@@ -535,8 +811,24 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             path: dir.entry_path(OsStr::new("x.conf")),
             source: errno.into(),
         };
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc/dbus-1/system.d")).unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        let open = service_dirs::open(&root, &dir).unwrap().unwrap();
+        let mut scan = Scan {
+            root: &root,
+            content: true,
+            symlink_target: true,
+            sha256: true,
+            exec_sha256: true,
+            packages: None,
+            want_packages: false,
+            config_errors: &[],
+        };
         let row = entry_row(
+            &mut scan,
             &dir,
+            &open,
             OsStr::new("x.conf"),
             Err(err(rustix::io::Errno::ACCESS)),
             Some(FileKind::Regular),
@@ -548,11 +840,123 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         assert!(text(&row, "error").unwrap().contains("ermission denied"));
         assert_eq!(row.get("uid"), None);
         let gone = entry_row(
+            &mut scan,
             &dir,
+            &open,
             OsStr::new("x.conf"),
             Err(err(rustix::io::Errno::NOENT)),
             None,
         );
         assert!(gone.is_none());
+    }
+
+    #[test]
+    fn writable_by_non_root_cases() {
+        let m = |uid, gid, perm| Metadata {
+            kind: FileKind::Directory,
+            perm,
+            uid,
+            gid,
+            size: 0,
+            dev: (0, 0),
+            ino: 1,
+            nlink: 2,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            btime: None,
+        };
+        assert!(!writable_by_non_root(&m(0, 0, 0o755)));
+        assert!(!writable_by_non_root(&m(0, 0, 0o775)), "root group");
+        assert!(!writable_by_non_root(&m(1000, 0, 0o555)));
+        assert!(writable_by_non_root(&m(1000, 0, 0o755)));
+        assert!(writable_by_non_root(&m(0, 100, 0o775)));
+        assert!(
+            writable_by_non_root(&m(0, 0, 0o1777)),
+            "sticky still lets anyone add"
+        );
+    }
+
+    #[test]
+    fn config_errors_land_on_the_config_rows_and_contents_only_when_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("etc/dbus-1/system.d")).unwrap();
+        std::fs::write(r.join("etc/dbus-1/system-local.conf"), b"<busconfig><oops>").unwrap();
+        std::fs::write(
+            r.join("etc/dbus-1/system.d/a.conf"),
+            b"<busconfig><include>/nowhere.conf</include></busconfig>",
+        )
+        .unwrap();
+        std::fs::create_dir_all(r.join("usr/share/dbus-1/services")).unwrap();
+        std::fs::write(
+            r.join("usr/share/dbus-1/services/x.service"),
+            b"[D-BUS Service]\nName=x\nExec=/x\n",
+        )
+        .unwrap();
+        let s = settings(r);
+        let rows = by_path(&generate(&s, &QueryContext::new()));
+        let local = text(&rows["/etc/dbus-1/system-local.conf"], "error").unwrap();
+        assert!(
+            local.starts_with("/etc/dbus-1/system-local.conf: XML"),
+            "{local}"
+        );
+        let a = text(&rows["/etc/dbus-1/system.d/a.conf"], "error").unwrap();
+        assert!(a.contains("includes /nowhere.conf"), "{a}");
+        let x = &rows["/usr/share/dbus-1/services/x.service"];
+        assert_eq!(text(x, "service_name").unwrap(), "x");
+        assert_eq!(int(x, "name_matches_filename"), Some(1));
+        // A stat-only query reads no contents.
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "mtime"]);
+        let rows = by_path(&generate(&s, &ctx));
+        let x = &rows["/usr/share/dbus-1/services/x.service"];
+        assert_eq!(x.get("service_name"), None);
+        assert_eq!(x.get("sha256"), None);
+        assert_eq!(x.get("package"), None);
+    }
+
+    #[test]
+    fn a_directory_named_in_two_roles_is_read_both_ways_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let w = |p: &str, b: &[u8]| {
+            let p = r.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b).unwrap();
+        };
+        w(
+            "etc/dbus-1/system-local.conf",
+            b"<busconfig><servicedir>/etc/dbus-1/system.d</servicedir>\
+<includedir>/alias</includedir><servicedir>/etc/passwd</servicedir>\
+<includedir>/etc/passwd</includedir></busconfig>",
+        );
+        w(
+            "etc/dbus-1/system.d/sneaky.service",
+            b"[D-BUS Service]\nName=sneaky\nExec=/x\n",
+        );
+        w("etc/dbus-1/system.d/p.conf", b"<busconfig/>");
+        w("etc/passwd", b"");
+        w("usr/share/dbus-1/services/extra.conf", b"<busconfig/>");
+        w(
+            "usr/share/dbus-1/services/a.service",
+            b"[D-BUS Service]\nName=a\n",
+        );
+        symlink("usr/share/dbus-1/services", r.join("alias")).unwrap();
+        let rows = generate(&settings(r), &QueryContext::new());
+        let m = by_path(&rows);
+        assert_eq!(m.len(), rows.len(), "no duplicates: {rows:#?}");
+        let kind = |p: &str| text(&m[p], "kind").unwrap();
+        let sneaky = &m["/etc/dbus-1/system.d/sneaky.service"];
+        assert_eq!(kind("/etc/dbus-1/system.d/sneaky.service"), "service");
+        assert_eq!(text(sneaky, "service_name").unwrap(), "sneaky");
+        assert_eq!(text(sneaky, "source").unwrap(), "standard");
+        assert_eq!(kind("/etc/dbus-1/system.d/p.conf"), "policy");
+        assert_eq!(kind("/usr/share/dbus-1/services/extra.conf"), "policy");
+        assert_eq!(kind("/usr/share/dbus-1/services/a.service"), "service");
+        // /etc/passwd named as a directory twice: one error row.
+        let passwd = &m["/etc/passwd"];
+        assert_eq!(text(passwd, "source").unwrap(), "config");
+        assert!(text(passwd, "error").unwrap().contains("not a directory"));
     }
 }

@@ -1,0 +1,549 @@
+//! Bus configuration XML (`system.conf`, `session.conf`, `*-local.conf`,
+//! the `system.d` / `session.d` fragments): which further directories and
+//! files a bus reads.
+//!
+//! The compiled-in directory list is not the whole story: any config file
+//! may add `<servicedir>`, `<includedir>` and `<include>`, and an attacker
+//! who adds a servicedir in `system-local.conf` or drops a fragment into
+//! `system.d` would hide a service from a scan of the standard directories
+//! only. [`parse`] takes one file's bytes and lists what it points at, in
+//! document order, relative paths resolved against the file's directory
+//! as dbus-daemon does; [`discover`] follows includes and included
+//! directories recursively inside a root, cycle-safe (files and directories
+//! are visited once by device and inode) and depth-capped.
+//!
+//! The XML is read with `roxmltree` with DTDs refused: the `<!DOCTYPE …>`
+//! every bus config carries is blanked out before parsing, internal subset
+//! and all, so no entity is ever declared or expanded (an undeclared
+//! `&name;` is a parse error, reported). Reads go through `sources::fs_safe`
+//! (root-confined, regular files only, `O_NONBLOCK`, capped); unlike the
+//! table's own content reads, symlinks are followed *inside the root* here,
+//! because the bus follows them too and refusing would let a link hide a
+//! servicedir. Which bus a file serves and what the directories hold is left
+//! to `sources::service_dirs`.
+use crate::sources::fs_safe::{self, FsError, Root};
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Real configs are a few KiB; this leaves room for big policy files while
+/// keeping one query's memory bounded.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// How deep `<include>`/`<includedir>` chains are followed.
+pub const MAX_DEPTH: usize = 16;
+
+/// One directive of a config file that makes the bus read more files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Directive {
+    /// `<servicedir>`: `.service` files are loaded from it.
+    ServiceDir(PathBuf),
+    /// `<includedir>`: every `*.conf` in it is included.
+    IncludeDir(PathBuf),
+    /// `<include>`: one more config file.
+    Include { path: PathBuf, ignore_missing: bool },
+    /// `<standard_session_servicedirs/>`.
+    StandardSessionServiceDirs,
+    /// `<standard_system_servicedirs/>`.
+    StandardSystemServiceDirs,
+}
+
+/// What one config file says, for discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BusConfig {
+    /// `<type>` (system, session, …), when present.
+    pub bus_type: Option<String>,
+    pub directives: Vec<Directive>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: not UTF-8")]
+    NotUtf8 { path: PathBuf },
+    #[error("{path}: unterminated DOCTYPE")]
+    Doctype { path: PathBuf },
+    #[error("{path}: XML: {source}")]
+    Xml {
+        path: PathBuf,
+        #[source]
+        source: roxmltree::Error,
+    },
+    #[error("{path}: larger than {MAX_CONFIG_BYTES} bytes; not parsed")]
+    TooLarge { path: PathBuf },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{path}: includes {include}, which cannot be read: {reason}")]
+    Include {
+        path: PathBuf,
+        include: PathBuf,
+        reason: String,
+    },
+    #[error("{path}: includes nested deeper than {MAX_DEPTH}; not followed")]
+    TooDeep { path: PathBuf },
+}
+
+impl ConfigError {
+    /// The file the error is about (for an include: the including file).
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigError::NotUtf8 { path }
+            | ConfigError::Doctype { path }
+            | ConfigError::Xml { path, .. }
+            | ConfigError::TooLarge { path }
+            | ConfigError::Include { path, .. }
+            | ConfigError::TooDeep { path } => path,
+            ConfigError::Fs(e) => e.path(),
+        }
+    }
+}
+
+/// Parses one config file. `path` is where it lives inside the root: its
+/// directory anchors relative paths, and errors name it.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
+        path: path.to_path_buf(),
+    })?;
+    let text = blank_doctype(text).ok_or_else(|| ConfigError::Doctype {
+        path: path.to_path_buf(),
+    })?;
+    let doc = roxmltree::Document::parse(&text).map_err(|source| ConfigError::Xml {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("/"));
+    let resolve = |node: roxmltree::Node| -> Option<PathBuf> {
+        let t = node.text().map(str::trim).unwrap_or("");
+        (!t.is_empty()).then(|| base.join(t))
+    };
+    let mut out = BusConfig::default();
+    // Every element, not only children of <busconfig>: dbus-daemon would
+    // refuse a misplaced one, but listing too much is safe.
+    for node in doc.descendants().filter(roxmltree::Node::is_element) {
+        let d = match node.tag_name().name() {
+            "type" => {
+                if out.bus_type.is_none() {
+                    out.bus_type = node.text().map(|t| t.trim().to_string());
+                }
+                continue;
+            }
+            "servicedir" => resolve(node).map(Directive::ServiceDir),
+            "includedir" => resolve(node).map(Directive::IncludeDir),
+            // A path relative to the SELinux policy root is not known
+            // from files alone; such includes hold SELinux contexts.
+            "include" if node.attribute("selinux_root_relative") == Some("yes") => None,
+            "include" => resolve(node).map(|p| Directive::Include {
+                path: p,
+                // Read only on SELinux systems: absence is normal.
+                ignore_missing: node.attribute("ignore_missing") == Some("yes")
+                    || node.attribute("if_selinux_enabled") == Some("yes"),
+            }),
+            "standard_session_servicedirs" => Some(Directive::StandardSessionServiceDirs),
+            "standard_system_servicedirs" => Some(Directive::StandardSystemServiceDirs),
+            _ => None,
+        };
+        out.directives.extend(d);
+    }
+    Ok(out)
+}
+
+/// Replaces the prolog's `<!DOCTYPE …>` (internal subset included) with
+/// spaces, keeping byte offsets for error messages. `None` when it does
+/// not end.
+fn blank_doctype(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    // Only the prolog may hold a DOCTYPE: skip blanks, PIs and comments.
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let rest = &b[i..];
+        if rest.starts_with(b"<?") {
+            i += find(rest, b"?>")? + 2;
+        } else if rest.starts_with(b"<!--") {
+            i += find(rest, b"-->")? + 3;
+        } else if rest.starts_with(b"<!DOCTYPE") {
+            break;
+        } else {
+            return Some(std::borrow::Cow::Borrowed(text));
+        }
+    }
+    let start = i;
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut j = start + 2;
+    while j < b.len() {
+        let c = b[j];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'"' | b'\'' => quote = Some(c),
+                b'[' => depth += 1,
+                b']' => depth = depth.saturating_sub(1),
+                b'>' if depth == 0 => {
+                    let mut out = String::with_capacity(text.len());
+                    out.push_str(&text[..start]);
+                    // Keep newlines so line numbers in errors still match.
+                    out.extend(
+                        text[start..=j]
+                            .chars()
+                            .map(|c| if c == '\n' { '\n' } else { ' ' }),
+                    );
+                    out.push_str(&text[j + 1..]);
+                    return Some(std::borrow::Cow::Owned(out));
+                }
+                _ => {}
+            },
+        }
+        j += 1;
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Where discovery starts: a config file, or a directory read like an
+/// `<includedir>` (the standard `system.d`, so a fragment is found even
+/// when the main config no longer includes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    File(PathBuf),
+    Dir(PathBuf),
+}
+
+/// A directive found while following the configs, with the caller's tag
+/// (the bus) of the start it was reached from and the file naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found<T> {
+    pub directive: Directive,
+    pub tag: T,
+    pub from: PathBuf,
+}
+
+/// Everything reachable from a set of starts.
+#[derive(Debug)]
+pub struct Discovery<T> {
+    pub found: Vec<Found<T>>,
+    /// Files that could not be read or parsed (missing starts and
+    /// `ignore_missing` includes are not errors).
+    pub errors: Vec<ConfigError>,
+}
+
+struct Walker<'a, T> {
+    root: &'a Root,
+    files: HashSet<(u64, u64)>,
+    dirs: HashSet<(u64, u64)>,
+    out: Discovery<T>,
+}
+
+/// Follows every start, in order, and each file's includes depth-first in
+/// document order, as the bus reads them. Each file and directory is
+/// visited once, under the first tag that reached it.
+pub fn discover<T: Copy>(root: &Root, starts: &[(Start, T)]) -> Discovery<T> {
+    let mut w = Walker {
+        root,
+        files: HashSet::new(),
+        dirs: HashSet::new(),
+        out: Discovery {
+            found: Vec::new(),
+            errors: Vec::new(),
+        },
+    };
+    for (start, tag) in starts {
+        match start {
+            Start::File(p) => {
+                if let Err(e) = w.file(p, *tag, 0) {
+                    if !is_missing(&e) {
+                        w.out.errors.push(e);
+                    }
+                }
+            }
+            Start::Dir(p) => w.dir(p, *tag, 0),
+        }
+    }
+    w.out
+}
+
+fn is_missing(e: &ConfigError) -> bool {
+    matches!(e, ConfigError::Fs(f) if f.is_not_found())
+}
+
+impl<T: Copy> Walker<'_, T> {
+    fn file(&mut self, path: &Path, tag: T, depth: usize) -> Result<(), ConfigError> {
+        let file = self.root.open_regular(path)?;
+        let id = file
+            .metadata()
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|source| FsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if !self.files.insert(id) {
+            return Ok(());
+        }
+        let (bytes, truncated) = fs_safe::read_capped(file, MAX_CONFIG_BYTES, path)?;
+        if truncated {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        let config = parse(&bytes, path)?;
+        for d in config.directives {
+            match &d {
+                Directive::Include {
+                    path: inc,
+                    ignore_missing,
+                } => {
+                    if depth + 1 > MAX_DEPTH {
+                        self.out.errors.push(ConfigError::TooDeep {
+                            path: path.to_path_buf(),
+                        });
+                    } else if let Err(e) = self.file(inc, tag, depth + 1) {
+                        if is_missing(&e) && *ignore_missing {
+                        } else if let ConfigError::Fs(fs) = &e {
+                            self.out.errors.push(ConfigError::Include {
+                                path: path.to_path_buf(),
+                                include: inc.clone(),
+                                reason: fs.to_string(),
+                            });
+                        } else {
+                            self.out.errors.push(e);
+                        }
+                    }
+                }
+                Directive::IncludeDir(dir) => {
+                    if depth + 1 > MAX_DEPTH {
+                        self.out.errors.push(ConfigError::TooDeep {
+                            path: path.to_path_buf(),
+                        });
+                    } else {
+                        self.dir(dir, tag, depth + 1);
+                    }
+                }
+                _ => {}
+            }
+            self.out.found.push(Found {
+                directive: d,
+                tag,
+                from: path.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Includes every `*.conf` of `dir`, sorted by name. A missing
+    /// directory is not an error (dbus-daemon skips it too).
+    fn dir(&mut self, dir: &Path, tag: T, depth: usize) {
+        let fd = match self.root.open_dir(dir) {
+            Ok(fd) => fd,
+            Err(e) => {
+                if !e.is_not_found() && e.errno() != Some(rustix::io::Errno::NOTDIR) {
+                    self.out.errors.push(e.into());
+                }
+                return;
+            }
+        };
+        match rustix::fs::fstat(&fd) {
+            Ok(st) if self.dirs.insert((st.st_dev, st.st_ino)) => {}
+            Ok(_) => return,
+            Err(e) => {
+                self.out.errors.push(
+                    FsError::Read {
+                        path: dir.to_path_buf(),
+                        source: e.into(),
+                    }
+                    .into(),
+                );
+                return;
+            }
+        }
+        let mut names: Vec<Vec<u8>> = match rustix::fs::Dir::read_from(&fd) {
+            Ok(reader) => reader
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_bytes().to_vec())
+                .filter(|n| n.ends_with(b".conf"))
+                .collect(),
+            Err(e) => {
+                self.out.errors.push(
+                    FsError::Read {
+                        path: dir.to_path_buf(),
+                        source: e.into(),
+                    }
+                    .into(),
+                );
+                return;
+            }
+        };
+        names.sort();
+        for n in names {
+            let p = dir.join(OsStr::from_bytes(&n));
+            if let Err(e) = self.file(&p, tag, depth) {
+                if !is_missing(&e) {
+                    self.out.errors.push(e);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCTYPE: &str = r#"<!-- a comment with <!DOCTYPE inside -->
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+"#;
+
+    #[test]
+    fn parses_directives_in_order_relative_to_the_file() {
+        let xml = format!(
+            "{DOCTYPE}<busconfig>\n<type>system</type>\n<standard_system_servicedirs/>\n\
+<servicedir> /opt/evil/services </servicedir>\n<includedir>system.d</includedir>\n\
+<include ignore_missing=\"yes\">/etc/dbus-1/system-local.conf</include>\n\
+<include>../other.conf</include>\n<servicedir/>\n\
+<include if_selinux_enabled=\"yes\" selinux_root_relative=\"yes\">contexts/dbus_contexts</include>\n\
+<include if_selinux_enabled=\"yes\">/etc/selinux.conf</include>\n<policy context=\"default\"/></busconfig>"
+        );
+        let c = parse(xml.as_bytes(), Path::new("/usr/share/dbus-1/system.conf")).unwrap();
+        assert_eq!(c.bus_type.as_deref(), Some("system"));
+        assert_eq!(
+            c.directives,
+            [
+                Directive::StandardSystemServiceDirs,
+                Directive::ServiceDir("/opt/evil/services".into()),
+                Directive::IncludeDir("/usr/share/dbus-1/system.d".into()),
+                Directive::Include {
+                    path: "/etc/dbus-1/system-local.conf".into(),
+                    ignore_missing: true
+                },
+                Directive::Include {
+                    path: "/usr/share/dbus-1/../other.conf".into(),
+                    ignore_missing: false
+                },
+                Directive::Include {
+                    path: "/etc/selinux.conf".into(),
+                    ignore_missing: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn entities_are_never_expanded() {
+        let xml = r#"<!DOCTYPE busconfig [
+<!ENTITY a "aaaaaaaaaa">
+<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+<!ENTITY evil SYSTEM "file:///etc/shadow">
+]>
+<busconfig><servicedir>/x/&b;</servicedir></busconfig>"#;
+        let e = parse(xml.as_bytes(), Path::new("/etc/dbus-1/system-local.conf")).unwrap_err();
+        assert!(matches!(e, ConfigError::Xml { .. }), "{e}");
+        assert!(e
+            .to_string()
+            .starts_with("/etc/dbus-1/system-local.conf: XML"));
+        // The declaration alone is harmless and blanked.
+        let ok = r#"<!DOCTYPE busconfig [ <!ENTITY a "]>"> ]><busconfig><servicedir>/s</servicedir></busconfig>"#;
+        let c = parse(ok.as_bytes(), Path::new("/a.conf")).unwrap();
+        assert_eq!(c.directives, [Directive::ServiceDir("/s".into())]);
+        assert!(parse(b"<!DOCTYPE busconfig [", Path::new("/a")).is_err());
+        assert!(matches!(
+            parse(b"<busconfig>\xff</busconfig>", Path::new("/a")),
+            Err(ConfigError::NotUtf8 { .. })
+        ));
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let w = |p: &str, s: &str| {
+            let p = r.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, s).unwrap();
+        };
+        w(
+            "usr/share/dbus-1/system.conf",
+            &format!(
+                "{DOCTYPE}<busconfig><type>system</type><standard_system_servicedirs/>\
+<includedir>system.d</includedir>\
+<include ignore_missing=\"yes\">/etc/dbus-1/system-local.conf</include>\
+<include ignore_missing=\"yes\">/etc/dbus-1/absent.conf</include></busconfig>"
+            ),
+        );
+        w(
+            "etc/dbus-1/system-local.conf",
+            "<busconfig><servicedir>/opt/evil</servicedir><includedir>/etc/loop</includedir>\
+<include>/etc/missing.conf</include></busconfig>",
+        );
+        // A cycle: loop/a.conf includes its own directory and itself.
+        w(
+            "etc/loop/a.conf",
+            "<busconfig><includedir>/etc/loop</includedir><include>a.conf</include>\
+<servicedir>/opt/a</servicedir></busconfig>",
+        );
+        w(
+            "etc/loop/b.conf",
+            "<busconfig><includedir>.</includedir></busconfig>",
+        );
+        w(
+            "etc/loop/not-a-conf.txt",
+            "<busconfig><servicedir>/no</servicedir></busconfig>",
+        );
+        w(
+            "usr/share/dbus-1/system.d/p.conf",
+            "<busconfig><policy/></busconfig>",
+        );
+        w("usr/share/dbus-1/system.d/bad.conf", "<busconfig>");
+        tmp
+    }
+
+    #[test]
+    fn discovery_follows_includes_and_survives_cycles() {
+        let tmp = tree();
+        let root = Root::open(tmp.path()).unwrap();
+        let d = discover(
+            &root,
+            &[(Start::File("/usr/share/dbus-1/system.conf".into()), 1u8)],
+        );
+        let service_dirs: Vec<_> = d
+            .found
+            .iter()
+            .filter_map(|f| match &f.directive {
+                Directive::ServiceDir(p) => Some(p.to_str().unwrap()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(service_dirs, ["/opt/evil", "/opt/a"]);
+        assert!(d.found.iter().all(|f| f.tag == 1));
+        let errs: Vec<String> = d.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(errs[0].starts_with("/usr/share/dbus-1/system.d/bad.conf: XML"));
+        assert!(errs[1].starts_with(
+            "/etc/dbus-1/system-local.conf: includes /etc/missing.conf, which cannot be read"
+        ));
+    }
+
+    #[test]
+    fn depth_is_capped() {
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..30 {
+            std::fs::write(
+                tmp.path().join(format!("{i}.conf")),
+                format!("<busconfig><include>{}.conf</include></busconfig>", i + 1),
+            )
+            .unwrap();
+        }
+        let root = Root::open(tmp.path()).unwrap();
+        let d = discover(&root, &[(Start::File("/0.conf".into()), ())]);
+        assert!(d
+            .errors
+            .iter()
+            .any(|e| matches!(e, ConfigError::TooDeep { .. })));
+        assert_eq!(d.found.len(), MAX_DEPTH + 1);
+    }
+}

@@ -1,0 +1,91 @@
+//! SHA-256 of a file, read the safe way.
+//!
+//! Hunts compare service files and the programs they start against known
+//! hashes; osquery's `hash` table would follow symlinks and open FIFOs.
+//! Here the caller hands over a file already opened by `sources::fs_safe`
+//! (regular only, `O_NONBLOCK`, root-confined, `O_NOFOLLOW` where the
+//! caller wants it), and the whole file is streamed through `sha2` up to
+//! [`MAX_HASH_BYTES`]; a larger file is reported, not hashed.
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Hashing stops here: nothing D-Bus reads or runs is this large, and a
+/// bigger file would make one query slow for every host in a fleet.
+pub const MAX_HASH_BYTES: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("{path}: larger than {limit} bytes; not hashed")]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("{path}: read failed: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Lowercase hex SHA-256 of everything `reader` yields, at most `limit`
+/// bytes.
+pub fn sha256_reader(mut reader: impl Read, limit: u64, shown: &Path) -> Result<String, HashError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(HashError::Read {
+                    path: shown.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        total = total.saturating_add(n as u64);
+        if total > limit {
+            return Err(HashError::TooLarge {
+                path: shown.to_path_buf(),
+                limit,
+            });
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// SHA-256 of an opened file, see [`sha256_reader`].
+pub fn sha256_file(file: std::fs::File, shown: &Path) -> Result<String, HashError> {
+    sha256_reader(file, MAX_HASH_BYTES, shown)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digests_and_the_limit() {
+        let p = Path::new("x");
+        assert_eq!(
+            sha256_reader(&b""[..], 10, p).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_reader(&b"abc"[..], 10, p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let e = sha256_reader(&b"abcdef"[..], 5, p).unwrap_err();
+        assert!(matches!(e, HashError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().starts_with("x: larger than 5 bytes"));
+    }
+}
