@@ -238,3 +238,35 @@ fn unusual_children_query_finds_the_planted_service_and_no_decoy() {
         .unwrap_or("")
         .contains("not a known helper"));
 }
+
+/// osquery strips whole-line `//` and `#` comments from config files
+/// before parsing JSON (`stripConfigComments` in its config code); the
+/// example must parse that way and load the pack the packages install.
+#[test]
+fn example_config_parses_as_osquery_reads_it() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("osquery.conf.example"))
+            .expect("read example");
+    let stripped: String = text
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.starts_with("//") && !t.starts_with('#')
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let conf: serde_json::Value =
+        serde_json::from_str(&stripped).expect("valid JSON once comments go");
+    let opts = &conf["options"];
+    for key in [
+        "extensions_autoload",
+        "extensions_timeout",
+        "extensions_interval",
+    ] {
+        assert!(opts[key].is_string(), "{key} missing");
+    }
+    let pack = conf["packs"]["dbus-persistence"]
+        .as_str()
+        .expect("pack path");
+    assert!(pack.ends_with("/packs/dbus-persistence.conf"), "{pack}");
+}
