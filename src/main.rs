@@ -29,7 +29,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
 
-    /// Read processes from this directory instead of /proc.
+    /// Read processes from this directory instead of /proc (default with
+    /// --root: DIR/proc, so a dead box shows no live processes of the host).
     #[arg(long, global = true, value_name = "DIR")]
     proc: Option<PathBuf>,
 
@@ -102,6 +103,9 @@ fn settings(cli: &Cli) -> Settings {
     let mut s = Settings::default();
     if let Some(root) = &cli.root {
         s.root = root.clone();
+        // A mounted image has no live processes: the host's /proc would
+        // mix the analyst's machine into the image's findings.
+        s.proc = root.join("proc");
     }
     if let Some(proc) = &cli.proc {
         s.proc = proc.clone();
