@@ -237,6 +237,15 @@ fn unusual_children_query_finds_the_planted_service_and_no_decoy() {
         .as_str()
         .unwrap_or("")
         .contains("not a known helper"));
+
+    // A dead box (--root) has no live processes: the analyst's own buses
+    // must not leak into an image's findings.
+    let image = tempfile::tempdir().expect("tempdir");
+    let image_rows = query_json(
+        &["--root", image.path().to_str().expect("utf-8")],
+        "SELECT pid FROM dbus_daemon_children",
+    );
+    assert!(image_rows.is_empty(), "{image_rows:?}");
 }
 
 /// osquery strips whole-line `//` and `#` comments from config files
