@@ -10,10 +10,17 @@
 # /etc/osquery/extensions.load (and /etc/osquery) back as they were.
 #
 # Env: CARGO_DEB_VERSION pins the cargo-deb installed when it is missing.
+#      PACKAGE_CHECK_PROFILE is the cargo profile whose binary goes into the
+#      package: `release` (the default, what ships) or `dev`, which .ci/run
+#      uses to package the binary `cargo test` already built instead of
+#      waiting minutes for a thin-LTO release build (cargo-deb 3.8 warns
+#      that it means dev profiles for testing only; the files, scripts and
+#      paths under test are the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-3.8.0}
+PROFILE=${PACKAGE_CHECK_PROFILE:-release}
 PKG=osquery-dbus
 LIBDIR=/usr/lib/osquery-dbus
 EXT=$LIBDIR/dbus.ext
@@ -159,10 +166,10 @@ if ! cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION";
 fi
 cargo deb --version
 
-step "build the .deb"
+step "build the .deb ($PROFILE profile)"
 crate_version=$(cargo pkgid)
 crate_version=${crate_version##*[#@]}
-deb=$(cargo deb --locked --fast | tail -n 1)
+deb=$(cargo deb --locked --fast --profile "$PROFILE" --output "target/debian/package-check-$PROFILE.deb" | tail -n 1)
 [ -f "$deb" ] || fail "cargo deb printed no package path ('$deb')"
 dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\): /  \1: /p'
 
