@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 FRAGMENT=packaging/extensions-load.sh
 EXTENSIONS_LOAD=/etc/osquery/extensions.load
 EXTENSION=/usr/lib/osquery-dbus/dbus.ext
+# Directories the packages create, deepest first (the rpm's %postun removes them).
+RPM_DIRS="/usr/share/osquery-dbus/packs/fleet /usr/share/osquery-dbus/packs /usr/share/osquery-dbus /usr/share/doc/osquery-dbus /usr/lib/osquery-dbus"
 
 check=no
 case ${1-} in
@@ -87,9 +89,15 @@ EOF
 
 rpm_postun() {
     header '' '%postun (rpm): take the extension out of the osquery autoload file on erase ($1 = 0).'
+    printf 'RPM_DIRS="%s"\n\n' "$RPM_DIRS"
     cat <<'EOF'
 if [ "$1" -eq 0 ]; then
     extensions_load_remove "$EXTENSIONS_LOAD" "$EXTENSION"
+    # cargo-generate-rpm 0.21 cannot mark directories as the package's, so
+    # rpm leaves them behind: remove ours, deepest first, if they are empty.
+    for dir in $RPM_DIRS; do
+        rmdir "$dir" 2>/dev/null || true
+    done
 fi
 EOF
 }

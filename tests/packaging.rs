@@ -169,17 +169,25 @@ fn maintainer_scripts_are_current() {
     );
 }
 
-/// A maintainer script with the autoload path pointed at `file`.
+/// A maintainer script with the autoload path pointed at `file`, and the
+/// directories an rpm erase removes moved under `dir` (`pkg/a/b`, `pkg/a`):
+/// the test must not touch the host.
 fn retargeted(script: &str, file: &Path, dir: &Path) -> PathBuf {
-    let text = read(&repo(script));
+    let mut text = read(&repo(script));
     let needle = format!("EXTENSIONS_LOAD={AUTOLOAD}\n");
     assert_eq!(text.matches(&needle).count(), 1, "{script}");
+    text = text.replace(&needle, &format!("EXTENSIONS_LOAD={}\n", file.display()));
+    if let Some(line) = text.lines().find(|l| l.starts_with("RPM_DIRS=")) {
+        let pkg = dir.join("pkg");
+        let ours = format!(
+            "RPM_DIRS=\"{} {}\"",
+            pkg.join("a/b").display(),
+            pkg.join("a").display()
+        );
+        text = text.replace(line, &ours);
+    }
     let out = dir.join(Path::new(script).file_name().unwrap());
-    std::fs::write(
-        &out,
-        text.replace(&needle, &format!("EXTENSIONS_LOAD={}\n", file.display())),
-    )
-    .unwrap();
+    std::fs::write(&out, text).unwrap();
     out
 }
 
@@ -223,11 +231,17 @@ fn rpm_scripts_add_on_install_and_remove_on_erase() {
     sh(&postun, &["1"]); // upgrade: the old package's %postun keeps the line
     sh(&post, &["2"]);
     assert_eq!(read(&file), format!("/opt/a/one.ext\n{EXT}\n"));
+    let pkg = tmp.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("a/b")).unwrap();
+    std::fs::write(pkg.join("kept"), "").unwrap();
     sh(&postun, &["0"]);
     assert_eq!(read(&file), "/opt/a/one.ext\n");
+    // Its empty directories go, a non-empty one stays.
+    assert!(!pkg.join("a").exists());
+    assert!(pkg.join("kept").exists());
 }
 
-/// (dest, mode) pairs, sorted, from one packager's asset list.
+/// (source, dest, mode) of the files in one packager's asset list, sorted.
 fn assets(meta: &toml::Value, tool: &str) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = meta[tool]["assets"]
         .as_array()
@@ -292,6 +306,29 @@ fn deb_and_rpm_install_the_same_files() {
     for pack in ["dbus-persistence.conf", "fleet/dbus-persistence.yml"] {
         let dest = format!("/usr/share/osquery-dbus/packs/{pack}");
         assert!(deb.iter().any(|(_, d, _)| *d == dest), "{dest}");
+    }
+    // cargo-generate-rpm 0.21 cannot make the rpm own directories, so its
+    // %postun removes them (when empty) on erase: every one must be listed.
+    let postun = read(&repo("packaging/rpm/postun.sh"));
+    let listed: Vec<&Path> = postun
+        .lines()
+        .find_map(|l| l.strip_prefix("RPM_DIRS=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("RPM_DIRS in postun.sh")
+        .split_whitespace()
+        .map(Path::new)
+        .collect();
+    for (_, dest, _) in &rpm {
+        let mut dir = Path::new(dest).parent();
+        while let Some(d) = dir.filter(|d| d.to_str().unwrap().contains("osquery-dbus")) {
+            let at = listed.iter().position(|l| *l == d);
+            assert!(at.is_some(), "%postun does not remove {}", d.display());
+            // Deepest first: a directory comes before its parent.
+            if let Some(parent) = listed.iter().position(|l| Some(*l) == d.parent()) {
+                assert!(at < Some(parent), "{} after its parent", d.display());
+            }
+            dir = d.parent();
+        }
     }
     // The scripts the metadata names are the generated ones.
     assert_eq!(

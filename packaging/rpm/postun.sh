@@ -60,6 +60,13 @@ extensions_load_remove() {
 }
 # END extensions-load
 
+RPM_DIRS="/usr/share/osquery-dbus/packs/fleet /usr/share/osquery-dbus/packs /usr/share/osquery-dbus /usr/share/doc/osquery-dbus /usr/lib/osquery-dbus"
+
 if [ "$1" -eq 0 ]; then
     extensions_load_remove "$EXTENSIONS_LOAD" "$EXTENSION"
+    # cargo-generate-rpm 0.21 cannot mark directories as the package's, so
+    # rpm leaves them behind: remove ours, deepest first, if they are empty.
+    for dir in $RPM_DIRS; do
+        rmdir "$dir" 2>/dev/null || true
+    done
 fi
