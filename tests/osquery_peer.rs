@@ -47,15 +47,23 @@ fn planted_root(dir: &Path) {
     std::fs::write(etc.join("group"), "root:x:0:\nplanters:x:4343:\n").unwrap();
 }
 
+/// The binary under test: the one cargo built.
+const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
+
 /// Runs one scenario of the fake core and returns its observations.
 fn scenario(name: &str, root: Option<&Path>) -> Value {
+    scenario_with(BIN, name, root)
+}
+
+/// Runs one scenario against any extension binary (an installed package's).
+fn scenario_with(bin: &str, name: &str, root: Option<&Path>) -> Value {
     let python = common::peer_python();
     let work = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(python);
     cmd.arg(common::peer_script("fake_core.py"))
         .arg(name)
         .arg("--bin")
-        .arg(env!("CARGO_BIN_EXE_osquery-dbus"))
+        .arg(bin)
         .arg("--workdir")
         .arg(work.path());
     if let Some(root) = root {
@@ -167,9 +175,40 @@ fn rows_with_path<'a>(resp: &'a Value, path: &str) -> Vec<&'a Value> {
 
 #[test]
 fn serves_a_real_core_end_to_end() {
+    serves_end_to_end(BIN);
+}
+
+/// The installed package's extension passes the same end-to-end scenario
+/// (registration as `dbus` with the crate's version, ping, generate, …).
+/// `scripts/package-check.sh` runs it after `dpkg -i`:
+/// `OSQUERY_DBUS_EXT_BIN=/usr/lib/osquery-dbus/dbus.ext cargo test --test
+/// osquery_peer -- --ignored installed_package`.
+#[test]
+#[ignore = "needs an installed package; run by scripts/package-check.sh"]
+fn installed_package() {
+    let bin = std::env::var("OSQUERY_DBUS_EXT_BIN")
+        .unwrap_or_else(|_| "/usr/lib/osquery-dbus/dbus.ext".to_string());
+    assert_ne!(
+        Path::new(&bin).canonicalize().ok(),
+        Path::new(BIN).canonicalize().ok(),
+        "OSQUERY_DBUS_EXT_BIN names the freshly built binary, not a package's"
+    );
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("osquery-dbus {}\n", env!("CARGO_PKG_VERSION")),
+        "{bin} --version"
+    );
+    serves_end_to_end(&bin);
+}
+
+fn serves_end_to_end(bin: &str) {
     let root = tempfile::tempdir().unwrap();
     planted_root(root.path());
-    let obs = scenario("main", Some(root.path()));
+    let obs = scenario_with(bin, "main", Some(root.path()));
 
     // Registration: who we are, and exactly the spec's routes.
     let reg = &obs["registration"];

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Builds the .deb with cargo-deb, installs it on this machine with dpkg, checks
+# what it put where (owner, mode, paths, the /etc/osquery/extensions.load
+# line), runs the installed extension against the Thrift peer
+# (tests/peer/fake_core.py via the ignored `installed_package` test), then
+# removes and purges it and checks that the line and the files are gone.
+#
+# Needs root. Refuses to run if an osquery-dbus package is already on the
+# machine. Whatever happens, a trap purges the test package and puts
+# /etc/osquery/extensions.load (and /etc/osquery) back as they were.
+#
+# Env: CARGO_DEB_VERSION pins the cargo-deb installed when it is missing.
+#      PACKAGE_CHECK_PROFILE is the cargo profile whose binary goes into the
+#      package: `release` (the default, what ships) or `dev`, which .ci/run
+#      uses to package the binary `cargo test` already built instead of
+#      waiting minutes for a thin-LTO release build (cargo-deb 3.8 warns
+#      that it means dev profiles for testing only; the files, scripts and
+#      paths under test are the same).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-3.8.0}
+PROFILE=${PACKAGE_CHECK_PROFILE:-release}
+PKG=osquery-dbus
+LIBDIR=/usr/lib/osquery-dbus
+EXT=$LIBDIR/dbus.ext
+ETC=/etc/osquery
+LOAD=$ETC/extensions.load
+# What the package must install (regular files, owner root:root, mode).
+FILES=(
+  "$EXT 755"
+  "$LIBDIR/extensions-load.sh 755"
+  "/usr/share/osquery-dbus/packs/dbus-persistence.conf 644"
+  "/usr/share/osquery-dbus/packs/fleet/dbus-persistence.yml 644"
+  "/usr/share/doc/osquery-dbus/README.md 644"
+  "/usr/share/doc/osquery-dbus/osquery.conf.example 644"
+  "/usr/share/doc/osquery-dbus/deploy.md 644"
+  "/usr/share/doc/osquery-dbus/tables.md 644"
+  "/usr/share/doc/osquery-dbus/copyright 644"
+)
+DIRS=("$LIBDIR" /usr/share/osquery-dbus /usr/share/doc/osquery-dbus)
+# Installed file -> the repository file it must equal.
+SOURCES=(
+  "$LIBDIR/extensions-load.sh packaging/extensions-load.sh"
+  "/usr/share/osquery-dbus/packs/dbus-persistence.conf packs/dbus-persistence.conf"
+  "/usr/share/osquery-dbus/packs/fleet/dbus-persistence.yml packs/fleet/dbus-persistence.yml"
+  "/usr/share/doc/osquery-dbus/osquery.conf.example osquery.conf.example"
+)
+
+start=$SECONDS
+step() { printf '== package-check: %s (%ds)\n' "$*" "$((SECONDS - start))"; }
+fail() {
+  echo "package-check: FAIL: $*" >&2
+  exit 1
+}
+pkg_status() { dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null || true; }
+
+[ "$(id -u)" = 0 ] || fail "needs root (it runs dpkg -i)"
+case "$(pkg_status)" in
+"" | not-installed) ;;
+*) fail "$PKG is already on this machine ($(pkg_status)); not touching it" ;;
+esac
+
+# --- state to restore ------------------------------------------------------
+backup=$(mktemp -d)
+etc_existed=no
+[ -d "$ETC" ] && etc_existed=yes
+load_existed=no
+if [ -e "$LOAD" ] || [ -L "$LOAD" ]; then
+  load_existed=yes
+  cp -a "$LOAD" "$backup/extensions.load"
+fi
+ours=no # set once dpkg -i ran: only then may the trap purge
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ "$ours" = yes ]; then
+    case "$(pkg_status)" in
+    "" | not-installed) ;;
+    *) dpkg --purge "$PKG" >/dev/null 2>&1 || echo "package-check: could not purge $PKG" >&2 ;;
+    esac
+  fi
+  rm -f "$LOAD"
+  if [ "$load_existed" = yes ]; then
+    mkdir -p "$ETC"
+    cp -a "$backup/extensions.load" "$LOAD"
+  fi
+  if [ "$etc_existed" = no ] && [ -d "$ETC" ]; then
+    rmdir "$ETC" 2>/dev/null || echo "package-check: left non-empty $ETC" >&2
+  fi
+  rm -rf "$backup"
+  if [ "$rc" = 0 ]; then
+    printf '== package-check: passed in %ds\n' "$((SECONDS - start))"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# --- checks ------------------------------------------------------------------
+# expect_load CONTENT: the autoload file holds exactly CONTENT (printf format).
+expect_load() {
+  local want
+  want=$(mktemp)
+  # shellcheck disable=SC2059 # the argument is the format on purpose
+  printf "$1" >"$want"
+  cmp -s "$want" "$LOAD" || {
+    echo "--- want"
+    cat -A "$want"
+    echo "--- $LOAD"
+    cat -A "$LOAD" 2>&1
+    rm -f "$want"
+    fail "$LOAD: unexpected content"
+  }
+  rm -f "$want"
+  [ "$(stat -c '%U:%G' "$LOAD")" = root:root ] || fail "$LOAD not owned by root"
+}
+
+check_installed() {
+  [ "$(pkg_status)" = installed ] || fail "$PKG not installed ($(pkg_status))"
+  local entry path mode got
+  for entry in "${FILES[@]}"; do
+    path=${entry% *}
+    mode=${entry##* }
+    if [ ! -f "$path" ] || [ -L "$path" ]; then fail "$path: not a regular file"; fi
+    got=$(stat -c '%U:%G %a' "$path")
+    [ "$got" = "root:root $mode" ] || fail "$path: $got, want root:root $mode"
+  done
+  # osquery's autoload rules for the binary's directory: root-owned, not
+  # group/other-writable, not sticky.
+  for path in "${DIRS[@]}"; do
+    got=$(stat -c '%U:%G %a' "$path")
+    [ "$got" = "root:root 755" ] || fail "$path: $got, want root:root 755"
+  done
+  # Exactly these files, nothing more.
+  diff <(printf '%s\n' "${FILES[@]}" | sed 's/ [0-9]*$//' | sort) \
+    <(dpkg -L "$PKG" | while read -r p; do if [ -f "$p" ]; then echo "$p"; fi; done | sort) ||
+    fail "dpkg -L $PKG lists other files than expected"
+  for entry in "${SOURCES[@]}"; do
+    cmp -s "${entry% *}" "${entry#* }" || fail "${entry% *} differs from ${entry#* }"
+  done
+  got=$("$EXT" --version)
+  [ "$got" = "osquery-dbus $crate_version" ] || fail "$EXT --version: '$got'"
+}
+
+check_gone() {
+  local entry path
+  case "$(pkg_status)" in
+  "" | not-installed) ;;
+  *) fail "$PKG still known to dpkg after purge ($(pkg_status))" ;;
+  esac
+  for entry in "${FILES[@]}"; do
+    path=${entry% *}
+    [ ! -e "$path" ] || fail "$path left after purge"
+  done
+  for path in "${DIRS[@]}"; do
+    [ ! -e "$path" ] || fail "$path left after purge"
+  done
+}
+
+# --- build -------------------------------------------------------------------
+step "cargo-deb"
+if ! cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION"; then
+  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
+fi
+cargo deb --version
+
+step "build the .deb ($PROFILE profile)"
+crate_version=$(cargo pkgid)
+crate_version=${crate_version##*[#@]}
+deb=$(cargo deb --locked --fast --profile "$PROFILE" --output "target/debian/package-check-$PROFILE.deb" | tail -n 1)
+[ -f "$deb" ] || fail "cargo deb printed no package path ('$deb')"
+dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\): /  \1: /p'
+
+# --- round 1: no autoload file ------------------------------------------------
+step "install with no autoload file"
+rm -f "$LOAD"
+ours=yes
+dpkg -i "$deb"
+check_installed
+expect_load "$EXT\n"
+[ "$(stat -c '%a' "$LOAD")" = 644 ] || fail "$LOAD mode $(stat -c '%a' "$LOAD")"
+if [ "$etc_existed" = no ]; then
+  [ "$(stat -c '%U:%G %a' "$ETC")" = "root:root 755" ] || fail "$ETC: $(stat -c '%U:%G %a' "$ETC")"
+fi
+step "reinstall: the line stays single"
+dpkg -i "$deb"
+expect_load "$EXT\n"
+step "purge: the file held only our line and goes"
+dpkg --purge "$PKG"
+check_gone
+[ ! -e "$LOAD" ] || fail "$LOAD left after purge"
+
+# --- round 2: an autoload file with other lines, no trailing newline ----------
+seed='/opt/other/one.ext\n# keep this comment\n\n/opt/other/two.ext'
+step "install next to other extensions"
+mkdir -p "$ETC"
+# shellcheck disable=SC2059
+printf "$seed" >"$LOAD"
+dpkg -i "$deb"
+check_installed
+expect_load "$seed\n$EXT\n"
+
+step "installed dbus.ext against the Thrift peer"
+OSQUERY_DBUS_EXT_BIN=$EXT cargo test --locked --test osquery_peer -- \
+  --ignored --exact installed_package
+
+step "remove: files go, the line stays until purge"
+dpkg --remove "$PKG"
+[ ! -e "$EXT" ] || fail "$EXT left after remove"
+expect_load "$seed\n$EXT\n"
+step "purge: only our line goes"
+dpkg --purge "$PKG"
+check_gone
+expect_load "$seed\n"
