@@ -19,6 +19,16 @@ const SMALL_CAP: u64 = 64 * 1024;
 /// A command line is bounded by ARG_MAX (2 MiB by default); past this we keep
 /// what we have rather than read without limit.
 const CMDLINE_CAP: u64 = 2 * 1024 * 1024;
+/// How much of an `environ` is searched for a few variables when scanning
+/// many processes: real environments are a few KiB, and a process that
+/// pads its environment past this to hide a variable is rare enough not to
+/// pay ARG_MAX per process for.
+pub const ENVIRON_SCAN_CAP: u64 = 256 * 1024;
+/// `cgroup` is one line per hierarchy (a dozen on cgroup v1).
+const CGROUP_CAP: u64 = 16 * 1024;
+/// `PF_KTHREAD` in stat's flags field: a kernel thread, which has no
+/// environment, cgroup unit or command line worth reading.
+const PF_KTHREAD: u32 = 0x0020_0000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
@@ -60,8 +70,18 @@ pub struct Stat {
     pub comm: String,
     pub state: char,
     pub ppid: u32,
+    /// Session id: equal to the pid for a session leader (`setsid`).
+    pub session: u32,
+    /// The kernel's `PF_*` flags.
+    pub flags: u32,
     /// Start time in clock ticks after boot.
     pub starttime: u64,
+}
+
+impl Stat {
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
 }
 
 /// Parses `stat`. The comm field sits between the first `(` and the *last*
@@ -92,6 +112,12 @@ pub fn parse_stat(bytes: &[u8]) -> Result<Stat, String> {
     let ppid = field(4)?
         .parse()
         .map_err(|_| format!("bad ppid {:?}", fields.get(1)))?;
+    let session = field(6)?
+        .parse()
+        .map_err(|_| format!("bad session {:?}", fields.get(3)))?;
+    let flags = field(9)?
+        .parse()
+        .map_err(|_| format!("bad flags {:?}", fields.get(6)))?;
     let starttime = field(22)?
         .parse()
         .map_err(|_| format!("bad starttime {:?}", fields.get(19)))?;
@@ -99,6 +125,8 @@ pub fn parse_stat(bytes: &[u8]) -> Result<Stat, String> {
         comm,
         state,
         ppid,
+        session,
+        flags,
         starttime,
     })
 }
@@ -174,6 +202,24 @@ pub fn parse_environ_var(bytes: &[u8], key: &str) -> Option<String> {
         let (k, v) = kv.split_once('=')?;
         (k == key).then(|| v.to_string())
     })
+}
+
+/// `environ`: the values of several `keys` in one pass, in `keys` order.
+pub fn parse_environ_vars<const N: usize>(bytes: &[u8], keys: [&str; N]) -> [Option<String>; N] {
+    let mut out: [Option<String>; N] = std::array::from_fn(|_| None);
+    for kv in bytes.split(|&b| b == 0) {
+        let Some(eq) = kv.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let key = &kv[..eq];
+        if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
+            // The first definition is the one getenv() returns.
+            if out[i].is_none() {
+                out[i] = Some(String::from_utf8_lossy(&kv[eq + 1..]).into_owned());
+            }
+        }
+    }
+    out
 }
 
 /// What `exe` says about the executable.
@@ -278,6 +324,25 @@ impl Proc {
             &self.read(pid, "environ", CMDLINE_CAP)?,
             key,
         ))
+    }
+
+    /// Several variables from `environ` in one bounded read (at most
+    /// [`ENVIRON_SCAN_CAP`]). Another user's `environ` needs root: that
+    /// comes back as [`ProcError::Io`] with `PermissionDenied`.
+    pub fn environ_vars<const N: usize>(
+        &self,
+        pid: u32,
+        keys: [&str; N],
+    ) -> Result<[Option<String>; N], ProcError> {
+        Ok(parse_environ_vars(
+            &self.read(pid, "environ", ENVIRON_SCAN_CAP)?,
+            keys,
+        ))
+    }
+
+    /// The raw `cgroup` file (parsed by `sources::systemd_unit`).
+    pub fn cgroup(&self, pid: u32) -> Result<Vec<u8>, ProcError> {
+        self.read(pid, "cgroup", CGROUP_CAP)
     }
 
     /// Reads a magic link. A zombie's `exe` and `cwd` are gone while the
@@ -414,6 +479,9 @@ mod tests {
         assert_eq!(s.ppid, 77);
         assert_eq!(s.state, 'S');
         assert_eq!(s.starttime, 4242);
+        assert_eq!(s.session, 1234);
+        assert_eq!(s.flags, 4194560);
+        assert!(!s.is_kernel_thread());
     }
 
     #[test]
@@ -480,6 +548,10 @@ mod tests {
             Some("/x/y".into())
         );
         assert_eq!(parse_environ_var(b"A=1\0", "B"), None);
+        assert_eq!(
+            parse_environ_vars(b"A=1\0B=x=y\0junk\0A=2\0", ["A", "B", "C"]),
+            [Some("1".into()), Some("x=y".into()), None]
+        );
         assert_eq!(parse_exe_link("/tmp/x (deleted)").on_disk, 0);
         assert_eq!(
             parse_exe_link("/tmp/x (deleted)").path.as_deref(),
