@@ -15,6 +15,7 @@
 //! - `starter_env`: a process that could have escaped (re-parented to init
 //!   or a manager, or a session leader) whose `environ` carries the
 //!   `DBUS_STARTER_ADDRESS` the bus gives every service it activates.
+//!
 //! Every descendant of a root is a row too, `depth` generations below.
 //!
 //! Cost: one pass reads every process's `stat` (the tree), then only a
