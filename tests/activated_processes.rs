@@ -7,34 +7,16 @@
 mod common;
 
 use common::bus::Bus;
+use common::cli::{cell, query_rows, JsonRow};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-type JsonRow = serde_json::Map<String, serde_json::Value>;
 
 const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
 const COLS: &str = "pid, parent, via, bus_type, bus_address, bus_pid, service_name, \
 service_file, depth, escaped, unusual, suspicious, reason, cmdline";
 
 fn query(sql: &str) -> Vec<JsonRow> {
-    let out = Command::new(BIN)
-        .args(["query", "--json", sql])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
-fn cell(r: &JsonRow, c: &str) -> String {
-    match r.get(c) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
+    query_rows(None, None, sql)
 }
 
 /// Polls (bounded) until every needle has a row whose cmdline holds it.

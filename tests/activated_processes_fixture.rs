@@ -7,14 +7,12 @@
 //! kernel threads, processes without the starter variables).
 mod common;
 
+use common::cli::{cell, query_rows, JsonRow};
 use common::procfs::{cgroup, process, process_in_session, write, P};
 use osquery_dbus::context::QueryContext;
 use osquery_dbus::tables::{Registry, Settings, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-
-type JsonRow = serde_json::Map<String, serde_json::Value>;
 
 const BTIME: u64 = 1_700_000_000;
 const SYS: &str = "usr/share/dbus-1/system-services";
@@ -184,28 +182,7 @@ fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
 }
 
 fn query(proc: &Path, root: &Path, sql: &str) -> Vec<JsonRow> {
-    let out = Command::new(env!("CARGO_BIN_EXE_osquery-dbus"))
-        .arg("--proc")
-        .arg(proc)
-        .arg("--root")
-        .arg(root)
-        .args(["query", "--json", sql])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
-fn cell(r: &JsonRow, c: &str) -> String {
-    match r.get(c) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
+    query_rows(Some(proc), Some(root), sql)
 }
 
 fn by_pid(rows: Vec<JsonRow>) -> BTreeMap<u32, JsonRow> {

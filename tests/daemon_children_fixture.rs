@@ -432,20 +432,7 @@ fn missing_proc_dir_is_no_rows_not_an_error() {
 }
 
 fn query_json(proc: &Path, root: &Path, sql: &str) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .arg("--proc")
-        .arg(proc)
-        .arg("--root")
-        .arg(root)
-        .args(["query", "--json", sql])
-        .output()
-        .expect("run osquery-dbus");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
+    common::cli::query_json(Some(proc), Some(root), sql)
 }
 
 #[test]

@@ -3,10 +3,10 @@
 //! provides; same-name files within one directory follow the bus's rule.
 //! Runs the real binary over a temporary root; the pack query proposed for
 //! it must return exactly the hijacking pair.
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-type JsonRow = serde_json::Map<String, serde_json::Value>;
+use common::cli::{cell, query_rows, JsonRow};
+use std::path::Path;
 
 const LOCAL: &str = "/usr/local/share/dbus-1/system-services";
 const SHARE: &str = "/usr/share/dbus-1/system-services";
@@ -23,26 +23,7 @@ fn service(name: &str, exec: &str) -> String {
 }
 
 fn query(root: &Path, sql: &str) -> Vec<JsonRow> {
-    let out = Command::new(env!("CARGO_BIN_EXE_osquery-dbus"))
-        .arg("--root")
-        .arg(root)
-        .args(["query", "--json", sql])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
-fn cell(r: &JsonRow, c: &str) -> String {
-    match r.get(c) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
+    query_rows(None, Some(root), sql)
 }
 
 fn fixture() -> tempfile::TempDir {

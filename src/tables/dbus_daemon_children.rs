@@ -266,13 +266,7 @@ impl<'a> Scan<'a> {
 
     fn children_by_scan(&mut self, pid: u32) -> Vec<u32> {
         if self.by_parent.is_none() {
-            let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
-            for p in self.proc.pids().unwrap_or_default() {
-                if let Some(s) = self.stat(p) {
-                    map.entry(s.ppid).or_default().push(p);
-                }
-            }
-            self.by_parent = Some(map);
+            self.prime();
         }
         self.by_parent
             .as_ref()
