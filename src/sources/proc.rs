@@ -24,6 +24,8 @@ const CMDLINE_CAP: u64 = 2 * 1024 * 1024;
 /// pads its environment past this to hide a variable is rare enough not to
 /// pay ARG_MAX per process for.
 pub const ENVIRON_SCAN_CAP: u64 = 256 * 1024;
+/// Initial buffer for a `/proc` read: most files fit in one read.
+const READ_HINT: usize = 8 * 1024;
 /// `cgroup` is one line per hierarchy (a dozen on cgroup v1).
 const CGROUP_CAP: u64 = 16 * 1024;
 /// `PF_KTHREAD` in stat's flags field: a kernel thread, which has no
@@ -453,8 +455,34 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
             "not a regular file",
         ));
     }
-    let mut buf = Vec::new();
-    file.take(cap).read_to_end(&mut buf)?;
+    // Syscalls per file dominate a scan of every process, so: room for a
+    // whole stat or a typical environ up front (`read_to_end` on an empty
+    // Vec probes with 32-byte reads), and a short read taken as the end.
+    // Both hold for regular files and for the proc files read here
+    // (`stat` is generated whole; `environ` and `cmdline` are copied until
+    // the request or the data runs out), saving the read that returns 0.
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let mut buf = vec![0u8; cap.min(READ_HINT)];
+    let mut len = 0;
+    let mut reader = file;
+    loop {
+        if len == buf.len() {
+            if len >= cap {
+                break;
+            }
+            buf.resize(len.saturating_mul(2).clamp(1, cap), 0);
+        }
+        let n = match reader.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+    }
+    buf.truncate(len);
     Ok(buf)
 }
 
@@ -558,6 +586,21 @@ mod tests {
             Some("/tmp/x")
         );
         assert_eq!(parse_exe_link("/usr/bin/sleep").on_disk, 1);
+    }
+
+    #[test]
+    fn capped_reads_grow_and_stop_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &big).unwrap();
+        assert_eq!(read_capped(&path, 1 << 20).unwrap(), big);
+        assert_eq!(read_capped(&path, 10_000).unwrap(), big[..10_000]);
+        assert_eq!(read_capped(&path, 0).unwrap(), Vec::<u8>::new());
+        std::fs::write(&path, b"").unwrap();
+        assert!(read_capped(&path, 100).unwrap().is_empty());
+        let env = Proc::new("/proc").environ_vars(std::process::id(), ["PATH"]);
+        assert!(env.unwrap()[0].is_some());
     }
 
     #[test]

@@ -398,9 +398,10 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         members,
         ..
     } = att;
-    let owners = (ctx.uses("suspicious") || ctx.uses("reason"))
-        .then(|| fs_root.as_ref().map(packages::owners))
-        .flatten();
+    // The package database is loaded only once a row has a service file
+    // to look up: most hosts have no activated process to judge.
+    let want_owners = ctx.uses("suspicious") || ctx.uses("reason");
+    let mut owners: Option<std::sync::Arc<packages::Owners>> = None;
     let wanted = wanted_pids(ctx);
     let boot = scan.proc.boot_time();
     let ticks = proc::clock_ticks();
@@ -413,6 +414,9 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             continue;
         }
         let root = &roots[m.root];
+        if want_owners && owners.is_none() && root.service_file.is_some() {
+            owners = fs_root.as_ref().map(packages::owners);
+        }
         match process_row(&scan, ctx, pid, boot, ticks) {
             Ok((mut row, facts)) => {
                 fill(
