@@ -126,6 +126,10 @@ pub const SPEC_SOURCES: &[(&str, &str)] = &[
         "tables/dbus_daemon_children.toml",
         include_str!("../tables/dbus_daemon_children.toml"),
     ),
+    (
+        "tables/dbus_activated_processes.toml",
+        include_str!("../tables/dbus_activated_processes.toml"),
+    ),
     ("tables/users.toml", include_str!("../tables/users.toml")),
     ("tables/groups.toml", include_str!("../tables/groups.toml")),
 ];

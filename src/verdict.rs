@@ -33,6 +33,16 @@ pub const LIBRARY_PREFIXES: &[&str] = &[
     "/tmp/newroot/",
 ];
 
+/// The library path an executable lies under, compared as the rule's
+/// `like~` does (case-insensitively); `None` when it lies under none.
+pub fn library_prefix(exe: &str) -> Option<&'static str> {
+    let lower = exe.to_lowercase();
+    LIBRARY_PREFIXES
+        .iter()
+        .find(|p| lower.starts_with(*p))
+        .copied()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub unusual: bool,
@@ -66,11 +76,9 @@ pub fn assess(args: &[String], name: &str, exe: Option<&str>, bus_is_session: bo
     if let Some(arg) = args.iter().find(|a| EXCEPTED_ARGS.contains(&a.as_str())) {
         return settled(format!("runs the excepted script {arg}"));
     }
-    if let Some(exe) = exe {
-        let lower = exe.to_lowercase();
-        if let Some(prefix) = LIBRARY_PREFIXES.iter().find(|p| lower.starts_with(*p)) {
-            return settled(format!("{exe} is under the library path {prefix}"));
-        }
+    if let Some(prefix) = exe.and_then(library_prefix) {
+        let exe = exe.unwrap_or_default();
+        return settled(format!("{exe} is under the library path {prefix}"));
     }
     let what = exe.unwrap_or("an unknown executable");
     Verdict {

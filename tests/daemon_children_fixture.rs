@@ -4,8 +4,9 @@
 //! reading, and kernels without `task/*/children` files.
 mod common;
 
+use common::procfs::{process, write, P};
+
 use osquery_dbus::context::{Op, QueryContext};
-use osquery_dbus::sources::proc::clock_ticks;
 use osquery_dbus::tables::{Registry, Row, Settings, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,79 +14,6 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
 const BTIME: u64 = 1_700_000_000;
-
-struct P<'a> {
-    pid: u32,
-    ppid: u32,
-    comm: &'a [u8],
-    args: &'a [&'a str],
-    exe: &'a str,
-    uid: u32,
-    /// Seconds after boot.
-    start: u64,
-    environ: &'a str,
-}
-
-fn write(path: &Path, body: &[u8]) {
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, body).expect("write");
-}
-
-/// Writes one process; `children` is what its `task/<pid>/children` lists
-/// (`None`: a kernel without those files).
-fn process(proc: &Path, p: &P, children: Option<&[u32]>) {
-    let dir = proc.join(p.pid.to_string());
-    let mut stat = format!("{} (", p.pid).into_bytes();
-    stat.extend_from_slice(p.comm);
-    stat.extend_from_slice(
-        format!(
-            ") S {} {} {} 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {} 1000 100 18446744073709551615\n",
-            p.ppid,
-            p.pid,
-            p.pid,
-            p.start * clock_ticks()
-        )
-        .as_bytes(),
-    );
-    write(&dir.join("stat"), &stat);
-    let mut comm = p.comm.to_vec();
-    comm.push(b'\n');
-    write(&dir.join("comm"), &comm);
-    let mut cmdline = Vec::new();
-    for a in p.args {
-        cmdline.extend_from_slice(a.as_bytes());
-        cmdline.push(0);
-    }
-    write(&dir.join("cmdline"), &cmdline);
-    write(
-        &dir.join("status"),
-        format!(
-            "Name:\tx\nUid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{u}\t{u}\t{u}\t{u}\n",
-            u = p.uid
-        )
-        .as_bytes(),
-    );
-    write(
-        &dir.join("environ"),
-        p.environ.replace(' ', "\0").as_bytes(),
-    );
-    std::os::unix::fs::symlink(p.exe, dir.join("exe")).expect("exe link");
-    std::os::unix::fs::symlink("/", dir.join("cwd")).expect("cwd link");
-    match children {
-        Some(kids) => {
-            let text: Vec<String> = kids.iter().map(u32::to_string).collect();
-            let mut body = text.join(" ");
-            if !body.is_empty() {
-                body.push(' ');
-            }
-            write(
-                &dir.join("task").join(p.pid.to_string()).join("children"),
-                body.as_bytes(),
-            );
-        }
-        None => std::fs::create_dir_all(dir.join("task").join(p.pid.to_string())).expect("task"),
-    }
-}
 
 const SESSION_BUS: &[&str] = &["dbus-daemon", "--session", "--address=unix:path=/run/u/bus"];
 
@@ -504,20 +432,7 @@ fn missing_proc_dir_is_no_rows_not_an_error() {
 }
 
 fn query_json(proc: &Path, root: &Path, sql: &str) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .arg("--proc")
-        .arg(proc)
-        .arg("--root")
-        .arg(root)
-        .args(["query", "--json", sql])
-        .output()
-        .expect("run osquery-dbus");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
+    common::cli::query_json(Some(proc), Some(root), sql)
 }
 
 #[test]

@@ -96,6 +96,8 @@ pub struct DaemonArgs {
     pub config_file: Option<String>,
     /// dbus-broker-launch's `--scope system|user`.
     pub scope: Option<String>,
+    /// `--address`: where the daemon listens, overriding its config.
+    pub address: Option<String>,
 }
 
 pub fn parse_args(args: &[String]) -> DaemonArgs {
@@ -107,11 +109,14 @@ pub fn parse_args(args: &[String]) -> DaemonArgs {
             "--session" => out.session = true,
             "--config-file" => out.config_file = it.next().cloned(),
             "--scope" => out.scope = it.next().cloned(),
+            "--address" => out.address = it.next().cloned(),
             other => {
                 if let Some(p) = other.strip_prefix("--config-file=") {
                     out.config_file = Some(p.to_string());
                 } else if let Some(s) = other.strip_prefix("--scope=") {
                     out.scope = Some(s.to_string());
+                } else if let Some(a) = other.strip_prefix("--address=") {
+                    out.address = Some(a.to_string());
                 }
             }
         }
@@ -127,6 +132,8 @@ pub struct BusConfig {
     pub servicedirs: Vec<String>,
     pub standard_session_servicedirs: bool,
     pub standard_system_servicedirs: bool,
+    /// `<listen>` addresses in document order.
+    pub listen: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +163,7 @@ pub fn parse_config(text: &str) -> Result<BusConfig, String> {
             // The daemon lets a later <type> win; keep the last, as it does.
             "type" => out.bus_type = Some(text()),
             "servicedir" => out.servicedirs.push(text()),
+            "listen" => out.listen.push(text()),
             "standard_session_servicedirs" => out.standard_session_servicedirs = true,
             "standard_system_servicedirs" => out.standard_system_servicedirs = true,
             _ => {}
@@ -190,6 +198,9 @@ pub struct Bus {
     /// Whether the detection rule counts it as a session bus.
     pub rule_session: bool,
     pub config: Option<BusConfig>,
+    /// Where it listens, as far as its command line and config say: what
+    /// `DBUS_STARTER_ADDRESS` of the services it starts points at.
+    pub addresses: Vec<String>,
 }
 
 /// Classifies a bus. `parent_args` is the broker launcher's command line
@@ -246,12 +257,68 @@ pub fn describe(
     // equivalent is a user-scope launcher.
     let rule_session =
         parsed.session || (kind != DaemonKind::DbusDaemon && bus_type == BusType::Session);
+    let addresses = match (&parsed.address, &config) {
+        (Some(a), _) => vec![a.clone()],
+        (None, Some(c)) if !c.listen.is_empty() => c.listen.clone(),
+        _ if bus_type == BusType::System => vec![SYSTEM_BUS_ADDRESS.to_string()],
+        _ => Vec::new(),
+    };
     Bus {
         kind,
         bus_type,
         rule_session,
         config,
+        addresses,
     }
+}
+
+/// The system bus's well-known address (the D-Bus specification's default).
+pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/var/run/dbus/system_bus_socket";
+
+/// The socket a D-Bus address names: the `path=` (or `abstract=`, shown
+/// with a leading `@`) of its first `unix:` transport, with `/var/run`
+/// read as `/run` (a symlink to it everywhere), so two spellings of one
+/// bus compare equal. A guid or other keys do not matter.
+pub fn address_socket(address: &str) -> Option<String> {
+    address.split(';').find_map(|transport| {
+        let keys = transport.trim().strip_prefix("unix:")?;
+        keys.split(',').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            let v = unescape_address(v);
+            match k {
+                "path" => Some(match v.strip_prefix("/var/run/") {
+                    Some(rest) => format!("/run/{rest}"),
+                    None => v,
+                }),
+                "abstract" => Some(format!("@{v}")),
+                _ => None,
+            }
+        })
+    })
+}
+
+/// D-Bus address values escape bytes as `%NN`.
+fn unescape_address(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%')
+            .then(|| b.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match hex {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub const STANDARD_SYSTEM_DIRS: &[&str] = &[
@@ -357,6 +424,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.bus_type.as_deref(), Some("custom"));
         assert_eq!(c.servicedirs, v(&["/tmp/a", "/tmp/b"]));
+        assert_eq!(c.listen, v(&["unix:path=/tmp/s"]));
         assert!(c.standard_session_servicedirs && !c.standard_system_servicedirs);
         assert!(parse_config("<busconfig>").is_err());
         assert!(parse_config("").is_err());
@@ -408,6 +476,35 @@ mod tests {
             root.path(),
         );
         assert_eq!(b.bus_type, BusType::System);
+    }
+
+    #[test]
+    fn addresses_and_sockets() {
+        let root = tempfile::tempdir().unwrap();
+        let b = describe(
+            DaemonKind::DbusDaemon,
+            &v(&[
+                "dbus-daemon",
+                "--session",
+                "--address=unix:path=/tmp/s.sock",
+            ]),
+            None,
+            root.path(),
+        );
+        assert_eq!(b.addresses, v(&["unix:path=/tmp/s.sock"]));
+        assert_eq!(
+            address_socket("unix:path=/tmp/s%2csock,guid=abc").as_deref(),
+            Some("/tmp/s,sock")
+        );
+        assert_eq!(
+            address_socket("tcp:host=x;unix:abstract=/tmp/dbus-x,guid=1").as_deref(),
+            Some("@/tmp/dbus-x")
+        );
+        assert_eq!(
+            address_socket(SYSTEM_BUS_ADDRESS),
+            address_socket("unix:path=/run/dbus/system_bus_socket")
+        );
+        assert_eq!(address_socket("unix:tmpdir=/tmp"), None);
     }
 
     #[test]

@@ -9,4 +9,6 @@ pub mod packages;
 pub mod proc;
 pub mod service_dirs;
 pub mod service_file;
+pub mod service_names;
 pub mod stat;
+pub mod systemd_unit;

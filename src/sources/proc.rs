@@ -19,6 +19,18 @@ const SMALL_CAP: u64 = 64 * 1024;
 /// A command line is bounded by ARG_MAX (2 MiB by default); past this we keep
 /// what we have rather than read without limit.
 const CMDLINE_CAP: u64 = 2 * 1024 * 1024;
+/// How much of an `environ` is searched for a few variables when scanning
+/// many processes: real environments are a few KiB, and a process that
+/// pads its environment past this to hide a variable is rare enough not to
+/// pay ARG_MAX per process for.
+pub const ENVIRON_SCAN_CAP: u64 = 256 * 1024;
+/// Initial buffer for a `/proc` read: most files fit in one read.
+const READ_HINT: usize = 8 * 1024;
+/// `cgroup` is one line per hierarchy (a dozen on cgroup v1).
+const CGROUP_CAP: u64 = 16 * 1024;
+/// `PF_KTHREAD` in stat's flags field: a kernel thread, which has no
+/// environment, cgroup unit or command line worth reading.
+const PF_KTHREAD: u32 = 0x0020_0000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
@@ -60,8 +72,18 @@ pub struct Stat {
     pub comm: String,
     pub state: char,
     pub ppid: u32,
+    /// Session id: equal to the pid for a session leader (`setsid`).
+    pub session: u32,
+    /// The kernel's `PF_*` flags.
+    pub flags: u32,
     /// Start time in clock ticks after boot.
     pub starttime: u64,
+}
+
+impl Stat {
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
 }
 
 /// Parses `stat`. The comm field sits between the first `(` and the *last*
@@ -92,6 +114,12 @@ pub fn parse_stat(bytes: &[u8]) -> Result<Stat, String> {
     let ppid = field(4)?
         .parse()
         .map_err(|_| format!("bad ppid {:?}", fields.get(1)))?;
+    let session = field(6)?
+        .parse()
+        .map_err(|_| format!("bad session {:?}", fields.get(3)))?;
+    let flags = field(9)?
+        .parse()
+        .map_err(|_| format!("bad flags {:?}", fields.get(6)))?;
     let starttime = field(22)?
         .parse()
         .map_err(|_| format!("bad starttime {:?}", fields.get(19)))?;
@@ -99,6 +127,8 @@ pub fn parse_stat(bytes: &[u8]) -> Result<Stat, String> {
         comm,
         state,
         ppid,
+        session,
+        flags,
         starttime,
     })
 }
@@ -174,6 +204,24 @@ pub fn parse_environ_var(bytes: &[u8], key: &str) -> Option<String> {
         let (k, v) = kv.split_once('=')?;
         (k == key).then(|| v.to_string())
     })
+}
+
+/// `environ`: the values of several `keys` in one pass, in `keys` order.
+pub fn parse_environ_vars<const N: usize>(bytes: &[u8], keys: [&str; N]) -> [Option<String>; N] {
+    let mut out: [Option<String>; N] = std::array::from_fn(|_| None);
+    for kv in bytes.split(|&b| b == 0) {
+        let Some(eq) = kv.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let key = &kv[..eq];
+        if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
+            // The first definition is the one getenv() returns.
+            if out[i].is_none() {
+                out[i] = Some(String::from_utf8_lossy(&kv[eq + 1..]).into_owned());
+            }
+        }
+    }
+    out
 }
 
 /// What `exe` says about the executable.
@@ -278,6 +326,25 @@ impl Proc {
             &self.read(pid, "environ", CMDLINE_CAP)?,
             key,
         ))
+    }
+
+    /// Several variables from `environ` in one bounded read (at most
+    /// [`ENVIRON_SCAN_CAP`]). Another user's `environ` needs root: that
+    /// comes back as [`ProcError::Io`] with `PermissionDenied`.
+    pub fn environ_vars<const N: usize>(
+        &self,
+        pid: u32,
+        keys: [&str; N],
+    ) -> Result<[Option<String>; N], ProcError> {
+        Ok(parse_environ_vars(
+            &self.read(pid, "environ", ENVIRON_SCAN_CAP)?,
+            keys,
+        ))
+    }
+
+    /// The raw `cgroup` file (parsed by `sources::systemd_unit`).
+    pub fn cgroup(&self, pid: u32) -> Result<Vec<u8>, ProcError> {
+        self.read(pid, "cgroup", CGROUP_CAP)
     }
 
     /// Reads a magic link. A zombie's `exe` and `cwd` are gone while the
@@ -388,8 +455,34 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
             "not a regular file",
         ));
     }
-    let mut buf = Vec::new();
-    file.take(cap).read_to_end(&mut buf)?;
+    // Syscalls per file dominate a scan of every process, so: room for a
+    // whole stat or a typical environ up front (`read_to_end` on an empty
+    // Vec probes with 32-byte reads), and a short read taken as the end.
+    // Both hold for regular files and for the proc files read here
+    // (`stat` is generated whole; `environ` and `cmdline` are copied until
+    // the request or the data runs out), saving the read that returns 0.
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let mut buf = vec![0u8; cap.min(READ_HINT)];
+    let mut len = 0;
+    let mut reader = file;
+    loop {
+        if len == buf.len() {
+            if len >= cap {
+                break;
+            }
+            buf.resize(len.saturating_mul(2).clamp(1, cap), 0);
+        }
+        let n = match reader.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+    }
+    buf.truncate(len);
     Ok(buf)
 }
 
@@ -414,6 +507,9 @@ mod tests {
         assert_eq!(s.ppid, 77);
         assert_eq!(s.state, 'S');
         assert_eq!(s.starttime, 4242);
+        assert_eq!(s.session, 1234);
+        assert_eq!(s.flags, 4194560);
+        assert!(!s.is_kernel_thread());
     }
 
     #[test]
@@ -480,12 +576,31 @@ mod tests {
             Some("/x/y".into())
         );
         assert_eq!(parse_environ_var(b"A=1\0", "B"), None);
+        assert_eq!(
+            parse_environ_vars(b"A=1\0B=x=y\0junk\0A=2\0", ["A", "B", "C"]),
+            [Some("1".into()), Some("x=y".into()), None]
+        );
         assert_eq!(parse_exe_link("/tmp/x (deleted)").on_disk, 0);
         assert_eq!(
             parse_exe_link("/tmp/x (deleted)").path.as_deref(),
             Some("/tmp/x")
         );
         assert_eq!(parse_exe_link("/usr/bin/sleep").on_disk, 1);
+    }
+
+    #[test]
+    fn capped_reads_grow_and_stop_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &big).unwrap();
+        assert_eq!(read_capped(&path, 1 << 20).unwrap(), big);
+        assert_eq!(read_capped(&path, 10_000).unwrap(), big[..10_000]);
+        assert_eq!(read_capped(&path, 0).unwrap(), Vec::<u8>::new());
+        std::fs::write(&path, b"").unwrap();
+        assert!(read_capped(&path, 100).unwrap().is_empty());
+        let env = Proc::new("/proc").environ_vars(std::process::id(), ["PATH"]);
+        assert!(env.unwrap()[0].is_some());
     }
 
     #[test]

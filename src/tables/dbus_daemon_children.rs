@@ -34,14 +34,14 @@ const MAX_DEPTH: usize = 3;
 const MAX_HASH_BYTES: u64 = 512 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
+pub(crate) enum Via {
     Direct,
     Babysitter,
     LaunchHelper,
 }
 
 impl Via {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Via::Direct => "direct",
             Via::Babysitter => "babysitter",
@@ -52,17 +52,27 @@ impl Via {
 
 /// How a process descends from a bus.
 #[derive(Debug, Clone, Copy)]
-struct Origin {
-    parent: u32,
-    bus_pid: u32,
-    kind: DaemonKind,
-    via: Via,
+pub(crate) struct Origin {
+    pub(crate) parent: u32,
+    pub(crate) bus_pid: u32,
+    pub(crate) kind: DaemonKind,
+    pub(crate) via: Via,
 }
 
-/// One scan's view of `/proc`, reading each file at most once.
-struct Scan<'a> {
-    proc: Proc,
-    root: &'a Path,
+/// A parseable service file of one bus, in the bus's search order.
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    pub(crate) path: String,
+    pub(crate) name: Option<String>,
+    /// `Exec=` split as the bus splits it.
+    pub(crate) argv: Vec<String>,
+}
+
+/// One scan's view of `/proc`, reading each file at most once; shared with
+/// `dbus_activated_processes`, which starts from the same bus children.
+pub(crate) struct Scan<'a> {
+    pub(crate) proc: Proc,
+    pub(crate) root: &'a Path,
     stats: HashMap<u32, Option<Stat>>,
     cmdlines: HashMap<u32, Option<Vec<String>>>,
     exes: HashMap<u32, Option<String>>,
@@ -70,18 +80,18 @@ struct Scan<'a> {
     /// ppid → children, built from a full stat scan only when some
     /// `task/*/children` file is missing.
     by_parent: Option<HashMap<u32, Vec<u32>>>,
-    services: HashMap<u32, Vec<(String, Vec<String>)>>,
+    services: HashMap<u32, Vec<Service>>,
     homes: Option<HashMap<u32, String>>,
 }
 
-fn skip_quietly(pid: u32, e: &ProcError) {
+pub(crate) fn skip_quietly(pid: u32, e: &ProcError) {
     if !e.is_vanished() {
-        log::debug!("dbus_daemon_children: pid {pid}: {e}");
+        log::debug!("pid {pid}: {e}");
     }
 }
 
 impl<'a> Scan<'a> {
-    fn new(settings: &'a Settings) -> Scan<'a> {
+    pub(crate) fn new(settings: &'a Settings) -> Scan<'a> {
         Scan {
             proc: Proc::new(&settings.proc),
             root: &settings.root,
@@ -95,7 +105,7 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn stat(&mut self, pid: u32) -> Option<Stat> {
+    pub(crate) fn stat(&mut self, pid: u32) -> Option<Stat> {
         if pid == 0 {
             return None;
         }
@@ -107,7 +117,7 @@ impl<'a> Scan<'a> {
         s
     }
 
-    fn cmdline(&mut self, pid: u32) -> Option<Vec<String>> {
+    pub(crate) fn cmdline(&mut self, pid: u32) -> Option<Vec<String>> {
         if let Some(c) = self.cmdlines.get(&pid) {
             return c.clone();
         }
@@ -129,7 +139,7 @@ impl<'a> Scan<'a> {
         e
     }
 
-    fn comm(&mut self, pid: u32) -> Option<String> {
+    pub(crate) fn comm(&mut self, pid: u32) -> Option<String> {
         self.stat(pid).map(|s| s.comm)
     }
 
@@ -168,14 +178,14 @@ impl<'a> Scan<'a> {
     }
 
     /// A bus daemon proper (not a babysitter).
-    fn bus_kind(&mut self, pid: u32) -> Option<DaemonKind> {
+    pub(crate) fn bus_kind(&mut self, pid: u32) -> Option<DaemonKind> {
         let kind = bus_daemon::daemon_kind(&self.comm(pid)?)?;
         (!self.is_babysitter(pid)).then_some(kind)
     }
 
     /// Whether `pid` is part of the bus machinery rather than something it
     /// started: a babysitter, a launch helper, or dbus-broker under its launcher.
-    fn is_machinery(&mut self, pid: u32) -> bool {
+    pub(crate) fn is_machinery(&mut self, pid: u32) -> bool {
         if self.is_babysitter(pid) || self.is_launch_helper(pid) {
             return true;
         }
@@ -187,7 +197,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Walks up from `pid`: [launch helper] [babysitter] bus.
-    fn origin(&mut self, pid: u32) -> Option<Origin> {
+    pub(crate) fn origin(&mut self, pid: u32) -> Option<Origin> {
         let me = self.stat(pid)?;
         if self.is_machinery(pid) {
             return None;
@@ -214,7 +224,36 @@ impl<'a> Scan<'a> {
         })
     }
 
-    fn children(&mut self, pid: u32) -> Vec<u32> {
+    /// `comm` from a stat already read, so a caller that primed the scan
+    /// with [`Scan::prime`] pays nothing more per process.
+    fn cached_comm(&self, pid: u32) -> Option<String> {
+        self.stats.get(&pid)?.as_ref().map(|s| s.comm.clone())
+    }
+
+    /// Reads the stat of every process once and indexes them by parent,
+    /// for a caller that needs the whole tree anyway.
+    pub(crate) fn prime(&mut self) -> Vec<u32> {
+        let pids = match self.proc.pids() {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("{e}");
+                return Vec::new();
+            }
+        };
+        let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &p in &pids {
+            if let Some(s) = self.stat(p) {
+                map.entry(s.ppid).or_default().push(p);
+            }
+        }
+        self.by_parent = Some(map);
+        pids
+    }
+
+    pub(crate) fn children(&mut self, pid: u32) -> Vec<u32> {
+        if let Some(map) = &self.by_parent {
+            return map.get(&pid).cloned().unwrap_or_default();
+        }
         match self.proc.children(pid) {
             Ok(Some(kids)) => kids,
             Ok(None) => self.children_by_scan(pid),
@@ -227,13 +266,7 @@ impl<'a> Scan<'a> {
 
     fn children_by_scan(&mut self, pid: u32) -> Vec<u32> {
         if self.by_parent.is_none() {
-            let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
-            for p in self.proc.pids().unwrap_or_default() {
-                if let Some(s) = self.stat(p) {
-                    map.entry(s.ppid).or_default().push(p);
-                }
-            }
-            self.by_parent = Some(map);
+            self.prime();
         }
         self.by_parent
             .as_ref()
@@ -243,7 +276,7 @@ impl<'a> Scan<'a> {
 
     /// Every process within [`MAX_DEPTH`] hops below a bus daemon, passing
     /// only through bus machinery. `origin` decides which are rows.
-    fn candidates(&mut self) -> Vec<u32> {
+    pub(crate) fn candidates(&mut self) -> Vec<u32> {
         let pids = match self.proc.pids() {
             Ok(p) => p,
             Err(e) => {
@@ -253,14 +286,16 @@ impl<'a> Scan<'a> {
         };
         let mut frontier: Vec<u32> = pids
             .into_iter()
-            .filter(|&p| match self.proc.comm(p) {
-                Ok(c) => bus_daemon::daemon_kind(&c).is_some(),
-                // No comm file (some fixtures): fall back to stat's copy.
-                Err(e) if !e.is_vanished() => self
-                    .comm(p)
-                    .is_some_and(|c| bus_daemon::daemon_kind(&c).is_some()),
-                Err(_) => false,
-            })
+            .filter(
+                |&p| match self.cached_comm(p).map_or_else(|| self.proc.comm(p), Ok) {
+                    Ok(c) => bus_daemon::daemon_kind(&c).is_some(),
+                    // No comm file (some fixtures): fall back to stat's copy.
+                    Err(e) if !e.is_vanished() => self
+                        .comm(p)
+                        .is_some_and(|c| bus_daemon::daemon_kind(&c).is_some()),
+                    Err(_) => false,
+                },
+            )
             .collect();
         let mut found = BTreeSet::new();
         for _ in 0..MAX_DEPTH {
@@ -283,7 +318,7 @@ impl<'a> Scan<'a> {
         found.into_iter().collect()
     }
 
-    fn bus(&mut self, pid: u32, kind: DaemonKind) -> Bus {
+    pub(crate) fn bus(&mut self, pid: u32, kind: DaemonKind) -> Bus {
         if let Some(b) = self.buses.get(&pid) {
             return b.clone();
         }
@@ -370,7 +405,7 @@ impl<'a> Scan<'a> {
     }
 
     /// `(path, argv of Exec)` of every parseable service file of this bus.
-    fn services(&mut self, bus_pid: u32, bus: &Bus) -> Vec<(String, Vec<String>)> {
+    pub(crate) fn services(&mut self, bus_pid: u32, bus: &Bus) -> Vec<Service> {
         if let Some(s) = self.services.get(&bus_pid) {
             return s.clone();
         }
@@ -405,14 +440,21 @@ impl<'a> Scan<'a> {
                 else {
                     continue;
                 };
-                let Some(argv) = service_file::parse(&bytes)
-                    .ok()
-                    .and_then(|f| f.exec)
-                    .and_then(|e| service_file::split_exec(&e).ok())
+                let Ok(parsed) = service_file::parse(&bytes) else {
+                    continue;
+                };
+                let Some(argv) = parsed
+                    .exec
+                    .as_deref()
+                    .and_then(|e| service_file::split_exec(e).ok())
                 else {
                     continue;
                 };
-                out.push((format!("{}/{name}", dir.trim_end_matches('/')), argv));
+                out.push(Service {
+                    path: format!("{}/{name}", dir.trim_end_matches('/')),
+                    name: parsed.name,
+                    argv,
+                });
             }
         }
         self.services.insert(bus_pid, out.clone());
@@ -437,23 +479,23 @@ fn match_score(argv: &[String], args: &[String], exe: Option<&str>) -> u8 {
     }
 }
 
-fn best_service(
-    services: &[(String, Vec<String>)],
+pub(crate) fn best_service<'s>(
+    services: &'s [Service],
     args: &[String],
     exe: Option<&str>,
-) -> Option<String> {
-    let mut best: Option<(u8, &str)> = None;
-    for (path, argv) in services {
-        let score = match_score(argv, args, exe);
+) -> Option<&'s Service> {
+    let mut best: Option<(u8, &Service)> = None;
+    for s in services {
+        let score = match_score(&s.argv, args, exe);
         // Strictly greater: the first file in the bus's search order wins ties.
-        if score > 0 && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, path));
+        if score > 0 && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, s));
         }
     }
-    best.map(|(_, p)| p.to_string())
+    best.map(|(_, s)| s)
 }
 
-fn sha256_exe(proc: &Proc, pid: u32) -> Option<String> {
+pub(crate) fn sha256_exe(proc: &Proc, pid: u32) -> Option<String> {
     let file = proc.open_exe(pid).ok()?;
     if !file.metadata().ok()?.is_file() {
         return None;
@@ -483,7 +525,7 @@ fn sha256_exe(proc: &Proc, pid: u32) -> Option<String> {
 }
 
 /// The pids an `=`/`IN` constraint asks for; `None` means scan everything.
-fn wanted_pids(ctx: &QueryContext) -> Option<Vec<u32>> {
+pub(crate) fn wanted_pids(ctx: &QueryContext) -> Option<Vec<u32>> {
     let values = ctx.eq_values("pid")?;
     let mut pids: Vec<u32> = values
         .iter()
@@ -522,19 +564,28 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     rows
 }
 
-fn build_row(
-    scan: &mut Scan<'_>,
+/// What a row needs to know about a process beyond its columns.
+pub(crate) struct Facts {
+    pub(crate) stat: Stat,
+    pub(crate) args: Vec<String>,
+    pub(crate) exe: proc::Exe,
+    pub(crate) name: String,
+}
+
+/// The process columns both bus-process tables share (pid, name, path,
+/// cmdline, args_count, state, on_disk, cwd, ids, start_time and, when
+/// used, exe_sha256), read fresh for the row. `Err` only when the
+/// process vanished (or its stat, cmdline or exe cannot be read at all).
+pub(crate) fn process_row(
+    scan: &Scan<'_>,
     ctx: &QueryContext,
     pid: u32,
-    origin: Origin,
     boot: Option<u64>,
     ticks: u64,
-) -> Result<Row, ProcError> {
+) -> Result<(Row, Facts), ProcError> {
     let stat = scan.proc.stat(pid)?;
     let args = scan.proc.cmdline(pid)?;
     let exe = scan.proc.exe(pid)?;
-    let bus = scan.bus(origin.bus_pid, origin.kind);
-    let bus_args = scan.cmdline(origin.bus_pid).unwrap_or_default();
     let name = bus_daemon::full_name(
         &stat.comm,
         exe.path
@@ -542,24 +593,14 @@ fn build_row(
             .into_iter()
             .chain(args.iter().take(2).map(String::as_str)),
     );
-    let v = verdict::assess(&args, &name, exe.path.as_deref(), bus.rule_session);
-
     let mut row = Row::new();
     row.set("pid", pid)
-        .set("parent", origin.parent)
-        .set("bus_pid", origin.bus_pid)
-        .set("bus_daemon", origin.kind.as_str())
-        .set("bus_type", bus.bus_type.as_str())
-        .set("bus_cmdline", bus_args.join(" "))
-        .set("via", origin.via.as_str())
-        .set("name", name)
+        .set("name", name.as_str())
         .set("path", exe.path.clone())
         .set("cmdline", args.join(" "))
         .set("args_count", args.len() as i64)
         .set("state", stat.state.to_string())
-        .set("on_disk", exe.on_disk)
-        .set("unusual", v.unusual)
-        .set("reason", v.reason);
+        .set("on_disk", exe.on_disk);
     match scan.proc.cwd(pid) {
         Ok(cwd) => {
             row.set("cwd", cwd);
@@ -580,15 +621,46 @@ fn build_row(
     if let Some(boot) = boot {
         row.set("start_time", boot + stat.starttime / ticks);
     }
+    if ctx.uses("exe_sha256") {
+        row.set("exe_sha256", sha256_exe(&scan.proc, pid));
+    }
+    Ok((
+        row,
+        Facts {
+            stat,
+            args,
+            exe,
+            name,
+        },
+    ))
+}
+
+fn build_row(
+    scan: &mut Scan<'_>,
+    ctx: &QueryContext,
+    pid: u32,
+    origin: Origin,
+    boot: Option<u64>,
+    ticks: u64,
+) -> Result<Row, ProcError> {
+    let (mut row, f) = process_row(scan, ctx, pid, boot, ticks)?;
+    let bus = scan.bus(origin.bus_pid, origin.kind);
+    let bus_args = scan.cmdline(origin.bus_pid).unwrap_or_default();
+    let v = verdict::assess(&f.args, &f.name, f.exe.path.as_deref(), bus.rule_session);
+    row.set("parent", origin.parent)
+        .set("bus_pid", origin.bus_pid)
+        .set("bus_daemon", origin.kind.as_str())
+        .set("bus_type", bus.bus_type.as_str())
+        .set("bus_cmdline", bus_args.join(" "))
+        .set("via", origin.via.as_str())
+        .set("unusual", v.unusual)
+        .set("reason", v.reason);
     if ctx.uses("service_file") {
         let services = scan.services(origin.bus_pid, &bus);
         row.set(
             "service_file",
-            best_service(&services, &args, exe.path.as_deref()),
+            best_service(&services, &f.args, f.exe.path.as_deref()).map(|s| s.path.as_str()),
         );
-    }
-    if ctx.uses("exe_sha256") {
-        row.set("exe_sha256", sha256_exe(&scan.proc, pid));
     }
     Ok(row)
 }
@@ -603,29 +675,33 @@ mod tests {
 
     #[test]
     fn service_matching_prefers_exact_argv_then_first() {
+        let s = |path: &str, argv: &[&str]| Service {
+            path: path.to_string(),
+            name: None,
+            argv: v(argv),
+        };
         let services = vec![
-            ("/s/a.service".to_string(), v(&["/tmp/x.sh", "other"])),
-            ("/s/b.service".to_string(), v(&["/tmp/x.sh", "a", "b"])),
-            ("/s/c.service".to_string(), v(&["/tmp/x.sh", "a", "b"])),
-            ("/s/d.service".to_string(), v(&["/usr/bin/y"])),
+            s("/s/a.service", &["/tmp/x.sh", "other"]),
+            s("/s/b.service", &["/tmp/x.sh", "a", "b"]),
+            s("/s/c.service", &["/tmp/x.sh", "a", "b"]),
+            s("/s/d.service", &["/usr/bin/y"]),
         ];
+        let best =
+            |args: &[String], exe| best_service(&services, args, exe).map(|s| s.path.clone());
         let args = v(&["/bin/sh", "/tmp/x.sh", "a", "b"]);
         assert_eq!(
-            best_service(&services, &args, Some("/usr/bin/dash")).as_deref(),
+            best(&args, Some("/usr/bin/dash")).as_deref(),
             Some("/s/b.service")
         );
         assert_eq!(
-            best_service(&services, &v(&["/tmp/x.sh", "zzz"]), None).as_deref(),
+            best(&v(&["/tmp/x.sh", "zzz"]), None).as_deref(),
             Some("/s/a.service")
         );
         assert_eq!(
-            best_service(&services, &v(&["/bin/q"]), Some("/usr/bin/y")).as_deref(),
+            best(&v(&["/bin/q"]), Some("/usr/bin/y")).as_deref(),
             Some("/s/d.service")
         );
-        assert_eq!(
-            best_service(&services, &v(&["/bin/q"]), Some("/bin/q")),
-            None
-        );
+        assert_eq!(best(&v(&["/bin/q"]), Some("/bin/q")), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::context::QueryContext;
 use crate::sources::fs_safe::{self, Root};
 use crate::sources::service_dirs::{self, DirError, EntryKind, OpenDir, ServiceDir};
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
-use crate::sources::{hash, packages, service_file};
+use crate::sources::{hash, packages, service_file, service_names};
 use crate::tables::{Row, Settings};
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
@@ -134,7 +134,37 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             },
         }
     });
+    if SHADOW_COLUMNS.iter().any(|c| ctx.uses(c)) {
+        shadow_columns(&mut rows, &service_names::resolve(&root, &found.dirs));
+    }
     rows
+}
+
+/// Columns that need every service file of the root resolved by name.
+const SHADOW_COLUMNS: [&str; 3] = ["search_order", "effective", "shadowed_by"];
+
+/// Which file wins each name (`sources::service_names`), on the rows of
+/// the files it judged.
+fn shadow_columns(rows: &mut [Row], names: &service_names::Names) {
+    let by_path: std::collections::HashMap<String, &service_names::Provider> = names
+        .providers
+        .iter()
+        .map(|p| (fs_safe::render_path(&p.path), p))
+        .collect();
+    for row in rows {
+        let Some(crate::tables::Value::Text(path)) = row.get("path") else {
+            continue;
+        };
+        let Some(p) = by_path.get(path.as_str()) else {
+            continue;
+        };
+        row.set("search_order", p.search_order)
+            .set("effective", p.effective)
+            .set(
+                "shadowed_by",
+                p.shadowed_by.as_deref().map(fs_safe::render_path),
+            );
+    }
 }
 
 /// Every entry of `dir` (for a config directory: its one named file).

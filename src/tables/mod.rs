@@ -9,6 +9,7 @@ use crate::spec::{self, TableSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod dbus_activated_processes;
 pub mod dbus_daemon_children;
 pub mod dbus_service_files;
 pub mod groups;
@@ -147,6 +148,7 @@ fn generator(name: &str) -> Option<GenerateFn> {
     Some(match name {
         "dbus_service_files" => dbus_service_files::generate,
         "dbus_daemon_children" => dbus_daemon_children::generate,
+        "dbus_activated_processes" => dbus_activated_processes::generate,
         "users" => users::generate,
         "groups" => groups::generate,
         _ => return None,

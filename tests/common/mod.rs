@@ -5,6 +5,8 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod bus;
+pub mod cli;
+pub mod procfs;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};

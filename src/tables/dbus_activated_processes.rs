@@ -1,0 +1,515 @@
+//! `dbus_activated_processes`: every live process that D-Bus activation
+//! started, by any path, with the evidence, because `dbus_daemon_children`
+//! only sees a process while its parent is a bus daemon, and the attacks
+//! that matter leave that shape: services systemd starts for a bus, and
+//! payloads that double-fork or `setsid` away from the service.
+//!
+//! Three kinds of evidence, strongest first; a process takes the first
+//! that applies to it or to an ancestor (its *activation root*):
+//! - `parent`: the bus (through its babysitter or launch helper) is the
+//!   parent, exactly `dbus_daemon_children`'s rows, found by its `Scan`.
+//! - `systemd_unit`: a child of a systemd manager (pid 1 or `systemd
+//!   --user`) whose cgroup unit is a dbus-broker transient unit or the unit
+//!   a service file's `SystemdService=` names (`sources::systemd_unit`,
+//!   `sources::service_names`).
+//! - `starter_env`: a process that could have escaped (re-parented to init
+//!   or a manager, or a session leader) whose `environ` carries the
+//!   `DBUS_STARTER_ADDRESS` the bus gives every service it activates.
+//!
+//! Every descendant of a root is a row too, `depth` generations below.
+//!
+//! Cost: one pass reads every process's `stat` (the tree), then only a
+//! few processes get more: `cgroup` for children of a systemd manager,
+//! `environ` (root only, capped) for escape candidates, never for kernel
+//! threads, and full details for rows returned. `pid =` narrows the rows
+//! read in full but not the attribution, which needs the whole tree. A
+//! process that vanishes mid-scan is skipped quietly. Parsing lives in the
+//! sources; the seed rule in `verdict`.
+use crate::context::QueryContext;
+use crate::sources::bus_daemon::{self, DaemonKind};
+use crate::sources::fs_safe::Root as FsRoot;
+use crate::sources::proc::{self, ProcError, Stat};
+use crate::sources::service_dirs::{self, Bus as DirBus};
+use crate::sources::service_names::{self, Names};
+use crate::sources::{packages, systemd_unit};
+use crate::tables::dbus_daemon_children::{
+    best_service, process_row, skip_quietly, wanted_pids, Facts, Scan,
+};
+use crate::tables::{Row, Settings};
+use crate::verdict;
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
+
+/// Descendants deeper than this below a root are not followed: a fork
+/// bomb or a pid cycle in a fixture cannot make the walk unbounded.
+const MAX_DEPTH: u32 = 64;
+
+const STARTER_KEYS: [&str; 2] = ["DBUS_STARTER_ADDRESS", "DBUS_STARTER_BUS_TYPE"];
+
+/// Columns that need the service file (and so the bus's files read).
+const SERVICE_COLUMNS: [&str; 4] = ["service_file", "service_name", "suspicious", "reason"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Parent,
+    SystemdUnit,
+    StarterEnv,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Parent => "parent",
+            Via::SystemdUnit => "systemd_unit",
+            Via::StarterEnv => "starter_env",
+        }
+    }
+}
+
+/// A process activation started (or that escaped from one), and what its
+/// descendants inherit.
+#[derive(Debug, Clone)]
+struct ActRoot {
+    pid: u32,
+    via: Via,
+    unit: Option<String>,
+    bus_type: Option<String>,
+    bus_address: Option<String>,
+    bus_pid: Option<u32>,
+    bus_kind: Option<DaemonKind>,
+    service_file: Option<String>,
+    service_name: Option<String>,
+    /// Whether the root itself left its activating parent.
+    escaped: bool,
+    /// The seed rule's "parent runs with --session".
+    rule_session: bool,
+}
+
+/// A row to be: a process and the root it descends from.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    root: usize,
+    depth: u32,
+}
+
+/// One query's attribution state.
+struct Attribution<'s, 'a> {
+    scan: &'s mut Scan<'a>,
+    fs_root: Option<FsRoot>,
+    names: Option<Names>,
+    want_service: bool,
+    roots: Vec<ActRoot>,
+    members: BTreeMap<u32, Member>,
+    environ_denied: usize,
+}
+
+impl Attribution<'_, '_> {
+    fn names(&mut self) -> Option<&Names> {
+        if self.names.is_none() {
+            let root = self.fs_root.as_ref()?;
+            let found = service_dirs::discover(root);
+            self.names = Some(service_names::resolve(root, &found.dirs));
+        }
+        self.names.as_ref()
+    }
+
+    /// Adds a root and every descendant not yet attributed.
+    fn add(&mut self, root: ActRoot) {
+        let idx = self.roots.len();
+        let mut frontier = vec![root.pid];
+        self.roots.push(root);
+        let mut depth = 0;
+        while !frontier.is_empty() && depth <= MAX_DEPTH {
+            let mut next = Vec::new();
+            for pid in frontier {
+                if self.members.contains_key(&pid) {
+                    continue;
+                }
+                self.members.insert(pid, Member { root: idx, depth });
+                next.extend(self.scan.children(pid));
+            }
+            frontier = next;
+            depth += 1;
+        }
+    }
+
+    /// Service file of a bus daemon's child, by `Exec`.
+    fn service_by_exec(
+        &mut self,
+        bus_pid: u32,
+        kind: DaemonKind,
+        pid: u32,
+    ) -> (Option<String>, Option<String>) {
+        if !self.want_service {
+            return (None, None);
+        }
+        let bus = self.scan.bus(bus_pid, kind);
+        let services = self.scan.services(bus_pid, &bus);
+        let args = self.scan.cmdline(pid).unwrap_or_default();
+        let exe = self.scan.proc.exe(pid).ok().and_then(|e| e.path);
+        match best_service(&services, &args, exe.as_deref()) {
+            Some(s) => (Some(s.path.clone()), s.name.clone()),
+            None => (None, None),
+        }
+    }
+
+    fn parent_roots(&mut self) {
+        for pid in self.scan.candidates() {
+            let Some(origin) = self.scan.origin(pid) else {
+                continue;
+            };
+            let bus = self.scan.bus(origin.bus_pid, origin.kind);
+            let (service_file, service_name) =
+                self.service_by_exec(origin.bus_pid, origin.kind, pid);
+            let escaped = self.scan.stat(pid).is_some_and(|s| s.session == pid);
+            self.add(ActRoot {
+                pid,
+                via: Via::Parent,
+                unit: None,
+                bus_type: Some(bus.bus_type.as_str().to_string()),
+                bus_address: bus.addresses.first().cloned(),
+                bus_pid: Some(origin.bus_pid),
+                bus_kind: Some(origin.kind),
+                service_file,
+                service_name,
+                escaped,
+                rule_session: bus.rule_session,
+            });
+        }
+    }
+
+    /// Children of systemd managers in a unit D-Bus activation names.
+    /// Within one unit the earliest such child is the one systemd started;
+    /// a later one re-parented to the manager escaped from it.
+    fn systemd_roots(&mut self, pids: &[u32]) {
+        let managers: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| self.scan.stat(p).is_some_and(|s| s.comm == "systemd"))
+            .collect();
+        let mut found: Vec<(Stat, ActRoot)> = Vec::new();
+        for manager in managers {
+            for pid in self.scan.children(manager) {
+                if self.members.contains_key(&pid) {
+                    continue;
+                }
+                let Some(stat) = self.scan.stat(pid) else {
+                    continue;
+                };
+                if stat.is_kernel_thread() || stat.comm == "systemd" {
+                    continue;
+                }
+                let placement = match self.scan.proc.cgroup(pid) {
+                    Ok(bytes) => systemd_unit::unit_from_cgroup(&bytes),
+                    Err(e) => {
+                        skip_quietly(pid, &e);
+                        None
+                    }
+                };
+                let Some(placement) = placement else {
+                    continue;
+                };
+                if let Some(root) = self.unit_root(pid, manager, &placement) {
+                    found.push((stat, root));
+                }
+            }
+        }
+        // Earliest start (then lowest pid) per unit is the activated one.
+        found.sort_by_key(|(s, r)| (r.unit.clone(), s.starttime, r.pid));
+        let mut seen_units = std::collections::HashSet::new();
+        for (_, mut root) in found {
+            root.escaped = !seen_units.insert(root.unit.clone());
+            self.add(root);
+        }
+    }
+
+    fn unit_root(
+        &mut self,
+        pid: u32,
+        manager: u32,
+        placement: &systemd_unit::Placement,
+    ) -> Option<ActRoot> {
+        let user = placement.user_manager || manager != 1;
+        let bus = if user {
+            DirBus::Session
+        } else {
+            DirBus::System
+        };
+        let uid = if user {
+            self.scan.proc.ids(pid).ok().map(|i| i.uid)
+        } else {
+            None
+        };
+        let unit = placement.unit.clone();
+        let (service_name, service_file) = match systemd_unit::parse_transient(&unit) {
+            Some(t) => {
+                let file = self
+                    .names()
+                    .and_then(|n| n.effective(bus, uid, &t.service_name))
+                    .map(|p| p.path.display().to_string());
+                (Some(t.service_name), file)
+            }
+            None => {
+                let names = self.names()?;
+                let p = names.for_bus(bus, uid).find(|p| {
+                    p.effective == Some(true)
+                        && p.systemd_service
+                            .as_deref()
+                            .is_some_and(|s| systemd_unit::names_unit(s, &unit))
+                })?;
+                (p.name.clone(), Some(p.path.display().to_string()))
+            }
+        };
+        Some(ActRoot {
+            pid,
+            via: Via::SystemdUnit,
+            unit: Some(unit),
+            bus_type: Some(bus.as_str().to_string()),
+            bus_address: None,
+            bus_pid: None,
+            bus_kind: None,
+            service_file,
+            service_name,
+            escaped: false,
+            rule_session: user,
+        })
+    }
+
+    /// Whether a process could have left its activating parent: its parent
+    /// is init or a systemd manager (the usual subreapers), or it leads a
+    /// session of its own. Kernel threads and bus machinery never qualify.
+    fn could_have_escaped(&mut self, pid: u32, stat: &Stat) -> bool {
+        if pid <= 2 || stat.ppid == 2 || stat.is_kernel_thread() {
+            return false;
+        }
+        if bus_daemon::daemon_kind(&stat.comm).is_some() || self.scan.is_machinery(pid) {
+            return false;
+        }
+        stat.ppid == 1
+            || stat.session == pid
+            || self
+                .scan
+                .stat(stat.ppid)
+                .is_some_and(|p| p.comm == "systemd")
+    }
+
+    fn starter_roots(&mut self, pids: &[u32]) {
+        let mut buses: Option<Vec<(String, u32, DaemonKind)>> = None;
+        for &pid in pids {
+            if self.members.contains_key(&pid) {
+                continue;
+            }
+            let Some(stat) = self.scan.stat(pid) else {
+                continue;
+            };
+            if !self.could_have_escaped(pid, &stat) {
+                continue;
+            }
+            let [address, bus_type] = match self.scan.proc.environ_vars(pid, STARTER_KEYS) {
+                Ok(v) => v,
+                Err(ProcError::Io { source, .. })
+                    if source.kind() == ErrorKind::PermissionDenied =>
+                {
+                    self.environ_denied += 1;
+                    continue;
+                }
+                Err(e) => {
+                    skip_quietly(pid, &e);
+                    continue;
+                }
+            };
+            let Some(address) = address else {
+                continue;
+            };
+            let socket = bus_daemon::address_socket(&address);
+            let known = buses.get_or_insert_with(|| self.live_buses(pids));
+            let bus = socket
+                .as_ref()
+                .and_then(|s| known.iter().find(|(k, _, _)| k == s))
+                .map(|(_, p, k)| (*p, *k));
+            let (service_file, service_name) = match bus {
+                Some((bus_pid, kind)) => self.service_by_exec(bus_pid, kind, pid),
+                None => (None, None),
+            };
+            let rule_session = bus_type.as_deref() == Some("session");
+            self.add(ActRoot {
+                pid,
+                via: Via::StarterEnv,
+                unit: None,
+                bus_type,
+                bus_address: Some(address),
+                bus_pid: bus.map(|b| b.0),
+                bus_kind: bus.map(|b| b.1),
+                service_file,
+                service_name,
+                escaped: true,
+                rule_session,
+            });
+        }
+    }
+
+    /// Every bus daemon with the socket it listens on.
+    fn live_buses(&mut self, pids: &[u32]) -> Vec<(String, u32, DaemonKind)> {
+        let mut out = Vec::new();
+        for &pid in pids {
+            let Some(kind) = self.scan.bus_kind(pid) else {
+                continue;
+            };
+            let bus = self.scan.bus(pid, kind);
+            for a in &bus.addresses {
+                if let Some(s) = bus_daemon::address_socket(a) {
+                    out.push((s, pid, kind));
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
+    let mut scan = Scan::new(settings);
+    let pids = scan.prime();
+    let fs_root = FsRoot::open(&settings.root)
+        .map_err(|e| log::warn!("dbus_activated_processes: {e}"))
+        .ok();
+    let mut att = Attribution {
+        scan: &mut scan,
+        fs_root,
+        names: None,
+        want_service: SERVICE_COLUMNS.iter().any(|c| ctx.uses(c)),
+        roots: Vec::new(),
+        members: BTreeMap::new(),
+        environ_denied: 0,
+    };
+    att.parent_roots();
+    att.systemd_roots(&pids);
+    att.starter_roots(&pids);
+    if att.environ_denied > 0 {
+        log::warn!(
+            "dbus_activated_processes: environ of {} processes unreadable (not root?): \
+             starter_env evidence unavailable for them",
+            att.environ_denied
+        );
+    }
+    let Attribution {
+        fs_root,
+        roots,
+        members,
+        ..
+    } = att;
+    // The package database is loaded only once a row has a service file
+    // to look up: most hosts have no activated process to judge.
+    let want_owners = ctx.uses("suspicious") || ctx.uses("reason");
+    let mut owners: Option<std::sync::Arc<packages::Owners>> = None;
+    let wanted = wanted_pids(ctx);
+    let boot = scan.proc.boot_time();
+    let ticks = proc::clock_ticks();
+    let mut rows = Vec::new();
+    for (pid, m) in members {
+        if wanted
+            .as_ref()
+            .is_some_and(|w| w.binary_search(&pid).is_err())
+        {
+            continue;
+        }
+        let root = &roots[m.root];
+        if want_owners && owners.is_none() && root.service_file.is_some() {
+            owners = fs_root.as_ref().map(packages::owners);
+        }
+        match process_row(&scan, ctx, pid, boot, ticks) {
+            Ok((mut row, facts)) => {
+                fill(
+                    &mut row,
+                    ctx,
+                    &scan,
+                    pid,
+                    root,
+                    m,
+                    &facts,
+                    owners.as_deref(),
+                );
+                rows.push(row);
+            }
+            Err(e) => skip_quietly(pid, &e),
+        }
+    }
+    rows
+}
+
+/// The activation and verdict columns of one row.
+#[allow(clippy::too_many_arguments)]
+fn fill(
+    row: &mut Row,
+    ctx: &QueryContext,
+    scan: &Scan<'_>,
+    pid: u32,
+    root: &ActRoot,
+    m: Member,
+    f: &Facts,
+    owners: Option<&packages::Owners>,
+) {
+    let escaped = if m.depth == 0 {
+        root.escaped
+    } else {
+        f.stat.session == pid
+    };
+    // Below an escaped starter_env root the lineage to the activated
+    // process is cut: how far below it is unknown.
+    let depth = (root.via != Via::StarterEnv).then_some(m.depth);
+    row.set("parent", f.stat.ppid)
+        .set("via", root.via.as_str())
+        .set("unit", root.unit.clone())
+        .set("bus_type", root.bus_type.clone())
+        .set("bus_address", root.bus_address.clone())
+        .set("bus_pid", root.bus_pid)
+        .set("bus_daemon", root.bus_kind.map(DaemonKind::as_str))
+        .set("service_name", root.service_name.clone())
+        .set("service_file", root.service_file.clone())
+        .set("depth", depth)
+        .set("escaped", escaped);
+    if !(ctx.uses("unusual") || ctx.uses("suspicious") || ctx.uses("reason")) {
+        return;
+    }
+    let exe = f.exe.path.as_deref();
+    let v = verdict::assess(&f.args, &f.name, exe, root.rule_session);
+    let mut reasons = vec![v.reason];
+    if escaped {
+        reasons.push("left its activating parent (re-parented, or a session of its own)".into());
+    }
+    match exe {
+        Some(e) if verdict::library_prefix(e).is_none() => {
+            reasons.push(format!("executable {e} is outside the library paths"))
+        }
+        Some(_) => {}
+        None => reasons.push("executable unknown".into()),
+    }
+    if f.exe.on_disk == 0 {
+        reasons.push("executable deleted after it started".into());
+    }
+    let exe_link = scan.proc.dir().join(pid.to_string()).join("exe");
+    if std::fs::metadata(exe_link).is_ok_and(|m| m.permissions().mode() & 0o002 != 0) {
+        reasons.push("executable is world-writable".into());
+    }
+    if let (Some(owners), Some(file)) = (owners, &root.service_file) {
+        if owners.owner(file.as_bytes()).as_deref() == Some("") {
+            reasons.push(format!("service file {file} is not owned by any package"));
+        }
+    }
+    let suspicious = v.unusual || reasons.len() > 1;
+    row.set("unusual", v.unusual)
+        .set("suspicious", suspicious)
+        .set("reason", reasons.join("; "));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_names() {
+        assert_eq!(Via::Parent.as_str(), "parent");
+        assert_eq!(Via::SystemdUnit.as_str(), "systemd_unit");
+        assert_eq!(Via::StarterEnv.as_str(), "starter_env");
+    }
+}
