@@ -322,6 +322,8 @@ fn unescape_address(v: &str) -> String {
 }
 
 pub const STANDARD_SYSTEM_DIRS: &[&str] = &[
+    "/etc/dbus-1/system-services",
+    "/run/dbus-1/system-services",
     "/usr/local/share/dbus-1/system-services",
     "/usr/share/dbus-1/system-services",
     "/lib/dbus-1/system-services",

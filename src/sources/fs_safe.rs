@@ -175,7 +175,7 @@ impl Root {
     pub fn open_regular(&self, inner: &Path) -> Result<std::fs::File, FsError> {
         let probe = self.open_path(inner)?;
         checked_open(&probe, inner, || {
-            self.openat2(inner, OFlags::RDONLY | OFlags::NONBLOCK)
+            without_atime(|extra| self.openat2(inner, OFlags::RDONLY | OFlags::NONBLOCK | extra))
         })
     }
 
@@ -224,8 +224,18 @@ pub fn open_entry_regular(
     }
     let probe = open(OFlags::PATH)?;
     checked_open(&probe, shown, || {
-        open(OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)
+        without_atime(|extra| open(OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | extra))
     })
+}
+
+/// Opens with `O_NOATIME` where the kernel allows it (the file's owner, or
+/// root), so a hunt leaves the access times it reports, and an
+/// investigator relies on, as it found them; plain `open` otherwise.
+fn without_atime(open: impl Fn(OFlags) -> Result<OwnedFd, FsError>) -> Result<OwnedFd, FsError> {
+    match open(OFlags::NOATIME) {
+        Err(e) if e.errno() == Some(rustix::io::Errno::PERM) => open(OFlags::empty()),
+        other => other,
+    }
 }
 
 /// Opens for reading with `open` only when `probe` is a regular file, and
@@ -342,6 +352,30 @@ pub fn readings(text: &str) -> Vec<PathBuf> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn reading_leaves_access_times_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("evidence.service");
+        std::fs::write(&f, "[D-BUS Service]\n").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_accessed(old))
+            .unwrap();
+        let root = Root::open(t.path()).unwrap();
+        assert!(!root
+            .read_regular(Path::new("/evidence.service"), 100)
+            .unwrap()
+            .is_empty());
+        let dir = root.open_dir(Path::new("/")).unwrap();
+        let file = open_entry_regular(dir.as_fd(), OsStr::new("evidence.service"), &f).unwrap();
+        assert!(!read_capped(file, 100, &f).unwrap().0.is_empty());
+        assert_eq!(std::fs::metadata(&f).unwrap().atime(), 1_000_000_000);
+    }
 
     #[test]
     fn render_keeps_utf8_and_escapes_bad_bytes() {

@@ -12,3 +12,4 @@ pub mod service_file;
 pub mod service_names;
 pub mod stat;
 pub mod systemd_unit;
+pub mod unit_files;

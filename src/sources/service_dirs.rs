@@ -97,6 +97,9 @@ impl Origin {
 pub struct Owner {
     pub uid: u32,
     pub username: String,
+    /// The account's home as seen inside the root: its per-user systemd
+    /// unit directories live there too.
+    pub home: PathBuf,
 }
 
 /// One directory a bus reads, as seen inside the root and not canonicalised.
@@ -207,6 +210,10 @@ pub fn standard_dirs() -> Vec<ServiceDir> {
         d("/etc/dbus-1", System, Config, Some("system-local.conf")),
         d("/usr/share/dbus-1/system.d", System, Policy, None),
         d("/etc/dbus-1/system.d", System, Policy, None),
+        // Local admin directories, searched before the standard ones by
+        // dbus 1.14+ (`_dbus_get_local_system_servicedirs`).
+        d("/etc/dbus-1/system-services", System, Services, None),
+        d("/run/dbus-1/system-services", System, Services, None),
         d(
             "/usr/local/share/dbus-1/system-services",
             System,
@@ -301,6 +308,7 @@ pub fn home_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
                 owner: Some(Owner {
                     uid: a.uid,
                     username: a.username.clone(),
+                    home: home.clone(),
                 }),
                 origin,
                 also: Vec::new(),
@@ -327,6 +335,7 @@ pub fn runtime_dirs(accounts: &[accounts::Account]) -> Vec<ServiceDir> {
             owner: Some(Owner {
                 uid: a.uid,
                 username: a.username.clone(),
+                home: Path::new("/").join(&a.directory),
             }),
             origin: Origin::Xdg,
             also: Vec::new(),

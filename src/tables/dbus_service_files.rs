@@ -15,8 +15,8 @@ use crate::context::QueryContext;
 use crate::sources::fs_safe::{self, Root};
 use crate::sources::service_dirs::{self, DirError, EntryKind, OpenDir, ServiceDir};
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
-use crate::sources::{hash, packages, service_file, service_names};
-use crate::tables::{Row, Settings};
+use crate::sources::{hash, packages, service_file, service_names, unit_files};
+use crate::tables::{Row, Settings, Value};
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -31,7 +31,7 @@ pub const MAX_SERVICE_BYTES: u64 = service_file::MAX_SERVICE_FILE_BYTES;
 const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
 
 /// Columns that need a `.service` file's contents read and parsed.
-const CONTENT_COLUMNS: [&str; 12] = [
+const CONTENT_COLUMNS: [&str; 14] = [
     "service_name",
     "exec",
     "exec_path",
@@ -43,6 +43,8 @@ const CONTENT_COLUMNS: [&str; 12] = [
     "exec_uid",
     "exec_mode",
     "exec_sha256",
+    "systemd_unit_path",
+    "systemd_exec",
     // An unparsable file is only known by reading it.
     "error",
 ];
@@ -61,6 +63,8 @@ struct Scan<'a> {
     symlink_target: bool,
     sha256: bool,
     exec_sha256: bool,
+    /// `SystemdService=` resolved to the unit systemd would load.
+    systemd: bool,
     /// Loaded on first use, only when `package` is used.
     packages: Option<Arc<packages::Owners>>,
     want_packages: bool,
@@ -94,6 +98,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         symlink_target: ctx.uses("symlink_target"),
         sha256: ctx.uses("sha256"),
         exec_sha256: ctx.uses("exec_sha256"),
+        systemd: ctx.uses("systemd_unit_path") || ctx.uses("systemd_exec"),
         packages: None,
         want_packages: ctx.uses("package"),
         config_errors: &found.config_errors,
@@ -302,6 +307,9 @@ fn entry_row(
     }
     if kind == EntryKind::Service && regular && scan.content {
         service_columns(scan, open, name, &path, meta.size, &mut row, &mut errors)?;
+        if scan.systemd {
+            systemd_columns(scan, dir, &mut row, &mut errors);
+        }
     }
     if matches!(kind, EntryKind::Config | EntryKind::Policy) {
         for (p, e) in scan.config_errors {
@@ -399,6 +407,37 @@ fn service_columns(
         .set("systemd_service", parsed.systemd_service)
         .set("assumed_apparmor_label", parsed.assumed_apparmor_label);
     Some(())
+}
+
+/// Where `SystemdService=` leads: the unit file systemd would load for it
+/// (system units for the system bus, the owning account's user units for
+/// a session file in a home) and its effective `ExecStart=` lines, which
+/// is what really runs when the bus hands activation to systemd.
+fn systemd_columns(scan: &Scan, dir: &ServiceDir, row: &mut Row, errors: &mut Errors) {
+    let Some(Value::Text(unit)) = row.get("systemd_service").cloned() else {
+        return;
+    };
+    let scope = match dir.bus {
+        service_dirs::Bus::System => unit_files::Scope::System,
+        service_dirs::Bus::Session => unit_files::Scope::User {
+            uid: dir.owner.as_ref().map(|o| o.uid),
+            home: dir.owner.as_ref().map(|o| o.home.clone()),
+        },
+    };
+    match unit_files::resolve(scan.root, &unit, &scope) {
+        Ok(Some(u)) => {
+            row.set("systemd_unit_path", fs_safe::render_path(&u.path));
+            // A masked unit runs nothing: empty, unlike NULL (no unit).
+            let exec = if u.masked {
+                String::new()
+            } else {
+                u.exec_start.join(" ; ")
+            };
+            row.set("systemd_exec", exec);
+        }
+        Ok(None) => {}
+        Err(e) => errors.push(format!("SystemdService={unit}: {e}")),
+    }
 }
 
 /// Metadata (and, when used, the hash) of the program an `Exec=` line
@@ -851,6 +890,7 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             symlink_target: true,
             sha256: true,
             exec_sha256: true,
+            systemd: true,
             packages: None,
             want_packages: false,
             config_errors: &[],
