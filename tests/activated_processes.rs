@@ -6,7 +6,7 @@
 //! unprivileged user (environ unreadable: the query still answers).
 mod common;
 
-use common::bus::Bus;
+use common::bus::{Bus, KillOnDrop};
 use common::cli::{cell, query_rows, JsonRow};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -142,15 +142,4 @@ fn a_setsid_grandchild_is_attributed_through_its_environment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Kills an escaped process the bus teardown cannot reach.
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(p) = rustix::process::Pid::from_raw(self.0 as i32) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-        }
-    }
 }

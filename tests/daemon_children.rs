@@ -5,10 +5,9 @@
 //! killed on teardown, panics included.
 mod common;
 
-use common::bus::Bus;
+use common::bus::{Bus, UsrLibDir};
 use osquery_dbus::context::QueryContext;
 use osquery_dbus::tables::{Registry, Row, Settings, Value};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const NAME: &str = "org.example.Planted";
@@ -128,26 +127,9 @@ fn excepted_helper_name_is_not_unusual() {
     assert!(text(&r, "reason").contains("known helper"));
 }
 
-/// A directory under /usr/lib for one test — the one host path the tests may
-/// touch — removed on drop, panics included.
-struct UsrLibDir(PathBuf);
-
-impl Drop for UsrLibDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn executable_under_usr_lib_is_not_unusual() {
-    let dir = UsrLibDir(PathBuf::from(format!(
-        "/usr/lib/osquery-dbus-test-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    )));
-    std::fs::create_dir_all(&dir.0).expect("mkdir under /usr/lib (tests run as root)");
-    let helper = dir.0.join("helper");
-    std::fs::copy("/usr/bin/sleep", &helper).expect("copy sleep");
+    let (_dir, helper) = UsrLibDir::with_helper();
     let mut bus = Bus::custom();
     bus.plant(NAME, &format!("{} 300 1", helper.display()));
     bus.activate(NAME);

@@ -493,3 +493,28 @@ fn recently_changed_leaves_old_files_out() {
         returned.len()
     );
 }
+
+#[test]
+fn unpackaged_shadows_packaged() {
+    let f = planted();
+    let rows = f.hunt("unpackaged_shadows_packaged");
+    let pairs: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["unpackaged"].as_str().unwrap_or_default().to_string(),
+                r["packaged"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    // alice's file wins the name in her session over the packaged one;
+    // bob's unique name and the unpackaged system files with names of
+    // their own are not findings.
+    let want: BTreeSet<(String, String)> = [(
+        svc(ALICE_SVC, "org.example.Shadowed"),
+        svc(SES, "org.example.Shadowed"),
+    )]
+    .into_iter()
+    .collect();
+    assert_eq!(pairs, want);
+}

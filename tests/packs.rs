@@ -3,7 +3,7 @@
 //! Fleet YAML twins to the pack JSON they are generated from.
 mod common;
 
-use common::bus::Bus;
+use common::bus::{Bus, KillOnDrop, UsrLibDir};
 use osquery_dbus::packs;
 use std::path::Path;
 use std::process::Command;
@@ -278,4 +278,89 @@ fn example_config_parses_as_osquery_reads_it() {
         .as_str()
         .expect("pack path");
     assert!(pack.ends_with("/packs/dbus-persistence.conf"), "{pack}");
+}
+
+#[test]
+fn activation_queries_find_the_escaped_payload_and_no_decoy() {
+    let mut bus = Bus::custom();
+    // Stage one detaches stage two into its own session and exits.
+    let payload = bus.script(
+        "payload.sh",
+        "case \"$1\" in\n\
+         start) setsid -f \"$0\" stage2 >/dev/null 2>&1; exit 0;;\n\
+         stage2) sleep 291;;\n\
+         esac",
+    );
+    bus.plant(
+        "org.example.Escape",
+        &format!("{} start", payload.display()),
+    );
+    bus.activate("org.example.Escape");
+    // Decoys: a helper under /usr/lib that stays with its babysitter.
+    let (_lib, helper) = UsrLibDir::with_helper();
+    bus.plant("org.example.Helper", &format!("{} 292", helper.display()));
+    bus.activate("org.example.Helper");
+
+    let socket = bus.dir.path().join("bus.sock").display().to_string();
+    let ours = |r: &serde_json::Value| {
+        r["bus_pid"].as_str() == Some(bus.pid().to_string().as_str())
+            || r["bus_address"].as_str().unwrap_or("").contains(&socket)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stage2_pid = loop {
+        let live = query_json(
+            &[],
+            "SELECT pid, bus_pid, bus_address, cmdline FROM dbus_activated_processes",
+        );
+        let stage2 = live.iter().find(|r| {
+            ours(r)
+                && r["cmdline"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("payload.sh stage2")
+        });
+        let helper_up = live
+            .iter()
+            .any(|r| ours(r) && r["cmdline"].as_str().unwrap_or("").contains("helper 292"));
+        let sleeper_up = live
+            .iter()
+            .any(|r| ours(r) && r["cmdline"].as_str().unwrap_or("").contains("sleep 291"));
+        if let (Some(s), true, true) = (stage2, helper_up, sleeper_up) {
+            break s["pid"].as_str().unwrap_or("0").parse::<u32>().unwrap_or(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "activations never showed: {live:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _stage2 = KillOnDrop(stage2_pid);
+
+    let escaped: Vec<serde_json::Value> =
+        query_json(&[], &pack_query("escaped_activated_processes"))
+            .into_iter()
+            .filter(|r| ours(r))
+            .collect();
+    assert_eq!(escaped.len(), 1, "{escaped:#?}");
+    assert_eq!(escaped[0]["pid"], stage2_pid.to_string());
+    assert_eq!(escaped[0]["via"], "starter_env");
+    assert_eq!(escaped[0]["username"], "root");
+
+    let outside: Vec<String> = query_json(&[], &pack_query("activated_outside_library_paths"))
+        .into_iter()
+        .filter(|r| ours(r))
+        .map(|r| r["cmdline"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        outside.iter().any(|c| c.contains("payload.sh stage2")),
+        "{outside:?}"
+    );
+    assert!(
+        outside.iter().any(|c| c.contains("sleep 291")),
+        "{outside:?}"
+    );
+    assert!(
+        !outside.iter().any(|c| c.contains("helper 292")),
+        "the /usr/lib helper is not a finding: {outside:?}"
+    );
 }

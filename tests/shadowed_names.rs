@@ -144,17 +144,23 @@ fn an_unowned_file_in_an_earlier_directory_shadows_a_packaged_one() {
     assert_eq!(cell(loser, "shadowed_by"), cell(winner, "path"));
 }
 
-/// The pack query proposed for this hunt, as in the table spec's example.
-const PACK_SQL: &str = "SELECT u.path AS unpackaged, p.path AS packaged, u.service_name, u.bus, u.effective \
-FROM dbus_service_files u \
-JOIN dbus_service_files p ON p.service_name = u.service_name AND p.bus = u.bus AND p.path != u.path \
-WHERE u.kind = 'service' AND p.kind = 'service' AND u.package = '' AND p.package != '' \
-  AND (u.effective = 1 OR u.shadowed_by = p.path OR p.shadowed_by = u.path)";
+/// The pack's query for this hunt, exactly as shipped.
+fn pack_sql() -> String {
+    osquery_dbus::packs::builtin()
+        .expect("packs")
+        .into_iter()
+        .find_map(|p| {
+            p.queries
+                .get("unpackaged_shadows_packaged")
+                .map(|q| q.query.clone())
+        })
+        .expect("pack query unpackaged_shadows_packaged")
+}
 
 #[test]
 fn the_pack_query_returns_exactly_the_hijacking_pair() {
     let f = fixture();
-    let rows = query(f.path(), PACK_SQL);
+    let rows = query(f.path(), &pack_sql());
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         cell(&rows[0], "unpackaged"),

@@ -193,3 +193,41 @@ impl Bus {
         self.clients.push(client);
     }
 }
+
+/// A directory under /usr/lib for one test (the one host path the tests may
+/// touch, to stand for a packaged helper), removed on drop, panics included.
+pub struct UsrLibDir(pub PathBuf);
+
+impl UsrLibDir {
+    /// A fresh, uniquely named directory holding a copy of `sleep` as
+    /// `helper`: a program under a library path that stays alive.
+    pub fn with_helper() -> (UsrLibDir, PathBuf) {
+        let dir = UsrLibDir(PathBuf::from(format!(
+            "/usr/lib/osquery-dbus-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        )));
+        std::fs::create_dir_all(&dir.0).expect("mkdir under /usr/lib (tests run as root)");
+        let helper = dir.0.join("helper");
+        std::fs::copy("/usr/bin/sleep", &helper).expect("copy sleep");
+        (dir, helper)
+    }
+}
+
+impl Drop for UsrLibDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills a process that left the bus's tree (so `Bus`'s teardown cannot
+/// find it) when dropped.
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill(self.0);
+    }
+}
