@@ -489,10 +489,10 @@ pub enum DirError {
         kind: Option<FileKind>,
     },
     /// The path names something that is not a directory.
-    #[error("{path}: not a directory ({})", kind.as_str())]
+    #[error("{}: not a directory ({})", crate::sources::fs_safe::render_path(.path), kind.as_str())]
     NotADirectory { path: PathBuf, kind: FileKind },
     /// The directory was opened but could not be stat'ed or listed.
-    #[error("{path}: cannot list: {source}")]
+    #[error("{}: cannot list: {source}", crate::sources::fs_safe::render_path(.path))]
     List {
         path: PathBuf,
         #[source]
