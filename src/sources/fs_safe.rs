@@ -364,7 +364,10 @@ mod tests {
         let e = FsError::NotRegular {
             path: PathBuf::from(OsStr::from_bytes(b"/x/bad\xff\xfe.service")),
         };
-        assert_eq!(e.to_string(), "/x/bad\\xff\\xfe.service: not a regular file");
+        assert_eq!(
+            e.to_string(),
+            "/x/bad\\xff\\xfe.service: not a regular file"
+        );
         let e = FsError::NotRegular {
             path: PathBuf::from(OsStr::from_bytes(b"/x/bad\xff.service")),
         };

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod bus;
+pub mod ext;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
