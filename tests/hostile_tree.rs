@@ -491,3 +491,44 @@ fn mkfifo_quiet(path: &Path) {
         0,
     );
 }
+
+/// A config fragment (what a user with write access to `system.d`, or an
+/// image builder, controls) naming 30,000 servicedirs, next to one nested
+/// 120,000 elements deep. Found here: the directory list was de-duplicated
+/// by scanning it for every new entry, so this query took 110 s.
+#[test]
+fn configs_naming_thirty_thousand_dirs_or_nested_deep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    let mut wide = String::from("<busconfig>");
+    for i in 0..30_000 {
+        wide.push_str(&format!("<servicedir>/d{i}</servicedir>"));
+    }
+    wide.push_str("<servicedir>/srv/real</servicedir></busconfig>");
+    write(r, "/etc/dbus-1/system.d/wide.conf", wide.as_bytes());
+    let n = 120_000;
+    let deep = format!(
+        "<busconfig>{}{}</busconfig>",
+        "<a>".repeat(n),
+        "</a>".repeat(n)
+    );
+    write(r, "/etc/dbus-1/system.d/deep.conf", deep.as_bytes());
+    write(
+        r,
+        "/srv/real/org.real.service",
+        b"[D-BUS Service]\nName=org.real\nExec=/bin/real\n",
+    );
+    let a = query(
+        r,
+        "SELECT filename, service_name, error FROM dbus_service_files",
+        Duration::from_secs(60),
+    );
+    eprintln!("30,000 servicedirs and 120,000-deep XML: {:?}", a.elapsed);
+    assert!(a.elapsed < Duration::from_secs(10), "{:?}", a.elapsed);
+    assert_eq!(
+        s(by_filename(&a.rows, "org.real.service"), "service_name"),
+        "org.real"
+    );
+    assert_eq!(s(by_filename(&a.rows, "deep.conf"), "error"), "");
+    assert_eq!(s(by_filename(&a.rows, "wide.conf"), "error"), "");
+}

@@ -420,6 +420,13 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
         })
         .collect();
     let found = bus_config::discover(root, &starts);
+    // A repeat of a listed path adds nothing; a directory named with
+    // another role is merged by `merge_roles`. A set, not a scan of the
+    // list: a config may name tens of thousands of directories.
+    let mut listed: HashSet<(PathBuf, Option<OsString>, Role)> = dirs
+        .iter()
+        .map(|d| (d.path.clone(), d.only.clone(), d.role))
+        .collect();
     for f in found.found {
         let dir = match f.directive {
             Directive::ServiceDir(p) => ServiceDir {
@@ -459,12 +466,7 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
                 continue
             }
         };
-        // A repeat of a listed path adds nothing; a directory named with
-        // another role is merged by `merge_roles`.
-        if !dirs
-            .iter()
-            .any(|d| d.path == dir.path && d.only == dir.only && d.role == dir.role)
-        {
+        if listed.insert((dir.path.clone(), dir.only.clone(), dir.role)) {
             dirs.push(dir);
         }
     }
