@@ -532,3 +532,104 @@ fn configs_naming_thirty_thousand_dirs_or_nested_deep() {
     assert_eq!(s(by_filename(&a.rows, "deep.conf"), "error"), "");
     assert_eq!(s(by_filename(&a.rows, "wide.conf"), "error"), "");
 }
+
+/// Any user may start a bus: a program named `dbus-daemon` (here a copy of
+/// python3) whose command line names a FIFO, a 3 GiB sparse file, a
+/// device or a magic link as its `--config-file`. The daemon-children
+/// table reads such configs to find service directories: it must neither
+/// block nor read without bound.
+#[test]
+fn fake_buses_naming_a_fifo_a_device_or_a_huge_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("dbus-daemon");
+    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+    std::fs::copy(&python, &fake).unwrap();
+    let fifo = tmp.path().join("fifo.conf");
+    mkfifo(&fifo);
+    let big = tmp.path().join("big.conf");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(3 * 1024 * 1024 * 1024)
+        .unwrap();
+    let configs = [
+        fifo.to_str().unwrap().to_string(),
+        big.to_str().unwrap().to_string(),
+        "/dev/zero".into(),
+        "/proc/self/fd/0".into(),
+        "/proc/self/mem".into(),
+    ];
+    let mut buses: Vec<std::process::Child> = configs
+        .iter()
+        .map(|cfg| {
+            Command::new(&fake)
+                .args([
+                    "-c",
+                    "import subprocess,sys,time; c=subprocess.Popen(['sleep','20']); \
+                     sys.stdin.read(); c.kill()",
+                    "--session",
+                    &format!("--config-file={cfg}"),
+                ])
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("fake bus")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let result = std::panic::catch_unwind(|| {
+        let a = query(
+            Path::new("/"),
+            "SELECT * FROM dbus_daemon_children",
+            Duration::from_secs(20),
+        );
+        eprintln!("fake buses: answered in {:?}", a.elapsed);
+        a
+    });
+    // Closing stdin ends each fake bus and its child.
+    for b in &mut buses {
+        drop(b.stdin.take());
+    }
+    for b in &mut buses {
+        let _ = b.wait();
+    }
+    let a = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert!(a.elapsed < Duration::from_secs(10), "{:?}", a.elapsed);
+    for b in &buses {
+        let pid = b.id().to_string();
+        let children: Vec<&JsonRow> = a.rows.iter().filter(|r| s(r, "parent") == pid).collect();
+        assert_eq!(
+            children.len(),
+            1,
+            "children of fake bus {pid}: {:?}",
+            a.rows
+        );
+        assert_eq!(s(children[0], "cmdline"), "sleep 20");
+    }
+}
+
+/// An image whose `etc/passwd` is a FIFO and whose `etc/group` links to
+/// the host's: `users` and `groups` answer at once, empty, and the scan of
+/// service files still covers the system directories.
+#[test]
+fn a_fifo_passwd_and_a_linked_group_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    mkdir(r, "/etc");
+    mkfifo(&r.join("etc/passwd"));
+    symlink("/etc/group", r.join("etc/group")).unwrap();
+    write(
+        r,
+        &format!("{SYSTEM_SERVICES}/org.x.service"),
+        b"[D-BUS Service]\nName=org.x\nExec=/bin/x\n",
+    );
+    for (sql, rows) in [
+        ("SELECT * FROM users", 0),
+        ("SELECT * FROM groups", 0),
+        ("SELECT path FROM dbus_service_files", 1),
+        ("SELECT * FROM dbus_daemon_children", usize::MAX),
+    ] {
+        let a = query(r, sql, Duration::from_secs(10));
+        if rows != usize::MAX {
+            assert_eq!(a.rows.len(), rows, "{sql}: {:?}", a.rows);
+        }
+    }
+}
