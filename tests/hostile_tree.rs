@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -566,7 +566,7 @@ fn fake_buses_naming_a_fifo_a_device_or_a_huge_config() {
                     "-c",
                     "import subprocess,sys,time; c=subprocess.Popen(['sleep','20']); \
                      sys.stdin.read(); c.kill()",
-                    "--session",
+                    // No --session/--system: the type comes from the config.
                     &format!("--config-file={cfg}"),
                 ])
                 .stdin(Stdio::piped())
@@ -574,6 +574,12 @@ fn fake_buses_naming_a_fifo_a_device_or_a_huge_config() {
                 .expect("fake bus")
         })
         .collect();
+    // A writer blocked opening the FIFO is released by any reader: it
+    // shows whether the query opened it.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(fifo))
+    };
     std::thread::sleep(Duration::from_millis(500));
     let result = std::panic::catch_unwind(|| {
         let a = query(
@@ -591,7 +597,19 @@ fn fake_buses_naming_a_fifo_a_device_or_a_huge_config() {
     for b in &mut buses {
         let _ = b.wait();
     }
+    std::thread::sleep(Duration::from_millis(100));
+    let fifo_opened = writer.is_finished();
+    // Release the writer.
+    drop(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&fifo)
+            .unwrap(),
+    );
+    let _ = writer.join();
     let a = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert!(!fifo_opened, "the FIFO named as a bus config was opened");
     assert!(a.elapsed < Duration::from_secs(10), "{:?}", a.elapsed);
     for b in &buses {
         let pid = b.id().to_string();
