@@ -544,19 +544,33 @@ fn fake_buses_naming_a_fifo_a_device_or_a_huge_config() {
     let fake = tmp.path().join("dbus-daemon");
     let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
     std::fs::copy(&python, &fake).unwrap();
-    let fifo = tmp.path().join("fifo.conf");
+    // The configs are named by paths inside a scratch root that exist
+    // nowhere on the host, and queried with `--root` on it: another
+    // process scanning the live host (a concurrent test run with older
+    // code) then cannot be the one that opens the FIFO.
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let fifo = r.join("fifo-7f3a9c1e.conf");
     mkfifo(&fifo);
-    let big = tmp.path().join("big.conf");
-    std::fs::File::create(&big)
+    std::fs::File::create(r.join("big-7f3a9c1e.conf"))
         .unwrap()
         .set_len(3 * 1024 * 1024 * 1024)
         .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        r.join("zero-7f3a9c1e"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 5),
+    )
+    .expect("mknod /dev/zero twin");
+    symlink("/proc/self/mem", r.join("mem-7f3a9c1e.conf")).unwrap();
     let configs = [
-        fifo.to_str().unwrap().to_string(),
-        big.to_str().unwrap().to_string(),
-        "/dev/zero".into(),
-        "/proc/self/fd/0".into(),
-        "/proc/self/mem".into(),
+        "/fifo-7f3a9c1e.conf",
+        "/big-7f3a9c1e.conf",
+        "/zero-7f3a9c1e",
+        "/mem-7f3a9c1e.conf",
+        "/proc/self/fd/0",
     ];
     let mut buses: Vec<std::process::Child> = configs
         .iter()
@@ -580,10 +594,22 @@ fn fake_buses_naming_a_fifo_a_device_or_a_huge_config() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(fifo))
     };
-    std::thread::sleep(Duration::from_millis(500));
+    // Each fake bus has started its child (python starts slowly on a busy
+    // machine), and the writer is blocked.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20)
+        && !buses.iter().all(|b| {
+            let pid = b.id();
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .is_ok_and(|c| !c.trim().is_empty())
+        })
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let result = std::panic::catch_unwind(|| {
         let a = query(
-            Path::new("/"),
+            r,
             "SELECT * FROM dbus_daemon_children",
             Duration::from_secs(20),
         );
