@@ -307,6 +307,7 @@ fn activation_queries_find_the_escaped_payload_and_no_decoy() {
             || r["bus_address"].as_str().unwrap_or("").contains(&socket)
     };
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sleepers = Vec::new();
     let stage2_pid = loop {
         let live = query_json(
             &[],
@@ -322,10 +323,18 @@ fn activation_queries_find_the_escaped_payload_and_no_decoy() {
         let helper_up = live
             .iter()
             .any(|r| ours(r) && r["cmdline"].as_str().unwrap_or("").contains("helper 292"));
-        let sleeper_up = live
+        let sleeper = live
             .iter()
-            .any(|r| ours(r) && r["cmdline"].as_str().unwrap_or("").contains("sleep 291"));
-        if let (Some(s), true, true) = (stage2, helper_up, sleeper_up) {
+            .find(|r| ours(r) && r["cmdline"].as_str().unwrap_or("").contains("sleep 291"));
+        if let (Some(s), true, Some(sl)) = (stage2, helper_up, sleeper) {
+            // The sleeper left the bus's tree with stage two: kill it too.
+            sleepers.push(KillOnDrop(
+                sl["pid"]
+                    .as_str()
+                    .unwrap_or("0")
+                    .parse::<u32>()
+                    .unwrap_or(0),
+            ));
             break s["pid"].as_str().unwrap_or("0").parse::<u32>().unwrap_or(0);
         }
         assert!(

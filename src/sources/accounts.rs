@@ -4,9 +4,12 @@
 //! mounted image or container rootfs (`--root`) has nothing but its
 //! `/etc/passwd` and `/etc/group` files, so those are parsed here. The
 //! format is seven (passwd) or four (group) colon-separated fields a line;
-//! lines that do not fit are skipped and counted, never fatal.
-use std::io::Read;
-use std::path::{Path, PathBuf};
+//! lines that do not fit are skipped and counted, never fatal. The files
+//! are read through `sources::fs_safe` (confined to the root, regular files
+//! only, capped): an image's `etc/passwd` may be a FIFO or a link to the
+//! host's files.
+use crate::sources::fs_safe::{FsError, Root};
+use std::path::Path;
 
 /// The account databases are small; anything past this is not a real one.
 const MAX_DB_BYTES: u64 = 64 * 1024 * 1024;
@@ -29,12 +32,8 @@ pub struct Group {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Fs(#[from] FsError),
 }
 
 /// Parsed entries plus how many lines could not be used.
@@ -104,25 +103,20 @@ pub fn parse_group(bytes: &[u8]) -> Parsed<Group> {
     out
 }
 
-fn read_capped(path: &Path) -> Result<Vec<u8>, AccountsError> {
-    let io = |source| AccountsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut buf = Vec::new();
-    file.take(MAX_DB_BYTES).read_to_end(&mut buf).map_err(io)?;
-    Ok(buf)
+/// Reads `inner` (`/etc/passwd`, `/etc/group`) under `root`: symlinks
+/// resolve inside the root, and only a regular file is opened.
+fn read_capped(root: &Path, inner: &str) -> Result<Vec<u8>, AccountsError> {
+    Ok(Root::open(root)?.read_regular(Path::new(inner), MAX_DB_BYTES)?)
 }
 
 /// `/etc/passwd` under `root`.
 pub fn read_passwd(root: &Path) -> Result<Parsed<Account>, AccountsError> {
-    Ok(parse_passwd(&read_capped(&root.join("etc/passwd"))?))
+    Ok(parse_passwd(&read_capped(root, "/etc/passwd")?))
 }
 
 /// `/etc/group` under `root`.
 pub fn read_group(root: &Path) -> Result<Parsed<Group>, AccountsError> {
-    Ok(parse_group(&read_capped(&root.join("etc/group"))?))
+    Ok(parse_group(&read_capped(root, "/etc/group")?))
 }
 
 #[cfg(test)]
@@ -172,5 +166,37 @@ neg:x:-1:0::/:/bin/sh\n";
         let p = parse_passwd(b"caf\xe9:x:1000:1000::/home/caf\xe9:/bin/sh\n");
         assert_eq!(p.entries.len(), 1);
         assert!(p.entries[0].username.starts_with("caf"));
+    }
+
+    /// Found while hardening: passwd and group were opened with
+    /// `File::open` under the root, so an image whose `etc/passwd` is a
+    /// FIFO hung the `users` query forever, and an absolute symlink there
+    /// read the host's file.
+    #[test]
+    fn a_fifo_or_escaping_link_as_passwd_never_blocks_or_escapes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let etc = tmp.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            etc.join("passwd"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = read_passwd(tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        // `/etc/group` inside the root means the root's own, which is the
+        // link itself: a loop, never the host's /etc/group.
+        std::os::unix::fs::symlink("/etc/group", etc.join("group")).unwrap();
+        assert!(read_group(tmp.path()).is_err());
+        std::fs::remove_file(etc.join("group")).unwrap();
+        std::fs::write(tmp.path().join("g"), "wheel:x:10:\n").unwrap();
+        std::os::unix::fs::symlink("/g", etc.join("group")).unwrap();
+        assert_eq!(
+            read_group(tmp.path()).unwrap().entries[0].groupname,
+            "wheel"
+        );
     }
 }

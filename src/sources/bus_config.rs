@@ -60,27 +60,27 @@ pub struct BusConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: not UTF-8")]
+    #[error("{}: not UTF-8", crate::sources::fs_safe::render_path(.path))]
     NotUtf8 { path: PathBuf },
-    #[error("{path}: unterminated DOCTYPE")]
+    #[error("{}: unterminated DOCTYPE", crate::sources::fs_safe::render_path(.path))]
     Doctype { path: PathBuf },
-    #[error("{path}: XML: {source}")]
+    #[error("{}: XML: {source}", crate::sources::fs_safe::render_path(.path))]
     Xml {
         path: PathBuf,
         #[source]
         source: roxmltree::Error,
     },
-    #[error("{path}: larger than {MAX_CONFIG_BYTES} bytes; not parsed")]
+    #[error("{}: larger than {MAX_CONFIG_BYTES} bytes; not parsed", crate::sources::fs_safe::render_path(.path))]
     TooLarge { path: PathBuf },
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{path}: includes {include}, which cannot be read: {reason}")]
+    #[error("{}: includes {}, which cannot be read: {reason}", crate::sources::fs_safe::render_path(.path), crate::sources::fs_safe::render_path(.include))]
     Include {
         path: PathBuf,
         include: PathBuf,
         reason: String,
     },
-    #[error("{path}: includes nested deeper than {MAX_DEPTH}; not followed")]
+    #[error("{}: includes nested deeper than {MAX_DEPTH}; not followed", crate::sources::fs_safe::render_path(.path))]
     TooDeep { path: PathBuf },
 }
 

@@ -31,23 +31,23 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
-    #[error("cannot open root {path}: {source}")]
+    #[error("cannot open root {}: {source}", crate::sources::fs_safe::render_path(.path))]
     OpenRoot {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", crate::sources::fs_safe::render_path(.path))]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a regular file")]
+    #[error("{}: not a regular file", crate::sources::fs_safe::render_path(.path))]
     NotRegular { path: PathBuf },
-    #[error("{path}: changed while being opened")]
+    #[error("{}: changed while being opened", crate::sources::fs_safe::render_path(.path))]
     Changed { path: PathBuf },
-    #[error("{path}: read failed: {source}")]
+    #[error("{}: read failed: {source}", crate::sources::fs_safe::render_path(.path))]
     Read {
         path: PathBuf,
         #[source]
@@ -388,6 +388,24 @@ mod tests {
         assert_eq!(unrender("plain"), None);
         assert_eq!(unrender("bad\\xZZ"), None);
         assert_eq!(readings("a\\x2d").len(), 2);
+    }
+
+    /// Found by tests/hostile_tree.rs: error text showed a non-UTF-8 name
+    /// lossily (U+FFFD), unlike the `path` column, so distinct names gave
+    /// the same error and the error did not name the row's path.
+    #[test]
+    fn error_text_renders_invalid_utf8_names_like_the_path_column() {
+        let e = FsError::NotRegular {
+            path: PathBuf::from(OsStr::from_bytes(b"/x/bad\xff\xfe.service")),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/x/bad\\xff\\xfe.service: not a regular file"
+        );
+        let e = FsError::NotRegular {
+            path: PathBuf::from(OsStr::from_bytes(b"/x/bad\xff.service")),
+        };
+        assert_eq!(e.to_string(), "/x/bad\\xff.service: not a regular file");
     }
 
     #[test]

@@ -16,9 +16,9 @@ pub const MAX_HASH_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    #[error("{path}: larger than {limit} bytes; not hashed")]
+    #[error("{}: larger than {limit} bytes; not hashed", crate::sources::fs_safe::render_path(.path))]
     TooLarge { path: PathBuf, limit: u64 },
-    #[error("{path}: read failed: {source}")]
+    #[error("{}: read failed: {source}", crate::sources::fs_safe::render_path(.path))]
     Read {
         path: PathBuf,
         #[source]
@@ -57,7 +57,21 @@ pub fn sha256_reader(mut reader: impl Read, limit: u64, shown: &Path) -> Result<
 }
 
 /// SHA-256 of an opened file, see [`sha256_reader`].
+/// A file whose size already exceeds the cap is refused before a byte is
+/// read: streaming 256 MiB of a 2 GiB (possibly sparse) file only to
+/// discard the digest cost seconds per file. The streaming check still
+/// guards a file that grows while it is read.
 pub fn sha256_file(file: std::fs::File, shown: &Path) -> Result<String, HashError> {
+    let size = file.metadata().map_err(|source| HashError::Read {
+        path: shown.to_path_buf(),
+        source,
+    })?;
+    if size.len() > MAX_HASH_BYTES {
+        return Err(HashError::TooLarge {
+            path: shown.to_path_buf(),
+            limit: MAX_HASH_BYTES,
+        });
+    }
     sha256_reader(file, MAX_HASH_BYTES, shown)
 }
 
@@ -87,5 +101,20 @@ mod tests {
         let e = sha256_reader(&b"abcdef"[..], 5, p).unwrap_err();
         assert!(matches!(e, HashError::TooLarge { .. }), "{e}");
         assert!(e.to_string().starts_with("x: larger than 5 bytes"));
+    }
+
+    /// Found by tests/hostile_tree.rs: a 2 GiB sparse `.service` file made
+    /// `SELECT sha256` read (and hash) 256 MiB before refusing it, 30 s in
+    /// a debug build.
+    #[test]
+    fn sha256_of_a_sparse_file_over_the_cap_reads_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("huge");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(2 * 1024 * 1024 * 1024).unwrap();
+        let start = std::time::Instant::now();
+        let e = sha256_file(std::fs::File::open(&path).unwrap(), &path).unwrap_err();
+        assert!(matches!(e, HashError::TooLarge { .. }), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 }

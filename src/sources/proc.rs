@@ -10,7 +10,7 @@
 use rustix::fs::OFlags;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// `stat`, `status` and `comm` are a few hundred bytes; anything bigger is not
@@ -443,16 +443,32 @@ fn classify(pid: u32, file: &'static str, source: std::io::Error) -> ProcError {
 }
 
 /// Reads at most `cap` bytes of a regular file, never following a symlink
-/// and never blocking on a FIFO or device.
+/// and never opening a FIFO or device: the path is probed with `O_PATH`
+/// first (no side effect on any file type), and opened for reading only if
+/// that is a regular file, then checked to be the same file. Opening alone
+/// is not harmless: a bus config path comes from a command line any user
+/// writes, and opening `/dev/watchdog` arms a watchdog, a tape device
+/// rewinds, a FIFO's blocked writer is released.
 pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    let not_regular = || std::io::Error::new(ErrorKind::InvalidInput, "not a regular file");
+    let probe = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let before = rustix::fs::fstat(&probe)?;
+    if rustix::fs::FileType::from_raw_mode(before.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(not_regular());
+    }
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
         .open(path)?;
-    if !file.metadata()?.is_file() {
+    let after = file.metadata()?;
+    if !after.is_file() || after.dev() != before.st_dev || after.ino() != before.st_ino {
         return Err(std::io::Error::new(
             ErrorKind::InvalidInput,
-            "not a regular file",
+            "changed while being opened",
         ));
     }
     // Syscalls per file dominate a scan of every process, so: room for a
@@ -615,5 +631,46 @@ mod tests {
         assert!(proc.children(me).is_ok());
         assert!(proc.boot_time().unwrap() > 1_000_000_000);
         assert!(proc.stat(u32::MAX).unwrap_err().is_vanished());
+    }
+
+    /// Found while hardening: `read_capped` opened its path (O_NONBLOCK)
+    /// before checking the type, and a bus's `--config-file` may name any
+    /// FIFO or device. A writer blocked opening a FIFO is released by any
+    /// opener, so it shows whether the FIFO was opened.
+    #[test]
+    fn read_capped_never_opens_a_fifo_or_device() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("bus.conf");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(fifo))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let e = read_capped(&fifo, 10).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!writer.is_finished(), "the FIFO was opened for reading");
+        // Release the writer.
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlags::NONBLOCK.bits() as i32)
+            .open(&fifo)
+            .unwrap();
+        assert!(writer.join().unwrap().is_ok());
+        // Devices are refused the same way; /dev/null is harmless to try.
+        let e = read_capped(Path::new("/dev/null"), 10).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        // Kernel files are regular.
+        assert!(!read_capped(Path::new("/proc/self/stat"), 4096)
+            .unwrap()
+            .is_empty());
     }
 }

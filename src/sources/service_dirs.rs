@@ -429,6 +429,13 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
         })
         .collect();
     let found = bus_config::discover(root, &starts);
+    // A repeat of a listed path adds nothing; a directory named with
+    // another role is merged by `merge_roles`. A set, not a scan of the
+    // list: a config may name tens of thousands of directories.
+    let mut listed: HashSet<(PathBuf, Option<OsString>, Role)> = dirs
+        .iter()
+        .map(|d| (d.path.clone(), d.only.clone(), d.role))
+        .collect();
     for f in found.found {
         let dir = match f.directive {
             Directive::ServiceDir(p) => ServiceDir {
@@ -468,12 +475,7 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
                 continue
             }
         };
-        // A repeat of a listed path adds nothing; a directory named with
-        // another role is merged by `merge_roles`.
-        if !dirs
-            .iter()
-            .any(|d| d.path == dir.path && d.only == dir.only && d.role == dir.role)
-        {
+        if listed.insert((dir.path.clone(), dir.only.clone(), dir.role)) {
             dirs.push(dir);
         }
     }
@@ -498,10 +500,10 @@ pub enum DirError {
         kind: Option<FileKind>,
     },
     /// The path names something that is not a directory.
-    #[error("{path}: not a directory ({})", kind.as_str())]
+    #[error("{}: not a directory ({})", crate::sources::fs_safe::render_path(.path), kind.as_str())]
     NotADirectory { path: PathBuf, kind: FileKind },
     /// The directory was opened but could not be stat'ed or listed.
-    #[error("{path}: cannot list: {source}")]
+    #[error("{}: cannot list: {source}", crate::sources::fs_safe::render_path(.path))]
     List {
         path: PathBuf,
         #[source]

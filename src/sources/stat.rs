@@ -98,7 +98,7 @@ impl Metadata {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{}: {source}", crate::sources::fs_safe::render_path(.path))]
 pub struct StatError {
     /// The path as shown to the user (inside the root).
     pub path: PathBuf,

@@ -289,7 +289,7 @@ fn entry_row(
                 row.set("symlink_target", fs_safe::render(&t));
             }
             Err(rustix::io::Errno::NOENT) => return None,
-            Err(e) => errors.push(format!("{}: readlink: {}", path.display(), e)),
+            Err(e) => errors.push(format!("{}: readlink: {}", fs_safe::render_path(&path), e)),
         }
     }
     let regular = meta.kind == FileKind::Regular;
@@ -359,20 +359,20 @@ fn service_columns(
         };
         errors.push(format!(
             "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
-            path.display()
+            fs_safe::render_path(path)
         ));
     }
     let parsed = match service_file::parse(&bytes) {
         Ok(p) => p,
         Err(e) => {
-            errors.push(format!("{}: {e}", path.display()));
+            errors.push(format!("{}: {e}", fs_safe::render_path(path)));
             return Some(());
         }
     };
     if !parsed.problems.is_empty() {
         errors.push(format!(
             "{}: dbus-daemon would refuse this file: {}",
-            path.display(),
+            fs_safe::render_path(path),
             parsed.problems.join(", ")
         ));
     }
@@ -392,13 +392,16 @@ fn service_columns(
                     row.set("exec_path", program.as_str());
                     if program.is_empty() {
                         // dbus-daemon would exec "" and fail.
-                        errors.push(format!("{}: Exec names no program", path.display()));
+                        errors.push(format!(
+                            "{}: Exec names no program",
+                            fs_safe::render_path(path)
+                        ));
                     } else {
                         exec_target(scan, program, row, errors);
                     }
                 }
             }
-            Err(e) => errors.push(format!("{}: {e}", path.display())),
+            Err(e) => errors.push(format!("{}: {e}", fs_safe::render_path(path))),
         }
     }
     row.set("service_name", parsed.name)

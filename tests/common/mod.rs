@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod cli;
+pub mod ext;
 pub mod procfs;
 
 use std::fs::OpenOptions;

@@ -590,6 +590,71 @@ def scenario_generate(a):
         core.die()
 
 
+def scenario_hold(a):
+    """A core and an extension that stay up for a driver on stdin (the Rust
+    tests in tests/extension_abuse.rs talk to the extension's socket
+    themselves). Prints one JSON line per event; commands, one per line:
+
+    - `die`: the core dies; reports the extension's exit.
+    - `restart`: a new core on the same socket path and a relaunched
+      extension (as osqueryd's watcher does); reports its registration.
+    - `sigterm`: SIGTERM to the extension; reports its exit.
+    - `wait`: reports the extension's exit (after a `shutdown` call).
+
+    End of input kills whatever is left. Returns None: the events were the
+    output."""
+    core_sock = os.path.join(a.workdir, "core.sock")
+    args = ["--socket", core_sock, "--root", a.root, "--interval", "1", "--timeout", "3"]
+    state = {"core": FakeCore(core_sock), "proc": None, "n": 0}
+
+    def launch():
+        state["n"] += 1
+        state["proc"] = start_extension(a.bin, args, a.workdir, name="ext%d" % state["n"])
+        wait_serving(state["core"], state["proc"])
+        emit({
+            "event": "serving",
+            "socket": ext_socket(core_sock),
+            "pid": state["proc"].pid,
+            "registration": registration_obs(state["core"])["info"],
+            "registered_uuids": sorted(state["core"].registered_info),
+        })
+
+    def exit_obs(what, timeout):
+        obs = wait_exit(state["proc"], timeout)
+        obs["event"] = what
+        obs["socket_left"] = os.path.exists(ext_socket(core_sock))
+        obs["stderr"] = stderr_of(state["proc"])
+        emit(obs)
+
+    def emit(obj):
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    signal.alarm(0)  # the driver owns the time limits here
+    try:
+        launch()
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd == "die":
+                state["core"].die()
+                exit_obs("core_gone", 6)
+            elif cmd == "restart":
+                state["core"] = FakeCore(core_sock)
+                launch()
+            elif cmd == "sigterm":
+                state["proc"].send_signal(signal.SIGTERM)
+                exit_obs("sigterm", 6)
+            elif cmd == "wait":
+                exit_obs("exited", 6)
+            else:
+                emit({"event": "error", "message": "unknown command %r" % cmd})
+    finally:
+        if state["proc"] is not None and state["proc"].poll() is None:
+            state["proc"].kill()
+        state["core"].die()
+    return None
+
+
 SCENARIOS = {
     "main": scenario_main,
     "sigterm": scenario_sigterm,
@@ -599,6 +664,7 @@ SCENARIOS = {
     "refused": scenario_refused,
     "deregistered": scenario_deregistered,
     "generate": scenario_generate,
+    "hold": scenario_hold,
 }
 
 
@@ -620,6 +686,8 @@ def main():
     signal.signal(signal.SIGALRM, timed_out)
     signal.alarm(50)
     obs = SCENARIOS[a.scenario](a)
+    if obs is None:
+        return
     json.dump(obs, sys.stdout)
     sys.stdout.write("\n")
     sys.stdout.flush()

@@ -15,6 +15,34 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// How much of a peer-chosen name or context is echoed into a status
+/// message or the log: enough to recognise it, never the 100 MB a peer
+/// may send.
+const ECHO_MAX: usize = 200;
+
+/// `text` for a message: quoted like `{:?}`, and cut at [`ECHO_MAX`]
+/// bytes with the full length said.
+fn echo(text: &str) -> String {
+    if text.len() <= ECHO_MAX {
+        return format!("{text:?}");
+    }
+    let mut cut = ECHO_MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{:?}… ({} bytes)", &text[..cut], text.len())
+}
+
+/// `text` for the log: control characters escaped, cut like [`echo`].
+fn clip(text: &str) -> String {
+    let quoted = echo(text);
+    let inner = quoted.strip_prefix('"').unwrap_or(&quoted);
+    match inner.rsplit_once('"') {
+        Some((body, rest)) => format!("{body}{rest}"),
+        None => inner.to_string(),
+    }
+}
+
 pub struct Handler {
     registry: Arc<Registry>,
     uuid: i64,
@@ -45,7 +73,8 @@ impl Handler {
     ) -> Result<ExtensionPluginResponse, String> {
         if registry != "table" {
             return Err(format!(
-                "unknown registry {registry:?}: only tables are served"
+                "unknown registry {}: only tables are served",
+                echo(registry)
             ));
         }
         // Only registered tables: `users` and `groups` exist here too, but
@@ -54,7 +83,7 @@ impl Handler {
             .registry
             .extension_tables()
             .find(|t| t.spec.name == item)
-            .ok_or_else(|| format!("unknown table {item:?}"))?;
+            .ok_or_else(|| format!("unknown table {}", echo(item)))?;
         match request.get("action").map(String::as_str) {
             Some("generate") => {
                 let context = request.get("context").map(String::as_str).unwrap_or("");
@@ -62,7 +91,7 @@ impl Handler {
                 self.generate(table, &ctx)
             }
             Some("columns") => Ok(routes::table_routes(&table.spec)),
-            Some(other) => Err(format!("unknown action {other:?} for table {item}")),
+            Some(other) => Err(format!("unknown action {} for table {item}", echo(other))),
             None => Err(format!("unknown action: request for table {item} has none")),
         }
     }
@@ -107,18 +136,21 @@ impl ExtensionSyncHandler for Handler {
         item: String,
         request: ExtensionPluginRequest,
     ) -> thrift::Result<ExtensionResponse> {
-        debug!(
-            "call {registry}/{item} action={:?} context={:?}",
-            request.get("action"),
-            request.get("context")
-        );
+        let (shown_registry, shown_item) = (clip(&registry), clip(&item));
+        if log::log_enabled!(log::Level::Debug) {
+            debug!(
+                "call {shown_registry}/{shown_item} action={:?} context={:?}",
+                request.get("action").map(|a| echo(a)),
+                request.get("context").map(|c| echo(c)),
+            );
+        }
         let response = match self.dispatch(&registry, &item, &request) {
             Ok(rows) => {
-                debug!("call {registry}/{item}: {} rows", rows.len());
+                debug!("call {shown_registry}/{shown_item}: {} rows", rows.len());
                 ExtensionResponse::new(self.status(0, "OK"), rows)
             }
             Err(message) => {
-                warn!("call {registry}/{item} failed: {message}");
+                warn!("call {shown_registry}/{shown_item} failed: {message}");
                 ExtensionResponse::new(self.status(1, message), Vec::new())
             }
         };
@@ -205,6 +237,31 @@ mod tests {
             &[("action", "generate"), ("context", "")],
         );
         assert_eq!(code(&r).0, 0);
+    }
+
+    /// Found by tests/extension_abuse.rs: a 100 MB registry name came back
+    /// whole in the status message and went twice into the log (escaped,
+    /// which took long enough that the caller timed out).
+    #[test]
+    fn a_huge_registry_name_is_not_echoed_whole() {
+        let h = handler();
+        let big = "r".repeat(10 * 1024 * 1024);
+        let (c, msg) = code(&call(&h, &big, "t", &[("action", "generate")]));
+        assert_eq!(c, 1);
+        assert!(msg.len() < 400, "{} bytes", msg.len());
+        assert!(msg.contains("(10485760 bytes)"), "{msg}");
+        let (_, msg) = code(&call(&h, "table", &big, &[("action", "generate")]));
+        assert!(msg.len() < 400, "{} bytes", msg.len());
+        let (_, msg) = code(&call(
+            &h,
+            "table",
+            "dbus_service_files",
+            &[("action", &big)],
+        ));
+        assert!(msg.len() < 400, "{} bytes", msg.len());
+        assert_eq!(echo("é".repeat(150).as_str()).matches('é').count(), 100);
+        assert_eq!(clip("table"), "table");
+        assert_eq!(clip("a\nb"), "a\\nb");
     }
 
     #[test]

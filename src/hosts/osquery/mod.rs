@@ -131,3 +131,53 @@ fn watch(
         thread::sleep(POLL);
     }
 }
+
+/// A narrow door for the fuzz targets in `fuzz/` (not an API): the bytes a
+/// peer could write to our socket, read the way a connection thread reads
+/// them, but answered by a stub handler so no table touches the host.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::bindings::{
+        ExtensionPluginRequest, ExtensionResponse, ExtensionStatus, ExtensionSyncHandler,
+        ExtensionSyncProcessor,
+    };
+    use super::protocol::GuardedInputProtocol;
+    use thrift::protocol::TBinaryOutputProtocol;
+    use thrift::server::TProcessor;
+    use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport};
+
+    /// Echoes a call's request back as one row, so replies of any size go
+    /// through the output path too.
+    struct Stub;
+
+    impl ExtensionSyncHandler for Stub {
+        fn handle_ping(&self) -> thrift::Result<ExtensionStatus> {
+            Ok(ExtensionStatus::new(0, "OK".to_string(), 1))
+        }
+        fn handle_call(
+            &self,
+            _registry: String,
+            _item: String,
+            request: ExtensionPluginRequest,
+        ) -> thrift::Result<ExtensionResponse> {
+            let status = ExtensionStatus::new(0, "OK".to_string(), 1);
+            Ok(ExtensionResponse::new(
+                status,
+                vec![request.into_iter().collect()],
+            ))
+        }
+        fn handle_shutdown(&self) -> thrift::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Serves `bytes` as one connection's input until the input ends or is
+    /// rejected, exactly as `server::serve_connection` loops.
+    pub fn serve_bytes(bytes: &[u8]) {
+        let processor = ExtensionSyncProcessor::new(Stub);
+        let mut input = GuardedInputProtocol::new(TBufferedReadTransport::new(bytes));
+        let mut output =
+            TBinaryOutputProtocol::new(TBufferedWriteTransport::new(std::io::sink()), true);
+        while processor.process(&mut input, &mut output).is_ok() && input.failure().is_none() {}
+    }
+}

@@ -3,6 +3,12 @@
 //! must never hold up a ping: each connection gets its own thread and loops
 //! over its requests until the peer hangs up. A connection that sends
 //! anything the guarded protocol rejects is closed; the others carry on.
+//!
+//! Past [`MAX_CONNECTIONS`] live connections, new ones wait in the kernel's
+//! listen backlog until one ends, rather than being refused: a refused
+//! connection is a failed ping, and a failed ping deregisters us. Each
+//! connection costs one file descriptor (the serving thread and the stop
+//! path share it) and one thread.
 use super::bindings::{ExtensionSyncHandler, ExtensionSyncProcessor};
 use super::protocol::GuardedInputProtocol;
 use log::{debug, warn};
@@ -13,27 +19,42 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use thrift::protocol::TBinaryOutputProtocol;
 use thrift::server::TProcessor;
 use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport};
 
-/// Concurrent connections served; past this a new connection is closed at
-/// once rather than queued, so a flood cannot exhaust threads.
-pub const MAX_CONNECTIONS: usize = 128;
+/// Connections served at once; more wait to be accepted. Far above what
+/// an osquery core opens (a few: its pings and one per running query),
+/// high enough for 200 concurrent calls, and at one descriptor each well
+/// inside the usual 1024 open-file limit.
+pub const MAX_CONNECTIONS: usize = 512;
 
 /// A peer that stops reading its replies must not pin a thread forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The live connections, kept so a stop can hang them all up.
-type Connections = Arc<Mutex<HashMap<u64, UnixStream>>>;
+/// The live connections, kept so a stop can hang them all up, and a
+/// condition signalled whenever one ends (or the server stops).
+#[derive(Default)]
+struct Live {
+    streams: Mutex<HashMap<u64, Arc<UnixStream>>>,
+    changed: Condvar,
+}
 
-fn lock(conns: &Connections) -> MutexGuard<'_, HashMap<u64, UnixStream>> {
+type Connections = Arc<Live>;
+
+fn lock(conns: &Live) -> MutexGuard<'_, HashMap<u64, Arc<UnixStream>>> {
     // A poisoned map is still a valid map: a panicking thread cannot leave
     // a half-inserted entry behind.
-    conns.lock().unwrap_or_else(|p| p.into_inner())
+    conns.streams.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Forgets a connection and wakes an accept loop waiting for room.
+fn release(conns: &Live, id: u64) {
+    lock(conns).remove(&id);
+    conns.changed.notify_all();
 }
 
 pub struct Server {
@@ -63,6 +84,14 @@ impl Server {
     where
         H: ExtensionSyncHandler + Send + Sync + 'static,
     {
+        Server::start_capped(path, handler, MAX_CONNECTIONS)
+    }
+
+    /// [`Server::start`] with another connection cap (tests use a small one).
+    fn start_capped<H>(path: PathBuf, handler: H, cap: usize) -> io::Result<Server>
+    where
+        H: ExtensionSyncHandler + Send + Sync + 'static,
+    {
         remove_stale(&path)?;
         let listener = UnixListener::bind(&path)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -72,7 +101,7 @@ impl Server {
             let (stop, connections) = (stop.clone(), connections.clone());
             thread::Builder::new()
                 .name("osquery-accept".into())
-                .spawn(move || accept_loop(listener, processor, stop, connections))?
+                .spawn(move || accept_loop(listener, processor, stop, connections, cap))?
         };
         Ok(Server {
             path,
@@ -95,6 +124,10 @@ impl Server {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // An accept loop waiting for room sees the flag: taking the lock
+        // first means it is either before its check or inside `wait`.
+        drop(lock(&self.connections));
+        self.connections.changed.notify_all();
         // A blocking accept has no timeout: one last connection of our own
         // wakes it to see the flag. If even that fails (someone removed the
         // file), the thread stays parked in accept and dies with the process.
@@ -107,6 +140,7 @@ impl Server {
         for (_, conn) in lock(&self.connections).drain() {
             let _ = conn.shutdown(Shutdown::Both);
         }
+        self.connections.changed.notify_all();
         if let Err(e) = std::fs::remove_file(&self.path) {
             if e.kind() != io::ErrorKind::NotFound {
                 warn!("cannot remove {}: {e}", self.path.display());
@@ -128,16 +162,28 @@ fn accept_loop<H>(
     processor: Arc<ExtensionSyncProcessor<H>>,
     stop: Arc<AtomicBool>,
     connections: Connections,
+    cap: usize,
 ) where
     H: ExtensionSyncHandler + Send + Sync + 'static,
 {
     let next_id = AtomicU64::new(0);
-    for stream in listener.incoming() {
+    loop {
+        // At the cap, wait for room before accepting: the next peer waits
+        // in the backlog instead of being hung up on.
+        {
+            let mut conns = lock(&connections);
+            while conns.len() >= cap && !stop.load(Ordering::SeqCst) {
+                conns = connections
+                    .changed
+                    .wait(conns)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let stream = match stream {
-            Ok(s) => s,
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
             Err(e) => {
                 warn!("accept failed: {e}");
                 // EMFILE and friends: give the system a moment.
@@ -145,48 +191,33 @@ fn accept_loop<H>(
                 continue;
             }
         };
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut conns = lock(&connections);
-            if conns.len() >= MAX_CONNECTIONS {
-                warn!("{MAX_CONNECTIONS} connections already open; closing a new one");
-                continue;
-            }
-            match stream.try_clone() {
-                Ok(clone) => {
-                    conns.insert(id, clone);
-                }
-                Err(e) => {
-                    warn!("cannot track connection: {e}");
-                    continue;
-                }
-            }
+        if stop.load(Ordering::SeqCst) {
+            return;
         }
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let stream = Arc::new(stream);
+        lock(&connections).insert(id, stream.clone());
         let (processor, conns) = (processor.clone(), connections.clone());
         let spawned = thread::Builder::new()
             .name(format!("osquery-conn-{id}"))
             .spawn(move || {
-                serve_connection(id, stream, &*processor);
-                lock(&conns).remove(&id);
+                serve_connection(id, &stream, &*processor);
+                drop(stream);
+                release(&conns, id);
             });
         if let Err(e) = spawned {
             warn!("cannot start a connection thread: {e}");
-            lock(&connections).remove(&id);
+            release(&connections, id);
         }
     }
 }
 
 /// Serves one connection's requests in order until EOF or the first error.
-fn serve_connection(id: u64, stream: UnixStream, processor: &dyn TProcessor) {
+/// Reads and writes share the one descriptor (`&UnixStream` is both `Read`
+/// and `Write`).
+fn serve_connection(id: u64, stream: &UnixStream, processor: &dyn TProcessor) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let read_half = match stream.try_clone() {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("connection {id}: cannot split the socket: {e}");
-            return;
-        }
-    };
-    let mut input = GuardedInputProtocol::new(TBufferedReadTransport::new(read_half));
+    let mut input = GuardedInputProtocol::new(TBufferedReadTransport::new(stream));
     let mut output = TBinaryOutputProtocol::new(TBufferedWriteTransport::new(stream), true);
     loop {
         let result = processor.process(&mut input, &mut output);
@@ -258,6 +289,38 @@ mod tests {
         server.stop();
         assert!(!path.exists());
         assert!(ping(&path).is_err());
+    }
+
+    /// Found by tests/extension_abuse.rs: past the cap (then 128) a new
+    /// connection was closed at once, so 200 concurrent calls failed and a
+    /// ping among them would have deregistered us. Now it waits its turn.
+    #[test]
+    fn connections_past_the_cap_wait_instead_of_being_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ext.sock.1");
+        let server = Server::start_capped(path.clone(), Pong, 2).unwrap();
+        let idle = [
+            UnixStream::connect(&path).unwrap(),
+            UnixStream::connect(&path).unwrap(),
+        ];
+        // Both idle connections are being served before the third comes.
+        std::thread::sleep(Duration::from_millis(100));
+        let third = {
+            let path = path.clone();
+            thread::spawn(move || ping(&path).map(|s| s.code))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!third.is_finished(), "served past the cap");
+        drop(idle);
+        assert_eq!(third.join().unwrap().unwrap(), Some(0));
+        // Stopping while at the cap does not hang.
+        let _full = [
+            UnixStream::connect(&path).unwrap(),
+            UnixStream::connect(&path).unwrap(),
+        ];
+        std::thread::sleep(Duration::from_millis(100));
+        server.stop();
+        assert!(!path.exists());
     }
 
     #[test]
