@@ -27,6 +27,14 @@ pub enum Value {
 impl Value {
     /// The string form osquery's Thrift rows carry; `None` for NULL (osquery
     /// reads a missing key as NULL).
+    pub fn into_osquery_string(self) -> Option<String> {
+        match self {
+            Value::Text(s) => Some(s),
+            other => other.to_osquery_string(),
+        }
+    }
+
+    /// The string form osquery's Thrift rows carry, by reference.
     pub fn to_osquery_string(&self) -> Option<String> {
         match self {
             Value::Null => None,
@@ -94,6 +102,11 @@ impl Row {
 
     pub fn get(&self, column: &str) -> Option<&Value> {
         self.0.get(column)
+    }
+
+    /// Moves a value out (hosts that hand rows on by value).
+    pub fn take(&mut self, column: &str) -> Option<Value> {
+        self.0.remove(column)
     }
 
     pub fn columns(&self) -> impl Iterator<Item = &'static str> + '_ {
