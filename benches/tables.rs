@@ -5,6 +5,7 @@
 //! cargo bench --bench tables -- children [--proc DIR] [--reps N]
 //! cargo bench --bench tables -- files --root DIR [--reps N]
 //! cargo bench --bench tables -- packages --root DIR [--reps N]
+//! cargo bench --bench tables -- procpass [--proc DIR] [--reps N]
 //! ```
 //!
 //! `children`: the full generate and `pid = X` (X the first row's pid, or
@@ -14,7 +15,9 @@
 //! the first one after the database changed. Each line is
 //! `label median_ms min_ms max_ms rows`.
 use osquery_dbus::context::{Op, QueryContext};
+use osquery_dbus::sources::proc::{self, Proc};
 use osquery_dbus::tables::{Registry, Settings};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -172,8 +175,43 @@ fn main() {
                 let _ = std::fs::remove_file(&marker);
             }
         }
+        "procpass" => {
+            // The children table's passes over /proc, apart: the comm pass
+            // (kernels with task/*/children), the merged stat pass (kernels
+            // without), and the stat scan as it was before issue 13 (a
+            // listing, then a full read and parse of each stat).
+            let proc = Proc::new(args.proc.clone().unwrap_or_else(|| "/proc".into()));
+            time("pass_comm", args.reps, || {
+                let mut n = 0;
+                let _ = proc.for_each_small("comm", |_, r| n += usize::from(r.is_ok()));
+                n
+            });
+            time("pass_stat_merged", args.reps, || {
+                let mut n = 0;
+                let _ = proc.for_each_small("stat", |_, r| {
+                    n += usize::from(r.ok().and_then(proc::parse_stat_brief).is_some())
+                });
+                n
+            });
+            time("scan_stat_old_style", args.reps, || {
+                let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
+                for p in proc.pids().unwrap_or_default() {
+                    if let Ok(s) = proc.stat(p) {
+                        map.entry(s.ppid).or_default().push(p);
+                    }
+                }
+                map.values().map(Vec::len).sum()
+            });
+            time("scan_comm_old_style", args.reps, || {
+                proc.pids()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|&p| proc.comm(p).is_ok())
+                    .count()
+            });
+        }
         m => {
-            eprintln!("tables bench: unknown mode {m:?} (children, files, packages)");
+            eprintln!("tables bench: unknown mode {m:?} (children, files, packages, procpass)");
             std::process::exit(2);
         }
     }

@@ -43,7 +43,7 @@ done
 TMP=$(mktemp -d /tmp/osquery-dbus-bench.XXXXXX)
 OUT=${OUT:-$TMP/out}
 mkdir -p "$OUT"
-SLEEPERS_PID="" BUS_PID=""
+SLEEPERS_PID="" BUS_PID="" SEQ=0
 
 # --- cleanup: every process we started, by pid ------------------------------
 descendants() { # pid → every descendant pid, deepest last
@@ -113,12 +113,14 @@ cc -O2 -o "$TMP/sleepers" benches/sleepers.c
 # --- workloads ---------------------------------------------------------------
 start_sleepers() { # n
   stop_sleepers
-  mkfifo "$TMP/hold.$1"
-  "$TMP/sleepers" "$1" <"$TMP/hold.$1" >"$TMP/ready.$1" &
+  SEQ=$((SEQ + 1))
+  local hold=$TMP/hold.$SEQ ready=$TMP/ready.$SEQ
+  mkfifo "$hold"
+  "$TMP/sleepers" "$1" <"$hold" >"$ready" &
   SLEEPERS_PID=$!
-  exec 9>"$TMP/hold.$1"
+  exec 9>"$hold"
   for _ in $(seq 600); do
-    grep -q ready "$TMP/ready.$1" 2>/dev/null && return 0
+    grep -q ready "$ready" 2>/dev/null && return 0
     kill -0 "$SLEEPERS_PID" 2>/dev/null || { echo "bench: sleepers failed" >&2; exit 1; }
     sleep 0.1
   done
@@ -240,7 +242,8 @@ rss children.floor "$FLOOR"
 rss children.ours "$BIN" query "SELECT * FROM dbus_daemon_children"
 rss children.ps ps -e -o pid,ppid,comm,args
 rss select1 "$BIN" query "SELECT 1"
-"$TABLES" children --reps "$((RUNS))" >"$OUT/tables_children.txt"
+"$TABLES" children --reps "$RUNS" >"$OUT/tables_children.txt"
+"$TABLES" procpass --reps "$RUNS" >>"$OUT/tables_children.txt"
 
 # 2. dbus_service_files over NFILES files in NHOMES homes; 3. packages.
 ROOT=$TMP/root

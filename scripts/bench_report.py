@@ -60,6 +60,8 @@ for name in ("tables_children.txt", "tables_files.txt", "tables_packages.txt"):
         extra = ""
         if l[0] == "files_path_eq":
             extra = f"< 1 ms | {verdict(float(l[1]) < 1)}"
+        elif l[0] == "children_pid_eq":
+            extra = f"full / pid = X >= 100x | {verdict(float(tab['children_full'][1]) >= 100 * float(l[1]))}"
         elif l[0] == "package_first":
             extra = f"< 500 ms | {verdict(float(l[1]) < 500)}"
         else:
