@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Benchmarks for issue 13: sets up each workload in a temp dir, runs ours,
 # the peers (`ps`, `find -printf`) and the floor (benches/comm_floor.rs) side
-# by side under hyperfine, and prints medians and ratios.
+# by side in interleaved rounds (or hyperfine), and prints medians and ratios.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--growth] [--out DIR]
 #
 #   --quick    tiny workloads, 3 runs: a smoke test of the harness (< 60 s)
 #   --runs N   hyperfine runs per command (default 15)
 #   --growth   also measure cost growth: 1k/10k/30k processes, 500/2k/10k files
-#   --out DIR  keep the hyperfine JSON and the summary there (default: a temp dir)
+#   --out DIR  keep the timing JSON and the summary there (default: a temp dir;
+#              an existing DIR is emptied of earlier results first)
+#   --hyperfine  time with hyperfine (each command's runs back to back)
+#              instead of interleaved rounds (scripts/bench_run.py)
 #
 # Needs: cargo, cc, hyperfine, dbus-daemon, dbus-send, /usr/bin/time, ps, find,
 # and for the Thrift workload the peer venv the tests build (target/peer-venv).
@@ -18,14 +21,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-QUICK=0 RUNS=15 GROWTH=0 OUT=""
+QUICK=0 RUNS=15 GROWTH=0 OUT="" HYPERFINE=0
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
     --runs) RUNS=$2; shift ;;
     --growth) GROWTH=1 ;;
+    --hyperfine) HYPERFINE=1 ;;
     --out) OUT=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--runs N] [--growth] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--runs N] [--growth] [--hyperfine] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -35,14 +39,16 @@ else
   NPROC=10000 NFILES=2000 NHOMES=500 NPKGS=2000 NROWS=10000
 fi
 
-for tool in cc hyperfine dbus-daemon dbus-send ps find python3; do
+for tool in cc dbus-daemon dbus-send ps find python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 2; }
 done
+((HYPERFINE)) && ! command -v hyperfine >/dev/null && { echo "bench: hyperfine not found" >&2; exit 2; }
 [[ -x /usr/bin/time ]] || { echo "bench: /usr/bin/time not found (apt-get install time)" >&2; exit 2; }
 
 TMP=$(mktemp -d /tmp/osquery-dbus-bench.XXXXXX)
 OUT=${OUT:-$TMP/out}
 mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/summary.md
 SLEEPERS_PID="" BUS_PID="" SEQ=0
 
 # --- cleanup: every process we started, by pid ------------------------------
@@ -209,11 +215,18 @@ EOF
 }
 
 # --- measuring -----------------------------------------------------------------
-# hf NAME -n label cmd -n label cmd ...: hyperfine, results in $OUT/NAME.json
+# hf NAME -n label cmd -n label cmd ...: results in $OUT/NAME.json.
+# Interleaved rounds (scripts/bench_run.py) by default, since the load of
+# this shared machine swings within a minute; --hyperfine runs hyperfine,
+# which times each command's repetitions back to back.
 hf() {
   local name=$1; shift
   echo "== $name (load $(load))" >&2
-  hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$OUT/$name.json" "$@" >/dev/null
+  if ((HYPERFINE)); then
+    hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$OUT/$name.json" "$@" >/dev/null
+  else
+    python3 "$REPO/scripts/bench_run.py" --warmup 2 --runs "$RUNS" --export-json "$OUT/$name.json" "$@"
+  fi
   echo "$name $(load)" >>"$OUT/load.txt"
 }
 rss() { # label cmd… → peak RSS in KiB, appended to $OUT/rss.txt
