@@ -15,6 +15,8 @@
 //! the first one after the database changed. Each line is
 //! `label median_ms min_ms max_ms rows`.
 use osquery_dbus::context::{Op, QueryContext};
+use osquery_dbus::sources::fs_safe::Root;
+use osquery_dbus::sources::packages;
 use osquery_dbus::sources::proc::{self, Proc};
 use osquery_dbus::tables::{Registry, Settings};
 use std::collections::HashMap;
@@ -167,12 +169,24 @@ fn main() {
             // A package install replaces .list files by rename, which
             // changes the info directory's mtime: the cache must rebuild.
             if let Some(root) = &args.root {
+                // The package index alone, apart from the file scan: a cache
+                // hit, then a rebuild after the database changed.
+                if let Ok(r) = Root::open(root) {
+                    time("package_index_cached", args.reps, || {
+                        packages::owners(&r).owner(b"/").map_or(0, |_| 1)
+                    });
+                }
                 let marker = root.join("var/lib/dpkg/info/bench-touch.list");
                 let _ = std::fs::write(&marker, b"/nonexistent/bench\n");
                 time("package_after_change", 1, || {
                     gen("dbus_service_files", &c).len()
                 });
                 let _ = std::fs::remove_file(&marker);
+                if let Ok(r) = Root::open(root) {
+                    time("package_index_rebuild", 1, || {
+                        packages::owners(&r).owner(b"/").map_or(0, |_| 1)
+                    });
+                }
             }
         }
         "procpass" => {
