@@ -10,6 +10,8 @@
 #   --growth   also measure cost growth: 1k/10k/30k processes, 500/2k/10k files
 #   --out DIR  keep the timing JSON and the summary there (default: a temp dir;
 #              an existing DIR is emptied of earlier results first)
+#   --baseline BIN  also time another osquery-dbus build (say the commit
+#              before an optimization) next to ours, as "base"
 #   --hyperfine  time with hyperfine (each command's runs back to back)
 #              instead of interleaved rounds (scripts/bench_run.py)
 #
@@ -21,15 +23,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-QUICK=0 RUNS=15 GROWTH=0 OUT="" HYPERFINE=0
+QUICK=0 RUNS=15 GROWTH=0 OUT="" HYPERFINE=0 BASE=""
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
     --runs) RUNS=$2; shift ;;
     --growth) GROWTH=1 ;;
     --hyperfine) HYPERFINE=1 ;;
+    --baseline) BASE=$2; shift ;;
     --out) OUT=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--runs N] [--growth] [--hyperfine] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--runs N] [--growth] [--hyperfine] [--baseline BIN] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -245,7 +248,11 @@ NOW=$(ls /proc | grep -c '^[0-9]')
 echo "processes: $NOW" >"$OUT/procs.txt"
 CHILD=$("$BIN" query --csv "SELECT pid FROM dbus_daemon_children LIMIT 1" | sed -n 2p)
 [[ -n $CHILD ]] || { echo "bench: no bus child found" >&2; exit 1; }
-hf children \
+BASE_CHILDREN=() BASE_FILES=()
+if [[ -n $BASE ]]; then
+  BASE_CHILDREN=(-n base "$BASE query 'SELECT * FROM dbus_daemon_children'")
+fi
+hf children "${BASE_CHILDREN[@]}" \
   -n floor "$FLOOR" \
   -n ours "$BIN query 'SELECT * FROM dbus_daemon_children'" \
   -n ours_pid "$BIN query 'SELECT * FROM dbus_daemon_children WHERE pid = $CHILD'" \
@@ -269,7 +276,10 @@ printf '%s\n' "${DIRS[@]}" >"$TMP/dirs"
 FIND="find ${DIRS[*]} -maxdepth 1 -printf '%p %U %G %m %s %A@ %T@ %C@\n'"
 STATQ="SELECT path, uid, gid, mode, size, atime, mtime, ctime FROM dbus_service_files"
 PARSEDQ="SELECT path, uid, gid, mode, size, atime, mtime, ctime, service_name, exec, exec_path, run_as_user, systemd_service, error FROM dbus_service_files"
-hf files \
+if [[ -n $BASE ]]; then
+  BASE_FILES=(-n base_stat "$BASE --root $ROOT query '$STATQ'" -n base_parsed "$BASE --root $ROOT query '$PARSEDQ'")
+fi
+hf files "${BASE_FILES[@]}" \
   -n find "$FIND" \
   -n ours_stat "$BIN --root $ROOT query '$STATQ'" \
   -n ours_parsed "$BIN --root $ROOT query '$PARSEDQ'" \
@@ -293,6 +303,12 @@ if [[ -x $PEER ]]; then
     --table dbus_service_files --context "$CTX" --reps 5 >"$OUT/thrift.json"
   "$PEER" tests/peer/fake_core.py bench --bin "$BIN" --workdir "$TMP/peer" --root "$TROOT" \
     --table dbus_service_files --context '{}' --reps 5 >"$OUT/thrift_allcols.json"
+  if [[ -n $BASE ]]; then
+    "$PEER" tests/peer/fake_core.py bench --bin "$BASE" --workdir "$TMP/peer" --root "$TROOT" \
+      --table dbus_service_files --context "$CTX" --reps 5 >"$OUT/thrift_base.json"
+    "$PEER" tests/peer/fake_core.py bench --bin "$BASE" --workdir "$TMP/peer" --root "$TROOT" \
+      --table dbus_service_files --context '{}' --reps 5 >"$OUT/thrift_allcols_base.json"
+  fi
 else
   echo "bench: no peer venv at $PEER (run cargo test once); Thrift workload skipped" >&2
 fi

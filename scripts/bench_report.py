@@ -41,6 +41,8 @@ if c:
     print(f"| children | ps -e -o pid,ppid,comm,args | {c['ps']:.1f} | ps/ours {c['ps']/c['ours']:.2f}x | ours >= 5x faster | {verdict(c['ps'] >= 5*c['ours'])} |")
     print(f"| children | ours pid = X | {c['ours_pid']:.1f} | full/pid {c['ours']/c['ours_pid']:.1f}x | >= 100x | {verdict(c['ours'] >= 100*c['ours_pid'])} |")
     print(f"| children | ours SELECT 1 (startup) | {c['select1']:.1f} | {c['select1']/f:.2f}x floor | | |")
+    if "base" in c:
+        print(f"| children | baseline build (full query) | {c['base']:.1f} | {c['base']/f:.2f}x floor | | |")
 fl = load("files")
 if fl:
     fd = fl["find"]
@@ -49,6 +51,9 @@ if fl:
     print(f"| files | ours parsed columns | {fl['ours_parsed']:.1f} | {fl['ours_parsed']/fd:.2f}x find | <= 3x | {verdict(fl['ours_parsed'] <= 3*fd)} |")
     print(f"| files | ours path, package (first query of a process) | {fl['ours_package']:.1f} | | < 500 ms | {verdict(fl['ours_package'] < 500)} |")
     print(f"| files | ours SELECT 1 (startup) | {fl['select1']:.1f} | | | |")
+    for k in ("base_stat", "base_parsed"):
+        if k in fl:
+            print(f"| files | baseline build, {k[5:]} columns | {fl[k]:.1f} | {fl[k]/fd:.2f}x find | | |")
 
 print("\n### In-process (benches/tables.rs), ms\n")
 print("| measure | median | min | max | rows | target | |")
@@ -83,7 +88,12 @@ print("|---|---:|")
 for l in lines("rss.txt"):
     print(f"| {l[0]} | {l[1] if len(l) > 1 else '?'} |")
 
-for name, label in (("thrift.json", "stat + parsed columns"), ("thrift_allcols.json", "all columns (no colsUsed)")):
+for name, label in (
+    ("thrift.json", "stat + parsed columns"),
+    ("thrift_allcols.json", "all columns (no colsUsed)"),
+    ("thrift_base.json", "baseline build, stat + parsed columns"),
+    ("thrift_allcols_base.json", "baseline build, all columns"),
+):
     path = os.path.join(out, name)
     if os.path.exists(path):
         with open(path) as f:
