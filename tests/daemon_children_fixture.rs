@@ -465,7 +465,10 @@ fn kernel_known_to_lack_children_files_takes_one_stat_pass() {
     std::fs::create_dir(proc.path().join("thread-self")).expect("thread-self");
     let rows = all_rows(proc.path(), root.path());
     check_full_scan(&rows);
-    assert_eq!(rows, found_late, "one stat pass and the late stat scan agree");
+    assert_eq!(
+        rows, found_late,
+        "one stat pass and the late stat scan agree"
+    );
 }
 
 #[test]
