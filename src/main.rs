@@ -146,8 +146,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 Format::Table
             };
-            let mut stdout = std::io::stdout().lock();
-            match output::write(&mut stdout, &result, format) {
+            // Buffered: Rust's stdout flushes every line, a write(2) per row.
+            let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+            let written = output::write(&mut stdout, &result, format).and_then(|()| stdout.flush());
+            match written {
                 // A reader that stops early (`| head`) is not an error.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.context("writing results")?,

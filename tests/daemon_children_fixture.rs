@@ -383,6 +383,22 @@ fn fixture_tree_without_children_files_falls_back_to_a_stat_scan() {
     check_full_scan(&all_rows(proc.path(), root.path()));
 }
 
+/// A proc tree whose `thread-self` shows no `children` file (a kernel
+/// without CONFIG_PROC_CHILDREN): the daemons and the parent map come from
+/// one pass over `stat`, and the rows are the same.
+#[test]
+fn kernel_known_to_lack_children_files_takes_one_stat_pass() {
+    let (proc, root) = fixture(false);
+    let found_late = all_rows(proc.path(), root.path());
+    std::fs::create_dir(proc.path().join("thread-self")).expect("thread-self");
+    let rows = all_rows(proc.path(), root.path());
+    check_full_scan(&rows);
+    assert_eq!(
+        rows, found_late,
+        "one stat pass and the late stat scan agree"
+    );
+}
+
 #[test]
 fn pid_pushdown_returns_exactly_what_a_full_scan_would() {
     let (proc, root) = fixture(true);

@@ -274,7 +274,9 @@ pub fn read_capped(
     cap: u64,
     shown: &Path,
 ) -> Result<(Vec<u8>, bool), FsError> {
-    let mut buf = Vec::new();
+    // Service and config files are a few hundred bytes: one read fills
+    // this and the next finds the end, where growing from empty took four.
+    let mut buf = Vec::with_capacity(usize::try_from(cap.min(8191) + 1).unwrap_or(8192));
     file.take(cap.saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(|source| FsError::Read {

@@ -133,6 +133,24 @@ pub fn parse_stat(bytes: &[u8]) -> Result<Stat, String> {
     })
 }
 
+/// The comm and ppid of `stat`, without allocating: for the pass over every
+/// process. Accepts exactly what [`parse_stat`] accepts (starttime included),
+/// so the two never disagree about which processes exist.
+pub fn parse_stat_brief(bytes: &[u8]) -> Option<(&[u8], u32)> {
+    let open = bytes.iter().position(|&b| b == b'(')?;
+    let close = bytes
+        .iter()
+        .rposition(|&b| b == b')')
+        .filter(|&c| c > open)?;
+    let rest = std::str::from_utf8(&bytes[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    // starttime is field 22; the state was field 3 and ppid field 4.
+    fields.nth(22 - 5)?.parse::<u64>().ok()?;
+    Some((&bytes[open + 1..close], ppid))
+}
+
 /// Real and effective ids from `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ids {
@@ -285,6 +303,126 @@ impl Proc {
             .collect();
         pids.sort_unstable();
         Ok(pids)
+    }
+
+    /// Calls `f(pid, contents)` for every process with its `file` (`comm`,
+    /// `stat`: a small kernel file), in directory order: the cheap pass that
+    /// finds bus daemons on a host of thousands of processes.
+    ///
+    /// It costs what the comm floor costs: one listing, then per pid an
+    /// `openat` relative to the open proc directory, one `read` into a
+    /// reused buffer and a `close`, with no allocation. On a real procfs
+    /// (checked once with `fstatfs`) the file type check of [`read_capped`]
+    /// is skipped, as every entry is a kernel file; elsewhere (a fixture
+    /// tree) each file is checked and read as [`read_capped`] does.
+    pub fn for_each_small(
+        &self,
+        file: &'static str,
+        mut f: impl FnMut(u32, Result<&[u8], ProcError>),
+    ) -> Result<(), ProcError> {
+        use rustix::fs::{fstat, fstatfs, openat, Dir, FileType, Mode, PROC_SUPER_MAGIC};
+        let dir_err = |e: rustix::io::Errno| ProcError::Dir {
+            path: self.dir.clone(),
+            source: e.into(),
+        };
+        let dir = openat(
+            rustix::fs::CWD,
+            &self.dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(dir_err)?;
+        let procfs = fstatfs(&dir).is_ok_and(|s| s.f_type == PROC_SUPER_MAGIC);
+        let entries = Dir::read_from(&dir).map_err(dir_err)?;
+        let mut path: Vec<u8> = Vec::with_capacity(32);
+        let mut buf: Vec<u8> = vec![0; 4096];
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let Some(pid) = std::str::from_utf8(entry.file_name().to_bytes())
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            path.clear();
+            path.extend_from_slice(entry.file_name().to_bytes());
+            path.push(b'/');
+            path.extend_from_slice(file.as_bytes());
+            let fd = match openat(
+                &dir,
+                path.as_slice(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    f(pid, Err(classify(pid, file, e.into())));
+                    continue;
+                }
+            };
+            if !procfs {
+                match fstat(&fd) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+                    Ok(_) => {
+                        let e = std::io::Error::new(ErrorKind::InvalidInput, "not a regular file");
+                        f(
+                            pid,
+                            Err(ProcError::Io {
+                                pid,
+                                file,
+                                source: e,
+                            }),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        f(pid, Err(classify(pid, file, e.into())));
+                        continue;
+                    }
+                }
+            }
+            // procfs answers a small file in one read; read on while the
+            // buffer fills, up to the cap.
+            let mut len = 0;
+            let result = loop {
+                if len == buf.len() {
+                    if len as u64 >= SMALL_CAP {
+                        break Ok(());
+                    }
+                    buf.resize(len * 2, 0);
+                }
+                match rustix::io::read(&fd, &mut buf[len..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        len += n;
+                        if procfs && len < buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            match result {
+                Ok(()) => f(pid, Ok(&buf[..len.min(SMALL_CAP as usize)])),
+                Err(e) => f(pid, Err(classify(pid, file, e.into()))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this proc dir is known to lack `task/<tid>/children` (a
+    /// kernel built without `CONFIG_PROC_CHILDREN`), judged by its
+    /// `thread-self`: `Some(true)` lacks them, `Some(false)` has them,
+    /// `None` cannot tell (a fixture tree, or a proc that does not show us).
+    pub fn lacks_children_files(&self) -> Option<bool> {
+        let thread = self.dir.join("thread-self");
+        std::fs::metadata(&thread).ok()?;
+        match std::fs::symlink_metadata(thread.join("children")) {
+            Ok(_) => Some(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => Some(true),
+            Err(_) => None,
+        }
     }
 
     fn read(&self, pid: u32, file: &'static str, cap: u64) -> Result<Vec<u8>, ProcError> {
@@ -505,6 +643,7 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn stat_line(comm: &[u8], ppid: u32, start: u64) -> Vec<u8> {
         let mut v = b"1234 (".to_vec();
@@ -551,6 +690,69 @@ mod tests {
         ] {
             assert!(parse_stat(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn brief_stat_agrees_with_the_full_parser() {
+        let mut cases = vec![
+            stat_line(b"a) b (c", 77, 4242),
+            stat_line(b"x\ny)", 5, 9),
+            stat_line(b"", 6, 1),
+        ];
+        for bad in [
+            &b""[..],
+            b"1234",
+            b"1234 (x",
+            b") (",
+            b"1 (x) S",
+            b"1 (x) S notanumber",
+            b"1 (x) S 1 2 3",
+            b"\xff\xfe(\xff) \xff",
+        ] {
+            cases.push(bad.to_vec());
+        }
+        for case in cases {
+            let full = parse_stat(&case).ok();
+            let brief = parse_stat_brief(&case);
+            assert_eq!(full.is_some(), brief.is_some(), "{case:?}");
+            if let (Some(full), Some((comm, ppid))) = (full, brief) {
+                assert_eq!(String::from_utf8_lossy(comm), full.comm);
+                assert_eq!(ppid, full.ppid);
+            }
+        }
+    }
+
+    #[test]
+    fn pass_over_a_fixture_tree_reads_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for (pid, comm) in [(1u32, "init"), (42, "dbus-daemon")] {
+            let p = dir.path().join(pid.to_string());
+            std::fs::create_dir(&p).unwrap();
+            std::fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("7/comm")).unwrap(); // not a file
+        std::fs::create_dir(dir.path().join("8")).unwrap(); // no comm: vanished
+        std::fs::create_dir(dir.path().join("self")).unwrap();
+        let proc = Proc::new(dir.path());
+        let mut seen = Vec::new();
+        proc.for_each_small("comm", |pid, r| {
+            seen.push((pid, r.map(|b| b.to_vec()).map_err(|e| e.is_vanished())))
+        })
+        .unwrap();
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![
+                (1, Ok(b"init\n".to_vec())),
+                (7, Err(false)),
+                (8, Err(true)),
+                (42, Ok(b"dbus-daemon\n".to_vec())),
+            ]
+        );
+        assert_eq!(proc.lacks_children_files(), None);
+        assert!(Proc::new(dir.path().join("none"))
+            .for_each_small("comm", |_, _| {})
+            .is_err());
     }
 
     #[test]
@@ -631,6 +833,24 @@ mod tests {
         assert!(proc.children(me).is_ok());
         assert!(proc.boot_time().unwrap() > 1_000_000_000);
         assert!(proc.stat(u32::MAX).unwrap_err().is_vanished());
+        let mut comms = HashMap::new();
+        proc.for_each_small("comm", |pid, r| {
+            if let Ok(b) = r {
+                comms.insert(pid, b.to_vec());
+            }
+        })
+        .unwrap();
+        let mine = proc.comm(me).unwrap();
+        assert_eq!(comms.get(&me), Some(&format!("{mine}\n").into_bytes()));
+        let mut ppids = HashMap::new();
+        proc.for_each_small("stat", |pid, r| {
+            if let Some((_, ppid)) = r.ok().and_then(parse_stat_brief) {
+                ppids.insert(pid, ppid);
+            }
+        })
+        .unwrap();
+        assert_eq!(ppids.get(&me), Some(&st.ppid));
+        assert!(proc.lacks_children_files().is_some());
     }
 
     /// Found while hardening: `read_capped` opened its path (O_NONBLOCK)

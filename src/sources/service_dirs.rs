@@ -355,6 +355,22 @@ pub struct Discovered {
     /// root, with the reason (a config including a missing file is named
     /// here too).
     pub config_errors: Vec<(PathBuf, String)>,
+    /// Whether each of `dirs` was found absent (ENOENT) while discovering,
+    /// so [`visit`] need not walk its path again; most per-user directories
+    /// do not exist, and on a host of hundreds of accounts the second walk
+    /// was a third of the scan.
+    pub absent: Vec<bool>,
+}
+
+impl Discovered {
+    /// The directories worth opening: all but those found absent.
+    pub fn present(&self) -> impl Iterator<Item = &ServiceDir> {
+        self.dirs
+            .iter()
+            .zip(self.absent.iter().copied().chain(std::iter::repeat(false)))
+            .filter(|(_, absent)| !absent)
+            .map(|(d, _)| d)
+    }
 }
 
 /// Every directory to search under `root`, in the order described in the
@@ -375,25 +391,34 @@ pub fn discover(root: &Root) -> Discovered {
     }
     dirs.extend(package_system_dirs());
     let config_errors = add_config_dirs(root, &mut dirs);
-    merge_roles(root, &mut dirs);
+    let absent = merge_roles(root, &mut dirs);
     Discovered {
         dirs,
         config_errors,
+        absent,
     }
 }
 
 /// Gives the first entry of each directory (by device and inode, so any
 /// spelling counts) the roles of later entries for it, which [`visit`]
 /// will skip. Only whole directories are merged; a single config file is
-/// classified by its own entry.
-fn merge_roles(root: &Root, dirs: &mut [ServiceDir]) {
+/// classified by its own entry. Returns which directories the probe found
+/// absent.
+fn merge_roles(root: &Root, dirs: &mut [ServiceDir]) -> Vec<bool> {
     let mut first: HashMap<((u32, u32), u64), usize> = HashMap::new();
+    let mut absent = vec![false; dirs.len()];
     for i in 0..dirs.len() {
         if dirs[i].only.is_some() {
             continue;
         }
-        let Ok(fd) = root.open_path(&dirs[i].path) else {
-            continue;
+        let fd = match root.open_path(&dirs[i].path) {
+            Ok(fd) => fd,
+            // ENOENT only: [`open`] would find it absent too and skip it.
+            // Other failures are [`visit`]'s to report.
+            Err(e) => {
+                absent[i] = e.errno() == Some(rustix::io::Errno::NOENT);
+                continue;
+            }
         };
         let Ok(m) = stat::stat_fd(&fd, dirs[i].path.clone()) else {
             continue;
@@ -413,6 +438,7 @@ fn merge_roles(root: &Root, dirs: &mut [ServiceDir]) {
             }
         }
     }
+    absent
 }
 
 /// Follows the bus configs from the standard config files and policy
@@ -644,9 +670,9 @@ fn classify_open_failure(
 /// listed in full covers a later single config file in it; a single file
 /// listed first is left out of a later full listing. Failures go to `f`
 /// too.
-pub fn visit(
+pub fn visit<'d>(
     root: &Root,
-    dirs: &[ServiceDir],
+    dirs: impl IntoIterator<Item = &'d ServiceDir>,
     mut f: impl FnMut(&ServiceDir, Result<&OpenDir, &DirError>),
 ) {
     type Id = ((u32, u32), u64);

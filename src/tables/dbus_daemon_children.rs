@@ -4,8 +4,10 @@
 //!
 //! Cost matters because this runs on every host of a fleet: one pass over
 //! `/proc/*/comm` finds the bus daemons, `task/*/children` gives their
-//! children (a stat scan of every process only where the kernel lacks those
-//! files), and full details are read only for rows returned. `pid =` / `IN`
+//! children, and full details are read only for rows returned. Where the
+//! kernel is known to lack those files, the one pass reads `/proc/*/stat`
+//! instead (comm and parent together); where that is only found out late (a
+//! fixture tree), a second, equally lean pass over `stat` fills the gap. `pid =` / `IN`
 //! visits only the pids asked for, walking up their parents, and emits them
 //! only if a full scan would. Parsing lives in `sources::proc`,
 //! `sources::bus_daemon` and `sources::service_file`; the rule in `verdict`.
@@ -224,12 +226,6 @@ impl<'a> Scan<'a> {
         })
     }
 
-    /// `comm` from a stat already read, so a caller that primed the scan
-    /// with [`Scan::prime`] pays nothing more per process.
-    fn cached_comm(&self, pid: u32) -> Option<String> {
-        self.stats.get(&pid)?.as_ref().map(|s| s.comm.clone())
-    }
-
     /// Reads the stat of every process once and indexes them by parent,
     /// for a caller that needs the whole tree anyway.
     pub(crate) fn prime(&mut self) -> Vec<u32> {
@@ -266,7 +262,22 @@ impl<'a> Scan<'a> {
 
     fn children_by_scan(&mut self, pid: u32) -> Vec<u32> {
         if self.by_parent.is_none() {
-            self.prime();
+            let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
+            let listed = self.proc.for_each_small("stat", |p, bytes| match bytes {
+                Ok(bytes) => {
+                    if let Some((_, ppid)) = proc::parse_stat_brief(bytes) {
+                        map.entry(ppid).or_default().push(p);
+                    }
+                }
+                Err(e) => skip_quietly(p, &e),
+            });
+            if let Err(e) = listed {
+                log::debug!("dbus_daemon_children: {e}");
+            }
+            for kids in map.values_mut() {
+                kids.sort_unstable();
+            }
+            self.by_parent = Some(map);
         }
         self.by_parent
             .as_ref()
@@ -274,29 +285,67 @@ impl<'a> Scan<'a> {
             .unwrap_or_default()
     }
 
+    /// The bus daemons: every process whose comm names one, from one cheap
+    /// pass over `/proc`. Where the kernel is known to lack
+    /// `task/*/children`, that pass reads `stat` instead of `comm`, which
+    /// holds both the comm and the parent, and builds the children map in
+    /// the same pass: one pass, not a comm pass and then a stat scan.
+    fn daemons(&mut self) -> Vec<u32> {
+        let mut frontier = Vec::new();
+        let is_daemon =
+            |comm: &[u8]| bus_daemon::daemon_kind(&String::from_utf8_lossy(comm)).is_some();
+        let listed = if self.proc.lacks_children_files() == Some(true) {
+            let mut by_parent: HashMap<u32, Vec<u32>> = HashMap::new();
+            let listed = self.proc.for_each_small("stat", |pid, bytes| match bytes {
+                Ok(bytes) => {
+                    if let Some((comm, ppid)) = proc::parse_stat_brief(bytes) {
+                        by_parent.entry(ppid).or_default().push(pid);
+                        if is_daemon(comm) {
+                            frontier.push(pid);
+                        }
+                    }
+                }
+                Err(e) => skip_quietly(pid, &e),
+            });
+            for kids in by_parent.values_mut() {
+                kids.sort_unstable();
+            }
+            self.by_parent = Some(by_parent);
+            listed
+        } else {
+            let mut no_comm = Vec::new();
+            let listed = self.proc.for_each_small("comm", |pid, bytes| match bytes {
+                Ok(bytes) => {
+                    if is_daemon(bytes.strip_suffix(b"\n").unwrap_or(bytes)) {
+                        frontier.push(pid);
+                    }
+                }
+                // No comm file (some fixtures): fall back to stat's copy.
+                Err(e) if !e.is_vanished() => no_comm.push(pid),
+                Err(_) => {}
+            });
+            for pid in no_comm {
+                if self
+                    .comm(pid)
+                    .is_some_and(|c| bus_daemon::daemon_kind(&c).is_some())
+                {
+                    frontier.push(pid);
+                }
+            }
+            listed
+        };
+        if let Err(e) = listed {
+            log::warn!("dbus_daemon_children: {e}");
+            return Vec::new();
+        }
+        frontier.sort_unstable();
+        frontier
+    }
+
     /// Every process within [`MAX_DEPTH`] hops below a bus daemon, passing
     /// only through bus machinery. `origin` decides which are rows.
     pub(crate) fn candidates(&mut self) -> Vec<u32> {
-        let pids = match self.proc.pids() {
-            Ok(p) => p,
-            Err(e) => {
-                log::warn!("dbus_daemon_children: {e}");
-                return Vec::new();
-            }
-        };
-        let mut frontier: Vec<u32> = pids
-            .into_iter()
-            .filter(
-                |&p| match self.cached_comm(p).map_or_else(|| self.proc.comm(p), Ok) {
-                    Ok(c) => bus_daemon::daemon_kind(&c).is_some(),
-                    // No comm file (some fixtures): fall back to stat's copy.
-                    Err(e) if !e.is_vanished() => self
-                        .comm(p)
-                        .is_some_and(|c| bus_daemon::daemon_kind(&c).is_some()),
-                    Err(_) => false,
-                },
-            )
-            .collect();
+        let mut frontier = self.daemons();
         let mut found = BTreeSet::new();
         for _ in 0..MAX_DEPTH {
             let mut next = Vec::new();

@@ -106,9 +106,27 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let want_dirs = wanted(ctx, "directory");
     let want_paths = wanted(ctx, "path");
     let mut rows = Vec::new();
-    // Every directory is opened, even under a constraint, so that one
-    // reached through a duplicate path is dropped exactly as in a full scan.
-    service_dirs::visit(&root, &found.dirs, |dir, opened| {
+    // Every directory up to the last one a constraint can reach is opened,
+    // so that one reached through a duplicate path is dropped exactly as in
+    // a full scan (the first path wins: later ones cannot change that).
+    // Directories discovery found absent are not walked again.
+    let reachable = |dir: &ServiceDir| {
+        want_dirs.as_ref().is_none_or(|w| w.contains(&dir.path))
+            && want_paths
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|p| p.starts_with(&dir.path)))
+    };
+    let last = found
+        .present()
+        .enumerate()
+        .filter(|(_, d)| reachable(d))
+        .last();
+    let take = if want_dirs.is_none() && want_paths.is_none() {
+        usize::MAX
+    } else {
+        last.map_or(0, |(i, _)| i + 1)
+    };
+    service_dirs::visit(&root, found.present().take(take), |dir, opened| {
         if let Some(w) = &want_dirs {
             if !w.contains(&dir.path) {
                 return;

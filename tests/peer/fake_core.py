@@ -655,6 +655,72 @@ def scenario_hold(a):
     return None
 
 
+def rss_kib(pid, field="VmRSS"):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def scenario_bench(a):
+    """For scripts/bench.sh (issue 13): registration latency, resident
+    memory idle and during `--reps` generates of `--table`, and rows/s."""
+    core_sock = os.path.join(a.workdir, "core.sock")
+    core = FakeCore(core_sock)
+    args = ["--socket", core_sock, "--root", a.root, "--interval", "1", "--timeout", "3"]
+    if a.proc:
+        args += ["--proc", a.proc]
+    t0 = time.monotonic()
+    proc = start_extension(a.bin, args, a.workdir)
+    try:
+        wait_for(core.registered.is_set, 8.0)
+        registered = time.monotonic() - t0
+        wait_serving(core, proc)
+        time.sleep(1.0)
+        idle = rss_kib(proc.pid)
+        peak_sampled = [0]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak_sampled[0] = max(peak_sampled[0], rss_kib(proc.pid) or 0)
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        times, rows = [], 0
+        for _ in range(a.reps):
+            t = time.monotonic()
+            obs = call(
+                ext_socket(core_sock), "table", a.table,
+                {"action": "generate", "context": a.context}, timeout=40.0,
+            )
+            times.append(time.monotonic() - t)
+            rows = len(obs.get("response") or [])
+        done.set()
+        sampler.join()
+        times.sort()
+        med = times[len(times) // 2]
+        return {
+            "registration_s": registered,
+            "rss_idle_kib": idle,
+            "rss_query_sampled_kib": peak_sampled[0],
+            "rss_hwm_kib": rss_kib(proc.pid, "VmHWM"),
+            "rows": rows,
+            "generate_median_s": med,
+            "generate_all_s": times,
+            "rows_per_s": rows / med if med > 0 else None,
+        }
+    finally:
+        proc.kill()
+        proc.wait()
+        core.die()
+
+
 SCENARIOS = {
     "main": scenario_main,
     "sigterm": scenario_sigterm,
@@ -665,6 +731,7 @@ SCENARIOS = {
     "deregistered": scenario_deregistered,
     "generate": scenario_generate,
     "hold": scenario_hold,
+    "bench": scenario_bench,
 }
 
 
@@ -677,6 +744,7 @@ def main():
     p.add_argument("--proc", default=None)
     p.add_argument("--table", default="dbus_service_files")
     p.add_argument("--context", default="{}")
+    p.add_argument("--reps", type=int, default=5)
     a = p.parse_args()
     # Never outlive a stuck run (the Rust side has no timeout of its own);
     # raising, not dying, lets each scenario's `finally` kill the extension.

@@ -107,15 +107,17 @@ impl Handler {
         let settings = &self.registry.settings;
         let rows = catch_unwind(AssertUnwindSafe(|| table.generate(settings, ctx)))
             .map_err(|_| format!("table {} failed while generating rows", table.spec.name))?;
+        // Consumed row by row, so each table row is freed as its string map
+        // is built: the peak is one copy of the result, not two.
         Ok(rows
-            .iter()
-            .map(|row| {
+            .into_iter()
+            .map(|mut row| {
                 table
                     .spec
                     .columns
                     .iter()
                     .filter_map(|c| {
-                        let value = row.get(&c.name)?.to_osquery_string()?;
+                        let value = row.take(&c.name)?.into_osquery_string()?;
                         Some((c.name.clone(), value))
                     })
                     .collect::<BTreeMap<String, String>>()

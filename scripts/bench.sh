@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# Benchmarks for issue 13: sets up each workload in a temp dir, runs ours,
+# the peers (`ps`, `find -printf`) and the floor (benches/comm_floor.rs) side
+# by side in interleaved rounds (or hyperfine), and prints medians and ratios.
+#
+#   scripts/bench.sh [--quick] [--runs N] [--growth] [--out DIR]
+#
+#   --quick    tiny workloads, 3 runs: a smoke test of the harness (< 60 s)
+#   --runs N   hyperfine runs per command (default 15)
+#   --growth   also measure cost growth: 1k/10k/30k processes, 500/2k/10k files
+#   --out DIR  keep the timing JSON and the summary there (default: a temp dir;
+#              an existing DIR is emptied of earlier results first)
+#   --baseline BIN  also time another osquery-dbus build (say the commit
+#              before an optimization) next to ours, as "base"
+#   --hyperfine  time with hyperfine (each command's runs back to back)
+#              instead of interleaved rounds (scripts/bench_run.py)
+#
+# Needs: cargo, cc, hyperfine, dbus-daemon, dbus-send, /usr/bin/time, ps, find,
+# and for the Thrift workload the peer venv the tests build (target/peer-venv).
+# Everything it starts (sleeping processes, a private bus and what the bus
+# activated, the extension) is killed by pid on exit, failure included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+QUICK=0 RUNS=15 GROWTH=0 OUT="" HYPERFINE=0 BASE=""
+while (($#)); do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --runs) RUNS=$2; shift ;;
+    --growth) GROWTH=1 ;;
+    --hyperfine) HYPERFINE=1 ;;
+    --baseline) BASE=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--runs N] [--growth] [--hyperfine] [--baseline BIN] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if ((QUICK)); then
+  RUNS=3 NPROC=200 NFILES=100 NHOMES=25 NPKGS=100 NROWS=500
+else
+  NPROC=10000 NFILES=2000 NHOMES=500 NPKGS=2000 NROWS=10000
+fi
+
+for tool in cc dbus-daemon dbus-send ps find python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 2; }
+done
+((HYPERFINE)) && ! command -v hyperfine >/dev/null && { echo "bench: hyperfine not found" >&2; exit 2; }
+[[ -x /usr/bin/time ]] || { echo "bench: /usr/bin/time not found (apt-get install time)" >&2; exit 2; }
+
+TMP=$(mktemp -d /tmp/osquery-dbus-bench.XXXXXX)
+OUT=${OUT:-$TMP/out}
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/summary.md
+SLEEPERS_PID="" BUS_PID="" SEQ=0
+
+# --- cleanup: every process we started, by pid ------------------------------
+descendants() { # pid → every descendant pid, deepest last
+  ps -e -o pid=,ppid= | awk -v root="$1" '
+    { parent[$1] = $2 }
+    END {
+      for (p in parent) {
+        cur = p
+        for (d = 0; d < 64 && cur > 1; d++) {
+          if (parent[cur] == root) { print p; break }
+          cur = parent[cur]
+        }
+      }
+    }'
+}
+stop_sleepers() {
+  if [[ -n $SLEEPERS_PID ]]; then
+    exec 9>&- 2>/dev/null || true          # closing stdin makes it reap its children
+    kill "$SLEEPERS_PID" 2>/dev/null || true
+    wait "$SLEEPERS_PID" 2>/dev/null || true
+    SLEEPERS_PID=""
+  fi
+}
+stop_bus() {
+  if [[ -n $BUS_PID ]]; then
+    local kids
+    kids=$(descendants "$BUS_PID" || true)
+    [[ -n $kids ]] && kill -KILL $kids 2>/dev/null || true
+    kill "$BUS_PID" 2>/dev/null || true
+    wait "$BUS_PID" 2>/dev/null || true
+    for _ in 1 2 3 4 5; do
+      kids=$(descendants "$BUS_PID" || true)
+      [[ -z $kids ]] && break
+      kill -KILL $kids 2>/dev/null || true
+      sleep 0.1
+    done
+    BUS_PID=""
+  fi
+}
+cleanup() {
+  stop_sleepers
+  stop_bus
+  [[ $OUT == "$TMP"/* ]] && echo "bench: results were in $OUT (removed)" >&2
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# --- build -------------------------------------------------------------------
+echo "== build (release)" >&2
+cargo build --release --quiet
+BIN=$REPO/target/release/osquery-dbus
+bench_bin() { # name → path of the built bench binary
+  cargo bench --no-run --message-format=json --bench "$1" 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$1" | tail -1
+}
+FLOOR=$(bench_bin comm_floor)
+TABLES=$(bench_bin tables)
+cc -O2 -o "$TMP/sleepers" benches/sleepers.c
+
+# --- workloads ---------------------------------------------------------------
+start_sleepers() { # n
+  stop_sleepers
+  SEQ=$((SEQ + 1))
+  local hold=$TMP/hold.$SEQ ready=$TMP/ready.$SEQ
+  mkfifo "$hold"
+  "$TMP/sleepers" "$1" <"$hold" >"$ready" &
+  SLEEPERS_PID=$!
+  exec 9>"$hold"
+  for _ in $(seq 600); do
+    grep -q ready "$ready" 2>/dev/null && return 0
+    kill -0 "$SLEEPERS_PID" 2>/dev/null || { echo "bench: sleepers failed" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "bench: sleepers not ready" >&2
+  exit 1
+}
+
+start_bus() { # a private bus with 4 activated children (babysitter + sleep)
+  local d=$TMP/bus
+  mkdir -p "$d/services"
+  cat >"$d/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>custom</type>
+  <listen>unix:path=$d/bus.sock</listen>
+  <servicedir>$d/services</servicedir>
+  <auth>EXTERNAL</auth>
+  <limit name="service_start_timeout">600000</limit>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+    <allow user="*"/>
+  </policy>
+</busconfig>
+EOF
+  for i in 1 2 3 4; do
+    printf '[D-BUS Service]\nName=org.bench.S%s\nExec=/bin/sleep 86400 %s\n' "$i" "$i" \
+      >"$d/services/org.bench.S$i.service"
+  done
+  dbus-daemon --config-file="$d/bus.conf" --nofork --print-address=1 >"$d/address" 2>/dev/null &
+  BUS_PID=$!
+  for _ in $(seq 50); do [[ -s $d/address ]] && break; sleep 0.1; done
+  local addr
+  addr=$(head -1 "$d/address")
+  for i in 1 2 3 4; do
+    # The service never claims its name; the call times out later, the
+    # activated process stays. dbus-send is a child of this shell, not the bus.
+    timeout 5 dbus-send --bus="$addr" --print-reply --reply-timeout=100 \
+      --dest="org.bench.S$i" / org.freedesktop.DBus.Peer.Ping >/dev/null 2>&1 || true
+  done
+  for _ in $(seq 50); do
+    (($(descendants "$BUS_PID" | wc -l) >= 8)) && return 0
+    sleep 0.1
+  done
+  echo "bench: bus children did not start" >&2
+  exit 1
+}
+
+make_root() { # dir files homes packages: passwd, homes, service files, dpkg db
+  python3 - "$@" <<'EOF'
+import os, sys
+root, nfiles, nhomes, npkgs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def w(p, text):
+    p = os.path.join(root, p.lstrip("/"))
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "w") as f:
+        f.write(text)
+passwd = ["root:x:0:0:root:/root:/bin/bash"]
+for u in range(nhomes):
+    passwd.append(f"user{u}:x:{10000+u}:{10000+u}::/home/user{u}:/bin/bash")
+w("/etc/passwd", "\n".join(passwd) + "\n")
+w("/etc/group", "root:x:0:\n" + "".join(f"user{u}:x:{10000+u}:\n" for u in range(nhomes)))
+# A quarter in the system dirs (package-owned), the rest spread over homes.
+system = nfiles // 4
+owned = []
+for i in range(nfiles):
+    name = f"org.bench.Svc{i}"
+    body = f"[D-BUS Service]\nName={name}\nExec=/usr/libexec/bench-svc{i} --arg {i}\n"
+    if i < system:
+        path = f"/usr/share/dbus-1/services/{name}.service"
+        owned.append(path)
+    else:
+        path = f"/home/user{i % nhomes}/.local/share/dbus-1/services/{name}.service"
+    w(path, body)
+status = []
+for p in range(npkgs):
+    pkg = f"bench-pkg{p}"
+    status.append(f"Package: {pkg}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.{p}\n")
+    files = [f"/usr/share/doc/{pkg}", f"/usr/share/doc/{pkg}/copyright", f"/usr/lib/{pkg}/lib{p}.so"]
+    files += owned[p::npkgs]
+    w(f"/var/lib/dpkg/info/{pkg}.list", "\n".join(["/.", "/usr", "/usr/share", "/usr/share/doc"] + files) + "\n")
+w("/var/lib/dpkg/status", "\n".join(status))
+EOF
+}
+
+# --- measuring -----------------------------------------------------------------
+# hf NAME -n label cmd -n label cmd ...: results in $OUT/NAME.json.
+# Interleaved rounds (scripts/bench_run.py) by default, since the load of
+# this shared machine swings within a minute; --hyperfine runs hyperfine,
+# which times each command's repetitions back to back.
+hf() {
+  local name=$1; shift
+  echo "== $name (load $(load))" >&2
+  if ((HYPERFINE)); then
+    hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$OUT/$name.json" "$@" >/dev/null
+  else
+    python3 "$REPO/scripts/bench_run.py" --warmup 2 --runs "$RUNS" --export-json "$OUT/$name.json" "$@"
+  fi
+  echo "$name $(load)" >>"$OUT/load.txt"
+}
+rss() { # label cmd… → peak RSS in KiB, appended to $OUT/rss.txt
+  local label=$1; shift
+  /usr/bin/time -f "%M" -o "$TMP/rss" "$@" >/dev/null 2>&1 || true
+  echo "$label $(tail -1 "$TMP/rss")" >>"$OUT/rss.txt"
+}
+
+echo "load at start: $(load)" >&2
+echo "start $(load)" >>"$OUT/load.txt"
+
+# 1. dbus_daemon_children over NPROC processes plus a real bus.
+start_bus
+start_sleepers "$NPROC"
+NOW=$(ls /proc | grep -c '^[0-9]')
+echo "processes: $NOW" >"$OUT/procs.txt"
+CHILD=$("$BIN" query --csv "SELECT pid FROM dbus_daemon_children LIMIT 1" | sed -n 2p)
+[[ -n $CHILD ]] || { echo "bench: no bus child found" >&2; exit 1; }
+BASE_CHILDREN=() BASE_FILES=()
+if [[ -n $BASE ]]; then
+  BASE_CHILDREN=(-n base "$BASE query 'SELECT * FROM dbus_daemon_children'")
+fi
+hf children "${BASE_CHILDREN[@]}" \
+  -n floor "$FLOOR" \
+  -n ours "$BIN query 'SELECT * FROM dbus_daemon_children'" \
+  -n ours_pid "$BIN query 'SELECT * FROM dbus_daemon_children WHERE pid = $CHILD'" \
+  -n select1 "$BIN query 'SELECT 1'" \
+  -n ps "ps -e -o pid,ppid,comm,args"
+rss children.floor "$FLOOR"
+rss children.ours "$BIN" query "SELECT * FROM dbus_daemon_children"
+rss children.ps ps -e -o pid,ppid,comm,args
+rss select1 "$BIN" query "SELECT 1"
+"$TABLES" children --reps "$RUNS" >"$OUT/tables_children.txt"
+"$TABLES" procpass --reps "$RUNS" >>"$OUT/tables_children.txt"
+
+# 2. dbus_service_files over NFILES files in NHOMES homes; 3. packages.
+ROOT=$TMP/root
+make_root "$ROOT" "$NFILES" "$NHOMES" "$NPKGS"
+# The same directories for find: every directory the table listed.
+mapfile -t DIRS < <("$BIN" --root "$ROOT" query --csv \
+  "SELECT DISTINCT directory FROM dbus_service_files WHERE directory IS NOT NULL" |
+  tail -n +2 | while read -r d; do [[ -d $ROOT$d ]] && echo "$ROOT$d"; done | sort -u)
+printf '%s\n' "${DIRS[@]}" >"$TMP/dirs"
+FIND="find ${DIRS[*]} -maxdepth 1 -printf '%p %U %G %m %s %A@ %T@ %C@\n'"
+STATQ="SELECT path, uid, gid, mode, size, atime, mtime, ctime FROM dbus_service_files"
+PARSEDQ="SELECT path, uid, gid, mode, size, atime, mtime, ctime, service_name, exec, exec_path, run_as_user, systemd_service, error FROM dbus_service_files"
+if [[ -n $BASE ]]; then
+  BASE_FILES=(-n base_stat "$BASE --root $ROOT query '$STATQ'" -n base_parsed "$BASE --root $ROOT query '$PARSEDQ'")
+fi
+hf files "${BASE_FILES[@]}" \
+  -n find "$FIND" \
+  -n ours_stat "$BIN --root $ROOT query '$STATQ'" \
+  -n ours_parsed "$BIN --root $ROOT query '$PARSEDQ'" \
+  -n ours_package "$BIN --root $ROOT query 'SELECT path, package FROM dbus_service_files'" \
+  -n select1 "$BIN query 'SELECT 1'"
+rss files.find sh -c "$FIND"
+rss files.ours_stat "$BIN" --root "$ROOT" query "$STATQ"
+rss files.ours_parsed "$BIN" --root "$ROOT" query "$PARSEDQ"
+"$TABLES" files --root "$ROOT" --reps "$RUNS" >"$OUT/tables_files.txt"
+"$TABLES" packages --root "$ROOT" --reps "$RUNS" >"$OUT/tables_packages.txt"
+find "$ROOT" -name '*.service' | wc -l >"$OUT/files.txt"
+
+# 4. The Thrift path: NROWS rows generated for the Python peer.
+PEER=$REPO/target/peer-venv/bin/python
+if [[ -x $PEER ]]; then
+  TROOT=$TMP/root-thrift
+  make_root "$TROOT" "$NROWS" "$NHOMES" 0
+  mkdir -p "$TMP/peer"
+  CTX='{"constraints":[],"colsUsed":["path","uid","gid","mode","size","atime","mtime","ctime","service_name","exec"]}'
+  "$PEER" tests/peer/fake_core.py bench --bin "$BIN" --workdir "$TMP/peer" --root "$TROOT" \
+    --table dbus_service_files --context "$CTX" --reps 5 >"$OUT/thrift.json"
+  "$PEER" tests/peer/fake_core.py bench --bin "$BIN" --workdir "$TMP/peer" --root "$TROOT" \
+    --table dbus_service_files --context '{}' --reps 5 >"$OUT/thrift_allcols.json"
+  if [[ -n $BASE ]]; then
+    "$PEER" tests/peer/fake_core.py bench --bin "$BASE" --workdir "$TMP/peer" --root "$TROOT" \
+      --table dbus_service_files --context "$CTX" --reps 5 >"$OUT/thrift_base.json"
+    "$PEER" tests/peer/fake_core.py bench --bin "$BASE" --workdir "$TMP/peer" --root "$TROOT" \
+      --table dbus_service_files --context '{}' --reps 5 >"$OUT/thrift_allcols_base.json"
+  fi
+else
+  echo "bench: no peer venv at $PEER (run cargo test once); Thrift workload skipped" >&2
+fi
+
+# 6. Growth.
+if ((GROWTH)); then
+  for n in 1000 10000 30000; do
+    start_sleepers "$n"
+    hf "growth_children_$n" -n floor "$FLOOR" -n ours "$BIN query 'SELECT * FROM dbus_daemon_children'"
+    echo "growth_children_$n $(ls /proc | grep -c '^[0-9]')" >>"$OUT/procs.txt"
+  done
+  stop_sleepers
+  for n in 500 2000 10000; do
+    R=$TMP/growth-$n
+    make_root "$R" "$n" 500 0
+    mapfile -t GD < <(find "$R" -type d -name services)
+    hf "growth_files_$n" \
+      -n find "find ${GD[*]} -maxdepth 1 -printf '%p %U %G %m %s %A@ %T@ %C@\n'" \
+      -n ours_stat "$BIN --root $R query '$STATQ'"
+    rm -rf "$R"
+  done
+fi
+stop_sleepers
+stop_bus
+echo "end $(load)" >>"$OUT/load.txt"
+
+python3 "$REPO/scripts/bench_report.py" "$OUT" | tee "$OUT/summary.md"
