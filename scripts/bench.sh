@@ -244,7 +244,7 @@ echo "start $(load)" >>"$OUT/load.txt"
 # 1. dbus_daemon_children over NPROC processes plus a real bus.
 start_bus
 start_sleepers "$NPROC"
-NOW=$(ls /proc | grep -c '^[0-9]')
+NOW=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
 echo "processes: $NOW" >"$OUT/procs.txt"
 CHILD=$("$BIN" query --csv "SELECT pid FROM dbus_daemon_children LIMIT 1" | sed -n 2p)
 [[ -n $CHILD ]] || { echo "bench: no bus child found" >&2; exit 1; }
@@ -318,7 +318,7 @@ if ((GROWTH)); then
   for n in 1000 10000 30000; do
     start_sleepers "$n"
     hf "growth_children_$n" -n floor "$FLOOR" -n ours "$BIN query 'SELECT * FROM dbus_daemon_children'"
-    echo "growth_children_$n $(ls /proc | grep -c '^[0-9]')" >>"$OUT/procs.txt"
+    echo "growth_children_$n $(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)" >>"$OUT/procs.txt"
   done
   stop_sleepers
   for n in 500 2000 10000; do
