@@ -68,6 +68,8 @@ struct Scan<'a> {
     /// Loaded on first use, only when `package` is used.
     packages: Option<Arc<packages::Owners>>,
     want_packages: bool,
+    /// `package_verified`, `changed_after_install`, `provenance`.
+    integrity: bool,
     config_errors: &'a [(PathBuf, String)],
 }
 
@@ -100,7 +102,8 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         exec_sha256: ctx.uses("exec_sha256"),
         systemd: ctx.uses("systemd_unit_path") || ctx.uses("systemd_exec"),
         packages: None,
-        want_packages: ctx.uses("package"),
+        want_packages: ctx.uses("package") || INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
+        integrity: INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
         config_errors: &found.config_errors,
     };
     let want_dirs = wanted(ctx, "directory");
@@ -144,6 +147,14 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     }
     rows
 }
+
+/// Columns that compare an entry with what its package manager recorded.
+const INTEGRITY_COLUMNS: [&str; 3] = ["package_verified", "changed_after_install", "provenance"];
+
+/// How much later than its package's install an entry's ctime may be and
+/// still count as that install: dpkg writes the `.list` after unpacking
+/// every file of the package.
+pub const INSTALL_SLACK_SECS: i64 = 60;
 
 /// Columns that need every service file of the root resolved by name.
 const SHADOW_COLUMNS: [&str; 3] = ["search_order", "effective", "shadowed_by"];
@@ -226,7 +237,7 @@ pub fn writable_by_non_root(m: &Metadata) -> bool {
 
 /// Collects the messages of everything that went wrong with one row.
 #[derive(Default)]
-struct Errors(Vec<String>);
+pub(crate) struct Errors(Vec<String>);
 
 impl Errors {
     fn push(&mut self, e: impl ToString) {
@@ -318,11 +329,129 @@ fn entry_row(
             }
         }
     }
+    let integrity = scan.integrity;
     if let Some(owners) = scan.owners() {
-        row.set("package", owners.owner(path.as_os_str().as_bytes()));
+        let bytes = path.as_os_str().as_bytes();
+        row.set("package", owners.owner(bytes));
+        if integrity {
+            let owned = owners.lookup(bytes);
+            let verified = if regular {
+                verify(owned.as_ref(), &path, &mut errors, || {
+                    fs_safe::open_entry_regular(open.fd(), name, &path)
+                })
+            } else {
+                None
+            };
+            row.set("package_verified", verified)
+                .set(
+                    "changed_after_install",
+                    changed_after_install(owned.as_ref(), meta.ctime),
+                )
+                .set(
+                    "provenance",
+                    provenance(owned.as_ref(), dir, open, name, &meta, &path),
+                );
+        }
     }
     errors.apply(&mut row);
     Some(row)
+}
+
+/// `package_verified`: whether the file matches any digest the owning
+/// package manager recorded for its path. `None` when nothing is recorded
+/// or the file cannot be read (the reason goes to `errors`).
+pub(crate) fn verify(
+    owned: Option<&packages::Ownership>,
+    path: &Path,
+    errors: &mut Errors,
+    open: impl Fn() -> Result<std::fs::File, fs_safe::FsError>,
+) -> Option<bool> {
+    let digests = &owned?.digests;
+    if digests.is_empty() {
+        return None;
+    }
+    let mut algos: Vec<hash::Algo> = digests.iter().map(|d| d.algo).collect();
+    algos.sort();
+    algos.dedup();
+    for algo in algos {
+        let got = match open()
+            .map_err(|e| e.to_string())
+            .and_then(|f| hash::digest_file(f, algo, path).map_err(|e| e.to_string()))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(format!("verify: {e}"));
+                return None;
+            }
+        };
+        if digests.iter().any(|d| d.algo == algo && d.hex == got) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// `changed_after_install`: ctime later than the owners' latest install
+/// by more than [`INSTALL_SLACK_SECS`].
+pub(crate) fn changed_after_install(
+    owned: Option<&packages::Ownership>,
+    ctime: i64,
+) -> Option<bool> {
+    let installed = owned?.installed()?;
+    Some(ctime > installed.saturating_add(INSTALL_SLACK_SECS))
+}
+
+/// `provenance`: the package manager that owns the entry, else flatpak for
+/// an export symlink into an installed app's deployment, snap for snapd's
+/// own directory, else none (NULL with no package database at all).
+fn provenance(
+    owned: Option<&packages::Ownership>,
+    dir: &ServiceDir,
+    open: &OpenDir,
+    name: &OsStr,
+    meta: &Metadata,
+    path: &Path,
+) -> Option<&'static str> {
+    if let Some(p) = owned.and_then(|o| o.packages.first()) {
+        return Some(p.format.as_str());
+    }
+    if path.starts_with("/var/lib/snapd/dbus-1") {
+        return Some("snap");
+    }
+    if dir.origin == service_dirs::Origin::Flatpak && meta.kind == FileKind::Symlink {
+        if let Ok(target) = fs_safe::read_link_entry(open.fd(), name) {
+            let resolved = lexical_join(&dir.path, Path::new(OsStr::from_bytes(&target)));
+            let mut apps = vec![PathBuf::from("/var/lib/flatpak/app")];
+            if let Some(o) = &dir.owner {
+                apps.push(o.home.join(".local/share/flatpak/app"));
+            }
+            if apps
+                .iter()
+                .any(|a| resolved.starts_with(a) && resolved != *a)
+            {
+                return Some("flatpak");
+            }
+        }
+    }
+    owned.map(|_| "none")
+}
+
+/// `base` joined with `target` (kept when absolute), `.` and `..`
+/// resolved without touching the filesystem, as a symlink target reads.
+pub(crate) fn lexical_join(base: &Path, target: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    let joined = base.join(target);
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 /// Reads and parses a regular `.service` entry (never following it, at
@@ -893,6 +1022,7 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             systemd: true,
             packages: None,
             want_packages: false,
+            integrity: false,
             config_errors: &[],
         };
         let row = entry_row(
@@ -1028,5 +1158,179 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         let passwd = &m["/etc/passwd"];
         assert_eq!(text(passwd, "source").unwrap(), "config");
         assert!(text(passwd, "error").unwrap().contains("not a directory"));
+    }
+
+    fn md5_hex(b: &[u8]) -> String {
+        use md5::Digest;
+        md5::Md5::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    }
+
+    fn set_mtime(p: &Path, secs_ago: u64) {
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs_ago);
+        std::fs::File::options()
+            .append(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    /// A dpkg database with an edited (mtime put back), an untouched, a
+    /// conffile and an unowned file, a flatpak export and a snapd file.
+    #[test]
+    fn integrity_columns_from_a_dpkg_database() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let w = |p: &str, b: &[u8]| {
+            let p = r.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b).unwrap();
+        };
+        let good = b"[D-BUS Service]\nName=org.good\nExec=/usr/bin/good\n";
+        let orig = b"[D-BUS Service]\nName=org.edit\nExec=/usr/bin/edit\n";
+        w("usr/share/dbus-1/system-services/org.good.service", good);
+        w(
+            "lib/dbus-1/system-services/org.edit.service",
+            b"[D-BUS Service]\nName=org.edit\nExec=/tmp/evil\n",
+        );
+        set_mtime(
+            &r.join("lib/dbus-1/system-services/org.edit.service"),
+            90 * 86400,
+        );
+        w("etc/dbus-1/system.d/good.conf", b"<busconfig/>");
+        w("etc/dbus-1/system.d/planted.conf", b"<busconfig/>");
+        w(
+            "var/lib/dpkg/info/good.list",
+            b"/usr/share/dbus-1/system-services/org.good.service\n/etc/dbus-1/system.d/good.conf\n",
+        );
+        w(
+            "var/lib/dpkg/info/good.md5sums",
+            format!(
+                "{}  usr/share/dbus-1/system-services/org.good.service\n",
+                md5_hex(good)
+            )
+            .as_bytes(),
+        );
+        w(
+            "var/lib/dpkg/info/edit.list",
+            b"/usr/lib/dbus-1/system-services/org.edit.service\n",
+        );
+        w(
+            "var/lib/dpkg/info/edit.md5sums",
+            format!(
+                "{}  lib/dbus-1/system-services/org.edit.service\n",
+                md5_hex(orig)
+            )
+            .as_bytes(),
+        );
+        // Installed two hours ago; the edit came later.
+        set_mtime(&r.join("var/lib/dpkg/info/edit.list"), 7200);
+        w(
+            "var/lib/dpkg/status",
+            format!(
+                "Package: good\nStatus: install ok installed\nConffiles:\n /etc/dbus-1/system.d/good.conf {}\n",
+                md5_hex(b"<busconfig/>")
+            )
+            .as_bytes(),
+        );
+        // A flatpak export into an app's deployment, one pointing
+        // elsewhere, and a file snapd wrote.
+        std::fs::create_dir_all(r.join("var/lib/flatpak/exports/share/dbus-1/services")).unwrap();
+        symlink(
+            "../../../../app/org.app/current/active/export/share/dbus-1/services/org.app.service",
+            r.join("var/lib/flatpak/exports/share/dbus-1/services/org.app.service"),
+        )
+        .unwrap();
+        symlink(
+            "/tmp/x.service",
+            r.join("var/lib/flatpak/exports/share/dbus-1/services/org.fake.service"),
+        )
+        .unwrap();
+        w(
+            "var/lib/snapd/dbus-1/system-services/org.snap.service",
+            b"[D-BUS Service]\nName=org.snap\n",
+        );
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used([
+            "path",
+            "package",
+            "package_verified",
+            "changed_after_install",
+            "provenance",
+        ]);
+        let m = by_path(&generate(&settings(r), &ctx));
+        let cols = |p: &str| {
+            let row = m.get(p).unwrap_or_else(|| panic!("{p}: {m:#?}"));
+            (
+                text(row, "provenance"),
+                int(row, "package_verified"),
+                int(row, "changed_after_install"),
+            )
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            cols("/usr/share/dbus-1/system-services/org.good.service"),
+            (s("dpkg"), Some(1), Some(0))
+        );
+        assert_eq!(
+            cols("/lib/dbus-1/system-services/org.edit.service"),
+            (s("dpkg"), Some(0), Some(1)),
+            "merged /usr: listed under /usr/lib, found under /lib"
+        );
+        assert_eq!(
+            cols("/etc/dbus-1/system.d/good.conf"),
+            (s("dpkg"), Some(1), Some(0))
+        );
+        assert_eq!(
+            cols("/etc/dbus-1/system.d/planted.conf"),
+            (s("none"), None, None)
+        );
+        assert_eq!(
+            cols("/var/lib/flatpak/exports/share/dbus-1/services/org.app.service"),
+            (s("flatpak"), None, None)
+        );
+        assert_eq!(
+            cols("/var/lib/flatpak/exports/share/dbus-1/services/org.fake.service"),
+            (s("none"), None, None)
+        );
+        assert_eq!(
+            cols("/var/lib/snapd/dbus-1/system-services/org.snap.service"),
+            (s("snap"), None, None)
+        );
+        // Not asked for: not computed.
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "package"]);
+        let rows = generate(&settings(r), &ctx);
+        assert!(rows.iter().all(|r| r.get("provenance").is_none()));
+        // No package database: NULL, flatpak and snap still known.
+        std::fs::remove_dir_all(r.join("var/lib/dpkg")).unwrap();
+        let m = by_path(&generate(&settings(r), &QueryContext::new()));
+        assert_eq!(
+            text(&m["/etc/dbus-1/system.d/planted.conf"], "provenance"),
+            None
+        );
+        assert_eq!(
+            text(
+                &m["/var/lib/snapd/dbus-1/system-services/org.snap.service"],
+                "provenance"
+            )
+            .unwrap(),
+            "snap"
+        );
+    }
+
+    #[test]
+    fn lexical_join_resolves_dots() {
+        assert_eq!(
+            lexical_join(Path::new("/a/b/c"), Path::new("../../x/./y")),
+            Path::new("/a/x/y")
+        );
+        assert_eq!(
+            lexical_join(Path::new("/a"), Path::new("/../../z")),
+            Path::new("/z")
+        );
     }
 }
