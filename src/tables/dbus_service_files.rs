@@ -31,7 +31,7 @@ pub const MAX_SERVICE_BYTES: u64 = service_file::MAX_SERVICE_FILE_BYTES;
 const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
 
 /// Columns that need a `.service` file's contents read and parsed.
-const CONTENT_COLUMNS: [&str; 14] = [
+const CONTENT_COLUMNS: [&str; 18] = [
     "service_name",
     "exec",
     "exec_path",
@@ -45,6 +45,10 @@ const CONTENT_COLUMNS: [&str; 14] = [
     "exec_sha256",
     "systemd_unit_path",
     "systemd_exec",
+    "exec_package",
+    "exec_provenance",
+    "exec_verified",
+    "exec_hijackable",
     // An unparsable file is only known by reading it.
     "error",
 ];
@@ -70,6 +74,10 @@ struct Scan<'a> {
     want_packages: bool,
     /// `package_verified`, `changed_after_install`, `provenance`.
     integrity: bool,
+    /// `exec_package`, `exec_provenance`, `exec_verified`, `exec_hijackable`.
+    exec_integrity: bool,
+    /// The root's passwd, loaded on first use (`User=` to a uid).
+    accounts: Option<Vec<crate::sources::accounts::Account>>,
     config_errors: &'a [(PathBuf, String)],
 }
 
@@ -100,10 +108,16 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         symlink_target: ctx.uses("symlink_target"),
         sha256: ctx.uses("sha256"),
         exec_sha256: ctx.uses("exec_sha256"),
-        systemd: ctx.uses("systemd_unit_path") || ctx.uses("systemd_exec"),
+        systemd: ctx.uses("systemd_unit_path")
+            || ctx.uses("systemd_exec")
+            || EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
         packages: None,
-        want_packages: ctx.uses("package") || INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
+        want_packages: ctx.uses("package")
+            || INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c))
+            || EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
         integrity: INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
+        exec_integrity: EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
+        accounts: None,
         config_errors: &found.config_errors,
     };
     let want_dirs = wanted(ctx, "directory");
@@ -150,6 +164,14 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
 
 /// Columns that compare an entry with what its package manager recorded.
 const INTEGRITY_COLUMNS: [&str; 3] = ["package_verified", "changed_after_install", "provenance"];
+
+/// Columns about the package and replaceability of what a service runs.
+const EXEC_INTEGRITY_COLUMNS: [&str; 4] = [
+    "exec_package",
+    "exec_provenance",
+    "exec_verified",
+    "exec_hijackable",
+];
 
 /// How much later than its package's install an entry's ctime may be and
 /// still count as that install: dpkg writes the `.list` after unpacking
@@ -318,8 +340,19 @@ fn entry_row(
     }
     if kind == EntryKind::Service && regular && scan.content {
         service_columns(scan, open, name, &path, meta.size, &mut row, &mut errors)?;
-        if scan.systemd {
-            systemd_columns(scan, dir, &mut row, &mut errors);
+        let unit_program = if scan.systemd {
+            systemd_columns(scan, dir, &mut row, &mut errors)
+        } else {
+            None
+        };
+        if scan.exec_integrity {
+            let program = unit_program.or_else(|| match row.get("exec_path") {
+                Some(Value::Text(p)) if !p.is_empty() => Some(p.clone()),
+                _ => None,
+            });
+            if let Some(program) = program {
+                exec_integrity(scan, dir, &program, &mut row, &mut errors);
+            }
         }
     }
     if matches!(kind, EntryKind::Config | EntryKind::Policy) {
@@ -542,9 +575,17 @@ fn service_columns(
 /// (system units for the system bus, the owning account's user units for
 /// a session file in a home) and its effective `ExecStart=` lines, which
 /// is what really runs when the bus hands activation to systemd.
-fn systemd_columns(scan: &Scan, dir: &ServiceDir, row: &mut Row, errors: &mut Errors) {
+///
+/// Returns the program the unit's first `ExecStart=` runs (prefixes
+/// `-@+!:|` stripped), the target the exec integrity columns describe.
+fn systemd_columns(
+    scan: &Scan,
+    dir: &ServiceDir,
+    row: &mut Row,
+    errors: &mut Errors,
+) -> Option<String> {
     let Some(Value::Text(unit)) = row.get("systemd_service").cloned() else {
-        return;
+        return None;
     };
     let scope = match dir.bus {
         service_dirs::Bus::System => unit_files::Scope::System,
@@ -563,10 +604,160 @@ fn systemd_columns(scan: &Scan, dir: &ServiceDir, row: &mut Row, errors: &mut Er
                 u.exec_start.join(" ; ")
             };
             row.set("systemd_exec", exec);
+            if !u.masked {
+                return u.exec_start.first().and_then(|l| exec_start_program(l));
+            }
         }
         Ok(None) => {}
         Err(e) => errors.push(format!("SystemdService={unit}: {e}")),
     }
+    None
+}
+
+/// The program of one `ExecStart=` line: special prefixes (`-@+!:|`, in
+/// any combination) stripped, then the first word, unquoted by the same
+/// rules as `Exec=`.
+pub(crate) fn exec_start_program(line: &str) -> Option<String> {
+    let rest = line
+        .trim_start()
+        .trim_start_matches(['-', '@', '+', '!', ':', '|']);
+    service_file::split_exec(rest)
+        .ok()?
+        .into_iter()
+        .next()
+        .filter(|p| !p.is_empty())
+}
+
+/// `exec_package`, `exec_provenance`, `exec_verified` and
+/// `exec_hijackable` for the program a service runs, resolved inside the
+/// root through every symlink (the bus, or systemd, runs the final file).
+fn exec_integrity(
+    scan: &mut Scan,
+    dir: &ServiceDir,
+    program: &str,
+    row: &mut Row,
+    errors: &mut Errors,
+) {
+    let Some(inner) = fs_safe::readings(program).pop() else {
+        return;
+    };
+    let written = Path::new("/").join(inner);
+    let Ok(fd) = scan.root.open_path(&written) else {
+        // exec_exists says it is missing; nothing to attribute.
+        return;
+    };
+    let canonical = scan
+        .root
+        .inner_path(rustix::fd::AsFd::as_fd(&fd))
+        .unwrap_or_else(|| written.clone());
+    let runner = runner_uid(scan, dir, row);
+    let hijack = hijackable(scan.root, &written, &canonical, runner);
+    let root = scan.root;
+    if let Some(owners) = scan.owners() {
+        let mut owned = owners.lookup(canonical.as_os_str().as_bytes());
+        if owned.as_ref().is_some_and(|o| o.packages.is_empty()) {
+            owned = owners.lookup(written.as_os_str().as_bytes());
+        }
+        let names = owned.as_ref().map(|o| {
+            o.packages
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let verified = verify(owned.as_ref(), &canonical, errors, || {
+            root.open_regular(&canonical)
+        });
+        row.set("exec_package", names)
+            .set("exec_verified", verified)
+            .set(
+                "exec_provenance",
+                exec_provenance(owned.as_ref(), &canonical),
+            );
+    } else {
+        row.set("exec_provenance", exec_provenance(None, &canonical));
+    }
+    row.set("exec_hijackable", hijack);
+}
+
+/// Who a program is installed by: its package manager, a flatpak app
+/// deployment, a snap, else none (NULL without a package database).
+fn exec_provenance(owned: Option<&packages::Ownership>, canonical: &Path) -> Option<&'static str> {
+    if let Some(p) = owned.and_then(|o| o.packages.first()) {
+        return Some(p.format.as_str());
+    }
+    let s = canonical.to_string_lossy();
+    if s.starts_with("/var/lib/flatpak/app/") || s.contains("/.local/share/flatpak/app/") {
+        return Some("flatpak");
+    }
+    if s.starts_with("/snap/") {
+        return Some("snap");
+    }
+    owned.map(|_| "none")
+}
+
+/// The uid a service runs as, when it is one account: `User=` (root when
+/// absent) on the system bus, the home's owner for a per-user session
+/// file. `None` for a system-wide session file, which every user's session
+/// may run: then only root may own what it runs.
+fn runner_uid(scan: &mut Scan, dir: &ServiceDir, row: &Row) -> Option<u32> {
+    match dir.bus {
+        service_dirs::Bus::Session => dir.owner.as_ref().map(|o| o.uid),
+        service_dirs::Bus::System => {
+            let user = match row.get("run_as_user") {
+                Some(Value::Text(u)) => u.clone(),
+                _ => return Some(0),
+            };
+            let host = scan.root.host_path().to_path_buf();
+            let accounts = scan.accounts.get_or_insert_with(|| {
+                crate::sources::accounts::read_passwd(&host)
+                    .map(|p| p.entries)
+                    .unwrap_or_default()
+            });
+            accounts
+                .iter()
+                .find(|a| a.username == user)
+                .map(|a| a.uid)
+                .or_else(|| user.parse().ok())
+        }
+    }
+}
+
+/// Whether an account other than root and `runner` could replace what
+/// runs: the target, or any directory on the way to it (as written and as
+/// resolved), is owned by such an account, or writable by a non-root
+/// group or by others. A sticky directory stops others only from
+/// replacing entries they do not own, so it counts only when the next
+/// entry is not owned by root or the runner. `None` when the path cannot
+/// be examined.
+pub(crate) fn hijackable(
+    root: &Root,
+    written: &Path,
+    canonical: &Path,
+    runner: Option<u32>,
+) -> Option<bool> {
+    let allowed = |uid: u32| uid == 0 || Some(uid) == runner;
+    let mut chain: Vec<Metadata> = Vec::new();
+    let mut any = false;
+    for path in [canonical, written] {
+        let mut prefixes: Vec<PathBuf> = path.ancestors().map(Path::to_path_buf).collect();
+        prefixes.reverse();
+        chain.clear();
+        for p in prefixes {
+            let fd = root.open_path(&p).ok()?;
+            chain.push(stat::stat_fd(&fd, p).ok()?);
+        }
+        for (i, m) in chain.iter().enumerate() {
+            let next_owned_ok = chain.get(i + 1).is_some_and(|n| allowed(n.uid));
+            let sticky_dir = m.kind == FileKind::Directory && m.perm & 0o1000 != 0;
+            let others = m.perm & 0o002 != 0 && !(sticky_dir && next_owned_ok);
+            let group = m.gid != 0 && m.perm & 0o020 != 0 && !(sticky_dir && next_owned_ok);
+            if !allowed(m.uid) || group || others {
+                any = true;
+            }
+        }
+    }
+    Some(any)
 }
 
 /// Metadata (and, when used, the hash) of the program an `Exec=` line
@@ -1023,6 +1214,8 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             packages: None,
             want_packages: false,
             integrity: false,
+            exec_integrity: false,
+            accounts: None,
             config_errors: &[],
         };
         let row = entry_row(
@@ -1332,5 +1525,114 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             lexical_join(Path::new("/a"), Path::new("/../../z")),
             Path::new("/z")
         );
+    }
+
+    /// Root services and what they run: a packaged program left alone, one
+    /// made world-writable, one in a directory a user owns, one replaced,
+    /// and a SystemdService= unit whose ExecStart is followed instead.
+    #[test]
+    fn exec_integrity_columns() {
+        use std::os::unix::fs::chown;
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let w = |p: &str, b: &[u8], mode: u32| {
+            let p = r.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        w("etc/passwd", b"root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\nsvc:x:998:998::/:/bin/false\n", 0o644);
+        let svc = |name: &str, body: &str| {
+            w(
+                &format!("usr/share/dbus-1/system-services/{name}.service"),
+                format!("[D-BUS Service]\nName={name}\n{body}\n").as_bytes(),
+                0o644,
+            )
+        };
+        svc("ok", "Exec=/bin/okd --x\nUser=root");
+        svc("open", "Exec=/usr/bin/opend\nUser=root");
+        svc("userdir", "Exec=/opt/alice/bin/run\nUser=root");
+        svc("own", "Exec=/opt/svc/run\nUser=svc");
+        svc("replaced", "Exec=/usr/bin/repd\nUser=root");
+        svc(
+            "unit",
+            "Exec=/bin/false\nUser=root\nSystemdService=u.service",
+        );
+        svc("gone", "Exec=/nowhere\nUser=root");
+        w("usr/bin/okd", b"ok", 0o755);
+        w("usr/bin/opend", b"open", 0o777);
+        w("usr/bin/repd", b"evil", 0o755);
+        w("usr/bin/false", b"f", 0o755);
+        w("usr/libexec/unitd", b"u", 0o755);
+        w("opt/alice/bin/run", b"r", 0o755);
+        chown(r.join("opt/alice"), Some(1000), Some(1000)).unwrap();
+        w("opt/svc/run", b"s", 0o755);
+        chown(r.join("opt/svc/run"), Some(998), Some(998)).unwrap();
+        symlink("usr/bin", r.join("bin")).unwrap();
+        w(
+            "usr/lib/systemd/system/u.service",
+            b"[Service]\nExecStart=-!/usr/libexec/unitd --flag\n",
+            0o644,
+        );
+        w(
+            "var/lib/dpkg/info/p.list",
+            b"/usr/bin/okd\n/usr/bin/opend\n/usr/bin/repd\n/usr/libexec/unitd\n",
+            0o644,
+        );
+        w(
+            "var/lib/dpkg/info/p.md5sums",
+            format!(
+                "{}  usr/bin/okd\n{}  usr/bin/opend\n{}  usr/bin/repd\n{}  usr/libexec/unitd\n",
+                md5_hex(b"ok"),
+                md5_hex(b"open"),
+                md5_hex(b"original"),
+                md5_hex(b"u")
+            )
+            .as_bytes(),
+            0o644,
+        );
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used([
+            "path",
+            "exec_package",
+            "exec_provenance",
+            "exec_verified",
+            "exec_hijackable",
+        ]);
+        let m = by_path(&generate(&settings(r), &ctx));
+        let cols = |n: &str| {
+            let row = &m[&format!("/usr/share/dbus-1/system-services/{n}.service")];
+            (
+                text(row, "exec_package"),
+                text(row, "exec_provenance"),
+                int(row, "exec_verified"),
+                int(row, "exec_hijackable"),
+            )
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            cols("ok"),
+            (s("p"), s("dpkg"), Some(1), Some(0)),
+            "via /bin"
+        );
+        assert_eq!(cols("open"), (s("p"), s("dpkg"), Some(1), Some(1)));
+        assert_eq!(cols("userdir"), (s(""), s("none"), None, Some(1)));
+        assert_eq!(
+            cols("own"),
+            (s(""), s("none"), None, Some(0)),
+            "its own user"
+        );
+        assert_eq!(cols("replaced"), (s("p"), s("dpkg"), Some(0), Some(0)));
+        assert_eq!(
+            cols("unit"),
+            (s("p"), s("dpkg"), Some(1), Some(0)),
+            "ExecStart"
+        );
+        assert_eq!(cols("gone"), (None, None, None, None));
+        assert_eq!(
+            exec_start_program("@-/usr/bin/x a b").as_deref(),
+            Some("/usr/bin/x")
+        );
+        assert_eq!(exec_start_program("-").as_deref(), None);
     }
 }
