@@ -84,6 +84,20 @@ const LOCAL_SYS: &str = "/usr/local/share/dbus-1/system-services";
 const ALICE_SVC: &str = "/srv/alice/.local/share/dbus-1/services";
 const BOB_SVC: &str = "/home/bob/.local/share/dbus-1/services";
 
+/// Default rules that own any name, call a root service and one run as
+/// messagebus (not a finding), console users owning a wildcard name, and
+/// root owning anything (root may).
+const EVIL_POLICY: &str = "<busconfig>\
+<policy context=\"default\"><allow own=\"*\"/><allow send_destination=\"org.evil.Unowned\"/>\
+<allow send_destination=\"org.example.Bus\"/><deny send_destination=\"*\"/></policy>\
+<policy at_console=\"true\"><allow own=\"org.evil.*\"/></policy>\
+<policy user=\"root\"><allow own=\"*\"/></policy>\
+<policy context=\"mandatory\"><allow send_destination=\"*\"/></policy>\
+</busconfig>\n";
+
+const PACKAGED_POLICY: &str =
+    "<busconfig><policy context=\"default\"><allow own=\"*\"/></policy></busconfig>\n";
+
 const FAKE_FLATPAK: &str =
     "/var/lib/flatpak/exports/share/dbus-1/services/org.evil.FakeFlatpak.service";
 
@@ -161,9 +175,10 @@ fn planted() -> Fixture {
         Some("root"),
     );
     f.backdate(&svc(SYS, "org.example.OldPackaged"), 30);
+    // Packaged and verified: as open as the planted one, not a finding.
     f.write(
         "/etc/dbus-1/system.d/org.example.Packaged.conf",
-        "<busconfig/>\n",
+        PACKAGED_POLICY,
     );
     f.service(
         &svc(SES, "org.example.Shadowed"),
@@ -240,7 +255,7 @@ fn planted() -> Fixture {
         "/var/lib/dpkg/status",
         &format!(
             "Package: example\nStatus: install ok installed\nConffiles:\n /etc/dbus-1/system.d/org.example.Packaged.conf {}\n",
-            md5_hex(b"<busconfig/>\n")
+            md5_hex(PACKAGED_POLICY.as_bytes())
         ),
     );
 
@@ -251,10 +266,9 @@ fn planted() -> Fixture {
         &format!("{helper} --serve"),
         Some("root"),
     );
-    f.write(
-        "/etc/dbus-1/system.d/org.evil.Policy.conf",
-        "<busconfig/>\n",
-    );
+    f.write("/etc/dbus-1/system.d/org.evil.Policy.conf", EVIL_POLICY);
+    // A session-bus policy as open is not a system-bus finding.
+    f.write("/etc/dbus-1/session.d/org.evil.Session.conf", EVIL_POLICY);
     f.service(
         &svc(SYS, "org.evil.TmpExec"),
         "org.evil.TmpExec",
@@ -422,6 +436,7 @@ fn unowned_dbus_files() {
             svc(LOCAL_SYS, "org.evil.Writable"),
             svc(LOCAL_SYS, "org.example.Bus"),
             FAKE_FLATPAK.into(),
+            "/etc/dbus-1/session.d/org.evil.Session.conf".into(),
         ])
     );
     let alice_owned = rows
@@ -724,4 +739,38 @@ fn untrusted_exec_targets() {
     .into_iter()
     .collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn risky_system_bus_policies() {
+    let f = planted();
+    let rows = f.hunt("risky_system_bus_policies");
+    let got: BTreeSet<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["context"].as_str().unwrap_or_default().to_string(),
+                r["position"].as_str().unwrap_or_default().to_string(),
+                r["why"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(rows
+        .iter()
+        .all(|r| r["path"] == "/etc/dbus-1/system.d/org.evil.Policy.conf"));
+    // Fragments are read in name order: org.evil before org.example.
+    let want: BTreeSet<(String, String, String)> = [
+        ("default", "1", "lets the connection own any name"),
+        (
+            "default",
+            "2",
+            "lets the connection call a service that runs as root",
+        ),
+        // After the default (1-5) and user (6) rules.
+        ("at_console", "7", "lets the connection own a wildcard name"),
+    ]
+    .into_iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want, "{rows:#?}");
 }
