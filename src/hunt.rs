@@ -2,9 +2,11 @@
 //! report a responder can read (or a script can parse) on a box without
 //! osquery. Each query in a pack is written to return only suspicious rows,
 //! so any row is a finding; deciding what is suspicious is the pack's job.
+//! Each query's severity orders the report (most severe first) and decides,
+//! against `--min-severity`, whether the hunt found something.
 use crate::hosts::sqlite::{EmbeddedHost, QueryResult};
 use crate::output::{self, Format};
-use crate::packs::Pack;
+use crate::packs::{Pack, Severity};
 use serde_json::{Map, Value as Json};
 use std::io::Write;
 
@@ -15,6 +17,7 @@ pub struct Check {
     pub name: String,
     pub description: String,
     pub value: String,
+    pub severity: Severity,
     pub outcome: Outcome,
 }
 
@@ -26,16 +29,26 @@ pub enum Outcome {
     Failed(String),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Report {
+    /// Most severe first, then by pack and name.
     pub checks: Vec<Check>,
+    /// Findings below this are reported but do not count as found.
+    pub min_severity: Severity,
 }
 
 impl Report {
-    pub fn findings(&self) -> impl Iterator<Item = &Check> {
+    /// Checks that returned rows, at any severity.
+    pub fn all_findings(&self) -> impl Iterator<Item = &Check> {
         self.checks
             .iter()
             .filter(|c| matches!(&c.outcome, Outcome::Rows(r) if !r.rows.is_empty()))
+    }
+
+    /// Checks that returned rows, at or above `min_severity`.
+    pub fn findings(&self) -> impl Iterator<Item = &Check> {
+        let min = self.min_severity;
+        self.all_findings().filter(move |c| c.severity >= min)
     }
 
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
@@ -50,8 +63,11 @@ impl Report {
 }
 
 /// Runs every query of every pack, optionally only those named in `only`.
-pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String]) -> Report {
-    let mut report = Report::default();
+pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String], min_severity: Severity) -> Report {
+    let mut report = Report {
+        checks: Vec::new(),
+        min_severity,
+    };
     for pack in packs {
         for (name, q) in &pack.queries {
             if !only.is_empty() && !only.iter().any(|o| o == name) {
@@ -66,10 +82,13 @@ pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String]) -> Report {
                 name: name.clone(),
                 description: q.description.clone(),
                 value: q.value.clone(),
+                severity: q.severity(),
                 outcome,
             });
         }
     }
+    // Stable: within a severity, pack and query order as written.
+    report.checks.sort_by_key(|c| std::cmp::Reverse(c.severity));
     report
 }
 
@@ -77,12 +96,17 @@ pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String]) -> Report {
 /// then a one-line summary of what came back clean or failed.
 pub fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
     let findings: Vec<&Check> = report.findings().collect();
+    let below: Vec<&Check> = report
+        .all_findings()
+        .filter(|c| c.severity < report.min_severity)
+        .collect();
     let failures: Vec<&Check> = report.failures().collect();
     writeln!(
         out,
-        "osquery-dbus hunt: {} check(s) run, {} with findings, {} failed",
+        "osquery-dbus hunt: {} check(s) run, {} with findings at {} or above, {} failed",
         report.checks.len(),
         findings.len(),
+        report.min_severity.as_str(),
         failures.len()
     )?;
     for c in &findings {
@@ -90,7 +114,8 @@ pub fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
             writeln!(out)?;
             writeln!(
                 out,
-                "== FINDING {}/{}: {} row(s)",
+                "== FINDING [{}] {}/{}: {} row(s)",
+                c.severity.as_str(),
                 c.pack,
                 c.name,
                 result.rows.len()
@@ -99,6 +124,19 @@ pub fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
             writeln!(out, "Why it matters: {}", c.value)?;
             output::write(out, result, Format::Table)?;
         }
+    }
+    if !below.is_empty() {
+        writeln!(out)?;
+        let names: Vec<String> = below
+            .iter()
+            .map(|c| format!("{} [{}]", c.name, c.severity.as_str()))
+            .collect();
+        writeln!(
+            out,
+            "Below --min-severity {} (rerun with --min-severity info to see them): {}",
+            report.min_severity.as_str(),
+            names.join(", ")
+        )?;
     }
     for c in &failures {
         if let Outcome::Failed(e) = &c.outcome {
@@ -131,6 +169,7 @@ pub fn to_json(report: &Report) -> Json {
             obj.insert("name".into(), c.name.clone().into());
             obj.insert("description".into(), c.description.clone().into());
             obj.insert("value".into(), c.value.clone().into());
+            obj.insert("severity".into(), c.severity.as_str().into());
             match &c.outcome {
                 Outcome::Rows(result) => {
                     obj.insert(
@@ -155,6 +194,7 @@ pub fn to_json(report: &Report) -> Json {
         .collect();
     let mut top = Map::new();
     top.insert("found".into(), report.found_something().into());
+    top.insert("min_severity".into(), report.min_severity.as_str().into());
     top.insert("checks".into(), Json::Array(checks));
     Json::Object(top)
 }

@@ -71,8 +71,11 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
-    /// Run every pack query and report what they find (exit 1 when anything is found).
+    /// Run every pack query and report what they find, most severe first (exit 1 when anything at or above --min-severity is found).
     Hunt {
+        /// Findings below this severity are listed but do not make the exit code 1.
+        #[arg(long, value_enum, default_value = "medium")]
+        min_severity: packs::Severity,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -156,7 +159,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Hunt { json, pack, only }) => {
+        Some(Command::Hunt {
+            min_severity,
+            json,
+            pack,
+            only,
+        }) => {
             let packs = if pack.is_empty() {
                 packs::builtin().context("loading built-in packs")?
             } else {
@@ -165,7 +173,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Result<Vec<_>, _>>()?
             };
             let host = sqlite::EmbeddedHost::open(registry).context("opening embedded host")?;
-            let report = hunt::run(&host, &packs, &only);
+            let report = hunt::run(&host, &packs, &only, min_severity);
             if report.checks.is_empty() {
                 bail!("no pack query matched --only {}", only.join(", "));
             }

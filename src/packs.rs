@@ -1,6 +1,14 @@
 //! Query packs: the hunts, written once in `packs/*.conf` (osquery's pack
 //! JSON) and compiled in, so `hunt`, osqueryd's schedule and Fleet all run
 //! the same SQL. The Fleet YAML twins are rendered from here, never by hand.
+//!
+//! Every query carries a `severity` (high, medium, info) so `hunt` can fail
+//! only on what deserves a responder. osquery's pack parser reads only the
+//! query keys it knows (`query`, `interval`, `snapshot`, `removed`,
+//! `platform`, `version`, `shard`, `denylist`) and skips the rest, as it
+//! does with the `description` and `value` keys its own shipped packs
+//! carry, so the extra key is harmless there. Fleet's query spec has no
+//! severity field: the YAML puts it at the head of the description.
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,6 +35,28 @@ pub struct Pack {
     pub queries: BTreeMap<String, PackQuery>,
 }
 
+/// How much a finding of a query matters; ordered, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Context for a hunter; expected on healthy hosts now and then.
+    Info,
+    /// Unusual and worth a look; rare on a stock host.
+    Medium,
+    /// Tampering or a direct path to code execution as another account.
+    High,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackQuery {
@@ -34,6 +64,9 @@ pub struct PackQuery {
     pub interval: u64,
     pub description: String,
     pub value: String,
+    /// A query without one (a user's own pack) counts as medium.
+    #[serde(default)]
+    pub severity: Option<Severity>,
     /// Snapshot queries log the whole result each run; differential ones
     /// (the default) log only what was added or removed.
     #[serde(default)]
@@ -71,6 +104,15 @@ pub enum PackError {
 }
 
 impl PackQuery {
+    pub fn severity(&self) -> Severity {
+        self.severity.unwrap_or(Severity::Medium)
+    }
+
+    /// The description as Fleet shows it: severity first.
+    pub fn fleet_description(&self) -> String {
+        format!("[{}] {}", self.severity().as_str(), self.description)
+    }
+
     /// Fleet's `logging` value for this query's osquery result mode.
     pub fn fleet_logging(&self) -> &'static str {
         if self.snapshot == Some(true) {
@@ -140,7 +182,11 @@ impl Pack {
             let _ = writeln!(out, "kind: query");
             let _ = writeln!(out, "spec:");
             let _ = writeln!(out, "  name: {}", yaml_plain(qname));
-            let _ = writeln!(out, "  description: {}", yaml_quoted(&q.description));
+            let _ = writeln!(
+                out,
+                "  description: {}",
+                yaml_quoted(&q.fleet_description())
+            );
             let _ = writeln!(out, "  query: |-");
             for line in q.query.trim().lines() {
                 let _ = writeln!(out, "    {}", line.trim_end());
@@ -191,8 +237,9 @@ mod tests {
         for p in &packs {
             assert_eq!(p.platform.as_deref(), Some("linux"));
             assert!(!p.queries.is_empty());
-            for q in p.queries.values() {
+            for (name, q) in &p.queries {
                 assert!(q.interval > 0);
+                assert!(q.severity.is_some(), "{name} has no severity");
             }
         }
     }

@@ -73,7 +73,10 @@ fn fleet_yaml_is_generated_from_the_pack_json() {
             let name = spec["name"].as_str().expect("name");
             let q = &pack.queries[name];
             assert_eq!(spec["query"].as_str().map(str::trim), Some(q.query.trim()));
-            assert_eq!(spec["description"].as_str(), Some(q.description.as_str()));
+            assert_eq!(
+                spec["description"].as_str(),
+                Some(q.fleet_description().as_str())
+            );
             assert_eq!(spec["interval"].as_u64(), Some(q.interval));
             assert_eq!(spec["logging"].as_str(), Some(q.fleet_logging()));
             assert_eq!(spec["platform"].as_str(), Some("linux"));
@@ -110,7 +113,22 @@ fn hunt_reports_and_exits_by_what_it_found() {
     let dir = r.join("usr/share/dbus-1/system-services");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("org.example.New.service"), "[D-BUS Service]\n").expect("write");
-    let found = run(&["--json", "--only", "dbus_files_changed_recently"]);
+    // The recent-changes query is info: found, but not a failing hunt
+    // unless asked for.
+    let below = run(&["--json", "--only", "dbus_files_changed_recently"]);
+    assert_eq!(below.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&below.stdout).expect("JSON");
+    assert_eq!(report["found"], false);
+    assert_eq!(report["min_severity"], "medium");
+    assert_eq!(report["checks"][0]["severity"], "info");
+    assert_eq!(report["checks"][0]["status"], "found");
+    let found = run(&[
+        "--json",
+        "--min-severity",
+        "info",
+        "--only",
+        "dbus_files_changed_recently",
+    ]);
     assert_eq!(found.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&found.stdout).expect("JSON");
     assert_eq!(report["found"], true);
@@ -123,10 +141,35 @@ fn hunt_reports_and_exits_by_what_it_found() {
     );
 
     let text = run(&[]);
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8(text.stdout).expect("utf-8");
+    assert!(text.contains("Below --min-severity medium"), "{text}");
+    assert!(
+        text.contains("dbus_files_changed_recently [info]"),
+        "{text}"
+    );
+    let text = run(&["--min-severity", "info"]);
     assert_eq!(text.status.code(), Some(1));
     let text = String::from_utf8(text.stdout).expect("utf-8");
-    assert!(text.contains("FINDING dbus-persistence/dbus_files_changed_recently"));
+    assert!(text.contains("FINDING [info] dbus-persistence/dbus_files_changed_recently"));
     assert!(text.contains("org.example.New.service"));
+
+    // Most severe first.
+    let all = run(&["--json", "--min-severity", "info"]);
+    let report: serde_json::Value = serde_json::from_slice(&all.stdout).expect("JSON");
+    let rank = |s: &str| match s {
+        "high" => 2,
+        "medium" => 1,
+        _ => 0,
+    };
+    let ranks: Vec<i32> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| rank(c["severity"].as_str().expect("severity")))
+        .collect();
+    assert!(ranks.windows(2).all(|w| w[0] >= w[1]), "{ranks:?}");
+    assert_eq!(ranks.first(), Some(&2));
 
     let bad_pack = r.join("bad.conf");
     std::fs::write(
@@ -137,6 +180,27 @@ fn hunt_reports_and_exits_by_what_it_found() {
     let failed = run(&["--pack", bad_pack.to_str().expect("utf-8")]);
     assert_eq!(failed.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED bad/broken"));
+}
+
+/// This machine's own files, as the packages installed them: nothing at
+/// medium or above. Processes come from an empty /proc: concurrent test
+/// runs on a shared builder activate throwaway services on private buses,
+/// which the process queries rightly report.
+#[test]
+fn hunt_on_this_hosts_real_root_is_clean_at_medium() {
+    let proc = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .arg("--proc")
+        .arg(proc.path())
+        .arg("hunt")
+        .output()
+        .expect("run hunt");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Runs SQL through the real binary's embedded host, rows as JSON objects.

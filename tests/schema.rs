@@ -75,7 +75,11 @@ fn populated_root() -> tempfile::TempDir {
         "usr/share/dbus-1/system-services/org.example.Sys.service",
         "[D-BUS Service]\nName=org.example.Sys\nExec=/usr/libexec/sys --flag\nUser=root\n",
     );
-    write("etc/dbus-1/system.d/org.example.Sys.conf", "<busconfig/>\n");
+    write(
+        "etc/dbus-1/system.d/org.example.Sys.conf",
+        "<busconfig><policy context=\"default\"><allow own=\"org.example.Sys\" bogus=\"1\"/></policy></busconfig>\n",
+    );
+    write("etc/dbus-1/system.d/org.example.Broken.conf", "<busconfig>");
     write("usr/share/dbus-1/system.conf", "<busconfig/>\n");
     let home = write(
         "srv/alice/.local/share/dbus-1/services/org.example.User.service",

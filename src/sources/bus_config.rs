@@ -21,6 +21,11 @@
 //! because the bus follows them too and refusing would let a link hide a
 //! servicedir. Which bus a file serves and what the directories hold is left
 //! to `sources::service_dirs`.
+//!
+//! The same walk collects every `<allow>`/`<deny>` rule of every `<policy>`
+//! in the order dbus-daemon merges them (`bus/config-parser.c` appends an
+//! included file's rules at the point of inclusion), so `dbus_policy_rules`
+//! sees exactly the files the bus reads, without a second XML reader.
 use crate::sources::fs_safe::{self, FsError, Root};
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -50,12 +55,84 @@ pub enum Directive {
     StandardSystemServiceDirs,
 }
 
+/// Which connections a `<policy>` applies to (`bus/policy.c`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyContext {
+    /// `context="default"`: every connection, applied first.
+    Default,
+    /// `context="mandatory"`: every connection, applied last.
+    Mandatory,
+    /// `user="…"` (a name, a uid or `*`).
+    User(String),
+    /// `group="…"`.
+    Group(String),
+    /// `at_console="true|false"`.
+    AtConsole(bool),
+    /// Anything dbus-daemon would refuse (no or an unknown context), as
+    /// written.
+    Invalid(String),
+}
+
+impl PolicyContext {
+    /// Rank in dbus-daemon's order of application: default rules, then
+    /// group, user, at_console, and mandatory rules last; within a rank,
+    /// reading order. A later matching rule overrides an earlier one.
+    pub fn rank(&self) -> u8 {
+        match self {
+            PolicyContext::Default => 0,
+            PolicyContext::Group(_) => 1,
+            PolicyContext::User(_) => 2,
+            PolicyContext::AtConsole(_) => 3,
+            PolicyContext::Mandatory => 4,
+            PolicyContext::Invalid(_) => 5,
+        }
+    }
+}
+
+/// One `<allow>` or `<deny>` inside a `<policy>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRule {
+    pub context: PolicyContext,
+    pub allow: bool,
+    /// Attributes as written, in document order.
+    pub attributes: Vec<(String, String)>,
+    /// Document position, to interleave with includes.
+    pub pos: usize,
+}
+
 /// What one config file says, for discovery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BusConfig {
     /// `<type>` (system, session, …), when present.
     pub bus_type: Option<String>,
     pub directives: Vec<Directive>,
+    /// Document position of each directive (parallel to `directives`).
+    pub directive_pos: Vec<usize>,
+    /// Every policy rule, in document order.
+    pub rules: Vec<PolicyRule>,
+}
+
+/// The `<policy>` element's context.
+fn policy_context(node: roxmltree::Node) -> PolicyContext {
+    if let Some(c) = node.attribute("context") {
+        return match c {
+            "default" => PolicyContext::Default,
+            "mandatory" => PolicyContext::Mandatory,
+            other => PolicyContext::Invalid(format!("context={other}")),
+        };
+    }
+    if let Some(u) = node.attribute("user") {
+        return PolicyContext::User(u.to_string());
+    }
+    if let Some(g) = node.attribute("group") {
+        return PolicyContext::Group(g.to_string());
+    }
+    match node.attribute("at_console") {
+        Some("true") => PolicyContext::AtConsole(true),
+        Some("false") => PolicyContext::AtConsole(false),
+        Some(other) => PolicyContext::Invalid(format!("at_console={other}")),
+        None => PolicyContext::Invalid(String::new()),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +197,35 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
     let mut out = BusConfig::default();
     // Every element, not only children of <busconfig>: dbus-daemon would
     // refuse a misplaced one, but listing too much is safe.
-    for node in doc.descendants().filter(roxmltree::Node::is_element) {
+    for (pos, node) in doc
+        .descendants()
+        .filter(roxmltree::Node::is_element)
+        .enumerate()
+    {
+        let verdict = match node.tag_name().name() {
+            "allow" => Some(true),
+            "deny" => Some(false),
+            _ => None,
+        };
+        if let Some(allow) = verdict {
+            // Rules count only inside a <policy> (dbus-daemon refuses
+            // them elsewhere).
+            if let Some(policy) = node
+                .parent_element()
+                .filter(|p| p.tag_name().name() == "policy")
+            {
+                out.rules.push(PolicyRule {
+                    context: policy_context(policy),
+                    allow,
+                    attributes: node
+                        .attributes()
+                        .map(|a| (a.name().to_string(), a.value().to_string()))
+                        .collect(),
+                    pos,
+                });
+            }
+            continue;
+        }
         let d = match node.tag_name().name() {
             "type" => {
                 if out.bus_type.is_none() {
@@ -143,7 +248,10 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
             "standard_system_servicedirs" => Some(Directive::StandardSystemServiceDirs),
             _ => None,
         };
-        out.directives.extend(d);
+        if let Some(d) = d {
+            out.directives.push(d);
+            out.directive_pos.push(pos);
+        }
     }
     Ok(out)
 }
@@ -225,10 +333,22 @@ pub struct Found<T> {
     pub from: PathBuf,
 }
 
+/// A policy rule found while following the configs, in the order the
+/// bus merges rules (`seq`), with the file holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundRule<T> {
+    pub rule: PolicyRule,
+    pub tag: T,
+    pub from: PathBuf,
+    pub seq: usize,
+}
+
 /// Everything reachable from a set of starts.
 #[derive(Debug)]
 pub struct Discovery<T> {
     pub found: Vec<Found<T>>,
+    /// Every `<allow>`/`<deny>`, in merge order.
+    pub rules: Vec<FoundRule<T>>,
     /// Files that could not be read or parsed (missing starts and
     /// `ignore_missing` includes are not errors).
     pub errors: Vec<ConfigError>,
@@ -251,6 +371,7 @@ pub fn discover<T: Copy>(root: &Root, starts: &[(Start, T)]) -> Discovery<T> {
         dirs: HashSet::new(),
         out: Discovery {
             found: Vec::new(),
+            rules: Vec::new(),
             errors: Vec::new(),
         },
     };
@@ -293,7 +414,13 @@ impl<T: Copy> Walker<'_, T> {
             });
         }
         let config = parse(&bytes, path)?;
-        for d in config.directives {
+        let mut rules = config.rules.into_iter().peekable();
+        for (d, pos) in config.directives.into_iter().zip(config.directive_pos) {
+            // Rules before this directive were merged before what it
+            // includes.
+            while let Some(r) = rules.next_if(|r| r.pos < pos) {
+                self.rule(r, tag, path);
+            }
             match &d {
                 Directive::Include {
                     path: inc,
@@ -333,7 +460,20 @@ impl<T: Copy> Walker<'_, T> {
                 from: path.to_path_buf(),
             });
         }
+        for r in rules {
+            self.rule(r, tag, path);
+        }
         Ok(())
+    }
+
+    fn rule(&mut self, rule: PolicyRule, tag: T, from: &Path) {
+        let seq = self.out.rules.len();
+        self.out.rules.push(FoundRule {
+            rule,
+            tag,
+            from: from.to_path_buf(),
+            seq,
+        });
     }
 
     /// Includes every `*.conf` of `dir`, sorted by name. A missing
@@ -545,5 +685,30 @@ mod tests {
             .iter()
             .any(|e| matches!(e, ConfigError::TooDeep { .. })));
         assert_eq!(d.found.len(), MAX_DEPTH + 1);
+    }
+
+    #[test]
+    fn policy_rules_in_document_order_only_inside_policy() {
+        let c = parse(
+            b"<busconfig><allow own=\"stray\"/>\
+<policy context=\"default\"><deny own=\"*\"/></policy>\
+<include>x.conf</include>\
+<policy at_console=\"maybe\"><allow own=\"a\"/></policy></busconfig>",
+            Path::new("/etc/dbus-1/system.conf"),
+        )
+        .unwrap();
+        assert_eq!(c.rules.len(), 2, "the stray rule is not in a policy");
+        assert_eq!(c.rules[0].context, PolicyContext::Default);
+        assert!(!c.rules[0].allow);
+        assert_eq!(
+            c.rules[0].attributes,
+            [("own".to_string(), "*".to_string())]
+        );
+        assert_eq!(
+            c.rules[1].context,
+            PolicyContext::Invalid("at_console=maybe".into())
+        );
+        // The include sits between the two rules.
+        assert!(c.rules[0].pos < c.directive_pos[0] && c.directive_pos[0] < c.rules[1].pos);
     }
 }

@@ -179,6 +179,19 @@ impl Root {
         })
     }
 
+    /// Where an fd opened through this root really is, as a path inside
+    /// the root (`/proc/self/fd` resolves every symlink on the way): the
+    /// canonical spelling of a program reached through `/bin` or an
+    /// alternatives link. `None` when the kernel's answer is not under the
+    /// root (or not available).
+    pub fn inner_path(&self, fd: BorrowedFd<'_>) -> Option<PathBuf> {
+        use std::os::fd::AsRawFd;
+        let host = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        let base = std::fs::canonicalize(&self.path).ok()?;
+        let rest = host.strip_prefix(&base).ok()?;
+        Some(Path::new("/").join(rest))
+    }
+
     /// Reads a regular file at `inner`, at most `cap` bytes (see
     /// [`Root::open_regular`]).
     pub fn read_regular(&self, inner: &Path, cap: u64) -> Result<Vec<u8>, FsError> {

@@ -1,4 +1,5 @@
-//! SHA-256 of a file, read the safe way.
+//! SHA-256 (and the digests package databases record: MD5 for dpkg,
+//! MD5/SHA-256/384/512 for rpm) of a file, read the safe way.
 //!
 //! Hunts compare service files and the programs they start against known
 //! hashes; osquery's `hash` table would follow symlinks and open FIFOs.
@@ -6,7 +7,7 @@
 //! (regular only, `O_NONBLOCK`, root-confined, `O_NOFOLLOW` where the
 //! caller wants it), and the whole file is streamed through `sha2` up to
 //! [`MAX_HASH_BYTES`]; a larger file is reported, not hashed.
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -26,10 +27,38 @@ pub enum HashError {
     },
 }
 
+/// A digest algorithm a package database may record for a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algo {
+    Md5,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
 /// Lowercase hex SHA-256 of everything `reader` yields, at most `limit`
 /// bytes.
-pub fn sha256_reader(mut reader: impl Read, limit: u64, shown: &Path) -> Result<String, HashError> {
-    let mut hasher = Sha256::new();
+pub fn sha256_reader(reader: impl Read, limit: u64, shown: &Path) -> Result<String, HashError> {
+    digest_reader::<Sha256>(reader, limit, shown)
+}
+
+/// Lowercase hex digest with `algo` of an opened file, at most
+/// [`MAX_HASH_BYTES`].
+pub fn digest_file(file: std::fs::File, algo: Algo, shown: &Path) -> Result<String, HashError> {
+    match algo {
+        Algo::Md5 => digest_reader::<md5::Md5>(file, MAX_HASH_BYTES, shown),
+        Algo::Sha256 => digest_reader::<Sha256>(file, MAX_HASH_BYTES, shown),
+        Algo::Sha384 => digest_reader::<Sha384>(file, MAX_HASH_BYTES, shown),
+        Algo::Sha512 => digest_reader::<Sha512>(file, MAX_HASH_BYTES, shown),
+    }
+}
+
+fn digest_reader<D: Digest>(
+    mut reader: impl Read,
+    limit: u64,
+    shown: &Path,
+) -> Result<String, HashError> {
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut total: u64 = 0;
     loop {
@@ -101,6 +130,10 @@ mod tests {
         let e = sha256_reader(&b"abcdef"[..], 5, p).unwrap_err();
         assert!(matches!(e, HashError::TooLarge { .. }), "{e}");
         assert!(e.to_string().starts_with("x: larger than 5 bytes"));
+        assert_eq!(
+            digest_reader::<md5::Md5>(&b"abc"[..], 10, p).unwrap(),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
     }
 
     /// Found by tests/hostile_tree.rs: a 2 GiB sparse `.service` file made

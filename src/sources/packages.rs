@@ -16,6 +16,7 @@
 //! times of the databases: repeat queries reuse it, a package install
 //! invalidates it.
 use crate::sources::fs_safe::{self, FsError, Root};
+use crate::sources::hash::Algo;
 use rustix::fd::AsFd;
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -42,11 +43,66 @@ pub enum PackagesError {
     },
 }
 
+/// dpkg's status file: every installed package's paragraph, conffiles
+/// included; a large desktop has a few MiB.
+const MAX_STATUS_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Which package manager recorded a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Dpkg,
+    Rpm,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Dpkg => "dpkg",
+            Format::Rpm => "rpm",
+        }
+    }
+}
+
+/// One installed package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub format: Format,
+    /// Unix seconds of its last install or upgrade, when known.
+    pub installed: Option<i64>,
+}
+
+/// A digest a package manager recorded for one of its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub algo: Algo,
+    /// Lowercase hex.
+    pub hex: String,
+}
+
+/// What the package databases say about one path.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ownership<'a> {
+    /// Owning packages, in database order.
+    pub packages: Vec<&'a Package>,
+    /// Digests recorded for the path by any owner (normally one).
+    pub digests: Vec<&'a FileDigest>,
+}
+
+impl Ownership<'_> {
+    /// The latest install time among the owners.
+    pub fn installed(&self) -> Option<i64> {
+        self.packages.iter().filter_map(|p| p.installed).max()
+    }
+}
+
 /// Path → owning packages, for every package database found.
 #[derive(Debug, Default)]
 pub struct Owners {
-    packages: Vec<String>,
+    packages: Vec<Package>,
     by_path: HashMap<Box<[u8]>, Vec<u32>>,
+    /// Recorded digests by path, as the database spells the path.
+    digests: HashMap<Box<[u8]>, Vec<FileDigest>>,
     /// Whether any package database was found at all.
     has_database: bool,
     /// Databases that could not be read, for the log.
@@ -68,28 +124,56 @@ impl Owners {
         }
     }
 
-    fn package(&mut self, name: String) -> u32 {
-        self.packages.push(name);
+    fn add_digest(&mut self, path: &[u8], algo: Algo, hex: &[u8]) {
+        let hex = String::from_utf8_lossy(hex).trim().to_ascii_lowercase();
+        // rpm records "" for directories and symlinks; dpkg's placeholder
+        // for a conffile it did not checksum is "newconffile".
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return;
+        }
+        let d = FileDigest { algo, hex };
+        let list = self.digests.entry(path.into()).or_default();
+        if !list.contains(&d) {
+            list.push(d);
+        }
+    }
+
+    fn package(&mut self, package: Package) -> u32 {
+        self.packages.push(package);
         u32::try_from(self.packages.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// What the databases record for `path` (a path inside the root,
+    /// either merged-`/usr` spelling); `None` when there is no package
+    /// database to ask.
+    pub fn lookup(&self, path: &[u8]) -> Option<Ownership<'_>> {
+        if !self.has_database {
+            return None;
+        }
+        let mut out = Ownership::default();
+        for p in spellings(path) {
+            for &i in self.by_path.get(p.as_slice()).into_iter().flatten() {
+                if let Some(pkg) = self.packages.get(i as usize) {
+                    if !out.packages.contains(&pkg) {
+                        out.packages.push(pkg);
+                    }
+                }
+            }
+            for d in self.digests.get(p.as_slice()).into_iter().flatten() {
+                if !out.digests.contains(&d) {
+                    out.digests.push(d);
+                }
+            }
+        }
+        Some(out)
     }
 
     /// The owners of `path` (a path inside the root) joined with ", " as
     /// `dpkg -S` prints them; `Some("")` when no package owns it, `None`
     /// when there is no package database to ask.
     pub fn owner(&self, path: &[u8]) -> Option<String> {
-        if !self.has_database {
-            return None;
-        }
-        let mut names: Vec<&str> = Vec::new();
-        for p in spellings(path) {
-            for &i in self.by_path.get(p.as_slice()).into_iter().flatten() {
-                if let Some(n) = self.packages.get(i as usize) {
-                    if !names.contains(&n.as_str()) {
-                        names.push(n);
-                    }
-                }
-            }
-        }
+        let o = self.lookup(path)?;
+        let names: Vec<&str> = o.packages.iter().map(|p| p.name.as_str()).collect();
         Some(names.join(", "))
     }
 }
@@ -140,6 +224,7 @@ fn load_dpkg(root: &Root, owners: &mut Owners) -> Result<(), FsError> {
         .filter(|n| n.len() > 5 && n.ends_with(b".list"))
         .collect();
     names.sort();
+    let mut by_name: HashMap<String, u32> = HashMap::new();
     for name in names {
         let shown = info.join(OsStr::from_bytes(&name));
         let file = match fs_safe::open_entry_regular(dir.as_fd(), OsStr::from_bytes(&name), &shown)
@@ -151,6 +236,10 @@ fn load_dpkg(root: &Root, owners: &mut Owners) -> Result<(), FsError> {
                 continue;
             }
         };
+        // dpkg rewrites the .list on every install and upgrade of the
+        // package: its mtime is the install time dpkg does not record
+        // anywhere else.
+        let installed = rustix::fs::fstat(&file).ok().map(|st| st.st_mtime);
         let bytes = match fs_safe::read_capped(file, MAX_LIST_BYTES, &shown) {
             Ok((b, _)) => b,
             Err(e) => {
@@ -158,17 +247,108 @@ fn load_dpkg(root: &Root, owners: &mut Owners) -> Result<(), FsError> {
                 continue;
             }
         };
-        let stem = &name[..name.len() - 5];
-        let pkg = owners.package(String::from_utf8_lossy(stem).into_owned());
+        let stem = String::from_utf8_lossy(&name[..name.len() - 5]).into_owned();
+        let pkg = owners.package(Package {
+            name: stem.clone(),
+            format: Format::Dpkg,
+            installed,
+        });
+        by_name.insert(stem.clone(), pkg);
         for line in bytes.split(|b| *b == b'\n') {
             owners.add(pkg, line);
         }
+        let sums = format!("{stem}.md5sums");
+        let shown = info.join(&sums);
+        match fs_safe::open_entry_regular(dir.as_fd(), OsStr::new(&sums), &shown)
+            .and_then(|f| fs_safe::read_capped(f, MAX_LIST_BYTES, &shown))
+        {
+            Ok((bytes, _)) => load_md5sums(&bytes, owners),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => owners.errors.push(e.to_string()),
+        }
+    }
+    match root.read_regular(Path::new(DPKG_STATUS), MAX_STATUS_BYTES) {
+        Ok(bytes) => load_conffiles(&bytes, &by_name, owners),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => owners.errors.push(e.to_string()),
     }
     Ok(())
 }
 
+/// `info/<pkg>.md5sums`: `<md5>  <path without the leading />` a line.
+fn load_md5sums(bytes: &[u8], owners: &mut Owners) {
+    for line in bytes.split(|b| *b == b'\n') {
+        let Some(sp) = line.iter().position(|b| *b == b' ') else {
+            continue;
+        };
+        let (hex, rest) = line.split_at(sp);
+        let rel = rest.trim_ascii_start();
+        if rel.is_empty() {
+            continue;
+        }
+        let mut path = Vec::with_capacity(rel.len() + 1);
+        if !rel.starts_with(b"/") {
+            path.push(b'/');
+        }
+        path.extend_from_slice(rel);
+        owners.add_digest(&path, Algo::Md5, hex);
+    }
+}
+
+/// The `Conffiles:` fields of dpkg's status file: ` <path> <md5>` lines,
+/// optionally followed by `obsolete` (no longer shipped: not the package's
+/// any more) or `remove-on-upgrade`. A paragraph counts only for a package
+/// whose `.list` was read (`name` or `name:arch`).
+fn load_conffiles(bytes: &[u8], by_name: &HashMap<String, u32>, owners: &mut Owners) {
+    for para in bytes
+        .split(|b| *b == b'\n')
+        .collect::<Vec<_>>()
+        .split(|l| l.is_empty())
+    {
+        let field = |key: &[u8]| {
+            para.iter().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|r| r.strip_prefix(b":"))
+                    .map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned())
+            })
+        };
+        let Some(name) = field(b"Package") else {
+            continue;
+        };
+        let arch = field(b"Architecture").unwrap_or_default();
+        if by_name
+            .get(&name)
+            .or_else(|| by_name.get(&format!("{name}:{arch}")))
+            .is_none()
+        {
+            continue;
+        }
+        let mut in_conffiles = false;
+        for line in para {
+            if line.starts_with(b" ") || line.starts_with(b"\t") {
+                if in_conffiles {
+                    let words: Vec<&[u8]> = line
+                        .split(|b| b.is_ascii_whitespace())
+                        .filter(|w| !w.is_empty())
+                        .collect();
+                    if let [path, hex, rest @ ..] = words.as_slice() {
+                        if !rest.contains(&&b"obsolete"[..]) {
+                            owners.add_digest(path, Algo::Md5, hex);
+                        }
+                    }
+                }
+            } else {
+                in_conffiles = line.starts_with(b"Conffiles:");
+            }
+        }
+    }
+}
+
 /// rpm header tags and types used here (`rpmtag.h`).
 const TAG_NAME: u32 = 1000;
+const TAG_INSTALLTIME: u32 = 1008;
+const TAG_FILEDIGESTS: u32 = 1035;
+const TAG_FILEDIGESTALGO: u32 = 5011;
 const TAG_DIRINDEXES: u32 = 1116;
 const TAG_BASENAMES: u32 = 1117;
 const TAG_DIRNAMES: u32 = 1118;
@@ -177,10 +357,36 @@ const TYPE_STRING: u32 = 6;
 const TYPE_STRING_ARRAY: u32 = 8;
 const TYPE_I18NSTRING: u32 = 9;
 
-/// The package name and file paths of one rpm header blob (the form the
-/// sqlite backend stores: index count, data length, 16-byte index entries,
-/// data). `None` when the blob is malformed.
-pub fn parse_rpm_header(blob: &[u8]) -> Option<(String, Vec<Vec<u8>>)> {
+/// What is read from one rpm header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpmHeader {
+    pub name: String,
+    pub paths: Vec<Vec<u8>>,
+    /// Hex digests parallel to `paths` ("" for directories and links);
+    /// empty when the header records none.
+    pub digests: Vec<Vec<u8>>,
+    /// `FILEDIGESTALGO` (`PGPHASHALGO_*`): MD5 when absent, as rpm assumes;
+    /// `None` for an algorithm not supported here (SHA-1 and others).
+    pub algo: Option<Algo>,
+    pub install_time: Option<i64>,
+}
+
+/// rpm's `PGPHASHALGO_*` numbers.
+fn rpm_algo(n: u32) -> Option<Algo> {
+    match n {
+        1 => Some(Algo::Md5),
+        8 => Some(Algo::Sha256),
+        9 => Some(Algo::Sha384),
+        10 => Some(Algo::Sha512),
+        _ => None,
+    }
+}
+
+/// The package name, file paths, digests and install time of one rpm
+/// header blob (the form the sqlite backend stores: index count, data
+/// length, 16-byte index entries, data). `None` when the blob is
+/// malformed.
+pub fn parse_rpm_header(blob: &[u8]) -> Option<RpmHeader> {
     let be32 = |b: &[u8], at: usize| -> Option<u32> {
         b.get(at..at.checked_add(4)?)
             .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
@@ -213,6 +419,13 @@ pub fn parse_rpm_header(blob: &[u8]) -> Option<(String, Vec<Vec<u8>>)> {
         }
         Some(out)
     };
+    let int32 = |tag: u32| -> Option<u32> {
+        let &(ty, off, count) = entries.get(&tag)?;
+        if ty != TYPE_INT32 || count == 0 {
+            return None;
+        }
+        be32(data, off)
+    };
     let name = String::from_utf8_lossy(strings(TAG_NAME)?.first()?).into_owned();
     let mut paths = Vec::new();
     if let (Some(base), Some(dirs), Some(&(ty, off, count))) = (
@@ -230,7 +443,17 @@ pub fn parse_rpm_header(blob: &[u8]) -> Option<(String, Vec<Vec<u8>>)> {
             paths.push(p);
         }
     }
-    Some((name, paths))
+    let digests: Vec<Vec<u8>> = match strings(TAG_FILEDIGESTS) {
+        Some(d) if d.len() == paths.len() => d.into_iter().map(<[u8]>::to_vec).collect(),
+        _ => Vec::new(),
+    };
+    Some(RpmHeader {
+        name,
+        paths,
+        digests,
+        algo: int32(TAG_FILEDIGESTALGO).map_or(Some(Algo::Md5), rpm_algo),
+        install_time: int32(TAG_INSTALLTIME).map(i64::from),
+    })
 }
 
 /// Reads rpm's sqlite database, opened through the root (confined, regular
@@ -263,10 +486,19 @@ fn load_rpm(root: &Root, owners: &mut Owners) -> Result<(), PackagesError> {
     while let Some(row) = rows.next().map_err(rpm)? {
         let blob: Vec<u8> = row.get(0).map_err(rpm)?;
         match parse_rpm_header(&blob) {
-            Some((name, paths)) => {
-                let pkg = owners.package(name);
-                for p in paths {
-                    owners.add(pkg, &p);
+            Some(h) => {
+                let pkg = owners.package(Package {
+                    name: h.name,
+                    format: Format::Rpm,
+                    installed: h.install_time,
+                });
+                for p in &h.paths {
+                    owners.add(pkg, p);
+                }
+                if let Some(algo) = h.algo {
+                    for (p, d) in h.paths.iter().zip(&h.digests) {
+                        owners.add_digest(p, algo, d);
+                    }
                 }
             }
             None => owners
@@ -427,6 +659,19 @@ mod tests {
 
     /// Builds a header blob the way rpm lays one out.
     pub(crate) fn rpm_header(name: &str, dirs: &[&str], files: &[(u32, &str)]) -> Vec<u8> {
+        rpm_header_full(name, dirs, files, &[], None, None)
+    }
+
+    /// [`rpm_header`] with `FILEDIGESTS` (when not empty),
+    /// `FILEDIGESTALGO` and `INSTALLTIME`.
+    pub(crate) fn rpm_header_full(
+        name: &str,
+        dirs: &[&str],
+        files: &[(u32, &str)],
+        digests: &[&str],
+        algo: Option<u32>,
+        installed: Option<u32>,
+    ) -> Vec<u8> {
         let mut data = Vec::new();
         let mut index = Vec::new();
         let mut put = |tag: u32, ty: u32, count: usize, bytes: &[u8], data: &mut Vec<u8>| {
@@ -461,6 +706,27 @@ mod tests {
         );
         let idx: Vec<u8> = files.iter().flat_map(|f| f.0.to_be_bytes()).collect();
         put(TAG_DIRINDEXES, TYPE_INT32, files.len(), &idx, &mut data);
+        if !digests.is_empty() {
+            put(
+                TAG_FILEDIGESTS,
+                TYPE_STRING_ARRAY,
+                digests.len(),
+                &strs(digests),
+                &mut data,
+            );
+        }
+        if let Some(a) = algo {
+            put(
+                TAG_FILEDIGESTALGO,
+                TYPE_INT32,
+                1,
+                &a.to_be_bytes(),
+                &mut data,
+            );
+        }
+        if let Some(t) = installed {
+            put(TAG_INSTALLTIME, TYPE_INT32, 1, &t.to_be_bytes(), &mut data);
+        }
         let mut blob = Vec::new();
         blob.extend_from_slice(&(index.len() as u32).to_be_bytes());
         blob.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -480,10 +746,13 @@ mod tests {
             &["/usr/share/dbus-1/", "/usr/lib/"],
             &[(0, "system.conf"), (1, "x.so")],
         );
-        let (name, paths) = parse_rpm_header(&blob).unwrap();
-        assert_eq!(name, "dbus-common");
+        let h = parse_rpm_header(&blob).unwrap();
+        assert_eq!(h.name, "dbus-common");
+        assert!(h.digests.is_empty());
+        assert_eq!(h.algo, Some(Algo::Md5), "rpm's default");
+        assert_eq!(h.install_time, None);
         assert_eq!(
-            paths,
+            h.paths,
             [
                 b"/usr/share/dbus-1/system.conf".to_vec(),
                 b"/usr/lib/x.so".to_vec()
@@ -513,5 +782,96 @@ mod tests {
         assert_eq!(o.owner(b"/lib/x.so").unwrap(), "dbus-common");
         assert_eq!(o.owner(b"/etc/evil.conf").unwrap(), "");
         assert_eq!(o.errors.len(), 1, "{:?}", o.errors);
+    }
+
+    #[test]
+    fn rpm_digests_algorithms_and_install_time() {
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let blob = rpm_header_full(
+            "p",
+            &["/usr/share/dbus-1/", "/lib/"],
+            &[(0, "a.conf"), (1, "d")],
+            &[sha, ""],
+            Some(8),
+            Some(1_700_000_000),
+        );
+        let h = parse_rpm_header(&blob).unwrap();
+        assert_eq!(h.algo, Some(Algo::Sha256));
+        assert_eq!(h.install_time, Some(1_700_000_000));
+        assert_eq!(h.digests, [sha.as_bytes().to_vec(), Vec::new()]);
+        // SHA-1 (2) is not checked: no digests kept.
+        let sha1 = rpm_header_full("q", &["/x/"], &[(0, "f")], &["aa"], Some(2), None);
+        assert_eq!(parse_rpm_header(&sha1).unwrap().algo, None);
+        // A digest list that does not match the files is ignored.
+        let odd = rpm_header_full("q", &["/x/"], &[(0, "f")], &["aa", "bb"], None, None);
+        assert!(parse_rpm_header(&odd).unwrap().digests.is_empty());
+
+        let mut o = Owners {
+            has_database: true,
+            ..Owners::default()
+        };
+        let pkg = o.package(Package {
+            name: "p".into(),
+            format: Format::Rpm,
+            installed: h.install_time,
+        });
+        for (p, d) in h.paths.iter().zip(&h.digests) {
+            o.add(pkg, p);
+            o.add_digest(p, Algo::Sha256, d);
+        }
+        let l = o.lookup(b"/usr/lib/d").unwrap();
+        assert_eq!(l.packages.len(), 1);
+        assert!(l.digests.is_empty(), "a directory has no digest");
+        let l = o.lookup(b"/usr/share/dbus-1/a.conf").unwrap();
+        assert_eq!(l.digests[0].hex, sha);
+        assert_eq!(l.installed(), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn dpkg_md5sums_conffiles_and_install_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        write(
+            r,
+            "var/lib/dpkg/info/dbus.list",
+            b"/etc/dbus-1/system.conf\n/usr/share/dbus-1/x.service\n/etc/old.conf\n",
+        );
+        write(
+            r,
+            "var/lib/dpkg/info/dbus.md5sums",
+            b"0123456789abcdef0123456789ABCDEF  usr/share/dbus-1/x.service\n\n",
+        );
+        write(r, "var/lib/dpkg/info/libz:amd64.list", b"/etc/z.conf\n");
+        write(
+            r,
+            "var/lib/dpkg/status",
+            b"Package: dbus\nStatus: install ok installed\nConffiles:\n \
+/etc/dbus-1/system.conf 11111111111111111111111111111111\n \
+/etc/old.conf 22222222222222222222222222222222 obsolete\nDescription: x\n \
+/etc/not-a-conffile 33333333333333333333333333333333\n\n\
+Package: libz\nArchitecture: amd64\nConffiles:\n /etc/z.conf newconffile\n\n\
+Package: gone\nConffiles:\n /etc/gone.conf 44444444444444444444444444444444\n",
+        );
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        std::fs::File::options()
+            .append(true)
+            .open(r.join("var/lib/dpkg/info/dbus.list"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let o = load(&Root::open(r).unwrap());
+        assert!(o.errors.is_empty(), "{:?}", o.errors);
+        let l = o.lookup(b"/usr/share/dbus-1/x.service").unwrap();
+        assert_eq!(l.packages[0].name, "dbus");
+        assert_eq!(l.packages[0].format, Format::Dpkg);
+        assert_eq!(l.installed(), Some(1_600_000_000));
+        assert_eq!(l.digests[0].hex, "0123456789abcdef0123456789abcdef");
+        assert_eq!(l.digests[0].algo, Algo::Md5);
+        let c = o.lookup(b"/etc/dbus-1/system.conf").unwrap();
+        assert_eq!(c.digests[0].hex, "11111111111111111111111111111111");
+        assert!(o.lookup(b"/etc/old.conf").unwrap().digests.is_empty());
+        assert!(o.lookup(b"/etc/not-a-conffile").unwrap().digests.is_empty());
+        assert!(o.lookup(b"/etc/z.conf").unwrap().digests.is_empty());
+        assert!(o.lookup(b"/etc/gone.conf").unwrap().digests.is_empty());
     }
 }

@@ -355,6 +355,8 @@ pub struct Discovered {
     /// root, with the reason (a config including a missing file is named
     /// here too).
     pub config_errors: Vec<(PathBuf, String)>,
+    /// Every policy rule of the configs, in the order each bus merges them.
+    pub policy_rules: Vec<bus_config::FoundRule<Bus>>,
     /// Whether each of `dirs` was found absent (ENOENT) while discovering,
     /// so [`visit`] need not walk its path again; most per-user directories
     /// do not exist, and on a host of hundreds of accounts the second walk
@@ -390,11 +392,12 @@ pub fn discover(root: &Root) -> Discovered {
         Err(e) => log::warn!("dbus_service_files: per-user directories skipped: {e}"),
     }
     dirs.extend(package_system_dirs());
-    let config_errors = add_config_dirs(root, &mut dirs);
+    let (config_errors, policy_rules) = add_config_dirs(root, &mut dirs);
     let absent = merge_roles(root, &mut dirs);
     Discovered {
         dirs,
         config_errors,
+        policy_rules,
         absent,
     }
 }
@@ -445,7 +448,11 @@ fn merge_roles(root: &Root, dirs: &mut [ServiceDir]) -> Vec<bool> {
 /// directories (so a fragment counts even when the main config no longer
 /// includes its directory) and appends every directory and file they name
 /// that is not on the list yet.
-fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, String)> {
+#[allow(clippy::type_complexity)]
+fn add_config_dirs(
+    root: &Root,
+    dirs: &mut Vec<ServiceDir>,
+) -> (Vec<(PathBuf, String)>, Vec<bus_config::FoundRule<Bus>>) {
     let starts: Vec<(bus_config::Start, Bus)> = standard_dirs()
         .into_iter()
         .filter_map(|d| match (d.role, &d.only) {
@@ -505,14 +512,15 @@ fn add_config_dirs(root: &Root, dirs: &mut Vec<ServiceDir>) -> Vec<(PathBuf, Str
             dirs.push(dir);
         }
     }
-    found
+    let errors = found
         .errors
         .into_iter()
         .map(|e| {
             log::warn!("dbus_service_files: {e}");
             (e.path().to_path_buf(), e.to_string())
         })
-        .collect()
+        .collect();
+    (errors, found.rules)
 }
 
 #[derive(Debug, thiserror::Error)]

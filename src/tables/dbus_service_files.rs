@@ -31,7 +31,7 @@ pub const MAX_SERVICE_BYTES: u64 = service_file::MAX_SERVICE_FILE_BYTES;
 const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
 
 /// Columns that need a `.service` file's contents read and parsed.
-const CONTENT_COLUMNS: [&str; 14] = [
+const CONTENT_COLUMNS: [&str; 18] = [
     "service_name",
     "exec",
     "exec_path",
@@ -45,6 +45,10 @@ const CONTENT_COLUMNS: [&str; 14] = [
     "exec_sha256",
     "systemd_unit_path",
     "systemd_exec",
+    "exec_package",
+    "exec_provenance",
+    "exec_verified",
+    "exec_hijackable",
     // An unparsable file is only known by reading it.
     "error",
 ];
@@ -68,6 +72,12 @@ struct Scan<'a> {
     /// Loaded on first use, only when `package` is used.
     packages: Option<Arc<packages::Owners>>,
     want_packages: bool,
+    /// `package_verified`, `changed_after_install`, `provenance`.
+    integrity: bool,
+    /// `exec_package`, `exec_provenance`, `exec_verified`, `exec_hijackable`.
+    exec_integrity: bool,
+    /// The root's passwd, loaded on first use (`User=` to a uid).
+    accounts: Option<Vec<crate::sources::accounts::Account>>,
     config_errors: &'a [(PathBuf, String)],
 }
 
@@ -98,9 +108,16 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         symlink_target: ctx.uses("symlink_target"),
         sha256: ctx.uses("sha256"),
         exec_sha256: ctx.uses("exec_sha256"),
-        systemd: ctx.uses("systemd_unit_path") || ctx.uses("systemd_exec"),
+        systemd: ctx.uses("systemd_unit_path")
+            || ctx.uses("systemd_exec")
+            || EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
         packages: None,
-        want_packages: ctx.uses("package"),
+        want_packages: ctx.uses("package")
+            || INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c))
+            || EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
+        integrity: INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
+        exec_integrity: EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
+        accounts: None,
         config_errors: &found.config_errors,
     };
     let want_dirs = wanted(ctx, "directory");
@@ -162,6 +179,22 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     }
     rows
 }
+
+/// Columns that compare an entry with what its package manager recorded.
+const INTEGRITY_COLUMNS: [&str; 3] = ["package_verified", "changed_after_install", "provenance"];
+
+/// Columns about the package and replaceability of what a service runs.
+const EXEC_INTEGRITY_COLUMNS: [&str; 4] = [
+    "exec_package",
+    "exec_provenance",
+    "exec_verified",
+    "exec_hijackable",
+];
+
+/// How much later than its package's install an entry's ctime may be and
+/// still count as that install: dpkg writes the `.list` after unpacking
+/// every file of the package.
+pub const INSTALL_SLACK_SECS: i64 = 60;
 
 /// Columns that need every service file of the root resolved by name.
 const SHADOW_COLUMNS: [&str; 3] = ["search_order", "effective", "shadowed_by"];
@@ -244,7 +277,7 @@ pub fn writable_by_non_root(m: &Metadata) -> bool {
 
 /// Collects the messages of everything that went wrong with one row.
 #[derive(Default)]
-struct Errors(Vec<String>);
+pub(crate) struct Errors(Vec<String>);
 
 impl Errors {
     fn push(&mut self, e: impl ToString) {
@@ -325,8 +358,19 @@ fn entry_row(
     }
     if kind == EntryKind::Service && regular && scan.content {
         service_columns(scan, open, name, &path, meta.size, &mut row, &mut errors)?;
-        if scan.systemd {
-            systemd_columns(scan, dir, &mut row, &mut errors);
+        let unit_program = if scan.systemd {
+            systemd_columns(scan, dir, &mut row, &mut errors)
+        } else {
+            None
+        };
+        if scan.exec_integrity {
+            let program = unit_program.or_else(|| match row.get("exec_path") {
+                Some(Value::Text(p)) if !p.is_empty() => Some(p.clone()),
+                _ => None,
+            });
+            if let Some(program) = program {
+                exec_integrity(scan, dir, &program, &mut row, &mut errors);
+            }
         }
     }
     if matches!(kind, EntryKind::Config | EntryKind::Policy) {
@@ -336,11 +380,129 @@ fn entry_row(
             }
         }
     }
+    let integrity = scan.integrity;
     if let Some(owners) = scan.owners() {
-        row.set("package", owners.owner(path.as_os_str().as_bytes()));
+        let bytes = path.as_os_str().as_bytes();
+        row.set("package", owners.owner(bytes));
+        if integrity {
+            let owned = owners.lookup(bytes);
+            let verified = if regular {
+                verify(owned.as_ref(), &path, &mut errors, || {
+                    fs_safe::open_entry_regular(open.fd(), name, &path)
+                })
+            } else {
+                None
+            };
+            row.set("package_verified", verified)
+                .set(
+                    "changed_after_install",
+                    changed_after_install(owned.as_ref(), meta.ctime),
+                )
+                .set(
+                    "provenance",
+                    provenance(owned.as_ref(), dir, open, name, &meta, &path),
+                );
+        }
     }
     errors.apply(&mut row);
     Some(row)
+}
+
+/// `package_verified`: whether the file matches any digest the owning
+/// package manager recorded for its path. `None` when nothing is recorded
+/// or the file cannot be read (the reason goes to `errors`).
+pub(crate) fn verify(
+    owned: Option<&packages::Ownership>,
+    path: &Path,
+    errors: &mut Errors,
+    open: impl Fn() -> Result<std::fs::File, fs_safe::FsError>,
+) -> Option<bool> {
+    let digests = &owned?.digests;
+    if digests.is_empty() {
+        return None;
+    }
+    let mut algos: Vec<hash::Algo> = digests.iter().map(|d| d.algo).collect();
+    algos.sort();
+    algos.dedup();
+    for algo in algos {
+        let got = match open()
+            .map_err(|e| e.to_string())
+            .and_then(|f| hash::digest_file(f, algo, path).map_err(|e| e.to_string()))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(format!("verify: {e}"));
+                return None;
+            }
+        };
+        if digests.iter().any(|d| d.algo == algo && d.hex == got) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// `changed_after_install`: ctime later than the owners' latest install
+/// by more than [`INSTALL_SLACK_SECS`].
+pub(crate) fn changed_after_install(
+    owned: Option<&packages::Ownership>,
+    ctime: i64,
+) -> Option<bool> {
+    let installed = owned?.installed()?;
+    Some(ctime > installed.saturating_add(INSTALL_SLACK_SECS))
+}
+
+/// `provenance`: the package manager that owns the entry, else flatpak for
+/// an export symlink into an installed app's deployment, snap for snapd's
+/// own directory, else none (NULL with no package database at all).
+fn provenance(
+    owned: Option<&packages::Ownership>,
+    dir: &ServiceDir,
+    open: &OpenDir,
+    name: &OsStr,
+    meta: &Metadata,
+    path: &Path,
+) -> Option<&'static str> {
+    if let Some(p) = owned.and_then(|o| o.packages.first()) {
+        return Some(p.format.as_str());
+    }
+    if path.starts_with("/var/lib/snapd/dbus-1") {
+        return Some("snap");
+    }
+    if dir.origin == service_dirs::Origin::Flatpak && meta.kind == FileKind::Symlink {
+        if let Ok(target) = fs_safe::read_link_entry(open.fd(), name) {
+            let resolved = lexical_join(&dir.path, Path::new(OsStr::from_bytes(&target)));
+            let mut apps = vec![PathBuf::from("/var/lib/flatpak/app")];
+            if let Some(o) = &dir.owner {
+                apps.push(o.home.join(".local/share/flatpak/app"));
+            }
+            if apps
+                .iter()
+                .any(|a| resolved.starts_with(a) && resolved != *a)
+            {
+                return Some("flatpak");
+            }
+        }
+    }
+    owned.map(|_| "none")
+}
+
+/// `base` joined with `target` (kept when absolute), `.` and `..`
+/// resolved without touching the filesystem, as a symlink target reads.
+pub(crate) fn lexical_join(base: &Path, target: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    let joined = base.join(target);
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 /// Reads and parses a regular `.service` entry (never following it, at
@@ -434,9 +596,17 @@ fn service_columns(
 /// (system units for the system bus, the owning account's user units for
 /// a session file in a home) and its effective `ExecStart=` lines, which
 /// is what really runs when the bus hands activation to systemd.
-fn systemd_columns(scan: &Scan, dir: &ServiceDir, row: &mut Row, errors: &mut Errors) {
+///
+/// Returns the program the unit's first `ExecStart=` runs (prefixes
+/// `-@+!:|` stripped), the target the exec integrity columns describe.
+fn systemd_columns(
+    scan: &Scan,
+    dir: &ServiceDir,
+    row: &mut Row,
+    errors: &mut Errors,
+) -> Option<String> {
     let Some(Value::Text(unit)) = row.get("systemd_service").cloned() else {
-        return;
+        return None;
     };
     let scope = match dir.bus {
         service_dirs::Bus::System => unit_files::Scope::System,
@@ -455,10 +625,160 @@ fn systemd_columns(scan: &Scan, dir: &ServiceDir, row: &mut Row, errors: &mut Er
                 u.exec_start.join(" ; ")
             };
             row.set("systemd_exec", exec);
+            if !u.masked {
+                return u.exec_start.first().and_then(|l| exec_start_program(l));
+            }
         }
         Ok(None) => {}
         Err(e) => errors.push(format!("SystemdService={unit}: {e}")),
     }
+    None
+}
+
+/// The program of one `ExecStart=` line: special prefixes (`-@+!:|`, in
+/// any combination) stripped, then the first word, unquoted by the same
+/// rules as `Exec=`.
+pub(crate) fn exec_start_program(line: &str) -> Option<String> {
+    let rest = line
+        .trim_start()
+        .trim_start_matches(['-', '@', '+', '!', ':', '|']);
+    service_file::split_exec(rest)
+        .ok()?
+        .into_iter()
+        .next()
+        .filter(|p| !p.is_empty())
+}
+
+/// `exec_package`, `exec_provenance`, `exec_verified` and
+/// `exec_hijackable` for the program a service runs, resolved inside the
+/// root through every symlink (the bus, or systemd, runs the final file).
+fn exec_integrity(
+    scan: &mut Scan,
+    dir: &ServiceDir,
+    program: &str,
+    row: &mut Row,
+    errors: &mut Errors,
+) {
+    let Some(inner) = fs_safe::readings(program).pop() else {
+        return;
+    };
+    let written = Path::new("/").join(inner);
+    let Ok(fd) = scan.root.open_path(&written) else {
+        // exec_exists says it is missing; nothing to attribute.
+        return;
+    };
+    let canonical = scan
+        .root
+        .inner_path(rustix::fd::AsFd::as_fd(&fd))
+        .unwrap_or_else(|| written.clone());
+    let runner = runner_uid(scan, dir, row);
+    let hijack = hijackable(scan.root, &written, &canonical, runner);
+    let root = scan.root;
+    if let Some(owners) = scan.owners() {
+        let mut owned = owners.lookup(canonical.as_os_str().as_bytes());
+        if owned.as_ref().is_some_and(|o| o.packages.is_empty()) {
+            owned = owners.lookup(written.as_os_str().as_bytes());
+        }
+        let names = owned.as_ref().map(|o| {
+            o.packages
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let verified = verify(owned.as_ref(), &canonical, errors, || {
+            root.open_regular(&canonical)
+        });
+        row.set("exec_package", names)
+            .set("exec_verified", verified)
+            .set(
+                "exec_provenance",
+                exec_provenance(owned.as_ref(), &canonical),
+            );
+    } else {
+        row.set("exec_provenance", exec_provenance(None, &canonical));
+    }
+    row.set("exec_hijackable", hijack);
+}
+
+/// Who a program is installed by: its package manager, a flatpak app
+/// deployment, a snap, else none (NULL without a package database).
+fn exec_provenance(owned: Option<&packages::Ownership>, canonical: &Path) -> Option<&'static str> {
+    if let Some(p) = owned.and_then(|o| o.packages.first()) {
+        return Some(p.format.as_str());
+    }
+    let s = canonical.to_string_lossy();
+    if s.starts_with("/var/lib/flatpak/app/") || s.contains("/.local/share/flatpak/app/") {
+        return Some("flatpak");
+    }
+    if s.starts_with("/snap/") {
+        return Some("snap");
+    }
+    owned.map(|_| "none")
+}
+
+/// The uid a service runs as, when it is one account: `User=` (root when
+/// absent) on the system bus, the home's owner for a per-user session
+/// file. `None` for a system-wide session file, which every user's session
+/// may run: then only root may own what it runs.
+fn runner_uid(scan: &mut Scan, dir: &ServiceDir, row: &Row) -> Option<u32> {
+    match dir.bus {
+        service_dirs::Bus::Session => dir.owner.as_ref().map(|o| o.uid),
+        service_dirs::Bus::System => {
+            let user = match row.get("run_as_user") {
+                Some(Value::Text(u)) => u.clone(),
+                _ => return Some(0),
+            };
+            let host = scan.root.host_path().to_path_buf();
+            let accounts = scan.accounts.get_or_insert_with(|| {
+                crate::sources::accounts::read_passwd(&host)
+                    .map(|p| p.entries)
+                    .unwrap_or_default()
+            });
+            accounts
+                .iter()
+                .find(|a| a.username == user)
+                .map(|a| a.uid)
+                .or_else(|| user.parse().ok())
+        }
+    }
+}
+
+/// Whether an account other than root and `runner` could replace what
+/// runs: the target, or any directory on the way to it (as written and as
+/// resolved), is owned by such an account, or writable by a non-root
+/// group or by others. A sticky directory stops others only from
+/// replacing entries they do not own, so it counts only when the next
+/// entry is not owned by root or the runner. `None` when the path cannot
+/// be examined.
+pub(crate) fn hijackable(
+    root: &Root,
+    written: &Path,
+    canonical: &Path,
+    runner: Option<u32>,
+) -> Option<bool> {
+    let allowed = |uid: u32| uid == 0 || Some(uid) == runner;
+    let mut chain: Vec<Metadata> = Vec::new();
+    let mut any = false;
+    for path in [canonical, written] {
+        let mut prefixes: Vec<PathBuf> = path.ancestors().map(Path::to_path_buf).collect();
+        prefixes.reverse();
+        chain.clear();
+        for p in prefixes {
+            let fd = root.open_path(&p).ok()?;
+            chain.push(stat::stat_fd(&fd, p).ok()?);
+        }
+        for (i, m) in chain.iter().enumerate() {
+            let next_owned_ok = chain.get(i + 1).is_some_and(|n| allowed(n.uid));
+            let sticky_dir = m.kind == FileKind::Directory && m.perm & 0o1000 != 0;
+            let others = m.perm & 0o002 != 0 && !(sticky_dir && next_owned_ok);
+            let group = m.gid != 0 && m.perm & 0o020 != 0 && !(sticky_dir && next_owned_ok);
+            if !allowed(m.uid) || group || others {
+                any = true;
+            }
+        }
+    }
+    Some(any)
 }
 
 /// Metadata (and, when used, the hash) of the program an `Exec=` line
@@ -914,6 +1234,9 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             systemd: true,
             packages: None,
             want_packages: false,
+            integrity: false,
+            exec_integrity: false,
+            accounts: None,
             config_errors: &[],
         };
         let row = entry_row(
@@ -1049,5 +1372,288 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         let passwd = &m["/etc/passwd"];
         assert_eq!(text(passwd, "source").unwrap(), "config");
         assert!(text(passwd, "error").unwrap().contains("not a directory"));
+    }
+
+    fn md5_hex(b: &[u8]) -> String {
+        use md5::Digest;
+        md5::Md5::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    }
+
+    fn set_mtime(p: &Path, secs_ago: u64) {
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs_ago);
+        std::fs::File::options()
+            .append(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    /// A dpkg database with an edited (mtime put back), an untouched, a
+    /// conffile and an unowned file, a flatpak export and a snapd file.
+    #[test]
+    fn integrity_columns_from_a_dpkg_database() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let w = |p: &str, b: &[u8]| {
+            let p = r.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b).unwrap();
+        };
+        let good = b"[D-BUS Service]\nName=org.good\nExec=/usr/bin/good\n";
+        let orig = b"[D-BUS Service]\nName=org.edit\nExec=/usr/bin/edit\n";
+        w("usr/share/dbus-1/system-services/org.good.service", good);
+        w(
+            "lib/dbus-1/system-services/org.edit.service",
+            b"[D-BUS Service]\nName=org.edit\nExec=/tmp/evil\n",
+        );
+        set_mtime(
+            &r.join("lib/dbus-1/system-services/org.edit.service"),
+            90 * 86400,
+        );
+        w("etc/dbus-1/system.d/good.conf", b"<busconfig/>");
+        w("etc/dbus-1/system.d/planted.conf", b"<busconfig/>");
+        w(
+            "var/lib/dpkg/info/good.list",
+            b"/usr/share/dbus-1/system-services/org.good.service\n/etc/dbus-1/system.d/good.conf\n",
+        );
+        w(
+            "var/lib/dpkg/info/good.md5sums",
+            format!(
+                "{}  usr/share/dbus-1/system-services/org.good.service\n",
+                md5_hex(good)
+            )
+            .as_bytes(),
+        );
+        w(
+            "var/lib/dpkg/info/edit.list",
+            b"/usr/lib/dbus-1/system-services/org.edit.service\n",
+        );
+        w(
+            "var/lib/dpkg/info/edit.md5sums",
+            format!(
+                "{}  lib/dbus-1/system-services/org.edit.service\n",
+                md5_hex(orig)
+            )
+            .as_bytes(),
+        );
+        // Installed two hours ago; the edit came later.
+        set_mtime(&r.join("var/lib/dpkg/info/edit.list"), 7200);
+        w(
+            "var/lib/dpkg/status",
+            format!(
+                "Package: good\nStatus: install ok installed\nConffiles:\n /etc/dbus-1/system.d/good.conf {}\n",
+                md5_hex(b"<busconfig/>")
+            )
+            .as_bytes(),
+        );
+        // A flatpak export into an app's deployment, one pointing
+        // elsewhere, and a file snapd wrote.
+        std::fs::create_dir_all(r.join("var/lib/flatpak/exports/share/dbus-1/services")).unwrap();
+        symlink(
+            "../../../../app/org.app/current/active/export/share/dbus-1/services/org.app.service",
+            r.join("var/lib/flatpak/exports/share/dbus-1/services/org.app.service"),
+        )
+        .unwrap();
+        symlink(
+            "/tmp/x.service",
+            r.join("var/lib/flatpak/exports/share/dbus-1/services/org.fake.service"),
+        )
+        .unwrap();
+        w(
+            "var/lib/snapd/dbus-1/system-services/org.snap.service",
+            b"[D-BUS Service]\nName=org.snap\n",
+        );
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used([
+            "path",
+            "package",
+            "package_verified",
+            "changed_after_install",
+            "provenance",
+        ]);
+        let m = by_path(&generate(&settings(r), &ctx));
+        let cols = |p: &str| {
+            let row = m.get(p).unwrap_or_else(|| panic!("{p}: {m:#?}"));
+            (
+                text(row, "provenance"),
+                int(row, "package_verified"),
+                int(row, "changed_after_install"),
+            )
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            cols("/usr/share/dbus-1/system-services/org.good.service"),
+            (s("dpkg"), Some(1), Some(0))
+        );
+        assert_eq!(
+            cols("/lib/dbus-1/system-services/org.edit.service"),
+            (s("dpkg"), Some(0), Some(1)),
+            "merged /usr: listed under /usr/lib, found under /lib"
+        );
+        assert_eq!(
+            cols("/etc/dbus-1/system.d/good.conf"),
+            (s("dpkg"), Some(1), Some(0))
+        );
+        assert_eq!(
+            cols("/etc/dbus-1/system.d/planted.conf"),
+            (s("none"), None, None)
+        );
+        assert_eq!(
+            cols("/var/lib/flatpak/exports/share/dbus-1/services/org.app.service"),
+            (s("flatpak"), None, None)
+        );
+        assert_eq!(
+            cols("/var/lib/flatpak/exports/share/dbus-1/services/org.fake.service"),
+            (s("none"), None, None)
+        );
+        assert_eq!(
+            cols("/var/lib/snapd/dbus-1/system-services/org.snap.service"),
+            (s("snap"), None, None)
+        );
+        // Not asked for: not computed.
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "package"]);
+        let rows = generate(&settings(r), &ctx);
+        assert!(rows.iter().all(|r| r.get("provenance").is_none()));
+        // No package database: NULL, flatpak and snap still known.
+        std::fs::remove_dir_all(r.join("var/lib/dpkg")).unwrap();
+        let m = by_path(&generate(&settings(r), &QueryContext::new()));
+        assert_eq!(
+            text(&m["/etc/dbus-1/system.d/planted.conf"], "provenance"),
+            None
+        );
+        assert_eq!(
+            text(
+                &m["/var/lib/snapd/dbus-1/system-services/org.snap.service"],
+                "provenance"
+            )
+            .unwrap(),
+            "snap"
+        );
+    }
+
+    #[test]
+    fn lexical_join_resolves_dots() {
+        assert_eq!(
+            lexical_join(Path::new("/a/b/c"), Path::new("../../x/./y")),
+            Path::new("/a/x/y")
+        );
+        assert_eq!(
+            lexical_join(Path::new("/a"), Path::new("/../../z")),
+            Path::new("/z")
+        );
+    }
+
+    /// Root services and what they run: a packaged program left alone, one
+    /// made world-writable, one in a directory a user owns, one replaced,
+    /// and a SystemdService= unit whose ExecStart is followed instead.
+    #[test]
+    fn exec_integrity_columns() {
+        use std::os::unix::fs::chown;
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let w = |p: &str, b: &[u8], mode: u32| {
+            let p = r.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        w("etc/passwd", b"root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\nsvc:x:998:998::/:/bin/false\n", 0o644);
+        let svc = |name: &str, body: &str| {
+            w(
+                &format!("usr/share/dbus-1/system-services/{name}.service"),
+                format!("[D-BUS Service]\nName={name}\n{body}\n").as_bytes(),
+                0o644,
+            )
+        };
+        svc("ok", "Exec=/bin/okd --x\nUser=root");
+        svc("open", "Exec=/usr/bin/opend\nUser=root");
+        svc("userdir", "Exec=/opt/alice/bin/run\nUser=root");
+        svc("own", "Exec=/opt/svc/run\nUser=svc");
+        svc("replaced", "Exec=/usr/bin/repd\nUser=root");
+        svc(
+            "unit",
+            "Exec=/bin/false\nUser=root\nSystemdService=u.service",
+        );
+        svc("gone", "Exec=/nowhere\nUser=root");
+        w("usr/bin/okd", b"ok", 0o755);
+        w("usr/bin/opend", b"open", 0o777);
+        w("usr/bin/repd", b"evil", 0o755);
+        w("usr/bin/false", b"f", 0o755);
+        w("usr/libexec/unitd", b"u", 0o755);
+        w("opt/alice/bin/run", b"r", 0o755);
+        chown(r.join("opt/alice"), Some(1000), Some(1000)).unwrap();
+        w("opt/svc/run", b"s", 0o755);
+        chown(r.join("opt/svc/run"), Some(998), Some(998)).unwrap();
+        symlink("usr/bin", r.join("bin")).unwrap();
+        w(
+            "usr/lib/systemd/system/u.service",
+            b"[Service]\nExecStart=-!/usr/libexec/unitd --flag\n",
+            0o644,
+        );
+        w(
+            "var/lib/dpkg/info/p.list",
+            b"/usr/bin/okd\n/usr/bin/opend\n/usr/bin/repd\n/usr/libexec/unitd\n",
+            0o644,
+        );
+        w(
+            "var/lib/dpkg/info/p.md5sums",
+            format!(
+                "{}  usr/bin/okd\n{}  usr/bin/opend\n{}  usr/bin/repd\n{}  usr/libexec/unitd\n",
+                md5_hex(b"ok"),
+                md5_hex(b"open"),
+                md5_hex(b"original"),
+                md5_hex(b"u")
+            )
+            .as_bytes(),
+            0o644,
+        );
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used([
+            "path",
+            "exec_package",
+            "exec_provenance",
+            "exec_verified",
+            "exec_hijackable",
+        ]);
+        let m = by_path(&generate(&settings(r), &ctx));
+        let cols = |n: &str| {
+            let row = &m[&format!("/usr/share/dbus-1/system-services/{n}.service")];
+            (
+                text(row, "exec_package"),
+                text(row, "exec_provenance"),
+                int(row, "exec_verified"),
+                int(row, "exec_hijackable"),
+            )
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            cols("ok"),
+            (s("p"), s("dpkg"), Some(1), Some(0)),
+            "via /bin"
+        );
+        assert_eq!(cols("open"), (s("p"), s("dpkg"), Some(1), Some(1)));
+        assert_eq!(cols("userdir"), (s(""), s("none"), None, Some(1)));
+        assert_eq!(
+            cols("own"),
+            (s(""), s("none"), None, Some(0)),
+            "its own user"
+        );
+        assert_eq!(cols("replaced"), (s("p"), s("dpkg"), Some(0), Some(0)));
+        assert_eq!(
+            cols("unit"),
+            (s("p"), s("dpkg"), Some(1), Some(0)),
+            "ExecStart"
+        );
+        assert_eq!(cols("gone"), (None, None, None, None));
+        assert_eq!(
+            exec_start_program("@-/usr/bin/x a b").as_deref(),
+            Some("/usr/bin/x")
+        );
+        assert_eq!(exec_start_program("-").as_deref(), None);
     }
 }

@@ -1,0 +1,374 @@
+//! `dbus_policy_rules`: one row per `<allow>`/`<deny>` of every bus
+//! configuration file, so a hunt sees what a bus permits, not only which
+//! files exist. A single policy fragment can let any local user own a
+//! privileged name or call a root service; that is persistence and
+//! privilege escalation without any `.service` file.
+//!
+//! Which files a bus reads, and the rules in them, come from
+//! `sources::service_dirs` (through `sources::bus_config`, the one XML
+//! reader); ownership from `sources::packages`. This module orders the
+//! rules as dbus-daemon applies them and turns them into rows.
+use crate::context::QueryContext;
+use crate::sources::bus_config::{FoundRule, PolicyContext};
+use crate::sources::fs_safe::{self, Root};
+use crate::sources::{packages, service_dirs};
+use crate::tables::{Row, Settings};
+use std::os::unix::ffi::OsStrExt;
+
+/// Rule attributes with a column each: (attribute, column).
+const ATTRIBUTES: [(&str, &str); 24] = [
+    ("send_destination", "send_destination"),
+    ("send_destination_prefix", "send_destination_prefix"),
+    ("send_interface", "send_interface"),
+    ("send_member", "send_member"),
+    ("send_path", "send_path"),
+    ("send_type", "send_type"),
+    ("send_error", "send_error"),
+    ("send_broadcast", "send_broadcast"),
+    ("send_requested_reply", "send_requested_reply"),
+    ("receive_sender", "receive_sender"),
+    ("receive_interface", "receive_interface"),
+    ("receive_member", "receive_member"),
+    ("receive_path", "receive_path"),
+    ("receive_type", "receive_type"),
+    ("receive_error", "receive_error"),
+    ("receive_requested_reply", "receive_requested_reply"),
+    ("own", "own"),
+    ("own_prefix", "own_prefix"),
+    ("user", "connect_user"),
+    ("group", "connect_group"),
+    ("eavesdrop", "eavesdrop"),
+    ("log", "log"),
+    ("min_fds", "min_fds"),
+    ("max_fds", "max_fds"),
+];
+
+pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
+    let root = match Root::open(&settings.root) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("dbus_policy_rules: {e}");
+            let mut row = Row::new();
+            row.set("path", "/").set("error", e.to_string());
+            return vec![row];
+        }
+    };
+    let found = service_dirs::discover(&root);
+    let owners = (ctx.uses("package") || ctx.uses("provenance")).then(|| packages::owners(&root));
+    let want_paths = ctx.eq_values("path");
+    let wanted = |p: &str| want_paths.as_ref().is_none_or(|w| w.iter().any(|v| v == p));
+    let positions = positions(&found.policy_rules);
+    let mut rows = Vec::new();
+    for (r, position) in found.policy_rules.iter().zip(positions) {
+        let path = fs_safe::render_path(&r.from);
+        if !wanted(&path) {
+            continue;
+        }
+        let mut row = rule_row(r, position);
+        row.set("path", path);
+        if let Some(o) = &owners {
+            ownership(&mut row, o, r.from.as_os_str().as_bytes());
+        }
+        rows.push(row);
+    }
+    for (path, error) in &found.config_errors {
+        let shown = fs_safe::render_path(path);
+        if !wanted(&shown) {
+            continue;
+        }
+        let mut row = Row::new();
+        row.set("path", shown).set("error", error.as_str());
+        if let Some(o) = &owners {
+            ownership(&mut row, o, path.as_os_str().as_bytes());
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+fn ownership(row: &mut Row, owners: &packages::Owners, path: &[u8]) {
+    let owned = owners.lookup(path);
+    let provenance = owned
+        .as_ref()
+        .map(|o| o.packages.first().map_or("none", |p| p.format.as_str()));
+    row.set("package", owners.owner(path))
+        .set("provenance", provenance);
+}
+
+/// Each rule's 1-based position in its bus's order of application
+/// (`bus/policy.c`): by context rank, then reading order.
+pub(crate) fn positions<T: PartialEq + Copy>(rules: &[FoundRule<T>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rules.len()).collect();
+    order.sort_by_key(|&i| (rules[i].rule.context.rank(), rules[i].seq));
+    let mut out = vec![0; rules.len()];
+    let mut counts: Vec<(T, usize)> = Vec::new();
+    for i in order {
+        let tag = rules[i].tag;
+        let n = match counts.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                counts.push((tag, 1));
+                1
+            }
+        };
+        out[i] = n;
+    }
+    out
+}
+
+fn rule_row(r: &FoundRule<service_dirs::Bus>, position: usize) -> Row {
+    let mut row = Row::new();
+    let mut errors: Vec<String> = Vec::new();
+    let (context, user, group, at_console) = match &r.rule.context {
+        PolicyContext::Default => ("default", None, None, None),
+        PolicyContext::Mandatory => ("mandatory", None, None, None),
+        PolicyContext::User(u) => ("user", Some(u.as_str()), None, None),
+        PolicyContext::Group(g) => ("group", None, Some(g.as_str()), None),
+        PolicyContext::AtConsole(b) => ("at_console", None, None, Some(*b)),
+        PolicyContext::Invalid(why) => {
+            errors.push(format!(
+                "<policy> without a valid context ({why}): dbus-daemon refuses the file"
+            ));
+            ("invalid", None, None, None)
+        }
+    };
+    row.set("bus", r.tag.as_str())
+        .set("context", context)
+        .set("user", user)
+        .set("group", group)
+        .set("at_console", at_console)
+        .set("position", i64::try_from(position).unwrap_or(i64::MAX))
+        .set("verdict", if r.rule.allow { "allow" } else { "deny" });
+    for (name, value) in &r.rule.attributes {
+        match ATTRIBUTES.iter().find(|(a, _)| a == name) {
+            Some((_, col)) => {
+                row.set(col, value.as_str());
+            }
+            None => errors.push(format!(
+                "unknown attribute {name}: dbus-daemon refuses the file"
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        row.set("error", errors.join("; "));
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::Value;
+    use std::path::{Path, PathBuf};
+
+    fn text(row: &Row, col: &str) -> Option<String> {
+        match row.get(col) {
+            Some(Value::Text(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn int(row: &Row, col: &str) -> Option<i64> {
+        match row.get(col) {
+            Some(Value::Integer(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    fn write(r: &Path, p: &str, b: &str) {
+        let p = r.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b).unwrap();
+    }
+
+    const DOCTYPE: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+"#;
+
+    /// A system.conf whose default rules come before system.d and whose
+    /// mandatory rules after; fragments with every attribute, each
+    /// context, an <include> of another file, a wildcard own, and XML that
+    /// does not parse.
+    fn fixture() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        write(
+            r,
+            "usr/share/dbus-1/system.conf",
+            &format!(
+                "{DOCTYPE}<busconfig><type>system</type>\
+<policy context=\"default\"><deny own=\"*\"/><allow user=\"*\"/></policy>\
+<includedir>/etc/dbus-1/system.d</includedir>\
+<policy context=\"mandatory\"><deny send_destination=\"org.example.Locked\"/></policy>\
+</busconfig>"
+            ),
+        );
+        write(
+            r,
+            "etc/dbus-1/system.d/a.conf",
+            "<busconfig>\
+<policy user=\"root\"><allow own=\"org.example.A\"/></policy>\
+<policy group=\"adm\"><allow send_destination=\"org.example.A\" send_interface=\"org.example.A.I\" send_member=\"Get\" send_path=\"/org/example/A\" send_type=\"method_call\" send_error=\"org.example.Error\" send_broadcast=\"false\" send_requested_reply=\"true\" send_destination_prefix=\"org.example\" log=\"true\" min_fds=\"0\" max_fds=\"4\"/></policy>\
+<policy at_console=\"true\"><allow receive_sender=\"org.example.A\" receive_interface=\"org.example.A.I\" receive_member=\"Changed\" receive_path=\"/a\" receive_type=\"signal\" receive_error=\"org.example.E\" receive_requested_reply=\"false\" eavesdrop=\"true\"/></policy>\
+<policy at_console=\"false\"><deny own_prefix=\"org.example\" group=\"wheel\"/></policy>\
+<include>extra/b.xml</include>\
+<policy context=\"default\"><allow bogus=\"1\"/></policy>\
+<policy><allow own=\"x\"/></policy>\
+</busconfig>",
+        );
+        write(
+            r,
+            "etc/dbus-1/system.d/extra/b.xml",
+            "<busconfig><policy context=\"default\"><allow own=\"*\"/></policy></busconfig>",
+        );
+        write(r, "etc/dbus-1/system.d/broken.conf", "<busconfig><policy>");
+        tmp
+    }
+
+    fn settings(r: &Path) -> Settings {
+        Settings {
+            root: r.to_path_buf(),
+            proc: PathBuf::from("/proc"),
+        }
+    }
+
+    #[test]
+    fn every_attribute_context_include_and_error() {
+        let tmp = fixture();
+        let rows = generate(&settings(tmp.path()), &QueryContext::new());
+        let sys: Vec<&Row> = rows
+            .iter()
+            .filter(|r| text(r, "bus").as_deref() == Some("system"))
+            .collect();
+        // Position order, with what identifies each rule.
+        let mut by_pos: Vec<(i64, String, String, String)> = sys
+            .iter()
+            .map(|r| {
+                let what = ATTRIBUTES
+                    .iter()
+                    .find_map(|(_, c)| text(r, c).map(|v| format!("{c}={v}")))
+                    .unwrap_or_default();
+                (
+                    int(r, "position").unwrap(),
+                    text(r, "context").unwrap(),
+                    text(r, "verdict").unwrap(),
+                    what,
+                )
+            })
+            .collect();
+        by_pos.sort();
+        let got: Vec<String> = by_pos
+            .iter()
+            .map(|(p, c, v, w)| format!("{p} {c} {v} {w}"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "1 default deny own=*",
+                "2 default allow connect_user=*",
+                // b.xml is included before a.conf's own later default rule.
+                "3 default allow own=*",
+                "4 default allow ",
+                "5 group allow send_destination=org.example.A",
+                "6 user allow own=org.example.A",
+                "7 at_console allow receive_sender=org.example.A",
+                "8 at_console deny own_prefix=org.example",
+                "9 mandatory deny send_destination=org.example.Locked",
+                "10 invalid allow own=x",
+            ]
+        );
+        let find = |pos: i64| {
+            *sys.iter()
+                .find(|r| int(r, "position") == Some(pos))
+                .unwrap()
+        };
+        let group = find(5);
+        assert_eq!(text(group, "group").unwrap(), "adm");
+        for (col, want) in [
+            ("send_interface", "org.example.A.I"),
+            ("send_member", "Get"),
+            ("send_path", "/org/example/A"),
+            ("send_type", "method_call"),
+            ("send_error", "org.example.Error"),
+            ("send_broadcast", "false"),
+            ("send_requested_reply", "true"),
+            ("send_destination_prefix", "org.example"),
+            ("log", "true"),
+            ("min_fds", "0"),
+            ("max_fds", "4"),
+        ] {
+            assert_eq!(text(group, col).as_deref(), Some(want), "{col}");
+        }
+        let console = find(7);
+        assert_eq!(int(console, "at_console"), Some(1));
+        for (col, want) in [
+            ("receive_interface", "org.example.A.I"),
+            ("receive_member", "Changed"),
+            ("receive_path", "/a"),
+            ("receive_type", "signal"),
+            ("receive_error", "org.example.E"),
+            ("receive_requested_reply", "false"),
+            ("eavesdrop", "true"),
+        ] {
+            assert_eq!(text(console, col).as_deref(), Some(want), "{col}");
+        }
+        let not_console = find(8);
+        assert_eq!(int(not_console, "at_console"), Some(0));
+        assert_eq!(text(not_console, "connect_group").unwrap(), "wheel");
+        assert_eq!(text(find(6), "user").unwrap(), "root");
+        assert_eq!(
+            text(find(3), "path").unwrap(),
+            "/etc/dbus-1/system.d/extra/b.xml"
+        );
+        assert!(text(find(4), "error")
+            .unwrap()
+            .contains("unknown attribute bogus"));
+        assert!(text(find(10), "error").unwrap().contains("valid context"));
+        assert_eq!(text(find(1), "error"), None);
+        // The broken file: one row, path and error only.
+        let broken: Vec<&Row> = rows
+            .iter()
+            .filter(|r| text(r, "path").as_deref() == Some("/etc/dbus-1/system.d/broken.conf"))
+            .collect();
+        assert_eq!(broken.len(), 1);
+        assert!(text(broken[0], "error").unwrap().contains("XML"));
+        assert_eq!(text(broken[0], "bus"), None);
+        // path = narrows; package columns only when used.
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "verdict"]);
+        ctx.add_constraint(
+            "path",
+            crate::context::Op::Eq,
+            "/etc/dbus-1/system.d/extra/b.xml",
+        );
+        let one = generate(&settings(tmp.path()), &ctx);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].get("package"), None);
+    }
+
+    #[test]
+    fn package_and_provenance_of_the_file() {
+        let tmp = fixture();
+        write(
+            tmp.path(),
+            "var/lib/dpkg/info/dbus.list",
+            "/usr/share/dbus-1/system.conf\n",
+        );
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "package", "provenance"]);
+        let rows = generate(&settings(tmp.path()), &ctx);
+        for r in &rows {
+            let path = text(r, "path").unwrap();
+            let (pkg, prov) = if path == "/usr/share/dbus-1/system.conf" {
+                ("dbus", "dpkg")
+            } else {
+                ("", "none")
+            };
+            assert_eq!(text(r, "package").as_deref(), Some(pkg), "{path}");
+            assert_eq!(text(r, "provenance").as_deref(), Some(prov), "{path}");
+        }
+    }
+}
