@@ -366,6 +366,7 @@ fn activation_queries_find_the_escaped_payload_and_no_decoy() {
     bus.activate("org.example.Helper");
 
     let socket = bus.dir.path().join("bus.sock").display().to_string();
+    let _sweep = Sweep(socket.clone());
     let ours = |r: &serde_json::Value| {
         r["bus_pid"].as_str() == Some(bus.pid().to_string().as_str())
             || r["bus_address"].as_str().unwrap_or("").contains(&socket)
@@ -436,4 +437,22 @@ fn activation_queries_find_the_escaped_payload_and_no_decoy() {
         !outside.iter().any(|c| c.contains("helper 292")),
         "the /usr/lib helper is not a finding: {outside:?}"
     );
+}
+
+/// Kills, on drop (panics included), every process still carrying this
+/// test bus's starter address: escaped payloads the bus's own teardown
+/// cannot reach, however they were timed.
+struct Sweep(String);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let rows = query_json(&[], "SELECT pid, bus_address FROM dbus_activated_processes");
+        for r in rows {
+            if r["bus_address"].as_str().unwrap_or("").contains(&self.0) {
+                if let Some(pid) = r["pid"].as_str().and_then(|p| p.parse::<u32>().ok()) {
+                    drop(KillOnDrop(pid));
+                }
+            }
+        }
+    }
 }
