@@ -1,4 +1,4 @@
-//! The comm floor (issue 13): the least work the kernel makes anyone do to
+//! The comm floor: the least work the kernel makes anyone do to
 //! name every process, so the process tables have a yardstick. It lists
 //! `/proc` once and reads each `/proc/<pid>/comm` once (open, one read into
 //! a stack buffer, close), printing `pid comm` lines.

@@ -1,4 +1,4 @@
-//! In-process timings of the tables (issue 13), apart from process startup:
+//! In-process timings of the tables, apart from process startup:
 //! what `scripts/bench.sh` cannot see from the outside.
 //!
 //! ```text
@@ -192,7 +192,7 @@ fn main() {
         "procpass" => {
             // The children table's passes over /proc, apart: the comm pass
             // (kernels with task/*/children), the merged stat pass (kernels
-            // without), and the stat scan as it was before issue 13 (a
+            // without), and the stat scan as it was before the one-pass rewrite (a
             // listing, then a full read and parse of each stat).
             let proc = Proc::new(args.proc.clone().unwrap_or_else(|| "/proc".into()));
             time("pass_comm", args.reps, || {

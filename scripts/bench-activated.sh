@@ -2,7 +2,7 @@
 # Benchmark: the full dbus_activated_processes query against
 # `ps -e -o pid,ppid,comm,args` on a host with N extra processes (default
 # 10000; half of them session leaders, so they are escape candidates whose
-# environ is read). Issue 11 asks the query to stay at least 3x faster.
+# environ is read). The query must stay at least 3x faster.
 # Usage: scripts/bench-activated.sh [N] [path/to/osquery-dbus]
 # Spawns only its own sleeping processes and kills them on exit.
 set -eu

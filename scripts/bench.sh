@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks for issue 13: sets up each workload in a temp dir, runs ours,
+# Benchmarks: sets up each workload in a temp dir, runs ours,
 # the peers (`ps`, `find -printf`) and the floor (benches/comm_floor.rs) side
 # by side in interleaved rounds (or hyperfine), and prints medians and ratios.
 #

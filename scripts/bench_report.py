@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summarises a scripts/bench.sh run: medians, ratios against the floor and
-the peers, and the targets of issue 13, as Markdown on stdout."""
+the peers, and the performance targets, as Markdown on stdout."""
 import json
 import os
 import statistics
