@@ -7,6 +7,7 @@ pub mod fs_safe;
 pub mod hash;
 pub mod packages;
 pub mod proc;
+pub mod proc_connector;
 pub mod service_dirs;
 pub mod service_file;
 pub mod service_names;

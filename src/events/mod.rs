@@ -1,0 +1,215 @@
+//! Evented tables: collectors that run in background threads for the life of
+//! the process (the osquery extension, or `osquery-dbus watch`), feeding
+//! bounded buffers that `dbus_process_events` and `dbus_file_events` read.
+//!
+//! A `/proc` scan sees only what is alive at query time and a stat scan only
+//! the last change; the hunts need what happened in between. The buffers are
+//! kept after a query (osquery's scheduled queries see each event once
+//! through their own differential results), bounded by `--events_max` rows
+//! and `--events_expiry` seconds per table.
+//!
+//! A one-shot `osquery-dbus query` starts no collector and so has no history:
+//! its evented tables answer with no rows and a warning saying so. When the
+//! kernel refuses a collector (not root, no connector), its table answers
+//! with no rows and the reason is logged, never a failed query.
+use crate::tables::{Row, Settings, Value};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub mod process;
+pub mod ring;
+
+use ring::Ring;
+
+/// Buffer bounds, per table. The default holds a day: bus activations and
+/// D-Bus client runs are rare (a busy desktop does a few thousand a day), and
+/// 20,000 rows of about 400 bytes is under 10 MB.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub max_rows: usize,
+    pub expiry: Duration,
+}
+
+pub const DEFAULT_MAX_ROWS: usize = 20_000;
+pub const DEFAULT_EXPIRY_SECS: u64 = 86_400;
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_rows: DEFAULT_MAX_ROWS,
+            expiry: Duration::from_secs(DEFAULT_EXPIRY_SECS),
+        }
+    }
+}
+
+/// Whether a collector is feeding its store, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Failed(String),
+}
+
+/// One table's buffer and its collector's state.
+#[derive(Debug)]
+pub struct Store {
+    pub table: &'static str,
+    ring: Mutex<Ring<Row>>,
+    state: Mutex<State>,
+    /// Times the kernel reported lost events (socket buffer overruns).
+    pub lost: std::sync::atomic::AtomicU64,
+}
+
+/// A poisoned lock only means a collector panicked mid-update; the buffer
+/// itself is still a valid list of rows.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Store {
+    fn new(table: &'static str, config: Config) -> Store {
+        Store {
+            table,
+            ring: Mutex::new(Ring::new(config.max_rows, config.expiry.as_secs())),
+            state: Mutex::new(State::Running),
+            lost: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn ring(&self) -> MutexGuard<'_, Ring<Row>> {
+        lock(&self.ring)
+    }
+
+    pub fn state(&self) -> State {
+        lock(&self.state).clone()
+    }
+
+    pub(crate) fn fail(&self, why: String) {
+        log::warn!("{}: no events: {why}", self.table);
+        *lock(&self.state) = State::Failed(why);
+    }
+
+    /// The buffered rows at or after `since` (unix seconds), oldest first,
+    /// after dropping expired ones.
+    pub fn rows_since(&self, since: Option<u64>) -> Vec<Row> {
+        let mut ring = self.ring();
+        ring.expire(now_secs());
+        ring.iter()
+            .filter(|(t, _)| since.is_none_or(|s| *t >= s))
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub const PROCESS_TABLE: &str = "dbus_process_events";
+/// Every evented table, for `watch --table`.
+pub const TABLES: &[&str] = &[PROCESS_TABLE];
+
+static PROCESS_STORE: OnceLock<Arc<Store>> = OnceLock::new();
+static SUBSCRIBERS: Mutex<Vec<Sender<(&'static str, String)>>> = Mutex::new(Vec::new());
+
+/// Starts every collector once per process (later calls are no-ops). A
+/// collector the kernel refuses leaves its store in [`State::Failed`].
+pub fn start(settings: &Settings, config: Config) {
+    PROCESS_STORE.get_or_init(|| {
+        let store = Arc::new(Store::new(PROCESS_TABLE, config));
+        process::spawn(settings.clone(), Arc::clone(&store), config);
+        store
+    });
+}
+
+/// The store of a table, if collectors were started.
+pub fn store(table: &str) -> Option<Arc<Store>> {
+    match table {
+        PROCESS_TABLE => PROCESS_STORE.get().cloned(),
+        _ => None,
+    }
+}
+
+/// Rows of an evented table for a query; logs (once per process and table)
+/// why there are none when nothing collects.
+pub fn rows(table: &'static str, since: Option<u64>) -> Vec<Row> {
+    static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let Some(store) = store(table) else {
+        let mut warned = lock(&WARNED);
+        if !warned.contains(&table) {
+            warned.push(table);
+            log::warn!(
+                "{table}: no collector in this process; evented tables have history only \
+                 in the osquery extension and `osquery-dbus watch`"
+            );
+        }
+        return Vec::new();
+    };
+    store.rows_since(since)
+}
+
+/// A stream of `(table, JSON line)`, one per event of every evented table,
+/// for `osquery-dbus watch`.
+pub fn subscribe() -> Receiver<(&'static str, String)> {
+    let (tx, rx) = mpsc::channel();
+    lock(&SUBSCRIBERS).push(tx);
+    rx
+}
+
+/// Sends a row to the watchers as `{"table":…,"event":…,columns…}`.
+pub(crate) fn publish(table: &'static str, event: &str, row: &Row) {
+    let mut subs = lock(&SUBSCRIBERS);
+    if subs.is_empty() {
+        return;
+    }
+    let mut obj = serde_json::Map::new();
+    obj.insert("table".into(), table.into());
+    obj.insert("event".into(), event.into());
+    for (k, v) in row.iter() {
+        let j = match v {
+            Value::Null => serde_json::Value::Null,
+            Value::Integer(i) => (*i).into(),
+            Value::Real(f) => (*f).into(),
+            Value::Text(s) => s.as_str().into(),
+        };
+        obj.insert(k.to_string(), j);
+    }
+    let line = serde_json::Value::Object(obj).to_string();
+    subs.retain(|tx| tx.send((table, line.clone())).is_ok());
+}
+
+/// The lower bound a `time >`, `>=` or `=` constraint puts on event times.
+pub fn time_lower_bound(ctx: &crate::context::QueryContext) -> Option<u64> {
+    use crate::context::Op;
+    ctx.constraints("time")
+        .iter()
+        .filter_map(|c| {
+            let v: f64 = c.expr.trim().parse().ok()?;
+            let v = v.max(0.0);
+            match c.op {
+                Op::Gt => Some(v.floor() as u64 + 1),
+                Op::Ge | Op::Eq => Some(v.ceil() as u64),
+                _ => None,
+            }
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{Op, QueryContext};
+
+    #[test]
+    fn time_bounds() {
+        let mut ctx = QueryContext::new();
+        assert_eq!(time_lower_bound(&ctx), None);
+        ctx.add_constraint("time", Op::Gt, "100");
+        ctx.add_constraint("time", Op::Ge, "50");
+        ctx.add_constraint("time", Op::Lt, "500");
+        ctx.add_constraint("time", Op::Gt, "junk");
+        assert_eq!(time_lower_bound(&ctx), Some(101));
+    }
+}
