@@ -17,6 +17,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub mod file;
 pub mod process;
 pub mod ring;
 
@@ -108,10 +109,12 @@ pub fn now_secs() -> u64 {
 }
 
 pub const PROCESS_TABLE: &str = "dbus_process_events";
+pub const FILE_TABLE: &str = "dbus_file_events";
 /// Every evented table, for `watch --table`.
-pub const TABLES: &[&str] = &[PROCESS_TABLE];
+pub const TABLES: &[&str] = &[PROCESS_TABLE, FILE_TABLE];
 
 static PROCESS_STORE: OnceLock<Arc<Store>> = OnceLock::new();
+static FILE_STORE: OnceLock<Arc<Store>> = OnceLock::new();
 static SUBSCRIBERS: Mutex<Vec<Sender<(&'static str, String)>>> = Mutex::new(Vec::new());
 
 /// Starts every collector once per process (later calls are no-ops). A
@@ -122,12 +125,18 @@ pub fn start(settings: &Settings, config: Config) {
         process::spawn(settings.clone(), Arc::clone(&store), config);
         store
     });
+    FILE_STORE.get_or_init(|| {
+        let store = Arc::new(Store::new(FILE_TABLE, config));
+        file::spawn(settings.clone(), Arc::clone(&store));
+        store
+    });
 }
 
 /// The store of a table, if collectors were started.
 pub fn store(table: &str) -> Option<Arc<Store>> {
     match table {
         PROCESS_TABLE => PROCESS_STORE.get().cloned(),
+        FILE_TABLE => FILE_STORE.get().cloned(),
         _ => None,
     }
 }

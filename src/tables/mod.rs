@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub mod dbus_activated_processes;
 pub mod dbus_daemon_children;
+pub mod dbus_file_events;
 pub mod dbus_process_events;
 pub mod dbus_service_files;
 pub mod groups;
@@ -151,6 +152,7 @@ fn generator(name: &str) -> Option<GenerateFn> {
         "dbus_daemon_children" => dbus_daemon_children::generate,
         "dbus_activated_processes" => dbus_activated_processes::generate,
         "dbus_process_events" => dbus_process_events::generate,
+        "dbus_file_events" => dbus_file_events::generate,
         "users" => users::generate,
         "groups" => groups::generate,
         _ => return None,
