@@ -160,3 +160,38 @@ fn a_write_by_dpkg_is_a_package_manager_write() {
     assert_eq!(text(&r, "process_path"), dpkg.to_string_lossy());
     assert_eq!(int(&r, "package_manager"), 1);
 }
+
+#[test]
+fn pack_query_reports_writes_not_by_a_package_manager() {
+    if !collecting() {
+        return;
+    }
+    let name = format!("org.example.PackQ{}.service", std::process::id());
+    std::fs::write(services().join(&name), "x").expect("write");
+    wait_row(&name, "created");
+    let sql = osquery_dbus::packs::builtin()
+        .expect("packs")
+        .into_iter()
+        .find_map(|p| {
+            p.queries
+                .get("dbus_file_writes_not_by_package_manager")
+                .map(|q| q.query.clone())
+        })
+        .expect("pack query");
+    let registry = std::sync::Arc::new(Registry::new(settings()).expect("registry"));
+    let host = osquery_dbus::hosts::sqlite::EmbeddedHost::open(registry).expect("host");
+    let result = host.query(&sql).expect("query");
+    let col = result
+        .columns
+        .iter()
+        .position(|c| c == "filename")
+        .expect("filename column");
+    let pm_names: Vec<String> = result
+        .rows
+        .iter()
+        .map(|r| r[col].to_osquery_string().unwrap_or_default())
+        .collect();
+    assert!(pm_names.contains(&name), "{pm_names:?}");
+    // dpkg's writes (the other test) are never in it.
+    assert!(!pm_names.iter().any(|n| n.starts_with("org.example.Pkg")));
+}

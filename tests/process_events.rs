@@ -271,3 +271,53 @@ fn many_quick_activations_none_lost() {
     );
     assert!(total >= 100, "only {total} activations in {elapsed:?}");
 }
+
+/// Cells of a pack query's result, run by the embedded host in this process
+/// (where the collector runs), as text.
+fn pack_rows(name: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let sql = osquery_dbus::packs::builtin()
+        .expect("packs")
+        .into_iter()
+        .find_map(|p| p.queries.get(name).map(|q| q.query.clone()))
+        .expect("pack query");
+    let registry = std::sync::Arc::new(Registry::new(Settings::default()).expect("registry"));
+    let host = osquery_dbus::hosts::sqlite::EmbeddedHost::open(registry).expect("host");
+    let result = host.query(&sql).expect("query");
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            result
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(c, v)| (c.clone(), v.to_osquery_string().unwrap_or_default()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn pack_query_lists_activations_and_client_runs() {
+    let _serial = serial();
+    if !collecting() {
+        return;
+    }
+    let bus = Bus::custom();
+    let marker = format!("pack-{}", std::process::id());
+    bus.plant("org.example.Pack", &format!("/bin/false {marker}"));
+    activate_and_wait(&bus, "org.example.Pack");
+    wait_exited(&marker, 1, 8);
+    let rows = pack_rows("dbus_activations_and_client_runs");
+    let bus_pid = bus.pid().to_string();
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "activation" && r["bus_pid"] == bus_pid),
+        "activation missing"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "client" && r["cmdline"].contains("org.example.Pack")),
+        "the activating dbus-send run missing"
+    );
+}
