@@ -134,7 +134,7 @@ impl Collector {
         let time = super::now_secs();
         row.set("time", time);
         publish(FILE_TABLE, "file", &row);
-        self.store.ring().push(time, row);
+        self.store.push(time, &row);
     }
 
     fn row(&self, watcher: &Watcher, c: &Change) -> Option<Row> {

@@ -142,14 +142,12 @@ impl Collector {
             Kind::Exit { pid, tgid, status } if pid == tgid => {
                 self.forks.remove(&tgid);
                 if let Some((seq, exec_ns)) = self.pending.remove(&tgid) {
-                    let mut ring = self.store.ring();
-                    if let Some(row) = ring.get_mut(seq) {
-                        row.set("exit_code", exit_code(status)).set(
-                            "duration_ms",
-                            e.timestamp_ns.saturating_sub(exec_ns) / 1_000_000,
-                        );
-                        let row = row.clone();
-                        drop(ring);
+                    let duration = e.timestamp_ns.saturating_sub(exec_ns) / 1_000_000;
+                    let updated = self.store.update(seq, |row| {
+                        row.set("exit_code", exit_code(status))
+                            .set("duration_ms", duration);
+                    });
+                    if let Some(row) = updated {
                         publish(PROCESS_TABLE, "exit", &row);
                     }
                 }
@@ -162,12 +160,11 @@ impl Collector {
         let time = wall_secs(ts_ns);
         row.set("time", time);
         publish(PROCESS_TABLE, "exec", &row);
-        let mut ring = self.store.ring();
-        let seq = ring.push(time, row);
+        let seq = self.store.push(time, &row);
         if self.pending.len() >= self.max_pending {
-            self.pending.retain(|_, (s, _)| ring.get_mut(*s).is_some());
+            let store = &self.store;
+            self.pending.retain(|_, (s, _)| store.holds(*s));
         }
-        drop(ring);
         self.pending.insert(pid, (seq, ts_ns));
     }
 
