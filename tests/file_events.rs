@@ -16,6 +16,7 @@ fn root() -> &'static Path {
     ROOT.get_or_init(|| {
         let t = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(t.path().join("usr/share/dbus-1/services")).expect("mkdir");
+        std::fs::create_dir_all(t.path().join("etc/dbus-1/system.d")).expect("system.d");
         std::fs::create_dir_all(t.path().join("etc")).expect("etc");
         std::fs::write(
             t.path().join("etc/passwd"),
@@ -194,4 +195,36 @@ fn pack_query_reports_writes_not_by_a_package_manager() {
     assert!(pm_names.contains(&name), "{pm_names:?}");
     // dpkg's writes (the other test) are never in it.
     assert!(!pm_names.iter().any(|n| n.starts_with("org.example.Pkg")));
+}
+
+#[test]
+fn a_servicedir_added_by_a_policy_fragment_is_watched_at_once() {
+    if !collecting() {
+        return;
+    }
+    let extra = root().join(format!("opt/extra-{}", std::process::id()));
+    std::fs::create_dir_all(&extra).expect("mkdir");
+    let inner = format!("/opt/extra-{}", std::process::id());
+    std::fs::write(
+        root().join("etc/dbus-1/system.d/extra.conf"),
+        format!("<busconfig><servicedir>{inner}</servicedir></busconfig>\n"),
+    )
+    .expect("fragment");
+    wait_row("extra.conf", "created");
+    // Discovery runs right after that event; write until the new
+    // directory's change shows (well before the 30 s timer).
+    let name = "org.example.Extra.service";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::fs::write(extra.join(name), "x").expect("write");
+        if let Some(r) = rows()
+            .into_iter()
+            .find(|r| r.get("path") == Some(&Value::Text(format!("{inner}/{name}"))))
+        {
+            assert_eq!(text(&r, "directory"), inner);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{inner} not watched");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -2,9 +2,11 @@
 //! `service_dirs::discover` finds (the same list `dbus_service_files`
 //! reads), turning each change into a row with the writer (fanotify) and
 //! the file's stat after the event. The directory list is discovered again
-//! every [`REDISCOVER`], so a new user, a new `<servicedir>` or a directory
-//! created later is watched within that time; until then its changes are
-//! missed.
+//! at once when a watched bus config or policy file changes (a new
+//! `<servicedir>` is watched before anything can be planted in it), and
+//! every [`REDISCOVER`] otherwise, for what no watched file announces (a new
+//! user in passwd, a service directory created later); until then changes
+//! there are missed.
 //!
 //! The writer's name and executable are read from `/proc` when the event is
 //! handled; a writer that has already exited leaves them NULL (its pid
@@ -76,8 +78,9 @@ struct Collector {
     proc: Proc,
     store: Arc<Store>,
     /// Per watcher index: the directory as the bus names it (inside the
-    /// root) and the one file a config directory is read for.
-    dirs: Vec<(PathBuf, Option<std::ffi::OsString>)>,
+    /// root), the one file a config directory is read for, and whether its
+    /// files configure the bus (so a change means discovering again).
+    dirs: Vec<(PathBuf, Option<std::ffi::OsString>, bool)>,
 }
 
 impl Collector {
@@ -94,9 +97,12 @@ impl Collector {
             match watcher.add(&host) {
                 Ok(i) => {
                     if self.dirs.len() <= i {
-                        self.dirs.resize(i + 1, (PathBuf::new(), None));
+                        self.dirs.resize(i + 1, (PathBuf::new(), None, false));
                     }
-                    self.dirs[i] = (dir.path.clone(), dir.only.clone());
+                    let configures = std::iter::once(dir.role)
+                        .chain(dir.also.iter().copied())
+                        .any(|r| r != service_dirs::Role::Services);
+                    self.dirs[i] = (dir.path.clone(), dir.only.clone(), configures);
                 }
                 // Most discovered directories do not exist on a given host.
                 Err(e) => log::debug!("{FILE_TABLE}: {e}"),
@@ -106,6 +112,7 @@ impl Collector {
 
     fn run(&mut self, mut watcher: Watcher) {
         let mut discovered = Instant::now();
+        let mut reconfigured = false;
         loop {
             match watcher.read(Duration::from_secs(1)) {
                 Ok(batch) => {
@@ -118,14 +125,16 @@ impl Collector {
                     for c in batch.changes {
                         if let Some(row) = self.row(&watcher, &c) {
                             self.record(row);
+                            reconfigured |= self.dirs.get(c.dir).is_some_and(|d| d.2);
                         }
                     }
                 }
                 Err(e) => return self.store.fail(e.to_string()),
             }
-            if discovered.elapsed() >= REDISCOVER {
+            if reconfigured || discovered.elapsed() >= REDISCOVER {
                 self.discover(&mut watcher);
                 discovered = Instant::now();
+                reconfigured = false;
             }
         }
     }
@@ -138,7 +147,7 @@ impl Collector {
     }
 
     fn row(&self, watcher: &Watcher, c: &Change) -> Option<Row> {
-        let (inner, only) = self.dirs.get(c.dir)?;
+        let (inner, only, _) = self.dirs.get(c.dir)?;
         if only.as_ref().is_some_and(|o| *o != c.name) {
             return None;
         }
