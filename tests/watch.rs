@@ -90,3 +90,31 @@ fn watch_refuses_a_table_that_is_not_evented() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an evented table"));
 }
+
+/// In a user namespace other than the initial one the kernel ignores a
+/// connector subscription without an error; the collector notices the
+/// missing acknowledgement and says so, and a query of the table still
+/// succeeds (with no rows).
+#[test]
+fn a_refused_connector_is_reported_not_silent() {
+    let probe = Command::new("unshare").args(["-U", "-r", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: cannot create a user namespace here");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_osquery-dbus");
+    let out = Command::new("unshare")
+        .args(["-U", "-r", bin, "watch", "--table", "dbus_process_events"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did not acknowledge"), "{err}");
+    let out = Command::new("unshare")
+        .args(["-U", "-r", bin, "query", "--json"])
+        .arg("SELECT * FROM dbus_process_events")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}

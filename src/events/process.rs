@@ -152,7 +152,7 @@ impl Collector {
                     }
                 }
             }
-            Kind::Exit { .. } => {}
+            Kind::Exit { .. } | Kind::Ack { .. } => {}
         }
     }
 

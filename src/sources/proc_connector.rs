@@ -2,7 +2,10 @@
 //! `CN_IDX_PROC`): fork, exec and exit events for every process on the host,
 //! as they happen, without auditd. This is what lets `dbus_process_events`
 //! see a service that lives for a millisecond, which a `/proc` scan never
-//! would. Subscribing needs `CAP_NET_ADMIN` (root), as osqueryd has.
+//! would. Kernels before 6.6 let only `CAP_NET_ADMIN` (root) subscribe;
+//! every kernel ignores a subscriber outside the initial user and pid
+//! namespaces (a container) without an error, so [`Connector::open`] waits
+//! for the kernel's acknowledgement and calls its absence a refusal.
 //!
 //! This module only opens the socket and decodes datagrams into typed
 //! events; deciding which events matter is `events::process`'s job.
@@ -29,6 +32,7 @@ const NLMSG_HDRLEN: usize = 16;
 /// `struct cn_msg`: id {idx, val}, seq, ack, len (u16), flags (u16).
 const CN_MSG_LEN: usize = 20;
 /// `enum what` values of `struct proc_event`.
+const PROC_EVENT_NONE: u32 = 0x0000_0000;
 const PROC_EVENT_FORK: u32 = 0x0000_0001;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
@@ -38,12 +42,14 @@ const RECV_BUFFER: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
-    #[error("netlink process connector: {step}: {source} (needs root / CAP_NET_ADMIN and a kernel with CONFIG_PROC_EVENTS)")]
+    #[error("netlink process connector: {step}: {source} (needs a kernel with CONFIG_PROC_EVENTS, and root before Linux 6.6)")]
     Setup {
         step: &'static str,
         #[source]
         source: Errno,
     },
+    #[error("netlink process connector: the kernel did not acknowledge the subscription within {0:?} (not in the initial user and pid namespaces, e.g. in a container?)")]
+    NoAck(Duration),
     #[error("netlink process connector: receive: {0}")]
     Recv(#[source] Errno),
 }
@@ -67,6 +73,12 @@ pub enum Kind {
         /// The wait status (`exit_code` of `struct exit_proc_event`).
         status: u32,
     },
+    /// The kernel's answer to a subscription: `seq` echoes the request's,
+    /// `err` is 0 or an errno.
+    Ack {
+        seq: u32,
+        err: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,12 +101,16 @@ fn u64_at(b: &[u8], off: usize) -> Option<u64> {
 }
 
 /// `struct proc_event` (what u32, cpu u32, timestamp_ns u64, then the
-/// union) from the connector message payload.
-fn parse_proc_event(p: &[u8]) -> Option<Event> {
+/// union) from the connector message payload; `seq` is the `cn_msg`'s.
+fn parse_proc_event(p: &[u8], seq: u32) -> Option<Event> {
     let what = u32_at(p, 0)?;
     let timestamp_ns = u64_at(p, 8)?;
     let d = 16;
     let kind = match what {
+        PROC_EVENT_NONE => Kind::Ack {
+            seq,
+            err: u32_at(p, d)?,
+        },
         PROC_EVENT_FORK => Kind::Fork {
             parent_tgid: u32_at(p, d + 4)?,
             child_pid: u32_at(p, d + 8)?,
@@ -126,8 +142,11 @@ pub fn parse_datagram(bytes: &[u8]) -> Vec<Event> {
         let ids = (u32_at(msg, 0), u32_at(msg, 4));
         let payload_len = u16_at(msg, 16).map(usize::from);
         if ids == (Some(CN_IDX_PROC), Some(CN_VAL_PROC)) {
-            if let Some(payload) = payload_len.and_then(|n| msg.get(CN_MSG_LEN..CN_MSG_LEN + n)) {
-                out.extend(parse_proc_event(payload));
+            if let (Some(payload), Some(seq)) = (
+                payload_len.and_then(|n| msg.get(CN_MSG_LEN..CN_MSG_LEN + n)),
+                u32_at(msg, 8),
+            ) {
+                out.extend(parse_proc_event(payload, seq));
             }
         }
         // NLMSG_ALIGN: messages are 4-byte aligned.
@@ -136,8 +155,9 @@ pub fn parse_datagram(bytes: &[u8]) -> Vec<Event> {
     out
 }
 
-/// The subscribe message: nlmsghdr, cn_msg, then the u32 operation.
-fn listen_message() -> Vec<u8> {
+/// The subscribe message: nlmsghdr, cn_msg (with `seq`), then the u32
+/// operation.
+fn listen_message(seq: u32) -> Vec<u8> {
     let total = NLMSG_HDRLEN + CN_MSG_LEN + 4;
     let mut m = Vec::with_capacity(total);
     m.extend_from_slice(&(total as u32).to_ne_bytes());
@@ -147,7 +167,7 @@ fn listen_message() -> Vec<u8> {
     m.extend_from_slice(&std::process::id().to_ne_bytes());
     m.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
     m.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes()); // ack
     m.extend_from_slice(&4u16.to_ne_bytes()); // len
     m.extend_from_slice(&0u16.to_ne_bytes()); // flags
@@ -169,7 +189,12 @@ pub enum Received {
 pub struct Connector {
     fd: OwnedFd,
     buf: Vec<u8>,
+    /// Events that arrived while waiting for the acknowledgement.
+    backlog: Vec<Event>,
 }
+
+/// How long [`Connector::open`] waits for the kernel's acknowledgement.
+const ACK_WAIT: Duration = Duration::from_secs(1);
 
 impl Connector {
     /// Opens, binds to `CN_IDX_PROC` and subscribes. Receives time out
@@ -194,15 +219,45 @@ impl Connector {
         .map_err(setup("SO_RCVTIMEO"))?;
         rustix::net::bind(&fd, &SocketAddrNetlink::new(0, CN_IDX_PROC))
             .map_err(setup("bind CN_IDX_PROC"))?;
-        rustix::net::send(&fd, &listen_message(), SendFlags::empty())
+        // Acknowledgements go to every listener: ours is the one that
+        // echoes this sequence number.
+        let seq = std::process::id() ^ (monotonic_ns() as u32);
+        rustix::net::send(&fd, &listen_message(seq), SendFlags::empty())
             .map_err(setup("send PROC_CN_MCAST_LISTEN"))?;
-        Ok(Connector {
+        let mut conn = Connector {
             fd,
             buf: vec![0u8; 64 * 1024],
-        })
+            backlog: Vec::new(),
+        };
+        let deadline = std::time::Instant::now() + ACK_WAIT;
+        while std::time::Instant::now() < deadline {
+            let Received::Events(events) = conn.recv()? else {
+                continue;
+            };
+            for e in events {
+                match e.kind {
+                    Kind::Ack { seq: s, err } if s == seq => {
+                        if err != 0 {
+                            let source = Errno::from_raw_os_error(err as i32);
+                            return Err(ConnectorError::Setup {
+                                step: "PROC_CN_MCAST_LISTEN",
+                                source,
+                            });
+                        }
+                        return Ok(conn);
+                    }
+                    Kind::Ack { .. } => {}
+                    _ => conn.backlog.push(e),
+                }
+            }
+        }
+        Err(ConnectorError::NoAck(ACK_WAIT))
     }
 
     pub fn recv(&mut self) -> Result<Received, ConnectorError> {
+        if !self.backlog.is_empty() {
+            return Ok(Received::Events(std::mem::take(&mut self.backlog)));
+        }
         match rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::empty()) {
             Ok((n, _)) => Ok(Received::Events(parse_datagram(
                 &self.buf[..n.min(self.buf.len())],
@@ -282,6 +337,10 @@ mod tests {
         other[16] = 9; // another connector index
         assert!(parse_datagram(&other).is_empty());
         assert!(parse_datagram(&datagram(0x200, 1, &[1, 1])).is_empty());
+        assert_eq!(
+            parse_datagram(&datagram(PROC_EVENT_NONE, 1, &[0]))[0].kind,
+            Kind::Ack { seq: 0, err: 0 }
+        );
         // A length field past the end stops parsing instead of reading on.
         let mut long = e;
         long[0] = 0xff;
@@ -290,8 +349,9 @@ mod tests {
 
     #[test]
     fn listen_message_is_well_formed() {
-        let m = listen_message();
+        let m = listen_message(77);
         assert_eq!(m.len(), 40);
+        assert_eq!(u32_at(&m, 24), Some(77));
         assert_eq!(u32_at(&m, 0), Some(40));
         assert_eq!(u32_at(&m, 36), Some(PROC_CN_MCAST_LISTEN));
     }
