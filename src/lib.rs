@@ -6,6 +6,7 @@
 //! calling [`sources`], and the host hands the rows back. Schemas live in
 //! `tables/*.toml` and are loaded by [`spec`].
 pub mod context;
+pub mod events;
 pub mod hosts;
 pub mod hunt;
 pub mod output;

@@ -7,7 +7,7 @@ use osquery_dbus::hosts::{osquery as osq, sqlite};
 use osquery_dbus::output::{self, Format};
 use osquery_dbus::packs::{self, Pack};
 use osquery_dbus::tables::{Registry, Settings};
-use osquery_dbus::{hunt, spec};
+use osquery_dbus::{events, hunt, spec};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +33,14 @@ struct Cli {
     /// --root: DIR/proc, so a dead box shows no live processes of the host).
     #[arg(long, global = true, value_name = "DIR")]
     proc: Option<PathBuf>,
+
+    /// Evented tables: buffer at most this many rows per table.
+    #[arg(long = "events_max", global = true, value_name = "ROWS", default_value_t = events::DEFAULT_MAX_ROWS)]
+    events_max: usize,
+
+    /// Evented tables: drop buffered rows older than this many seconds.
+    #[arg(long = "events_expiry", global = true, value_name = "SECONDS", default_value_t = events::DEFAULT_EXPIRY_SECS)]
+    events_expiry: u64,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -92,6 +100,13 @@ enum Command {
         #[arg(long)]
         fleet: bool,
     },
+    /// Collect the evented tables' events and print each as a JSON line
+    /// (with a "table" key) until SIGINT/SIGTERM. Needs root.
+    Watch {
+        /// Only this evented table (repeatable).
+        #[arg(long, value_name = "NAME")]
+        table: Vec<String>,
+    },
     /// Print the table schemas.
     Schema {
         /// Print the Markdown reference (docs/tables.md) instead of plain text.
@@ -116,8 +131,67 @@ fn settings(cli: &Cli) -> Settings {
     s
 }
 
+fn events_config(cli: &Cli) -> events::Config {
+    events::Config {
+        max_rows: cli.events_max,
+        expiry: Duration::from_secs(cli.events_expiry),
+    }
+}
+
+/// `watch`: start the collectors, stream their events until a signal.
+fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Result<ExitCode> {
+    for t in tables {
+        if !events::TABLES.contains(&t.as_str()) {
+            bail!(
+                "{t} is not an evented table ({})",
+                events::TABLES.join(", ")
+            );
+        }
+    }
+    let wanted: Vec<&'static str> = events::TABLES
+        .iter()
+        .copied()
+        .filter(|t| tables.is_empty() || tables.iter().any(|w| w == t))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let rx = events::subscribe();
+    events::start(&registry.settings, config);
+    let failed: Vec<String> = wanted
+        .iter()
+        .filter_map(|t| match events::store(t).map(|s| s.state()) {
+            Some(events::State::Running) => None,
+            Some(events::State::Failed(why)) => Some(format!("{t}: {why}")),
+            None => Some(format!("{t}: not started")),
+        })
+        .collect();
+    if failed.len() == wanted.len() {
+        bail!("no collector could start: {}", failed.join("; "));
+    }
+    for f in &failed {
+        eprintln!("osquery-dbus: {f}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok((table, line)) if wanted.contains(&table) => {
+                match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+                    other => other.context("writing events")?,
+                }
+            }
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let registry = Arc::new(Registry::new(settings(&cli)).context("loading table specs")?);
+    let events = events_config(&cli);
     if let Some(socket) = &cli.extension.socket {
         if cli.command.is_some() {
             bail!("--socket starts extension mode and takes no subcommand");
@@ -127,6 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             timeout: Duration::from_secs(cli.extension.timeout.max(1)),
             interval: Duration::from_secs(cli.extension.interval.max(1)),
             verbose: cli.extension.verbose,
+            events,
         };
         osq::run(registry, opts).context("extension")?;
         return Ok(ExitCode::SUCCESS);
@@ -208,6 +283,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Watch { table }) => watch(&registry, events, &table),
         Some(Command::Schema { markdown, table }) => {
             let specs: Vec<_> = registry.tables().iter().map(|t| t.spec.clone()).collect();
             let specs: Vec<_> = match &table {

@@ -134,6 +134,14 @@ pub const SPEC_SOURCES: &[(&str, &str)] = &[
         "tables/dbus_policy_rules.toml",
         include_str!("../tables/dbus_policy_rules.toml"),
     ),
+    (
+        "tables/dbus_process_events.toml",
+        include_str!("../tables/dbus_process_events.toml"),
+    ),
+    (
+        "tables/dbus_file_events.toml",
+        include_str!("../tables/dbus_file_events.toml"),
+    ),
     ("tables/users.toml", include_str!("../tables/users.toml")),
     ("tables/groups.toml", include_str!("../tables/groups.toml")),
 ];

@@ -3,10 +3,12 @@
 pub mod accounts;
 pub mod bus_config;
 pub mod bus_daemon;
+pub mod file_watch;
 pub mod fs_safe;
 pub mod hash;
 pub mod packages;
 pub mod proc;
+pub mod proc_connector;
 pub mod service_dirs;
 pub mod service_file;
 pub mod service_names;

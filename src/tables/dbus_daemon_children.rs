@@ -204,7 +204,12 @@ impl<'a> Scan<'a> {
         if self.is_machinery(pid) {
             return None;
         }
-        let parent = me.ppid;
+        self.origin_of_parent(me.ppid)
+    }
+
+    /// [`Scan::origin`] from the parent on, for a process already gone
+    /// whose parent is known from elsewhere (a fork event).
+    pub(crate) fn origin_of_parent(&mut self, parent: u32) -> Option<Origin> {
         let mut cur = parent;
         let mut via = Via::Direct;
         if self.is_launch_helper(cur) {

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 pub mod dbus_activated_processes;
 pub mod dbus_daemon_children;
+pub mod dbus_file_events;
 pub mod dbus_policy_rules;
+pub mod dbus_process_events;
 pub mod dbus_service_files;
 pub mod groups;
 pub mod users;
@@ -177,6 +179,8 @@ fn generator(name: &str) -> Option<GenerateFn> {
         "dbus_daemon_children" => dbus_daemon_children::generate,
         "dbus_activated_processes" => dbus_activated_processes::generate,
         "dbus_policy_rules" => dbus_policy_rules::generate,
+        "dbus_process_events" => dbus_process_events::generate,
+        "dbus_file_events" => dbus_file_events::generate,
         "users" => users::generate,
         "groups" => groups::generate,
         _ => return None,

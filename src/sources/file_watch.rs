@@ -1,0 +1,564 @@
+//! Watching D-Bus directories for changes, with the writer's pid where the
+//! kernel tells it: fanotify in directory-FID mode (`FAN_REPORT_DFID_NAME`,
+//! Linux 5.9+, root) reports creations, deletions, renames and close-after-
+//! write with the writing process; inotify, the fallback, reports the same
+//! changes without any process. `events::file` turns changes into rows.
+//!
+//! fanotify in FID mode names the directory by file handle, not path: each
+//! watched directory's handle (`name_to_handle_at`) is recorded when it is
+//! marked, and an event is mapped back by comparing handles (type and
+//! bytes; the filesystem id is not compared, so two filesystems handing out
+//! the very same handle bytes could be confused). The event records are
+//! decoded from bytes with bounds checks. Neither rustix nor nix wraps
+//! fanotify, so `fanotify_init`, `fanotify_mark` and `name_to_handle_at`
+//! are called through `libc`, each in a small `unsafe` block.
+//!
+//! Directories are marked without following a symlink (`FAN_MARK_DONT_FOLLOW`
+//! / `IN_DONT_FOLLOW`): a user could point one anywhere.
+use rustix::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use rustix::io::Errno;
+use std::collections::HashMap;
+use std::ffi::{CString, OsString};
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("inotify: {0}")]
+    Inotify(#[source] Errno),
+    #[error("watching {}: {source}", path.display())]
+    Mark {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("reading file events: {0}")]
+    Read(#[source] Errno),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Fanotify,
+    Inotify,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Fanotify => "fanotify",
+            Backend::Inotify => "inotify",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    /// Closed after writing (not every `write`: that would be one event
+    /// per block).
+    Modified,
+    MovedIn,
+    MovedOut,
+    Deleted,
+    /// Mode, owner or times changed.
+    Attributes,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Modified => "modified",
+            Action::MovedIn => "moved_in",
+            Action::MovedOut => "moved_out",
+            Action::Deleted => "deleted",
+            Action::Attributes => "attributes",
+        }
+    }
+}
+
+/// One change to one entry of a watched directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Index of the directory, as [`Watcher::add`] returned it.
+    pub dir: usize,
+    pub name: OsString,
+    pub action: Action,
+    /// The writer (fanotify only).
+    pub pid: Option<u32>,
+}
+
+/// What one read brought.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub changes: Vec<Change>,
+    /// The kernel's queue overflowed: changes were lost.
+    pub overflowed: bool,
+}
+
+/// fanotify bits, each with the action it stands for.
+const FAN_ACTIONS: &[(u64, Action)] = &[
+    (libc::FAN_CREATE, Action::Created),
+    (libc::FAN_MOVED_TO, Action::MovedIn),
+    (libc::FAN_CLOSE_WRITE, Action::Modified),
+    (libc::FAN_ATTRIB, Action::Attributes),
+    (libc::FAN_MOVED_FROM, Action::MovedOut),
+    (libc::FAN_DELETE, Action::Deleted),
+];
+
+fn fan_mask() -> u64 {
+    FAN_ACTIONS
+        .iter()
+        .fold(libc::FAN_EVENT_ON_CHILD, |m, (b, _)| m | b)
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+fn i32_at(b: &[u8], off: usize) -> Option<i32> {
+    Some(i32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// A decoded fanotify event: mask, pid, and (directory handle key, name)
+/// from its `DFID_NAME` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanEvent {
+    pub mask: u64,
+    pub pid: i32,
+    pub fd: i32,
+    pub dir_fid: Option<(Vec<u8>, OsString)>,
+}
+
+/// The key a file handle is compared by: its type, then its bytes.
+fn handle_key(handle_type: i32, bytes: &[u8]) -> Vec<u8> {
+    let mut k = handle_type.to_ne_bytes().to_vec();
+    k.extend_from_slice(bytes);
+    k
+}
+
+/// `struct fanotify_event_metadata` (event_len u32, vers u8, reserved u8,
+/// metadata_len u16, mask u64, fd i32, pid i32) and its info records
+/// (`fanotify_event_info_header` {type u8, pad u8, len u16}, then for
+/// `DFID_NAME`: fsid 8 bytes, `file_handle` {bytes u32, type i32, handle},
+/// then the NUL-terminated name).
+pub fn parse_fanotify(buf: &[u8]) -> Vec<FanEvent> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while let Some(len) = u32_at(buf, off).map(|l| l as usize) {
+        if len < 24 || off + len > buf.len() {
+            break;
+        }
+        let ev = &buf[off..off + len];
+        off += len;
+        let (Some(meta_len), Some(mask), Some(fd), Some(pid)) =
+            (u16_at(ev, 6), u64_at(ev, 8), i32_at(ev, 16), i32_at(ev, 20))
+        else {
+            continue;
+        };
+        let mut dir_fid = None;
+        let mut i = usize::from(meta_len).max(24);
+        while let (Some(&kind), Some(rec_len)) = (ev.get(i), u16_at(ev, i + 2)) {
+            let rec_len = usize::from(rec_len);
+            let Some(rec) = ev.get(i..i + rec_len).filter(|_| rec_len >= 4) else {
+                break;
+            };
+            i += rec_len;
+            if kind != libc::FAN_EVENT_INFO_TYPE_DFID_NAME {
+                continue;
+            }
+            let (Some(hbytes), Some(htype)) = (u32_at(rec, 12), i32_at(rec, 16)) else {
+                continue;
+            };
+            let hstart = 20;
+            let Some(handle) = rec.get(hstart..hstart + hbytes as usize) else {
+                continue;
+            };
+            let name_bytes = &rec[hstart + handle.len()..];
+            let name_end = name_bytes
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(name_bytes.len());
+            dir_fid = Some((
+                handle_key(htype, handle),
+                OsString::from_vec(name_bytes[..name_end].to_vec()),
+            ));
+        }
+        out.push(FanEvent {
+            mask,
+            pid,
+            fd,
+            dir_fid,
+        });
+    }
+    out
+}
+
+/// The handle key of a directory, as fanotify will report it.
+fn dir_handle(path: &Path) -> Result<Vec<u8>, Errno> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::INVAL)?;
+    // struct file_handle: handle_bytes u32, handle_type i32, then up to
+    // MAX_HANDLE_SZ bytes; u32 storage keeps it aligned.
+    let max = libc::MAX_HANDLE_SZ as usize;
+    let mut storage = vec![0u32; 2 + max / 4];
+    storage[0] = max as u32;
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `storage` is a zeroed, aligned buffer of 8 + MAX_HANDLE_SZ
+    // bytes whose `handle_bytes` says so; `c` is NUL-terminated; the kernel
+    // writes at most that many bytes.
+    let rc = unsafe {
+        libc::name_to_handle_at(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            storage.as_mut_ptr().cast::<libc::file_handle>(),
+            &mut mount_id,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL));
+    }
+    let bytes: Vec<u8> = storage.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let n = (storage[0] as usize).min(max);
+    Ok(handle_key(storage[1] as i32, &bytes[8..8 + n]))
+}
+
+pub struct Watcher {
+    backend: Backend,
+    fd: OwnedFd,
+    dirs: Vec<PathBuf>,
+    /// fanotify: handle key → directory index; inotify: wd → index.
+    by_handle: HashMap<Vec<u8>, usize>,
+    by_wd: HashMap<i32, usize>,
+    buf: Vec<u8>,
+}
+
+impl Watcher {
+    /// fanotify when the kernel allows it, else inotify; the second value
+    /// says why fanotify was not used.
+    pub fn open() -> Result<(Watcher, Option<String>), WatchError> {
+        let flags = libc::FAN_CLASS_NOTIF
+            | libc::FAN_CLOEXEC
+            | libc::FAN_NONBLOCK
+            | libc::FAN_REPORT_DFID_NAME;
+        let event_flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE) as libc::c_uint;
+        // SAFETY: plain syscall with integer arguments.
+        let raw = unsafe { libc::fanotify_init(flags, event_flags) };
+        let why = if raw >= 0 {
+            // SAFETY: a fresh descriptor we own from here on.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            return Ok((Watcher::new(Backend::Fanotify, fd), None));
+        } else {
+            format!(
+                "fanotify_init(FAN_REPORT_DFID_NAME): {}",
+                std::io::Error::last_os_error()
+            )
+        };
+        let fd = rustix::fs::inotify::init(
+            rustix::fs::inotify::CreateFlags::CLOEXEC | rustix::fs::inotify::CreateFlags::NONBLOCK,
+        )
+        .map_err(WatchError::Inotify)?;
+        Ok((Watcher::new(Backend::Inotify, fd), Some(why)))
+    }
+
+    /// inotify even where fanotify works (for tests of the fallback).
+    pub fn open_inotify() -> Result<Watcher, WatchError> {
+        let fd = rustix::fs::inotify::init(
+            rustix::fs::inotify::CreateFlags::CLOEXEC | rustix::fs::inotify::CreateFlags::NONBLOCK,
+        )
+        .map_err(WatchError::Inotify)?;
+        Ok(Watcher::new(Backend::Inotify, fd))
+    }
+
+    fn new(backend: Backend, fd: OwnedFd) -> Watcher {
+        Watcher {
+            backend,
+            fd,
+            dirs: Vec::new(),
+            by_handle: HashMap::new(),
+            by_wd: HashMap::new(),
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn dir(&self, index: usize) -> Option<&Path> {
+        self.dirs.get(index).map(PathBuf::as_path)
+    }
+
+    pub fn is_watched(&self, path: &Path) -> bool {
+        self.dirs.iter().any(|d| d == path)
+    }
+
+    /// Starts watching a directory (host path); returns its index.
+    pub fn add(&mut self, path: &Path) -> Result<usize, WatchError> {
+        if let Some(i) = self.dirs.iter().position(|d| d == path) {
+            return Ok(i);
+        }
+        let mark_err = |source| WatchError::Mark {
+            path: path.to_path_buf(),
+            source,
+        };
+        let index = self.dirs.len();
+        match self.backend {
+            Backend::Fanotify => {
+                let c = CString::new(path.as_os_str().as_bytes())
+                    .map_err(|_| mark_err(Errno::INVAL))?;
+                // SAFETY: valid fanotify fd and NUL-terminated path.
+                let rc = unsafe {
+                    libc::fanotify_mark(
+                        self.fd.as_raw_fd(),
+                        libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR | libc::FAN_MARK_DONT_FOLLOW,
+                        fan_mask(),
+                        libc::AT_FDCWD,
+                        c.as_ptr(),
+                    )
+                };
+                if rc != 0 {
+                    let e = Errno::from_io_error(&std::io::Error::last_os_error())
+                        .unwrap_or(Errno::INVAL);
+                    return Err(mark_err(e));
+                }
+                let key = dir_handle(path).map_err(mark_err)?;
+                self.by_handle.insert(key, index);
+            }
+            Backend::Inotify => {
+                use rustix::fs::inotify::WatchFlags as W;
+                let wd = rustix::fs::inotify::add_watch(
+                    &self.fd,
+                    path,
+                    W::CREATE
+                        | W::DELETE
+                        | W::MOVED_FROM
+                        | W::MOVED_TO
+                        | W::CLOSE_WRITE
+                        | W::ATTRIB
+                        | W::ONLYDIR
+                        | W::DONT_FOLLOW
+                        | W::EXCL_UNLINK,
+                )
+                .map_err(mark_err)?;
+                self.by_wd.insert(wd, index);
+            }
+        }
+        self.dirs.push(path.to_path_buf());
+        Ok(index)
+    }
+
+    /// Waits up to `timeout` for changes and returns what is queued.
+    pub fn read(&mut self, timeout: Duration) -> Result<Batch, WatchError> {
+        let ts = rustix::time::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &self.fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) | Err(Errno::INTR) => return Ok(Batch::default()),
+            Ok(_) => {}
+            Err(e) => return Err(WatchError::Read(e)),
+        }
+        match self.backend {
+            Backend::Fanotify => self.read_fanotify(),
+            Backend::Inotify => self.read_inotify(),
+        }
+    }
+
+    fn read_fanotify(&mut self) -> Result<Batch, WatchError> {
+        let mut batch = Batch::default();
+        loop {
+            let n = match rustix::io::read(&self.fd, &mut self.buf[..]) {
+                Ok(0) | Err(Errno::AGAIN) => return Ok(batch),
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(WatchError::Read(e)),
+            };
+            for ev in parse_fanotify(&self.buf[..n.min(self.buf.len())]) {
+                if ev.fd >= 0 {
+                    // Not in FID mode, but never leak one.
+                    // SAFETY: the kernel handed us this descriptor.
+                    drop(unsafe { OwnedFd::from_raw_fd(ev.fd) });
+                }
+                if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
+                    batch.overflowed = true;
+                }
+                if ev.mask & libc::FAN_ONDIR != 0 {
+                    // A subdirectory: not something a bus loads.
+                    continue;
+                }
+                let Some((key, name)) = ev.dir_fid else {
+                    continue;
+                };
+                let Some(&dir) = self.by_handle.get(&key) else {
+                    continue;
+                };
+                let pid = u32::try_from(ev.pid).ok().filter(|&p| p > 0);
+                for &(bit, action) in FAN_ACTIONS {
+                    if ev.mask & bit != 0 {
+                        batch.changes.push(Change {
+                            dir,
+                            name: name.clone(),
+                            action,
+                            pid,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_inotify(&mut self) -> Result<Batch, WatchError> {
+        use rustix::fs::inotify::ReadFlags as R;
+        let mut batch = Batch::default();
+        let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+        let mut reader = rustix::fs::inotify::Reader::new(self.fd.as_fd(), &mut buf);
+        loop {
+            let ev = match reader.next() {
+                Ok(ev) => ev,
+                Err(Errno::AGAIN) => return Ok(batch),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(WatchError::Read(e)),
+            };
+            let flags = ev.events();
+            if flags.contains(R::QUEUE_OVERFLOW) {
+                batch.overflowed = true;
+            }
+            if flags.contains(R::ISDIR) {
+                continue;
+            }
+            let (Some(&dir), Some(name)) = (self.by_wd.get(&ev.wd()), ev.file_name()) else {
+                continue;
+            };
+            let name = OsString::from_vec(name.to_bytes().to_vec());
+            for (bit, action) in [
+                (R::CREATE, Action::Created),
+                (R::MOVED_TO, Action::MovedIn),
+                (R::CLOSE_WRITE, Action::Modified),
+                (R::ATTRIB, Action::Attributes),
+                (R::MOVED_FROM, Action::MovedOut),
+                (R::DELETE, Action::Deleted),
+            ] {
+                if flags.contains(bit) {
+                    batch.changes.push(Change {
+                        dir,
+                        name: name.clone(),
+                        action,
+                        pid: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(mask: u64, pid: i32, handle: &[u8], name: &[u8]) -> Vec<u8> {
+        let mut rec = vec![libc::FAN_EVENT_INFO_TYPE_DFID_NAME, 0, 0, 0];
+        rec.extend_from_slice(&[7u8; 8]); // fsid
+        rec.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+        rec.extend_from_slice(&1i32.to_ne_bytes());
+        rec.extend_from_slice(handle);
+        rec.extend_from_slice(name);
+        rec.push(0);
+        while rec.len() % 4 != 0 {
+            rec.push(0);
+        }
+        let rl = rec.len() as u16;
+        rec[2..4].copy_from_slice(&rl.to_ne_bytes());
+        let mut ev = Vec::new();
+        ev.extend_from_slice(&((24 + rec.len()) as u32).to_ne_bytes());
+        ev.extend_from_slice(&[3, 0]);
+        ev.extend_from_slice(&24u16.to_ne_bytes());
+        ev.extend_from_slice(&mask.to_ne_bytes());
+        ev.extend_from_slice(&(-1i32).to_ne_bytes());
+        ev.extend_from_slice(&pid.to_ne_bytes());
+        ev.extend_from_slice(&rec);
+        ev
+    }
+
+    #[test]
+    fn decodes_dfid_name_records() {
+        let mut buf = event(
+            libc::FAN_CREATE | libc::FAN_CLOSE_WRITE,
+            42,
+            b"HANDLE01",
+            b"x.service",
+        );
+        buf.extend(event(libc::FAN_DELETE, 43, b"HANDLE02", b"y"));
+        let evs = parse_fanotify(&buf);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].pid, 42);
+        assert_eq!(evs[0].mask, libc::FAN_CREATE | libc::FAN_CLOSE_WRITE);
+        assert_eq!(
+            evs[0].dir_fid,
+            Some((handle_key(1, b"HANDLE01"), OsString::from("x.service")))
+        );
+        assert_eq!(
+            evs[1].dir_fid.as_ref().map(|d| d.1.clone()),
+            Some("y".into())
+        );
+    }
+
+    #[test]
+    fn truncated_buffers_do_not_panic() {
+        let buf = event(libc::FAN_CREATE, 1, b"HANDLE01", b"x.service");
+        for cut in 0..buf.len() {
+            assert!(parse_fanotify(&buf[..cut]).is_empty(), "cut {cut}");
+        }
+        // A record length past the event: the event stays, without a name.
+        let mut bad = buf.clone();
+        bad[26] = 0xff;
+        bad[27] = 0x7f;
+        let evs = parse_fanotify(&bad);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].dir_fid, None);
+    }
+
+    #[test]
+    fn inotify_backend_reports_changes_without_a_pid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = Watcher::open_inotify().expect("inotify");
+        let i = w.add(dir.path()).expect("watch");
+        std::fs::write(dir.path().join("a.service"), "x").expect("write");
+        std::fs::rename(dir.path().join("a.service"), dir.path().join("b.service")).expect("mv");
+        std::fs::remove_file(dir.path().join("b.service")).expect("rm");
+        let batch = w.read(Duration::from_secs(2)).expect("read");
+        let got: Vec<(String, &str)> = batch
+            .changes
+            .iter()
+            .map(|c| {
+                assert_eq!(c.dir, i);
+                assert_eq!(c.pid, None);
+                (c.name.to_string_lossy().into_owned(), c.action.as_str())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a.service".into(), "created"),
+                ("a.service".into(), "modified"),
+                ("a.service".into(), "moved_out"),
+                ("b.service".into(), "moved_in"),
+                ("b.service".into(), "deleted"),
+            ]
+        );
+    }
+}
