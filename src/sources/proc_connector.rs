@@ -73,10 +73,11 @@ pub enum Kind {
         /// The wait status (`exit_code` of `struct exit_proc_event`).
         status: u32,
     },
-    /// The kernel's answer to a subscription: `seq` echoes the request's,
-    /// `err` is 0 or an errno.
+    /// The kernel's answer to a subscription: `ack` is the request's
+    /// `cn_msg.ack` plus one (the kernel numbers `seq` itself), `err` is 0
+    /// or an errno.
     Ack {
-        seq: u32,
+        ack: u32,
         err: u32,
     },
 }
@@ -101,14 +102,14 @@ fn u64_at(b: &[u8], off: usize) -> Option<u64> {
 }
 
 /// `struct proc_event` (what u32, cpu u32, timestamp_ns u64, then the
-/// union) from the connector message payload; `seq` is the `cn_msg`'s.
-fn parse_proc_event(p: &[u8], seq: u32) -> Option<Event> {
+/// union) from the connector message payload; `ack` is the `cn_msg`'s.
+fn parse_proc_event(p: &[u8], ack: u32) -> Option<Event> {
     let what = u32_at(p, 0)?;
     let timestamp_ns = u64_at(p, 8)?;
     let d = 16;
     let kind = match what {
         PROC_EVENT_NONE => Kind::Ack {
-            seq,
+            ack,
             err: u32_at(p, d)?,
         },
         PROC_EVENT_FORK => Kind::Fork {
@@ -142,11 +143,11 @@ pub fn parse_datagram(bytes: &[u8]) -> Vec<Event> {
         let ids = (u32_at(msg, 0), u32_at(msg, 4));
         let payload_len = u16_at(msg, 16).map(usize::from);
         if ids == (Some(CN_IDX_PROC), Some(CN_VAL_PROC)) {
-            if let (Some(payload), Some(seq)) = (
+            if let (Some(payload), Some(ack)) = (
                 payload_len.and_then(|n| msg.get(CN_MSG_LEN..CN_MSG_LEN + n)),
-                u32_at(msg, 8),
+                u32_at(msg, 12),
             ) {
-                out.extend(parse_proc_event(payload, seq));
+                out.extend(parse_proc_event(payload, ack));
             }
         }
         // NLMSG_ALIGN: messages are 4-byte aligned.
@@ -155,9 +156,9 @@ pub fn parse_datagram(bytes: &[u8]) -> Vec<Event> {
     out
 }
 
-/// The subscribe message: nlmsghdr, cn_msg (with `seq`), then the u32
-/// operation.
-fn listen_message(seq: u32) -> Vec<u8> {
+/// The subscribe message: nlmsghdr, cn_msg (with `ack` as a nonce the
+/// kernel's acknowledgement returns plus one), then the u32 operation.
+fn listen_message(nonce: u32) -> Vec<u8> {
     let total = NLMSG_HDRLEN + CN_MSG_LEN + 4;
     let mut m = Vec::with_capacity(total);
     m.extend_from_slice(&(total as u32).to_ne_bytes());
@@ -167,8 +168,8 @@ fn listen_message(seq: u32) -> Vec<u8> {
     m.extend_from_slice(&std::process::id().to_ne_bytes());
     m.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
     m.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    m.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&nonce.to_ne_bytes()); // ack
     m.extend_from_slice(&4u16.to_ne_bytes()); // len
     m.extend_from_slice(&0u16.to_ne_bytes()); // flags
     m.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
@@ -220,9 +221,9 @@ impl Connector {
         rustix::net::bind(&fd, &SocketAddrNetlink::new(0, CN_IDX_PROC))
             .map_err(setup("bind CN_IDX_PROC"))?;
         // Acknowledgements go to every listener: ours is the one that
-        // echoes this sequence number.
-        let seq = std::process::id() ^ (monotonic_ns() as u32);
-        rustix::net::send(&fd, &listen_message(seq), SendFlags::empty())
+        // returns this nonce plus one.
+        let nonce = std::process::id() ^ (monotonic_ns() as u32) | 1 << 31;
+        rustix::net::send(&fd, &listen_message(nonce), SendFlags::empty())
             .map_err(setup("send PROC_CN_MCAST_LISTEN"))?;
         let mut conn = Connector {
             fd,
@@ -236,7 +237,7 @@ impl Connector {
             };
             for e in events {
                 match e.kind {
-                    Kind::Ack { seq: s, err } if s == seq => {
+                    Kind::Ack { ack, err } if ack == nonce.wrapping_add(1) => {
                         if err != 0 {
                             let source = Errno::from_raw_os_error(err as i32);
                             return Err(ConnectorError::Setup {
@@ -339,7 +340,7 @@ mod tests {
         assert!(parse_datagram(&datagram(0x200, 1, &[1, 1])).is_empty());
         assert_eq!(
             parse_datagram(&datagram(PROC_EVENT_NONE, 1, &[0]))[0].kind,
-            Kind::Ack { seq: 0, err: 0 }
+            Kind::Ack { ack: 0, err: 0 }
         );
         // A length field past the end stops parsing instead of reading on.
         let mut long = e;
@@ -351,7 +352,7 @@ mod tests {
     fn listen_message_is_well_formed() {
         let m = listen_message(77);
         assert_eq!(m.len(), 40);
-        assert_eq!(u32_at(&m, 24), Some(77));
+        assert_eq!(u32_at(&m, 28), Some(77));
         assert_eq!(u32_at(&m, 0), Some(40));
         assert_eq!(u32_at(&m, 36), Some(PROC_CN_MCAST_LISTEN));
     }
