@@ -1111,6 +1111,10 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
     fn pushdown_by_path_matches_the_full_scan() {
         let (tmp, _outside) = fixture();
         let s = settings(tmp.path());
+        // readlink updates a symlink's atime (no O_NOATIME for it): one
+        // scan first, so relatime leaves later scans' atimes alone and the
+        // comparison cannot straddle a second boundary.
+        let _ = generate(&s, &QueryContext::new());
         let full = by_path(&generate(&s, &QueryContext::new()));
         for p in full.keys() {
             let rows = generate(&s, &ctx_with("path", &[p]));
@@ -1162,6 +1166,10 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
     fn pushdown_by_directory_matches_the_full_scan() {
         let (tmp, _outside) = fixture();
         let s = settings(tmp.path());
+        // readlink updates a symlink's atime (no O_NOATIME for it): one
+        // scan first, so relatime leaves later scans' atimes alone and the
+        // comparison cannot straddle a second boundary.
+        let _ = generate(&s, &QueryContext::new());
         let full = generate(&s, &QueryContext::new());
         let dirs: BTreeSet<String> = full.iter().map(|r| text(r, "directory").unwrap()).collect();
         for d in &dirs {
