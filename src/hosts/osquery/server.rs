@@ -78,6 +78,28 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Binds and listens under a temporary name, then renames the socket into
+/// place: a core (or a test) that sees `path` exist and connects at once
+/// must never hit the moment between `bind` and `listen`, where a connect
+/// is refused and osquery would count a failed ping. Falls back to binding
+/// `path` directly when the temporary name would not fit in `sun_path`.
+fn bind_listening(path: &Path) -> io::Result<UnixListener> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    match UnixListener::bind(&tmp) {
+        Ok(listener) => {
+            if let Err(e) = std::fs::rename(&tmp, path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            Ok(listener)
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => UnixListener::bind(path),
+        Err(e) => Err(e),
+    }
+}
+
 impl Server {
     /// Binds `path` and starts accepting in a background thread.
     pub fn start<H>(path: PathBuf, handler: H) -> io::Result<Server>
@@ -93,7 +115,7 @@ impl Server {
         H: ExtensionSyncHandler + Send + Sync + 'static,
     {
         remove_stale(&path)?;
-        let listener = UnixListener::bind(&path)?;
+        let listener = bind_listening(&path)?;
         let stop = Arc::new(AtomicBool::new(false));
         let connections: Connections = Arc::default();
         let processor = Arc::new(ExtensionSyncProcessor::new(handler));
