@@ -110,6 +110,9 @@ pub struct BusConfig {
     pub directive_pos: Vec<usize>,
     /// Every policy rule, in document order.
     pub rules: Vec<PolicyRule>,
+    /// `<listen>` addresses, in document order: how a running bus's socket
+    /// is recognised in its clients' starter environment.
+    pub listen: Vec<String>,
 }
 
 /// The `<policy>` element's context.
@@ -227,9 +230,14 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
             continue;
         }
         let d = match node.tag_name().name() {
+            // dbus-daemon keeps the last <type> it reads.
             "type" => {
-                if out.bus_type.is_none() {
-                    out.bus_type = node.text().map(|t| t.trim().to_string());
+                out.bus_type = node.text().map(|t| t.trim().to_string());
+                continue;
+            }
+            "listen" => {
+                if let Some(t) = node.text().map(str::trim).filter(|t| !t.is_empty()) {
+                    out.listen.push(t.to_string());
                 }
                 continue;
             }

@@ -13,6 +13,7 @@
 //! The service-directory list here serves only the bus-children table; the
 //! `dbus_service_files` table has its own (`service_dirs`), and the two
 //! should be unified.
+use crate::sources::bus_config;
 use crate::sources::proc::read_capped;
 use std::path::{Path, PathBuf};
 
@@ -148,25 +149,28 @@ pub enum ConfigError {
     Xml { path: PathBuf, problem: String },
 }
 
-/// Parses a bus config document. The DTD reference bus configs carry is
-/// allowed but not fetched.
-pub fn parse_config(text: &str) -> Result<BusConfig, String> {
-    let opts = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..roxmltree::ParsingOptions::default()
+/// The parts of a bus config document that describe a running bus, read
+/// with the one bus-config parser (`sources::bus_config`): relative
+/// `<servicedir>`s come back resolved against `path`'s directory.
+pub fn parse_config(bytes: &[u8], path: &Path) -> Result<BusConfig, String> {
+    let parsed = bus_config::parse(bytes, path).map_err(|e| e.to_string())?;
+    let mut out = BusConfig {
+        bus_type: parsed.bus_type,
+        listen: parsed.listen,
+        ..BusConfig::default()
     };
-    let doc = roxmltree::Document::parse_with_options(text, opts).map_err(|e| e.to_string())?;
-    let mut out = BusConfig::default();
-    for node in doc.root_element().children().filter(|n| n.is_element()) {
-        let text = || node.text().unwrap_or("").trim().to_string();
-        match node.tag_name().name() {
-            // The daemon lets a later <type> win; keep the last, as it does.
-            "type" => out.bus_type = Some(text()),
-            "servicedir" => out.servicedirs.push(text()),
-            "listen" => out.listen.push(text()),
-            "standard_session_servicedirs" => out.standard_session_servicedirs = true,
-            "standard_system_servicedirs" => out.standard_system_servicedirs = true,
-            _ => {}
+    for d in parsed.directives {
+        match d {
+            bus_config::Directive::ServiceDir(p) => {
+                out.servicedirs.push(p.to_string_lossy().into_owned())
+            }
+            bus_config::Directive::StandardSessionServiceDirs => {
+                out.standard_session_servicedirs = true
+            }
+            bus_config::Directive::StandardSystemServiceDirs => {
+                out.standard_system_servicedirs = true
+            }
+            bus_config::Directive::Include { .. } | bus_config::Directive::IncludeDir(_) => {}
         }
     }
     Ok(out)
@@ -180,7 +184,7 @@ pub fn read_config(root: &Path, path: &str) -> Result<BusConfig, ConfigError> {
         path: full.clone(),
         source,
     })?;
-    parse_config(&String::from_utf8_lossy(&bytes)).map_err(|problem| ConfigError::Xml {
+    parse_config(&bytes, Path::new(path)).map_err(|problem| ConfigError::Xml {
         path: full,
         problem,
     })
@@ -418,18 +422,27 @@ mod tests {
     #[test]
     fn config_type_and_dirs() {
         let c = parse_config(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+            br#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig><type>custom</type><listen>unix:path=/tmp/s</listen>
-<servicedir>/tmp/a</servicedir><servicedir> /tmp/b </servicedir><standard_session_servicedirs/></busconfig>"#,
+<servicedir>/tmp/a</servicedir><servicedir> /tmp/b </servicedir><servicedir>rel</servicedir>
+<standard_session_servicedirs/></busconfig>"#,
+            Path::new("/etc/bus/test.conf"),
         )
         .unwrap();
         assert_eq!(c.bus_type.as_deref(), Some("custom"));
-        assert_eq!(c.servicedirs, v(&["/tmp/a", "/tmp/b"]));
+        assert_eq!(c.servicedirs, v(&["/tmp/a", "/tmp/b", "/etc/bus/rel"]));
         assert_eq!(c.listen, v(&["unix:path=/tmp/s"]));
         assert!(c.standard_session_servicedirs && !c.standard_system_servicedirs);
-        assert!(parse_config("<busconfig>").is_err());
-        assert!(parse_config("").is_err());
+        assert!(parse_config(b"<busconfig>", Path::new("/x.conf")).is_err());
+        assert!(parse_config(b"", Path::new("/x.conf")).is_err());
+        // The last <type> wins, as in dbus-daemon.
+        let c = parse_config(
+            b"<busconfig><type>system</type><type>session</type></busconfig>",
+            Path::new("/x.conf"),
+        )
+        .unwrap();
+        assert_eq!(c.bus_type.as_deref(), Some("session"));
     }
 
     #[test]
