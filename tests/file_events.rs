@@ -70,10 +70,8 @@ fn text<'a>(r: &'a Row, c: &str) -> &'a str {
 }
 
 fn int(r: &Row, c: &str) -> i64 {
-    match r.get(c) {
-        Some(Value::Integer(i)) => *i,
-        other => panic!("{c} is {other:?} in {r:?}"),
-    }
+    r.int(c)
+        .unwrap_or_else(|| panic!("{c} is {:?} in {r:?}", r.get(c)))
 }
 
 /// The first row for `filename` with `action` (bounded wait).

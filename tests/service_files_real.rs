@@ -33,10 +33,7 @@ fn discovered_dirs() -> Vec<String> {
 }
 
 fn text(row: &Row, col: &str) -> Option<String> {
-    match row.get(col) {
-        Some(Value::Text(s)) => Some(s.clone()),
-        _ => None,
-    }
+    row.text(col).map(str::to_string)
 }
 
 fn real_rows() -> Vec<Row> {

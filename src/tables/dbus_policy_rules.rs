@@ -161,21 +161,14 @@ fn rule_row(r: &FoundRule<service_dirs::Bus>, position: usize) -> Row {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::Value;
     use std::path::{Path, PathBuf};
 
     fn text(row: &Row, col: &str) -> Option<String> {
-        match row.get(col) {
-            Some(Value::Text(s)) => Some(s.clone()),
-            _ => None,
-        }
+        row.text(col).map(str::to_string)
     }
 
     fn int(row: &Row, col: &str) -> Option<i64> {
-        match row.get(col) {
-            Some(Value::Integer(i)) => Some(*i),
-            _ => None,
-        }
+        row.int(col)
     }
 
     fn write(r: &Path, p: &str, b: &str) {

@@ -848,23 +848,16 @@ fn dir_error_row(dir: &ServiceDir, e: &DirError) -> Row {
 mod tests {
     use super::*;
     use crate::context::Op;
-    use crate::tables::Value;
     use std::collections::BTreeMap;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn text(row: &Row, col: &str) -> Option<String> {
-        match row.get(col) {
-            Some(Value::Text(s)) => Some(s.clone()),
-            _ => None,
-        }
+        row.text(col).map(str::to_string)
     }
 
     fn int(row: &Row, col: &str) -> Option<i64> {
-        match row.get(col) {
-            Some(Value::Integer(i)) => Some(*i),
-            _ => None,
-        }
+        row.int(col)
     }
 
     fn settings(root: &Path) -> Settings {

@@ -125,6 +125,22 @@ impl Row {
     }
 
     /// Column names, in name order.
+    /// A text cell; `None` for NULL, an absent column or a number.
+    pub fn text(&self, column: &str) -> Option<&str> {
+        match self.get(column) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// An integer cell; `None` for NULL, an absent column or text.
+    pub fn int(&self, column: &str) -> Option<i64> {
+        match self.get(column) {
+            Some(Value::Integer(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
     pub fn columns(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.0.iter().map(|(k, _)| *k)
     }
