@@ -190,6 +190,19 @@ impl ServiceDir {
     pub fn entry_path(&self, name: &OsStr) -> PathBuf {
         self.path.join(name)
     }
+
+    /// The directory below which the owning account controls every path
+    /// component (its home, or `/run/user/<uid>`), or `None` when only
+    /// root can change the path. Code running as root must not follow a
+    /// symlink below it: the account could point it anywhere.
+    pub fn user_base(&self) -> Option<&Path> {
+        let owner = self.owner.as_ref()?;
+        if self.path.starts_with(&owner.home) {
+            return Some(&owner.home);
+        }
+        // `runtime_dirs`: /run/user/<uid>/dbus-1/services.
+        self.path.ancestors().nth(2)
+    }
 }
 
 /// The directories every root is searched for, system bus first, in the
