@@ -1,12 +1,23 @@
 //! The `dbus_file_events` collector: one thread watching every directory
 //! `service_dirs::discover` finds (the same list `dbus_service_files`
 //! reads), turning each change into a row with the writer (fanotify) and
-//! the file's stat after the event. The directory list is discovered again
-//! at once when a watched bus config or policy file changes (a new
-//! `<servicedir>` is watched before anything can be planted in it), and
-//! every [`REDISCOVER`] otherwise, for what no watched file announces (a new
-//! user in passwd, a service directory created later); until then changes
-//! there are missed.
+//! the file's stat after the event.
+//!
+//! The list is discovered again at once when something announces a new
+//! directory: a watched bus config or policy file changes (a new
+//! `<servicedir>`), passwd changes (a new account's home), or a directory
+//! appears on the way to one that is absent. For each absent directory the
+//! existing directories leading to it are watched for the next component
+//! (`sources::watch_target` says which; one mark per inode however many
+//! absent directories wait there), so `mkdir -p` is followed as it goes.
+//! [`REDISCOVER`] remains as a safety net for what nothing announces.
+//!
+//! A directory watched after start may already hold what was written
+//! between its creation and its mark: it is listed right after the mark,
+//! and each entry comes out as a [`FOUND`] row, writer unknown. A file
+//! written in that window can so show twice (`created` and `found`), never
+//! not at all. Discoveries asked for by events are at least [`MIN_GAP`]
+//! apart.
 //!
 //! The writer's name and executable are read from `/proc` when the event is
 //! handled; a writer that has already exited leaves them NULL (its pid
@@ -53,8 +64,8 @@ pub fn is_package_manager(comm: &str) -> bool {
 
 /// How often the directory list is discovered again when nothing
 /// announces a change: the safety net for what no watch sees (a
-/// directory renamed above its nearest watched ancestor, a tmpfs mounted
-/// on `/run/user/<uid>`).
+/// root-owned directory above the watched ones renamed away, a tmpfs
+/// mounted on `/run/user/<uid>`, a watched directory's ancestor renamed).
 pub const REDISCOVER: Duration = Duration::from_secs(30);
 
 /// The least time between two discoveries an event asked for, so a user
@@ -212,6 +223,8 @@ impl Collector {
             wait
         };
         let batch = self.watcher.read(wait)?;
+        // Lost events may have announced a directory.
+        self.again |= batch.overflowed;
         let mut polled = Polled {
             rows: Vec::new(),
             overflowed: batch.overflowed,
