@@ -408,12 +408,13 @@ fn a_symlinked_ancestor_in_a_home_is_not_followed() {
     assert!(leaked.is_empty(), "followed carol's symlink: {leaked:?}");
 }
 
-/// The inotify fallback, driven here over its own root: `mkdir -p` and a
-/// file planted before the collector reads its queue (the race at its
-/// widest) still give a row; a later write gives `created`; deleting the
-/// tree and making it again is followed too.
-#[test]
-fn inotify_fallback_watches_a_services_dir_made_later() {
+/// A collector driven here over its own root: a services directory made
+/// one component at a time is watched before the last `mkdir` returns
+/// (so the file written next is `created`, with the writer where the
+/// backend knows it); deleted and made again with `mkdir -p` and a file
+/// planted before the collector reads its queue (the race at its widest),
+/// the file still gives a `found` row.
+fn follows_a_services_dir_made_later(watcher: Watcher) {
     let t = tempfile::tempdir().expect("tempdir");
     let r = t.path();
     std::fs::create_dir_all(r.join("etc")).expect("etc");
@@ -427,7 +428,8 @@ fn inotify_fallback_watches_a_services_dir_made_later() {
         root: r.to_path_buf(),
         ..Settings::default()
     };
-    let mut c = Collector::new(settings, Watcher::open_inotify().expect("inotify"));
+    let backend = watcher.backend().as_str();
+    let mut c = Collector::new(settings, watcher);
     let inner = "/home/dave/.local/share/dbus-1/services";
     let dir = r.join(inner.trim_start_matches('/'));
     let mut seen: Vec<Row> = Vec::new();
@@ -453,21 +455,59 @@ fn inotify_fallback_watches_a_services_dir_made_later() {
             );
         }
     };
-    std::fs::create_dir_all(&dir).expect("mkdir -p");
-    std::fs::write(dir.join("a.service"), "[D-BUS Service]\n").expect("plant");
-    let found = poll(&mut c, "a.service", "found");
-    assert_eq!(text(&found, "path"), format!("{inner}/a.service"));
-    assert_eq!(text(&found, "backend"), "inotify");
-    assert_eq!(int(&found, "size"), 16);
-    assert_eq!(found.get("pid"), None);
-    std::fs::write(dir.join("b.service"), "x").expect("write");
-    let created = poll(&mut c, "b.service", "created");
+    let mut path = r.join("home/dave");
+    for component in [".local", "share", "dbus-1", "services"] {
+        path.push(component);
+        std::fs::create_dir(&path).expect("mkdir");
+        // Read what that mkdir announced (nothing to wait for).
+        c.next(Duration::ZERO).expect("read");
+    }
+    std::fs::write(dir.join("a.service"), "[D-BUS Service]\n").expect("write");
+    let created = poll(&mut c, "a.service", "created");
+    assert_eq!(text(&created, "path"), format!("{inner}/a.service"));
     assert_eq!(text(&created, "directory"), inner);
+    assert_eq!(text(&created, "backend"), backend);
+    if backend == "fanotify" {
+        assert_eq!(int(&created, "pid"), i64::from(std::process::id()));
+    } else {
+        assert_eq!(created.get("pid"), None);
+    }
+    // An account added (passwd rewritten in place): a whole discovery,
+    // after which only the directory itself is watched, not the way to it.
+    let before = c.discoveries();
+    let mut passwd = std::fs::read_to_string(r.join("etc/passwd")).expect("passwd");
+    passwd.push_str("erin:x:1004:1004::/home/erin:/bin/sh\n");
+    std::fs::write(r.join("etc/passwd"), passwd).expect("passwd");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.discoveries() == before {
+        c.next(Duration::from_millis(50)).expect("read");
+        assert!(Instant::now() < deadline, "passwd change not followed");
+    }
+    // The watched directory deleted with its parents, made again at once.
     std::fs::remove_dir_all(r.join("home/dave/.local")).expect("rm -r");
     std::fs::create_dir_all(&dir).expect("mkdir -p again");
+    std::fs::write(dir.join("b.service"), "[D-BUS Service]\n").expect("plant");
+    let found = poll(&mut c, "b.service", "found");
+    assert_eq!(text(&found, "path"), format!("{inner}/b.service"));
+    assert_eq!(int(&found, "size"), 16);
+    assert_eq!(found.get("pid"), None);
     std::fs::write(dir.join("c.service"), "x").expect("write");
-    let again = poll(&mut c, "c.service", "found");
-    assert_eq!(text(&again, "path"), format!("{inner}/c.service"));
+    poll(&mut c, "c.service", "created");
+}
+
+#[test]
+fn inotify_fallback_follows_a_services_dir_made_later() {
+    follows_a_services_dir_made_later(Watcher::open_inotify().expect("inotify"));
+}
+
+#[test]
+fn a_collector_follows_a_services_dir_made_later() {
+    // fanotify where the kernel allows it (CI: root), else inotify.
+    let (w, why) = Watcher::open().expect("watcher");
+    if let Some(why) = why {
+        eprintln!("{why}: inotify checked instead");
+    }
+    follows_a_services_dir_made_later(w);
 }
 
 /// Five hundred homes, none with a services directory: both per-home

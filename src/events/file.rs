@@ -3,21 +3,22 @@
 //! reads), turning each change into a row with the writer (fanotify) and
 //! the file's stat after the event.
 //!
-//! The list is discovered again at once when something announces a new
-//! directory: a watched bus config or policy file changes (a new
-//! `<servicedir>`), passwd changes (a new account's home), or a directory
-//! appears on the way to one that is absent. For each absent directory the
-//! existing directories leading to it are watched for the next component
+//! For each directory that does not exist, the existing directories
+//! leading to it are watched for the next path component
 //! (`sources::watch_target` says which; one mark per inode however many
-//! absent directories wait there), so `mkdir -p` is followed as it goes.
-//! [`REDISCOVER`] remains as a safety net for what nothing announces.
+//! absent directories wait there). When that component appears, only the
+//! directories waiting for it are located again, in a few system calls,
+//! so `mkdir -p ~/.local/share/dbus-1/services` is followed component by
+//! component as it goes. The whole list is discovered again when passwd
+//! changes (a new account's home), a watched bus config or policy file
+//! changes (a new `<servicedir>`) or the kernel's queue overflows, at
+//! least [`MIN_GAP`] apart, and every [`REDISCOVER`] as a safety net.
 //!
 //! A directory watched after start may already hold what was written
 //! between its creation and its mark: it is listed right after the mark,
 //! and each entry comes out as a [`FOUND`] row, writer unknown. A file
-//! written in that window can so show twice (`created` and `found`), never
-//! not at all. Discoveries asked for by events are at least [`MIN_GAP`]
-//! apart.
+//! written in that window can so show twice (`created` and `found`),
+//! never not at all.
 //!
 //! The writer's name and executable are read from `/proc` when the event is
 //! handled; a writer that has already exited leaves them NULL (its pid
@@ -68,11 +69,13 @@ pub fn is_package_manager(comm: &str) -> bool {
 /// mounted on `/run/user/<uid>`, a watched directory's ancestor renamed).
 pub const REDISCOVER: Duration = Duration::from_secs(30);
 
-/// The least time between two discoveries an event asked for, so a user
-/// creating and removing directories in a loop cannot keep the collector
-/// busy discovering; nothing is lost meanwhile, since a directory watched
-/// late is listed (`found` rows).
-pub const MIN_GAP: Duration = Duration::from_millis(20);
+/// The least time between two whole discoveries events asked for (passwd
+/// or a bus config rewritten, a queue overflow a user can provoke), so
+/// they cannot keep the collector busy discovering; nothing is lost
+/// meanwhile, since a directory watched late is listed (`found` rows).
+/// Following a path as it is created is not a whole discovery and waits
+/// for nothing.
+pub const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// The action of a row for a file that was already in a directory when it
 /// became watched.
@@ -121,20 +124,42 @@ pub struct Polled {
     pub overflowed: bool,
 }
 
+/// What a name awaited in a watched directory stands for.
+#[derive(Debug)]
+enum Await {
+    /// passwd: its change means discovering everything again.
+    Everything,
+    /// The next path component of these absent candidates (indices into
+    /// `Collector::candidates`): they alone are located again.
+    Dirs(Vec<usize>),
+}
+
+impl Await {
+    /// Asks for what this stands for: a whole discovery, or locating
+    /// these candidates again.
+    fn wake(&self, again: &mut bool, pending: &mut Vec<usize>) {
+        match self {
+            Await::Everything => *again = true,
+            Await::Dirs(v) => pending.extend(v.iter().copied()),
+        }
+    }
+}
+
 /// What discovery wants from one watched directory.
 #[derive(Debug, Default)]
 struct Wanted {
     /// It is a D-Bus directory: its changes become rows.
     dir: Option<Watched>,
-    /// Names whose appearance here means discovering again: the next path
-    /// component of a D-Bus directory that does not exist yet, or passwd.
-    awaited: HashSet<OsString>,
+    /// Names whose appearance here moves a watched path.
+    awaited: HashMap<OsString, Await>,
 }
 
 #[derive(Debug)]
 struct Watched {
     /// The first of the spellings discovery gave this directory.
     dir: ServiceDir,
+    /// The candidates that found it here.
+    cands: Vec<usize>,
     /// The entries rows are made for: `None` for all, else the config
     /// files named (one directory may be read for several).
     names: Option<HashSet<OsString>>,
@@ -143,17 +168,21 @@ struct Watched {
 }
 
 impl Watched {
-    fn new(dir: &ServiceDir) -> Watched {
+    fn new(dir: &ServiceDir, cand: usize) -> Watched {
         let mut w = Watched {
             dir: dir.clone(),
+            cands: Vec::new(),
             names: Some(HashSet::new()),
             configures: false,
         };
-        w.merge(dir);
+        w.merge(dir, cand);
         w
     }
 
-    fn merge(&mut self, dir: &ServiceDir) {
+    fn merge(&mut self, dir: &ServiceDir, cand: usize) {
+        if !self.cands.contains(&cand) {
+            self.cands.push(cand);
+        }
         match (&mut self.names, &dir.only) {
             (Some(names), Some(only)) => {
                 names.insert(only.clone());
@@ -171,6 +200,39 @@ impl Watched {
     }
 }
 
+/// Where [`Collector::place`] put a candidate.
+enum Placed {
+    /// Watched as a D-Bus directory; `first` when no earlier spelling in
+    /// the same map led there.
+    Watched {
+        index: usize,
+        fd: OwnedFd,
+        first: bool,
+    },
+    /// Waiting in its ancestors; `ready` when the next component turned
+    /// up between looking and marking (no event will say so).
+    Waiting {
+        ready: bool,
+    },
+    Nowhere,
+}
+
+/// Marks an open directory; a failure is logged and leaves it unwatched
+/// until the next discovery.
+fn mark(watcher: &mut Watcher, fd: &OwnedFd, inner: &Path, interest: Interest) -> Option<usize> {
+    match watcher.watch(fd.as_fd(), inner, interest) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            log::warn!("{FILE_TABLE}: {e}");
+            None
+        }
+    }
+}
+
+/// How many times one event may make a candidate be located again as its
+/// path keeps growing under the collector (one per path component).
+const MAX_FOLLOW_ROUNDS: usize = 16;
+
 /// The file collector, driven by [`Collector::next`]: `spawn` runs one in
 /// a thread; tests drive one directly (say over an inotify [`Watcher`]).
 pub struct Collector {
@@ -178,14 +240,19 @@ pub struct Collector {
     proc: Proc,
     watcher: Watcher,
     root: Option<fs_safe::Root>,
+    /// The directories of the last discovery.
+    candidates: Vec<ServiceDir>,
     /// Per watcher index.
     wanted: HashMap<usize, Wanted>,
     /// Set once the first discovery is done: directories watched later
     /// are listed.
     started: bool,
-    /// An event asked for discovery.
+    /// An event asked for a whole discovery.
     again: bool,
+    /// Candidates an event asked to locate again.
+    pending: Vec<usize>,
     discovered: Instant,
+    discoveries: u64,
 }
 
 impl Collector {
@@ -197,10 +264,13 @@ impl Collector {
             settings,
             watcher,
             root: None,
+            candidates: Vec::new(),
             wanted: HashMap::new(),
             started: false,
             again: false,
+            pending: Vec::new(),
             discovered: Instant::now(),
+            discoveries: 0,
         };
         // Nothing was watched before: no `found` rows.
         c.discover();
@@ -213,9 +283,15 @@ impl Collector {
         self.wanted.len()
     }
 
-    /// Waits up to `wait` for changes and returns their rows, discovering
-    /// again first when due (rows for what a newly watched directory
-    /// already holds come out then).
+    /// How many whole discoveries ran (the first included): following a
+    /// path as it is created needs none.
+    pub fn discoveries(&self) -> u64 {
+        self.discoveries
+    }
+
+    /// Waits up to `wait` for changes and returns their rows, following
+    /// watched paths that moved first (rows for what a newly watched
+    /// directory already holds come out then).
     pub fn next(&mut self, wait: Duration) -> Result<Polled, WatchError> {
         let wait = if self.again {
             wait.min(MIN_GAP.saturating_sub(self.discovered.elapsed()))
@@ -238,6 +314,9 @@ impl Collector {
         if (self.again && due >= MIN_GAP) || due >= REDISCOVER {
             rows.extend(self.discover());
         }
+        if !self.pending.is_empty() {
+            rows.extend(self.follow());
+        }
         let time = super::now_secs();
         polled.rows = rows
             .into_iter()
@@ -250,21 +329,27 @@ impl Collector {
     }
 
     /// Handles one change: a row when it is in a D-Bus directory, and
-    /// discovery when it moves a watched path.
+    /// following when it moves a watched path.
     fn change(&mut self, c: &Change) -> Option<Row> {
-        let wanted = self.wanted.get(&c.dir)?;
         if c.subject == Subject::Itself {
-            // Deleted or renamed: its path must be resolved again.
-            self.again = true;
+            // Deleted or renamed: whatever led here is located again.
+            let gone = self.wanted.remove(&c.dir)?;
+            self.watcher.unwatch(c.dir);
+            self.pending
+                .extend(gone.dir.iter().flat_map(|d| d.cands.iter().copied()));
+            for a in gone.awaited.values() {
+                a.wake(&mut self.again, &mut self.pending);
+            }
             return None;
         }
-        if wanted.awaited.contains(&c.name)
-            && matches!(
-                c.action,
-                Action::Created | Action::MovedIn | Action::Modified
-            )
-        {
-            self.again = true;
+        let wanted = self.wanted.get(&c.dir)?;
+        if matches!(
+            c.action,
+            Action::Created | Action::MovedIn | Action::Modified
+        ) {
+            if let Some(a) = wanted.awaited.get(&c.name) {
+                a.wake(&mut self.again, &mut self.pending);
+            }
         }
         let watched = wanted.dir.as_ref()?;
         // A subdirectory is not something a bus loads.
@@ -280,6 +365,47 @@ impl Collector {
         Some(row)
     }
 
+    /// Locates again the candidates an event named, without a whole
+    /// discovery (no passwd or bus config is read): `mkdir -p` is followed
+    /// component by component in a few system calls each.
+    fn follow(&mut self) -> Vec<Row> {
+        let Some(root) = self.root.take() else {
+            self.pending.clear();
+            self.again = true;
+            return Vec::new();
+        };
+        let mut map = std::mem::take(&mut self.wanted);
+        let mut fresh = Vec::new();
+        let mut queue = std::mem::take(&mut self.pending);
+        for _ in 0..MAX_FOLLOW_ROUNDS {
+            queue.sort_unstable();
+            queue.dedup();
+            let mut ready = Vec::new();
+            for ci in queue {
+                match self.place(&root, &mut map, ci) {
+                    Placed::Watched { index, fd, first } => {
+                        if first {
+                            fresh.push((index, fd));
+                        }
+                    }
+                    Placed::Waiting { ready: true } => ready.push(ci),
+                    Placed::Waiting { ready: false } | Placed::Nowhere => {}
+                }
+            }
+            queue = ready;
+            if queue.is_empty() {
+                break;
+            }
+        }
+        // Still growing after that many rounds: the whole discovery will
+        // look.
+        self.again |= !queue.is_empty();
+        self.wanted = map;
+        let rows = self.found_rows_of(&fresh);
+        self.root = Some(root);
+        rows
+    }
+
     /// Discovers the directory list and watches what it names: each
     /// D-Bus directory that exists, and for each that does not, the
     /// directories it would appear in (`sources::watch_target`). Returns
@@ -287,7 +413,9 @@ impl Collector {
     /// last discovery.
     fn discover(&mut self) -> Vec<Row> {
         self.again = false;
+        self.pending.clear();
         self.discovered = Instant::now();
+        self.discoveries += 1;
         let root = match fs_safe::Root::open(&self.settings.root) {
             Ok(r) => r,
             Err(e) => {
@@ -295,111 +423,166 @@ impl Collector {
                 return Vec::new();
             }
         };
-        let mut next: HashMap<usize, Wanted> = HashMap::new();
+        let mut map: HashMap<usize, Wanted> = HashMap::new();
         // passwd first: a change after this is seen, whatever discovery
         // reads.
-        self.await_path(&root, &mut next, Path::new("/etc"), OsStr::new("passwd"));
+        self.await_passwd(&root, &mut map);
+        self.candidates = service_dirs::discover(&root).dirs;
         let mut fresh = Vec::new();
-        for dir in service_dirs::discover(&root).dirs {
-            match watch_target::locate(&root, &dir) {
-                Target::Present(fd) => {
-                    let Some(i) = self.mark(&fd, &dir.path, Interest::Entries) else {
-                        continue;
-                    };
-                    let w = next.entry(i).or_default();
-                    match &mut w.dir {
-                        Some(d) => d.merge(&dir),
-                        None => {
-                            w.dir = Some(Watched::new(&dir));
-                            let before = self.wanted.get(&i).and_then(|w| w.dir.as_ref());
-                            if self.started && before.is_none() {
-                                fresh.push((i, fd));
-                            }
-                        }
+        for ci in 0..self.candidates.len() {
+            match self.place(&root, &mut map, ci) {
+                Placed::Watched { index, fd, first } => {
+                    let before = self.wanted.get(&index).and_then(|w| w.dir.as_ref());
+                    if first && self.started && before.is_none() {
+                        fresh.push((index, fd));
                     }
                 }
-                Target::Absent(steps) => {
-                    for s in steps {
-                        self.await_step(&mut next, s, Interest::Subdirs);
+                Placed::Waiting { ready } => {
+                    if ready {
+                        self.pending.push(ci);
                     }
                 }
-                Target::Unreachable(why) => log::debug!("{FILE_TABLE}: not watched: {why}"),
+                Placed::Nowhere => {}
             }
         }
-        for (i, _) in self.wanted.iter() {
-            if !next.contains_key(i) {
+        for i in self.wanted.keys() {
+            if !map.contains_key(i) {
                 self.watcher.unwatch(*i);
             }
         }
-        self.wanted = next;
+        self.wanted = map;
         self.started = true;
-        let mut rows = Vec::new();
-        for (i, fd) in fresh {
-            if let Some(w) = self.wanted.get(&i).and_then(|w| w.dir.as_ref()) {
-                rows.extend(self.found_rows(w, &fd));
-            }
-        }
+        let rows = self.found_rows_of(&fresh);
         self.root = Some(root);
         rows
     }
 
-    /// Watches for `name` to appear in the root-owned directory `dir`
-    /// (or, while `dir` is absent, for `dir` to appear).
-    fn await_path(
+    /// Watches candidate `ci` where it is, or the way to it, into `map`.
+    fn place(
         &mut self,
         root: &fs_safe::Root,
-        next: &mut HashMap<usize, Wanted>,
-        dir: &Path,
-        name: &OsStr,
-    ) {
-        match watch_target::locate_in_root(root, dir) {
+        map: &mut HashMap<usize, Wanted>,
+        ci: usize,
+    ) -> Placed {
+        let Some(dir) = self.candidates.get(ci) else {
+            return Placed::Nowhere;
+        };
+        match watch_target::locate(root, dir) {
+            Target::Present(fd) => {
+                let Some(index) = mark(&mut self.watcher, &fd, &dir.path, Interest::Entries) else {
+                    return Placed::Nowhere;
+                };
+                let dir = &self.candidates[ci];
+                let w = map.entry(index).or_default();
+                match &mut w.dir {
+                    Some(d) => {
+                        d.merge(dir, ci);
+                        Placed::Watched {
+                            index,
+                            fd,
+                            first: false,
+                        }
+                    }
+                    None => {
+                        w.dir = Some(Watched::new(dir, ci));
+                        Placed::Watched {
+                            index,
+                            fd,
+                            first: true,
+                        }
+                    }
+                }
+            }
+            Target::Absent(steps) => {
+                // Only the nearest ancestor's next component is missing.
+                let mut ready = false;
+                for s in steps {
+                    ready = self.await_step(map, s, Interest::Subdirs, Some(ci));
+                }
+                Placed::Waiting { ready }
+            }
+            Target::Unreachable(why) => {
+                log::debug!("{FILE_TABLE}: not watched: {why}");
+                Placed::Nowhere
+            }
+        }
+    }
+
+    /// Watches for passwd to change in `/etc` (or, while `/etc` is
+    /// absent, for it to appear).
+    fn await_passwd(&mut self, root: &fs_safe::Root, map: &mut HashMap<usize, Wanted>) {
+        let etc = Path::new("/etc");
+        match watch_target::locate_in_root(root, etc) {
             Target::Present(fd) => {
                 let step = watch_target::Step {
                     dir: fd,
-                    path: dir.to_path_buf(),
-                    next: name.to_os_string(),
+                    path: etc.to_path_buf(),
+                    next: OsString::from("passwd"),
                 };
-                self.await_step(next, step, Interest::Files);
+                self.await_step(map, step, Interest::Files, None);
             }
             Target::Absent(steps) => {
+                let mut ready = false;
                 for s in steps {
-                    self.await_step(next, s, Interest::Subdirs);
+                    ready = self.await_step(map, s, Interest::Subdirs, None);
                 }
+                self.again |= ready;
             }
             Target::Unreachable(why) => log::debug!("{FILE_TABLE}: not watched: {why}"),
         }
     }
 
+    /// Marks `step.dir` and awaits `step.next` there for candidate `cand`
+    /// (`None`: a change there means discovering everything). True when
+    /// the awaited directory is already there.
     fn await_step(
         &mut self,
-        next: &mut HashMap<usize, Wanted>,
+        map: &mut HashMap<usize, Wanted>,
         step: watch_target::Step,
         interest: Interest,
-    ) {
-        let Some(i) = self.mark(&step.dir, &step.path, interest) else {
-            return;
+        cand: Option<usize>,
+    ) -> bool {
+        let Some(i) = mark(&mut self.watcher, &step.dir, &step.path, interest) else {
+            return false;
         };
-        // Created between the look and the mark: no event will say so.
-        if interest == Interest::Subdirs
+        let ready = interest == Interest::Subdirs
             && rustix::fs::statat(&step.dir, &step.next, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok_and(|st| {
                     rustix::fs::FileType::from_raw_mode(st.st_mode)
                         == rustix::fs::FileType::Directory
-                })
-        {
-            self.again = true;
-        }
-        next.entry(i).or_default().awaited.insert(step.next);
-    }
-
-    fn mark(&mut self, fd: &OwnedFd, inner: &Path, interest: Interest) -> Option<usize> {
-        match self.watcher.watch(fd.as_fd(), inner, interest) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                log::warn!("{FILE_TABLE}: {e}");
-                None
+                });
+        let awaited = map.entry(i).or_default().awaited.entry(step.next);
+        match (awaited, cand) {
+            (std::collections::hash_map::Entry::Vacant(v), Some(c)) => {
+                v.insert(Await::Dirs(vec![c]));
+            }
+            (std::collections::hash_map::Entry::Vacant(v), None) => {
+                v.insert(Await::Everything);
+            }
+            (std::collections::hash_map::Entry::Occupied(mut o), Some(c)) => {
+                if let Await::Dirs(v) = o.get_mut() {
+                    if !v.contains(&c) {
+                        v.push(c);
+                    }
+                }
+            }
+            (std::collections::hash_map::Entry::Occupied(mut o), None) => {
+                o.insert(Await::Everything);
             }
         }
+        ready
+    }
+
+    /// `found` rows for directories that just became watched, listed
+    /// after their marks (with every spelling merged).
+    fn found_rows_of(&self, fresh: &[(usize, OwnedFd)]) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for (i, fd) in fresh {
+            if let Some(w) = self.wanted.get(i).and_then(|w| w.dir.as_ref()) {
+                rows.extend(self.found_rows(w, fd));
+            }
+        }
+        rows
     }
 
     /// A row per file already in a directory that just became watched
