@@ -35,7 +35,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,6 +152,19 @@ struct Wanted {
     dir: Option<Watched>,
     /// Names whose appearance here moves a watched path.
     awaited: HashMap<OsString, Await>,
+    /// Where it was found, to open it again when it is no longer wanted
+    /// (fanotify removes a mark only given the directory): its path
+    /// inside the root, and the user base below which nothing is followed.
+    at: Option<(PathBuf, Option<PathBuf>)>,
+}
+
+impl Wanted {
+    fn found_at(&mut self, path: &Path, base: Option<&Path>) {
+        if self.at.is_none() {
+            let base = base.filter(|b| path.starts_with(b));
+            self.at = Some((path.to_path_buf(), base.map(Path::to_path_buf)));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -334,7 +347,7 @@ impl Collector {
         if c.subject == Subject::Itself {
             // Deleted or renamed: whatever led here is located again.
             let gone = self.wanted.remove(&c.dir)?;
-            self.watcher.unwatch(c.dir);
+            self.watcher.unwatch(c.dir, None);
             self.pending
                 .extend(gone.dir.iter().flat_map(|d| d.cands.iter().copied()));
             for a in gone.awaited.values() {
@@ -445,9 +458,13 @@ impl Collector {
                 Placed::Nowhere => {}
             }
         }
-        for i in self.wanted.keys() {
+        for (i, w) in &self.wanted {
             if !map.contains_key(i) {
-                self.watcher.unwatch(*i);
+                let fd = w
+                    .at
+                    .as_ref()
+                    .and_then(|(path, base)| watch_target::reopen(&root, path, base.as_deref()));
+                self.watcher.unwatch(*i, fd.as_ref().map(|f| f.as_fd()));
             }
         }
         self.wanted = map;
@@ -474,6 +491,7 @@ impl Collector {
                 };
                 let dir = &self.candidates[ci];
                 let w = map.entry(index).or_default();
+                w.found_at(&dir.path, dir.user_base());
                 match &mut w.dir {
                     Some(d) => {
                         d.merge(dir, ci);
@@ -495,9 +513,10 @@ impl Collector {
             }
             Target::Absent(steps) => {
                 // Only the nearest ancestor's next component is missing.
+                let base = dir.user_base().map(Path::to_path_buf);
                 let mut ready = false;
                 for s in steps {
-                    ready = self.await_step(map, s, Interest::Subdirs, Some(ci));
+                    ready = self.await_step(map, s, Interest::Subdirs, Some(ci), base.as_deref());
                 }
                 Placed::Waiting { ready }
             }
@@ -519,12 +538,12 @@ impl Collector {
                     path: etc.to_path_buf(),
                     next: OsString::from("passwd"),
                 };
-                self.await_step(map, step, Interest::Files, None);
+                self.await_step(map, step, Interest::Files, None, None);
             }
             Target::Absent(steps) => {
                 let mut ready = false;
                 for s in steps {
-                    ready = self.await_step(map, s, Interest::Subdirs, None);
+                    ready = self.await_step(map, s, Interest::Subdirs, None, None);
                 }
                 self.again |= ready;
             }
@@ -541,6 +560,7 @@ impl Collector {
         step: watch_target::Step,
         interest: Interest,
         cand: Option<usize>,
+        base: Option<&Path>,
     ) -> bool {
         let Some(i) = mark(&mut self.watcher, &step.dir, &step.path, interest) else {
             return false;
@@ -551,7 +571,9 @@ impl Collector {
                     rustix::fs::FileType::from_raw_mode(st.st_mode)
                         == rustix::fs::FileType::Directory
                 });
-        let awaited = map.entry(i).or_default().awaited.entry(step.next);
+        let w = map.entry(i).or_default();
+        w.found_at(&step.path, base);
+        let awaited = w.awaited.entry(step.next);
         match (awaited, cand) {
             (std::collections::hash_map::Entry::Vacant(v), Some(c)) => {
                 v.insert(Await::Dirs(vec![c]));

@@ -304,6 +304,13 @@ impl Interest {
     }
 }
 
+/// How the kernel names a mark.
+#[derive(Debug)]
+enum Mark {
+    Handle(Vec<u8>),
+    Wd(i32),
+}
+
 pub struct Watcher {
     backend: Backend,
     fd: OwnedFd,
@@ -311,6 +318,8 @@ pub struct Watcher {
     /// fanotify: handle key → directory index; inotify: wd → index.
     by_handle: HashMap<Vec<u8>, usize>,
     by_wd: HashMap<i32, usize>,
+    /// Index → its key in one of the maps above.
+    marks: HashMap<usize, Mark>,
     buf: Vec<u8>,
 }
 
@@ -354,6 +363,7 @@ impl Watcher {
             next_index: 0,
             by_handle: HashMap::new(),
             by_wd: HashMap::new(),
+            marks: HashMap::new(),
             buf: vec![0u8; 64 * 1024],
         }
     }
@@ -364,7 +374,7 @@ impl Watcher {
 
     /// How many directories are watched.
     pub fn len(&self) -> usize {
-        self.by_handle.len() + self.by_wd.len()
+        self.marks.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -403,11 +413,13 @@ impl Watcher {
                 if rc != 0 {
                     return Err(mark_err(last_errno()));
                 }
-                let next = &mut self.next_index;
-                Ok(*self.by_handle.entry(key).or_insert_with(|| {
-                    *next += 1;
-                    *next - 1
-                }))
+                if let Some(&i) = self.by_handle.get(&key) {
+                    return Ok(i);
+                }
+                let i = self.new_index();
+                self.by_handle.insert(key.clone(), i);
+                self.marks.insert(i, Mark::Handle(key));
+                Ok(i)
             }
             Backend::Inotify => {
                 // inotify takes a path: our own descriptor's, which names
@@ -415,31 +427,59 @@ impl Watcher {
                 let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
                 let wd = rustix::fs::inotify::add_watch(&self.fd, path, interest.inotify_mask())
                     .map_err(mark_err)?;
-                let next = &mut self.next_index;
-                Ok(*self.by_wd.entry(wd).or_insert_with(|| {
-                    *next += 1;
-                    *next - 1
-                }))
+                if let Some(&i) = self.by_wd.get(&wd) {
+                    return Ok(i);
+                }
+                let i = self.new_index();
+                self.by_wd.insert(wd, i);
+                self.marks.insert(i, Mark::Wd(wd));
+                Ok(i)
             }
         }
     }
 
-    /// Stops reporting a directory. inotify drops the watch; fanotify can
-    /// only remove a mark given the inode again, so its mark stays in the
-    /// kernel and its events are dropped here (until the directory is
-    /// watched again, which gives it a new index).
-    pub fn unwatch(&mut self, index: usize) {
-        self.by_handle.retain(|_, i| *i != index);
-        let wds: Vec<i32> = self
-            .by_wd
-            .iter()
-            .filter(|(_, i)| **i == index)
-            .map(|(wd, _)| *wd)
-            .collect();
-        for wd in wds {
-            self.by_wd.remove(&wd);
-            // The kernel may have dropped it already (directory deleted).
-            let _ = rustix::fs::inotify::remove_watch(&self.fd, wd);
+    fn new_index(&mut self) -> usize {
+        self.next_index += 1;
+        self.next_index - 1
+    }
+
+    /// Stops reporting a directory. inotify drops the watch by its
+    /// number. fanotify needs the inode again: `dir`, when it is still the
+    /// directory marked (same handle), has its mark removed; otherwise
+    /// (moved away, replaced) the mark stays in the kernel until the
+    /// directory is deleted, and its events are dropped here. Watching it
+    /// again gives it a new index.
+    pub fn unwatch(&mut self, index: usize, dir: Option<BorrowedFd<'_>>) {
+        match self.marks.remove(&index) {
+            Some(Mark::Handle(key)) => {
+                self.by_handle.remove(&key);
+                let Some(dir) = dir.filter(|d| dir_handle(*d).is_ok_and(|k| k == key)) else {
+                    return;
+                };
+                let all = [Interest::Entries, Interest::Subdirs, Interest::Files]
+                    .iter()
+                    .fold(0, |m, i| m | i.fan_mask());
+                // SAFETY: valid fanotify fd and directory fd; a null path
+                // names the directory the descriptor refers to.
+                let rc = unsafe {
+                    libc::fanotify_mark(
+                        self.fd.as_raw_fd(),
+                        libc::FAN_MARK_REMOVE,
+                        all,
+                        dir.as_raw_fd(),
+                        std::ptr::null(),
+                    )
+                };
+                if rc != 0 {
+                    log::debug!("fanotify: removing a mark: {}", last_errno());
+                }
+            }
+            Some(Mark::Wd(wd)) => {
+                self.by_wd.remove(&wd);
+                // The kernel may have dropped it already (directory deleted).
+                let _ = rustix::fs::inotify::remove_watch(&self.fd, wd);
+            }
+            None => {}
         }
     }
 
@@ -548,6 +588,7 @@ impl Watcher {
                     // The kernel dropped the watch; its number may be
                     // handed out again.
                     self.by_wd.remove(&ev.wd());
+                    self.marks.remove(&dir);
                 }
                 batch.changes.push(Change {
                     dir,
@@ -657,6 +698,94 @@ mod tests {
         let evs = parse_fanotify(&bad);
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].dir_fid, None);
+    }
+
+    /// The marks the kernel holds for a watcher, from its fdinfo.
+    fn kernel_marks(w: &Watcher) -> usize {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", w.fd.as_raw_fd()))
+            .expect("fdinfo");
+        info.lines()
+            .filter(|l| l.starts_with("fanotify ino:") || l.starts_with("inotify wd:"))
+            .count()
+    }
+
+    #[test]
+    fn one_mark_per_directory_and_unwatch_removes_it() {
+        let mut watchers = vec![Watcher::open_inotify().expect("inotify")];
+        match Watcher::open().expect("watcher") {
+            (w, None) => watchers.push(w),
+            (_, Some(why)) => eprintln!("{why}: fanotify not checked"),
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |p: &Path| {
+            rustix::fs::open(
+                p,
+                rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .expect("open")
+        };
+        for mut w in watchers {
+            let a = open(dir.path());
+            let b = open(dir.path());
+            let i = w
+                .watch(a.as_fd(), dir.path(), Interest::Subdirs)
+                .expect("watch");
+            let j = w
+                .watch(b.as_fd(), dir.path(), Interest::Entries)
+                .expect("watch");
+            assert_eq!(i, j, "{:?}", w.backend());
+            assert_eq!((w.len(), kernel_marks(&w)), (1, 1), "{:?}", w.backend());
+            w.unwatch(i, Some(b.as_fd()));
+            assert_eq!((w.len(), kernel_marks(&w)), (0, 0), "{:?}", w.backend());
+            // A new mark for the same directory gets a new index.
+            let k = w
+                .watch(a.as_fd(), dir.path(), Interest::Entries)
+                .expect("watch");
+            assert_ne!(k, i);
+        }
+    }
+
+    #[test]
+    fn a_watched_directory_deleted_or_moved_is_reported_as_itself() {
+        let mut watchers = vec![Watcher::open_inotify().expect("inotify")];
+        if let (w, None) = Watcher::open().expect("watcher") {
+            watchers.push(w);
+        }
+        for mut w in watchers {
+            let t = tempfile::tempdir().expect("tempdir");
+            let (moved, deleted) = (t.path().join("moved"), t.path().join("deleted"));
+            let mut index = Vec::new();
+            for d in [&moved, &deleted] {
+                std::fs::create_dir(d).expect("mkdir");
+                let fd = rustix::fs::open(
+                    d.as_path(),
+                    rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .expect("open");
+                index.push(w.watch(fd.as_fd(), d, Interest::Subdirs).expect("watch"));
+            }
+            std::fs::rename(&moved, t.path().join("elsewhere")).expect("mv");
+            std::fs::remove_dir(&deleted).expect("rmdir");
+            let batch = w.read(Duration::from_secs(2)).expect("read");
+            let itself: Vec<(usize, &str)> = batch
+                .changes
+                .iter()
+                .filter(|c| c.subject == Subject::Itself)
+                .map(|c| (c.dir, c.action.as_str()))
+                .collect();
+            assert!(
+                itself.contains(&(index[0], "moved_out")),
+                "{:?}: {itself:?}",
+                w.backend()
+            );
+            assert!(
+                itself.contains(&(index[1], "deleted")),
+                "{:?}: {itself:?}",
+                w.backend()
+            );
+        }
     }
 
     #[test]

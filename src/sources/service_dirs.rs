@@ -778,6 +778,18 @@ d:x:1003:1003::rel/d:/bin/sh\n",
     }
 
     #[test]
+    fn user_base_is_the_home_or_the_runtime_dir() {
+        let p = accounts::parse_passwd(b"a:x:1000:1000::/srv/a:/bin/sh\n");
+        let home = home_dirs(&p.entries);
+        assert!(home
+            .iter()
+            .all(|d| d.user_base() == Some(Path::new("/srv/a"))));
+        let run = runtime_dirs(&p.entries);
+        assert_eq!(run[0].user_base(), Some(Path::new("/run/user/1000")));
+        assert!(standard_dirs().iter().all(|d| d.user_base().is_none()));
+    }
+
+    #[test]
     fn kinds_by_role_and_name() {
         let dirs = standard_dirs();
         let services = dirs.iter().find(|d| d.role == Role::Services).unwrap();

@@ -59,6 +59,19 @@ pub fn locate(root: &Root, dir: &ServiceDir) -> Target {
     }
 }
 
+/// Opens the directory at `path` again the way [`locate`] did: without
+/// following anything below `base` when it lies there.
+pub fn reopen(root: &Root, path: &Path, base: Option<&Path>) -> Option<OwnedFd> {
+    let target = match base.and_then(|b| Some((b, path.strip_prefix(b).ok()?))) {
+        Some((base, rest)) => below(root, base, rest),
+        None => in_root(root, path),
+    };
+    match target {
+        Target::Present(fd) => Some(fd),
+        _ => None,
+    }
+}
+
 /// Where to watch for a root-owned directory (`/etc`, for passwd).
 pub fn locate_in_root(root: &Root, path: &Path) -> Target {
     in_root(root, path)
