@@ -8,7 +8,8 @@
 //! Builds a temp root with N accounts (default 500), every home existing,
 //! a third with `~/.local/share` (so a chain of three directories waits
 //! there), none with a services directory. Prints, as `label median min
-//! max`: `start_ms` (a collector's first discovery and marks, from a fresh
+//! max`: `discover_ms` (`service_dirs::discover` alone, for scale),
+//! `start_ms` (a collector's first discovery and marks, from a fresh
 //! watcher), `watches` (directories it watches), and `mkdir_to_watched_ms`:
 //! per round a `mkdir -p ~/.local/share/dbus-1/services` in another home,
 //! then a probe file written every 100 µs until one is reported `created`,
@@ -87,6 +88,15 @@ fn main() {
         root: tmp.path().to_path_buf(),
         ..Settings::default()
     };
+    let mut discovers = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        if let Ok(root) = osquery_dbus::sources::fs_safe::Root::open(tmp.path()) {
+            std::hint::black_box(osquery_dbus::sources::service_dirs::discover(&root));
+        }
+        discovers.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    stats("discover_ms", discovers);
     let mut starts = Vec::new();
     let mut watches = 0;
     for _ in 0..reps {

@@ -213,6 +213,27 @@ impl Watched {
     }
 }
 
+/// Who awaits a name, for [`Collector::await_step`].
+#[derive(Debug, Clone, Copy)]
+struct Awaited<'a> {
+    /// The candidate waiting; `None`: a change means discovering
+    /// everything.
+    cand: Option<usize>,
+    /// Its user base, below which nothing is followed.
+    base: Option<&'a Path>,
+    /// The step is the nearest existing ancestor (the others' next
+    /// component exists by construction).
+    nearest: bool,
+}
+
+impl Awaited<'_> {
+    const EVERYTHING: Awaited<'static> = Awaited {
+        cand: None,
+        base: None,
+        nearest: false,
+    };
+}
+
 /// Where [`Collector::place`] put a candidate.
 enum Placed {
     /// Watched as a D-Bus directory; `first` when no earlier spelling in
@@ -514,9 +535,15 @@ impl Collector {
             Target::Absent(steps) => {
                 // Only the nearest ancestor's next component is missing.
                 let base = dir.user_base().map(Path::to_path_buf);
+                let last = steps.len().saturating_sub(1);
                 let mut ready = false;
-                for s in steps {
-                    ready = self.await_step(map, s, Interest::Subdirs, Some(ci), base.as_deref());
+                for (n, s) in steps.into_iter().enumerate() {
+                    let awaited = Awaited {
+                        cand: Some(ci),
+                        base: base.as_deref(),
+                        nearest: n == last,
+                    };
+                    ready = self.await_step(map, s, Interest::Subdirs, awaited);
                 }
                 Placed::Waiting { ready }
             }
@@ -538,34 +565,41 @@ impl Collector {
                     path: etc.to_path_buf(),
                     next: OsString::from("passwd"),
                 };
-                self.await_step(map, step, Interest::Files, None, None);
+                self.await_step(map, step, Interest::Files, Awaited::EVERYTHING);
             }
             Target::Absent(steps) => {
-                let mut ready = false;
-                for s in steps {
-                    ready = self.await_step(map, s, Interest::Subdirs, None, None);
+                let last = steps.len().saturating_sub(1);
+                for (n, s) in steps.into_iter().enumerate() {
+                    let awaited = Awaited {
+                        nearest: n == last,
+                        ..Awaited::EVERYTHING
+                    };
+                    self.again |= self.await_step(map, s, Interest::Subdirs, awaited);
                 }
-                self.again |= ready;
             }
             Target::Unreachable(why) => log::debug!("{FILE_TABLE}: not watched: {why}"),
         }
     }
 
-    /// Marks `step.dir` and awaits `step.next` there for candidate `cand`
-    /// (`None`: a change there means discovering everything). True when
-    /// the awaited directory is already there.
+    /// Marks `step.dir` and awaits `step.next` there. True when it is the
+    /// nearest ancestor and the awaited directory is already there.
     fn await_step(
         &mut self,
         map: &mut HashMap<usize, Wanted>,
         step: watch_target::Step,
         interest: Interest,
-        cand: Option<usize>,
-        base: Option<&Path>,
+        awaited: Awaited<'_>,
     ) -> bool {
+        let Awaited {
+            cand,
+            base,
+            nearest,
+        } = awaited;
         let Some(i) = mark(&mut self.watcher, &step.dir, &step.path, interest) else {
             return false;
         };
-        let ready = interest == Interest::Subdirs
+        let ready = nearest
+            && interest == Interest::Subdirs
             && rustix::fs::statat(&step.dir, &step.next, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok_and(|st| {
                     rustix::fs::FileType::from_raw_mode(st.st_mode)

@@ -318,8 +318,9 @@ pub struct Watcher {
     /// fanotify: handle key → directory index; inotify: wd → index.
     by_handle: HashMap<Vec<u8>, usize>,
     by_wd: HashMap<i32, usize>,
-    /// Index → its key in one of the maps above.
-    marks: HashMap<usize, Mark>,
+    /// Index → its key in one of the maps above, and the fanotify mask
+    /// already given (a repeat needs no `fanotify_mark`).
+    marks: HashMap<usize, (Mark, u64)>,
     buf: Vec<u8>,
 }
 
@@ -399,13 +400,20 @@ impl Watcher {
         match self.backend {
             Backend::Fanotify => {
                 let key = dir_handle(dir).map_err(mark_err)?;
+                let mask = interest.fan_mask();
+                let known = self.by_handle.get(&key).copied();
+                if let Some(i) = known {
+                    if self.marks.get(&i).is_some_and(|(_, m)| m & mask == mask) {
+                        return Ok(i);
+                    }
+                }
                 // SAFETY: valid fanotify fd and directory fd; a null path
                 // marks the directory the descriptor refers to.
                 let rc = unsafe {
                     libc::fanotify_mark(
                         self.fd.as_raw_fd(),
                         libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR,
-                        interest.fan_mask(),
+                        mask,
                         dir.as_raw_fd(),
                         std::ptr::null(),
                     )
@@ -413,12 +421,15 @@ impl Watcher {
                 if rc != 0 {
                     return Err(mark_err(last_errno()));
                 }
-                if let Some(&i) = self.by_handle.get(&key) {
+                if let Some(i) = known {
+                    if let Some((_, m)) = self.marks.get_mut(&i) {
+                        *m |= mask;
+                    }
                     return Ok(i);
                 }
                 let i = self.new_index();
                 self.by_handle.insert(key.clone(), i);
-                self.marks.insert(i, Mark::Handle(key));
+                self.marks.insert(i, (Mark::Handle(key), mask));
                 Ok(i)
             }
             Backend::Inotify => {
@@ -432,7 +443,7 @@ impl Watcher {
                 }
                 let i = self.new_index();
                 self.by_wd.insert(wd, i);
-                self.marks.insert(i, Mark::Wd(wd));
+                self.marks.insert(i, (Mark::Wd(wd), 0));
                 Ok(i)
             }
         }
@@ -451,7 +462,7 @@ impl Watcher {
     /// again gives it a new index.
     pub fn unwatch(&mut self, index: usize, dir: Option<BorrowedFd<'_>>) {
         match self.marks.remove(&index) {
-            Some(Mark::Handle(key)) => {
+            Some((Mark::Handle(key), _)) => {
                 self.by_handle.remove(&key);
                 let Some(dir) = dir.filter(|d| dir_handle(*d).is_ok_and(|k| k == key)) else {
                     return;
@@ -474,7 +485,7 @@ impl Watcher {
                     log::debug!("fanotify: removing a mark: {}", last_errno());
                 }
             }
-            Some(Mark::Wd(wd)) => {
+            Some((Mark::Wd(wd), _)) => {
                 self.by_wd.remove(&wd);
                 // The kernel may have dropped it already (directory deleted).
                 let _ = rustix::fs::inotify::remove_watch(&self.fd, wd);

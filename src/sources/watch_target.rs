@@ -144,10 +144,14 @@ fn nearest(root: &Root, path: &Path) -> Result<Nearest, String> {
 /// `base` (root-owned, resolved inside the root), then `rest` one
 /// component at a time without following anything.
 fn below(root: &Root, base: &Path, rest: &Path) -> Target {
-    let mut cur = match nearest(root, base) {
-        Ok(Nearest::Present(fd)) => fd,
-        Ok(Nearest::Missing(step)) => return Target::Absent(vec![step]),
-        Err(why) => return Target::Unreachable(why),
+    let mut cur = match root.open_dir(base) {
+        Ok(fd) => fd,
+        Err(e) if !missing(fs_errno(&e)) => return Target::Unreachable(e.to_string()),
+        Err(_) => match nearest(root, base) {
+            Ok(Nearest::Present(fd)) => fd,
+            Ok(Nearest::Missing(step)) => return Target::Absent(vec![step]),
+            Err(why) => return Target::Unreachable(why),
+        },
     };
     let mut cur_path = base.to_path_buf();
     let mut steps = Vec::new();
