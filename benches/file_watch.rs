@@ -15,7 +15,8 @@
 //! then a probe file written every 100 µs until one is reported `created`,
 //! the time from `mkdir` to that probe's write (an upper bound on how long
 //! the new directory went unwatched); `whole_discoveries` during those
-//! rounds.
+//! rounds; `kernel_marks_after` a passwd change (a whole discovery) once
+//! the rounds' directories exist.
 use osquery_dbus::events::file::Collector;
 use osquery_dbus::sources::file_watch::Watcher;
 use osquery_dbus::tables::{Settings, Value};
@@ -169,4 +170,28 @@ fn main() {
     std::thread::sleep(Duration::from_millis(200));
     let whole = done_rx.try_iter().last().unwrap_or(0);
     println!("whole_discoveries {whole} {whole} {whole}");
+    // passwd rewritten: a whole discovery, after which the ancestors of
+    // the directories made above are no longer marked in the kernel.
+    let passwd = tmp.path().join("etc/passwd");
+    if let Ok(text) = std::fs::read_to_string(&passwd) {
+        let _ = std::fs::write(&passwd, text);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let marks = kernel_marks();
+    println!("kernel_marks_after {marks} {marks} {marks}");
+}
+
+/// Marks held by this process's fanotify and inotify descriptors.
+fn kernel_marks() -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fdinfo") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("fanotify ino:") || l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
 }
