@@ -15,8 +15,9 @@
 //! then a probe file written every 100 µs until one is reported `created`,
 //! the time from `mkdir` to that probe's write (an upper bound on how long
 //! the new directory went unwatched); `whole_discoveries` during those
-//! rounds; `kernel_marks_after` a passwd change (a whole discovery) once
-//! the rounds' directories exist.
+//! rounds; kernel marks before and after a passwd change (a whole
+//! discovery) once one more home got its services directory a component
+//! at a time.
 use osquery_dbus::events::file::Collector;
 use osquery_dbus::sources::file_watch::Watcher;
 use osquery_dbus::tables::{Settings, Value};
@@ -170,8 +171,21 @@ fn main() {
     std::thread::sleep(Duration::from_millis(200));
     let whole = done_rx.try_iter().last().unwrap_or(0);
     println!("whole_discoveries {whole} {whole} {whole}");
-    // passwd rewritten: a whole discovery, after which the ancestors of
-    // the directories made above are no longer marked in the kernel.
+    // One more home made a component at a time, each followed before the
+    // next: its `dbus-1` gets a mark of its own while `services` is
+    // awaited, which nothing wants once `services` exists.
+    let mut path = tmp
+        .path()
+        .join(format!("home/u{}", 3 * reps.min(homes) + 1));
+    for c in [".local", "share", "dbus-1", "services"] {
+        path.push(c);
+        let _ = std::fs::create_dir(&path);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let marks = kernel_marks();
+    println!("kernel_marks_before {marks} {marks} {marks}");
+    // passwd rewritten: a whole discovery, after which the marks nothing
+    // wants any more are gone from the kernel.
     let passwd = tmp.path().join("etc/passwd");
     if let Ok(text) = std::fs::read_to_string(&passwd) {
         let _ = std::fs::write(&passwd, text);
