@@ -291,6 +291,29 @@ fn a_servicedir_added_by_a_policy_fragment_is_watched_at_once() {
     }
 }
 
+/// `/etc/dbus-1` is read for four config files (system, system-local,
+/// session, session-local): a change to any of them is reported, not
+/// only to the first the directory was listed for.
+#[test]
+fn every_config_file_of_a_shared_directory_is_reported() {
+    if !collecting() {
+        return;
+    }
+    let _serial = discovery_lock();
+    for name in ["session-local.conf", "system-local.conf"] {
+        std::fs::write(root().join("etc/dbus-1").join(name), "<busconfig/>\n").expect("write");
+        let r = wait_row(name, "created");
+        assert_eq!(text(&r, "directory"), "/etc/dbus-1");
+    }
+    std::fs::write(root().join("etc/dbus-1/other.conf"), "x").expect("write");
+    std::fs::write(root().join("etc/dbus-1/system.conf"), "<busconfig/>\n").expect("write");
+    wait_row("system.conf", "created");
+    assert!(
+        !rows().iter().any(|r| text(r, "filename") == "other.conf"),
+        "a file no bus reads there is not reported"
+    );
+}
+
 /// `mkdir -p ~/.local/share/dbus-1/services && cp evil.service …` in a
 /// home that had no `~/.local`: the file is reported, and writes soon
 /// after are reported as they happen, with the writer. The time from

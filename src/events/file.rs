@@ -200,7 +200,12 @@ impl Watched {
             (Some(names), Some(only)) => {
                 names.insert(only.clone());
             }
-            (names, None) => *names = None,
+            (names, None) => {
+                // Every entry now: the first spelling's `only` no longer
+                // narrows it.
+                *names = None;
+                self.dir.only = None;
+            }
             (None, Some(_)) => {}
         }
         self.configures |= std::iter::once(dir.role)
@@ -209,7 +214,10 @@ impl Watched {
     }
 
     fn reports(&self, name: &OsStr) -> bool {
-        self.dir.lists(name) && self.names.as_ref().is_none_or(|n| n.contains(name))
+        match &self.names {
+            Some(names) => names.contains(name),
+            None => self.dir.lists(name),
+        }
     }
 }
 
