@@ -13,14 +13,20 @@
 //! fanotify, so `fanotify_init`, `fanotify_mark` and `name_to_handle_at`
 //! are called through `libc`, each in a small `unsafe` block.
 //!
-//! Directories are marked without following a symlink (`FAN_MARK_DONT_FOLLOW`
-//! / `IN_DONT_FOLLOW`): a user could point one anywhere.
-use rustix::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+//! A directory is marked through a descriptor the caller opened
+//! (`sources::watch_target` decides what may be followed on the way), never
+//! by a path the kernel would resolve again: fanotify marks the descriptor's
+//! inode, inotify is handed `/proc/self/fd/N`. One directory marked for
+//! several [`Interest`]s is one mark with the union of their masks, so the
+//! caller gets every kind of change and filters by what it asked for. A
+//! watched directory's own deletion or move is reported too
+//! ([`Subject::Itself`]): the path then needs resolving again.
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use std::collections::HashMap;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::mem::MaybeUninit;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -79,15 +85,27 @@ impl Action {
     }
 }
 
-/// One change to one entry of a watched directory.
+/// What a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An entry that is not a directory.
+    File,
+    /// A subdirectory.
+    Directory,
+    /// The watched directory itself (deleted or moved; the name is `.`).
+    Itself,
+}
+
+/// One change to one entry of a watched directory, or to the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// Index of the directory, as [`Watcher::add`] returned it.
+    /// Index of the directory, as [`Watcher::watch`] returned it.
     pub dir: usize,
     pub name: OsString,
     pub action: Action,
     /// The writer (fanotify only).
     pub pid: Option<u32>,
+    pub subject: Subject,
 }
 
 /// What one read brought.
@@ -204,9 +222,8 @@ pub fn parse_fanotify(buf: &[u8]) -> Vec<FanEvent> {
     out
 }
 
-/// The handle key of a directory, as fanotify will report it.
-fn dir_handle(path: &Path) -> Result<Vec<u8>, Errno> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::INVAL)?;
+/// The handle key of an open directory, as fanotify will report it.
+fn dir_handle(dir: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
     // struct file_handle: handle_bytes u32, handle_type i32, then up to
     // MAX_HANDLE_SZ bytes; u32 storage keeps it aligned.
     let max = libc::MAX_HANDLE_SZ as usize;
@@ -214,32 +231,96 @@ fn dir_handle(path: &Path) -> Result<Vec<u8>, Errno> {
     storage[0] = max as u32;
     let mut mount_id: libc::c_int = 0;
     // SAFETY: `storage` is a zeroed, aligned buffer of 8 + MAX_HANDLE_SZ
-    // bytes whose `handle_bytes` says so; `c` is NUL-terminated; the kernel
-    // writes at most that many bytes.
+    // bytes whose `handle_bytes` says so; the empty path is NUL-terminated
+    // and names `dir` itself (AT_EMPTY_PATH); the kernel writes at most
+    // that many bytes.
     let rc = unsafe {
         libc::name_to_handle_at(
-            libc::AT_FDCWD,
-            c.as_ptr(),
+            dir.as_raw_fd(),
+            c"".as_ptr(),
             storage.as_mut_ptr().cast::<libc::file_handle>(),
             &mut mount_id,
-            0,
+            libc::AT_EMPTY_PATH,
         )
     };
     if rc != 0 {
-        return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL));
+        return Err(last_errno());
     }
     let bytes: Vec<u8> = storage.iter().flat_map(|w| w.to_ne_bytes()).collect();
     let n = (storage[0] as usize).min(max);
     Ok(handle_key(storage[1] as i32, &bytes[8..8 + n]))
 }
 
+fn last_errno() -> Errno {
+    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL)
+}
+
+/// What a directory is watched for; one marked for several gets the union.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Every change to its entries: a D-Bus directory.
+    Entries,
+    /// Subdirectories appearing (created or renamed in): an ancestor of a
+    /// D-Bus directory that does not exist yet. Files written there are
+    /// not asked for, so a watched home costs little.
+    Subdirs,
+    /// Files appearing or written: `/etc`, for passwd.
+    Files,
+}
+
+impl Interest {
+    fn fan_mask(self) -> u64 {
+        // FAN_ONDIR: directory entries, and the directory's own
+        // deletion or move (reported with the name ".").
+        let base = libc::FAN_ONDIR | libc::FAN_DELETE_SELF | libc::FAN_MOVE_SELF;
+        base | match self {
+            Interest::Entries => fan_mask(),
+            Interest::Subdirs => libc::FAN_CREATE | libc::FAN_MOVED_TO,
+            Interest::Files => {
+                libc::FAN_CREATE
+                    | libc::FAN_MOVED_TO
+                    | libc::FAN_CLOSE_WRITE
+                    | libc::FAN_EVENT_ON_CHILD
+            }
+        }
+    }
+
+    fn inotify_mask(self) -> rustix::fs::inotify::WatchFlags {
+        use rustix::fs::inotify::WatchFlags as W;
+        let base = W::DELETE_SELF | W::MOVE_SELF | W::ONLYDIR | W::MASK_ADD;
+        base | match self {
+            Interest::Entries => {
+                W::CREATE
+                    | W::DELETE
+                    | W::MOVED_FROM
+                    | W::MOVED_TO
+                    | W::CLOSE_WRITE
+                    | W::ATTRIB
+                    | W::EXCL_UNLINK
+            }
+            Interest::Subdirs => W::CREATE | W::MOVED_TO,
+            Interest::Files => W::CREATE | W::MOVED_TO | W::CLOSE_WRITE,
+        }
+    }
+}
+
+/// How the kernel names a mark.
+#[derive(Debug)]
+enum Mark {
+    Handle(Vec<u8>),
+    Wd(i32),
+}
+
 pub struct Watcher {
     backend: Backend,
     fd: OwnedFd,
-    dirs: Vec<PathBuf>,
+    next_index: usize,
     /// fanotify: handle key → directory index; inotify: wd → index.
     by_handle: HashMap<Vec<u8>, usize>,
     by_wd: HashMap<i32, usize>,
+    /// Index → its key in one of the maps above, and the fanotify mask
+    /// already given (a repeat needs no `fanotify_mark`).
+    marks: HashMap<usize, (Mark, u64)>,
     buf: Vec<u8>,
 }
 
@@ -264,11 +345,7 @@ impl Watcher {
                 std::io::Error::last_os_error()
             )
         };
-        let fd = rustix::fs::inotify::init(
-            rustix::fs::inotify::CreateFlags::CLOEXEC | rustix::fs::inotify::CreateFlags::NONBLOCK,
-        )
-        .map_err(WatchError::Inotify)?;
-        Ok((Watcher::new(Backend::Inotify, fd), Some(why)))
+        Ok((Watcher::open_inotify()?, Some(why)))
     }
 
     /// inotify even where fanotify works (for tests of the fallback).
@@ -284,9 +361,10 @@ impl Watcher {
         Watcher {
             backend,
             fd,
-            dirs: Vec::new(),
+            next_index: 0,
             by_handle: HashMap::new(),
             by_wd: HashMap::new(),
+            marks: HashMap::new(),
             buf: vec![0u8; 64 * 1024],
         }
     }
@@ -295,67 +373,125 @@ impl Watcher {
         self.backend
     }
 
-    pub fn dir(&self, index: usize) -> Option<&Path> {
-        self.dirs.get(index).map(PathBuf::as_path)
+    /// How many directories are watched.
+    pub fn len(&self) -> usize {
+        self.marks.len()
     }
 
-    pub fn is_watched(&self, path: &Path) -> bool {
-        self.dirs.iter().any(|d| d == path)
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    /// Starts watching a directory (host path); returns its index.
-    pub fn add(&mut self, path: &Path) -> Result<usize, WatchError> {
-        if let Some(i) = self.dirs.iter().position(|d| d == path) {
-            return Ok(i);
-        }
+    /// Starts watching the open directory `dir` (`shown` names it in
+    /// errors) for `interest`, and returns its index. The mark is put on
+    /// the inode the descriptor holds, never on a path the kernel would
+    /// resolve again, so whoever opened it decides what is followed. The
+    /// same directory (by inode) keeps its index and gains the interest.
+    pub fn watch(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        shown: &Path,
+        interest: Interest,
+    ) -> Result<usize, WatchError> {
         let mark_err = |source| WatchError::Mark {
-            path: path.to_path_buf(),
+            path: shown.to_path_buf(),
             source,
         };
-        let index = self.dirs.len();
         match self.backend {
             Backend::Fanotify => {
-                let c = CString::new(path.as_os_str().as_bytes())
-                    .map_err(|_| mark_err(Errno::INVAL))?;
-                // SAFETY: valid fanotify fd and NUL-terminated path.
+                let key = dir_handle(dir).map_err(mark_err)?;
+                let mask = interest.fan_mask();
+                let known = self.by_handle.get(&key).copied();
+                if let Some(i) = known {
+                    if self.marks.get(&i).is_some_and(|(_, m)| m & mask == mask) {
+                        return Ok(i);
+                    }
+                }
+                // SAFETY: valid fanotify fd and directory fd; a null path
+                // marks the directory the descriptor refers to.
                 let rc = unsafe {
                     libc::fanotify_mark(
                         self.fd.as_raw_fd(),
-                        libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR | libc::FAN_MARK_DONT_FOLLOW,
-                        fan_mask(),
-                        libc::AT_FDCWD,
-                        c.as_ptr(),
+                        libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR,
+                        mask,
+                        dir.as_raw_fd(),
+                        std::ptr::null(),
                     )
                 };
                 if rc != 0 {
-                    let e = Errno::from_io_error(&std::io::Error::last_os_error())
-                        .unwrap_or(Errno::INVAL);
-                    return Err(mark_err(e));
+                    return Err(mark_err(last_errno()));
                 }
-                let key = dir_handle(path).map_err(mark_err)?;
-                self.by_handle.insert(key, index);
+                if let Some(i) = known {
+                    if let Some((_, m)) = self.marks.get_mut(&i) {
+                        *m |= mask;
+                    }
+                    return Ok(i);
+                }
+                let i = self.new_index();
+                self.by_handle.insert(key.clone(), i);
+                self.marks.insert(i, (Mark::Handle(key), mask));
+                Ok(i)
             }
             Backend::Inotify => {
-                use rustix::fs::inotify::WatchFlags as W;
-                let wd = rustix::fs::inotify::add_watch(
-                    &self.fd,
-                    path,
-                    W::CREATE
-                        | W::DELETE
-                        | W::MOVED_FROM
-                        | W::MOVED_TO
-                        | W::CLOSE_WRITE
-                        | W::ATTRIB
-                        | W::ONLYDIR
-                        | W::DONT_FOLLOW
-                        | W::EXCL_UNLINK,
-                )
-                .map_err(mark_err)?;
-                self.by_wd.insert(wd, index);
+                // inotify takes a path: our own descriptor's, which names
+                // the very inode opened.
+                let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+                let wd = rustix::fs::inotify::add_watch(&self.fd, path, interest.inotify_mask())
+                    .map_err(mark_err)?;
+                if let Some(&i) = self.by_wd.get(&wd) {
+                    return Ok(i);
+                }
+                let i = self.new_index();
+                self.by_wd.insert(wd, i);
+                self.marks.insert(i, (Mark::Wd(wd), 0));
+                Ok(i)
             }
         }
-        self.dirs.push(path.to_path_buf());
-        Ok(index)
+    }
+
+    fn new_index(&mut self) -> usize {
+        self.next_index += 1;
+        self.next_index - 1
+    }
+
+    /// Stops reporting a directory. inotify drops the watch by its
+    /// number. fanotify needs the inode again: `dir`, when it is still the
+    /// directory marked (same handle), has its mark removed; otherwise
+    /// (moved away, replaced) the mark stays in the kernel until the
+    /// directory is deleted, and its events are dropped here. Watching it
+    /// again gives it a new index.
+    pub fn unwatch(&mut self, index: usize, dir: Option<BorrowedFd<'_>>) {
+        match self.marks.remove(&index) {
+            Some((Mark::Handle(key), _)) => {
+                self.by_handle.remove(&key);
+                let Some(dir) = dir.filter(|d| dir_handle(*d).is_ok_and(|k| k == key)) else {
+                    return;
+                };
+                let all = [Interest::Entries, Interest::Subdirs, Interest::Files]
+                    .iter()
+                    .fold(0, |m, i| m | i.fan_mask());
+                // SAFETY: valid fanotify fd and directory fd; a null path
+                // names the directory the descriptor refers to.
+                let rc = unsafe {
+                    libc::fanotify_mark(
+                        self.fd.as_raw_fd(),
+                        libc::FAN_MARK_REMOVE,
+                        all,
+                        dir.as_raw_fd(),
+                        std::ptr::null(),
+                    )
+                };
+                if rc != 0 {
+                    log::debug!("fanotify: removing a mark: {}", last_errno());
+                }
+            }
+            Some((Mark::Wd(wd), _)) => {
+                self.by_wd.remove(&wd);
+                // The kernel may have dropped it already (directory deleted).
+                let _ = rustix::fs::inotify::remove_watch(&self.fd, wd);
+            }
+            None => {}
+        }
     }
 
     /// Waits up to `timeout` for changes and returns what is queued.
@@ -397,10 +533,6 @@ impl Watcher {
                 if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
                     batch.overflowed = true;
                 }
-                if ev.mask & libc::FAN_ONDIR != 0 {
-                    // A subdirectory: not something a bus loads.
-                    continue;
-                }
                 let Some((key, name)) = ev.dir_fid else {
                     continue;
                 };
@@ -408,6 +540,26 @@ impl Watcher {
                     continue;
                 };
                 let pid = u32::try_from(ev.pid).ok().filter(|&p| p > 0);
+                if ev.mask & (libc::FAN_DELETE_SELF | libc::FAN_MOVE_SELF) != 0 {
+                    let action = if ev.mask & libc::FAN_DELETE_SELF != 0 {
+                        Action::Deleted
+                    } else {
+                        Action::MovedOut
+                    };
+                    batch.changes.push(Change {
+                        dir,
+                        name,
+                        action,
+                        pid,
+                        subject: Subject::Itself,
+                    });
+                    continue;
+                }
+                let subject = if ev.mask & libc::FAN_ONDIR != 0 {
+                    Subject::Directory
+                } else {
+                    Subject::File
+                };
                 for &(bit, action) in FAN_ACTIONS {
                     if ev.mask & bit != 0 {
                         batch.changes.push(Change {
@@ -415,6 +567,7 @@ impl Watcher {
                             name: name.clone(),
                             action,
                             pid,
+                            subject,
                         });
                     }
                 }
@@ -438,11 +591,36 @@ impl Watcher {
             if flags.contains(R::QUEUE_OVERFLOW) {
                 batch.overflowed = true;
             }
-            if flags.contains(R::ISDIR) {
+            let Some(&dir) = self.by_wd.get(&ev.wd()) else {
+                continue;
+            };
+            if flags.intersects(R::DELETE_SELF | R::MOVE_SELF | R::IGNORED) {
+                if flags.contains(R::IGNORED) {
+                    // The kernel dropped the watch; its number may be
+                    // handed out again.
+                    self.by_wd.remove(&ev.wd());
+                    self.marks.remove(&dir);
+                }
+                batch.changes.push(Change {
+                    dir,
+                    name: OsString::from("."),
+                    action: if flags.contains(R::MOVE_SELF) {
+                        Action::MovedOut
+                    } else {
+                        Action::Deleted
+                    },
+                    pid: None,
+                    subject: Subject::Itself,
+                });
                 continue;
             }
-            let (Some(&dir), Some(name)) = (self.by_wd.get(&ev.wd()), ev.file_name()) else {
+            let Some(name) = ev.file_name() else {
                 continue;
+            };
+            let subject = if flags.contains(R::ISDIR) {
+                Subject::Directory
+            } else {
+                Subject::File
             };
             let name = OsString::from_vec(name.to_bytes().to_vec());
             for (bit, action) in [
@@ -459,6 +637,7 @@ impl Watcher {
                         name: name.clone(),
                         action,
                         pid: None,
+                        subject,
                     });
                 }
             }
@@ -532,11 +711,114 @@ mod tests {
         assert_eq!(evs[0].dir_fid, None);
     }
 
+    /// The marks the kernel holds for a watcher, from its fdinfo.
+    fn kernel_marks(w: &Watcher) -> usize {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", w.fd.as_raw_fd()))
+            .expect("fdinfo");
+        info.lines()
+            .filter(|l| l.starts_with("fanotify ino:") || l.starts_with("inotify wd:"))
+            .count()
+    }
+
+    #[test]
+    fn one_mark_per_directory_and_unwatch_removes_it() {
+        let mut watchers = vec![Watcher::open_inotify().expect("inotify")];
+        match Watcher::open().expect("watcher") {
+            (w, None) => watchers.push(w),
+            (_, Some(why)) => eprintln!("{why}: fanotify not checked"),
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |p: &Path| {
+            rustix::fs::open(
+                p,
+                rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .expect("open")
+        };
+        for mut w in watchers {
+            let a = open(dir.path());
+            let b = open(dir.path());
+            let i = w
+                .watch(a.as_fd(), dir.path(), Interest::Subdirs)
+                .expect("watch");
+            let j = w
+                .watch(b.as_fd(), dir.path(), Interest::Entries)
+                .expect("watch");
+            assert_eq!(i, j, "{:?}", w.backend());
+            assert_eq!((w.len(), kernel_marks(&w)), (1, 1), "{:?}", w.backend());
+            w.unwatch(i, Some(b.as_fd()));
+            assert_eq!((w.len(), kernel_marks(&w)), (0, 0), "{:?}", w.backend());
+            // A new mark for the same directory gets a new index.
+            let k = w
+                .watch(a.as_fd(), dir.path(), Interest::Entries)
+                .expect("watch");
+            assert_ne!(k, i);
+        }
+    }
+
+    #[test]
+    fn a_watched_directory_deleted_or_moved_is_reported_as_itself() {
+        let mut watchers = vec![Watcher::open_inotify().expect("inotify")];
+        if let (w, None) = Watcher::open().expect("watcher") {
+            watchers.push(w);
+        }
+        for mut w in watchers {
+            let t = tempfile::tempdir().expect("tempdir");
+            let (moved, deleted) = (t.path().join("moved"), t.path().join("deleted"));
+            let mut index = Vec::new();
+            for d in [&moved, &deleted] {
+                std::fs::create_dir(d).expect("mkdir");
+                let fd = rustix::fs::open(
+                    d.as_path(),
+                    rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .expect("open");
+                index.push(w.watch(fd.as_fd(), d, Interest::Subdirs).expect("watch"));
+            }
+            std::fs::rename(&moved, t.path().join("elsewhere")).expect("mv");
+            std::fs::remove_dir(&deleted).expect("rmdir");
+            let batch = w.read(Duration::from_secs(2)).expect("read");
+            let itself: Vec<(usize, &str)> = batch
+                .changes
+                .iter()
+                .filter(|c| c.subject == Subject::Itself)
+                .map(|c| (c.dir, c.action.as_str()))
+                .collect();
+            assert!(
+                itself.contains(&(index[0], "moved_out")),
+                "{:?}: {itself:?}",
+                w.backend()
+            );
+            assert!(
+                itself.contains(&(index[1], "deleted")),
+                "{:?}: {itself:?}",
+                w.backend()
+            );
+        }
+    }
+
     #[test]
     fn inotify_backend_reports_changes_without_a_pid() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut w = Watcher::open_inotify().expect("inotify");
-        let i = w.add(dir.path()).expect("watch");
+        let fd = rustix::fs::open(
+            dir.path(),
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("open");
+        let i = w
+            .watch(fd.as_fd(), dir.path(), Interest::Entries)
+            .expect("watch");
+        assert_eq!(
+            w.watch(fd.as_fd(), dir.path(), Interest::Subdirs)
+                .expect("again"),
+            i,
+            "one directory, one index"
+        );
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         std::fs::write(dir.path().join("a.service"), "x").expect("write");
         std::fs::rename(dir.path().join("a.service"), dir.path().join("b.service")).expect("mv");
         std::fs::remove_file(dir.path().join("b.service")).expect("rm");
@@ -544,12 +826,17 @@ mod tests {
         let got: Vec<(String, &str)> = batch
             .changes
             .iter()
+            .filter(|c| c.subject == Subject::File)
             .map(|c| {
                 assert_eq!(c.dir, i);
                 assert_eq!(c.pid, None);
                 (c.name.to_string_lossy().into_owned(), c.action.as_str())
             })
             .collect();
+        assert!(batch
+            .changes
+            .iter()
+            .any(|c| c.subject == Subject::Directory && c.name == "sub"));
         assert_eq!(
             got,
             vec![

@@ -15,3 +15,4 @@ pub mod service_names;
 pub mod stat;
 pub mod systemd_unit;
 pub mod unit_files;
+pub mod watch_target;

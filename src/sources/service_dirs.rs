@@ -190,6 +190,19 @@ impl ServiceDir {
     pub fn entry_path(&self, name: &OsStr) -> PathBuf {
         self.path.join(name)
     }
+
+    /// The directory below which the owning account controls every path
+    /// component (its home, or `/run/user/<uid>`), or `None` when only
+    /// root can change the path. Code running as root must not follow a
+    /// symlink below it: the account could point it anywhere.
+    pub fn user_base(&self) -> Option<&Path> {
+        let owner = self.owner.as_ref()?;
+        if self.path.starts_with(&owner.home) {
+            return Some(&owner.home);
+        }
+        // `runtime_dirs`: /run/user/<uid>/dbus-1/services.
+        self.path.ancestors().nth(2)
+    }
 }
 
 /// The directories every root is searched for, system bus first, in the
@@ -762,6 +775,18 @@ d:x:1003:1003::rel/d:/bin/sh\n",
         assert!(dirs
             .iter()
             .all(|d| d.bus == Bus::Session && d.role == Role::Services));
+    }
+
+    #[test]
+    fn user_base_is_the_home_or_the_runtime_dir() {
+        let p = accounts::parse_passwd(b"a:x:1000:1000::/srv/a:/bin/sh\n");
+        let home = home_dirs(&p.entries);
+        assert!(home
+            .iter()
+            .all(|d| d.user_base() == Some(Path::new("/srv/a"))));
+        let run = runtime_dirs(&p.entries);
+        assert_eq!(run[0].user_base(), Some(Path::new("/run/user/1000")));
+        assert!(standard_dirs().iter().all(|d| d.user_base().is_none()));
     }
 
     #[test]
