@@ -60,6 +60,98 @@ fn wanted(ctx: &QueryContext, column: &str) -> Option<Vec<PathBuf>> {
         .map(|vals| vals.iter().flat_map(|v| fs_safe::readings(v)).collect())
 }
 
+/// The plain columns (names and metadata every entry has), each filled
+/// only when the query reads it. Cheap one by one, but each costs an
+/// insert into the row and most an allocation, for every file: on a
+/// stat-only query of thousands of files, setting columns that nobody
+/// reads was most of the table's own work.
+#[derive(Clone, Copy)]
+enum Plain {
+    Directory,
+    Filename,
+    Bus,
+    Source,
+    UserUid,
+    Kind,
+    DirWritable,
+    Type,
+    Uid,
+    Gid,
+    Mode,
+    Size,
+    Atime,
+    Mtime,
+    Ctime,
+    Btime,
+    Inode,
+    HardLinks,
+    WorldWritable,
+}
+
+impl Plain {
+    const ALL: [Plain; 19] = [
+        Plain::Directory,
+        Plain::Filename,
+        Plain::Bus,
+        Plain::Source,
+        Plain::UserUid,
+        Plain::Kind,
+        Plain::DirWritable,
+        Plain::Type,
+        Plain::Uid,
+        Plain::Gid,
+        Plain::Mode,
+        Plain::Size,
+        Plain::Atime,
+        Plain::Mtime,
+        Plain::Ctime,
+        Plain::Btime,
+        Plain::Inode,
+        Plain::HardLinks,
+        Plain::WorldWritable,
+    ];
+
+    fn column(self) -> &'static str {
+        match self {
+            Plain::Directory => "directory",
+            Plain::Filename => "filename",
+            Plain::Bus => "bus",
+            Plain::Source => "source",
+            Plain::UserUid => "user_uid",
+            Plain::Kind => "kind",
+            Plain::DirWritable => "dir_writable_by_non_root",
+            Plain::Type => "type",
+            Plain::Uid => "uid",
+            Plain::Gid => "gid",
+            Plain::Mode => "mode",
+            Plain::Size => "size",
+            Plain::Atime => "atime",
+            Plain::Mtime => "mtime",
+            Plain::Ctime => "ctime",
+            Plain::Btime => "btime",
+            Plain::Inode => "inode",
+            Plain::HardLinks => "hard_links",
+            Plain::WorldWritable => "world_writable",
+        }
+    }
+}
+
+/// Which [`Plain`] columns the query reads.
+struct PlainUsed([bool; Plain::ALL.len()]);
+
+impl PlainUsed {
+    fn new(ctx: &QueryContext) -> PlainUsed {
+        PlainUsed(Plain::ALL.map(|c| ctx.uses(c.column())))
+    }
+
+    /// Sets `c` to what `value` makes, only if the query reads it.
+    fn set<V: Into<Value>>(&self, row: &mut Row, c: Plain, value: impl FnOnce() -> V) {
+        if self.0[c as usize] {
+            row.set(c.column(), value());
+        }
+    }
+}
+
 /// What one query needs beyond `statx`, decided once from `colsUsed`.
 struct Scan<'a> {
     root: &'a Root,
@@ -79,6 +171,7 @@ struct Scan<'a> {
     /// The root's passwd, loaded on first use (`User=` to a uid).
     accounts: Option<Vec<crate::sources::accounts::Account>>,
     config_errors: &'a [(PathBuf, String)],
+    plain: PlainUsed,
 }
 
 impl Scan<'_> {
@@ -119,6 +212,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         exec_integrity: EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
         accounts: None,
         config_errors: &found.config_errors,
+        plain: PlainUsed::new(ctx),
     };
     let want_dirs = wanted(ctx, "directory");
     let want_paths = wanted(ctx, "path");
@@ -153,7 +247,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             Err(e) => {
                 let path = error_row_path(dir);
                 if want_paths.as_ref().is_none_or(|w| w.contains(&path)) {
-                    rows.push(dir_error_row(dir, e));
+                    rows.push(dir_error_row(&scan.plain, dir, e));
                 }
             }
             Ok(open) => match &want_paths {
@@ -245,21 +339,28 @@ fn list_all(scan: &mut Scan, dir: &ServiceDir, open: &OpenDir, rows: &mut Vec<Ro
             }
             Err(e) => {
                 log::warn!("dbus_service_files: {e}");
-                rows.push(dir_error_row(dir, &e));
+                rows.push(dir_error_row(&scan.plain, dir, &e));
             }
         }
     }
 }
 
-fn base_row(dir: &ServiceDir, path: &Path) -> Row {
+/// `path` always (the shadow columns find rows by it), the rest as used.
+fn base_row(plain: &PlainUsed, dir: &ServiceDir, path: &Path) -> Row {
     let mut row = Row::new();
-    row.set("path", fs_safe::render_path(path))
-        .set("directory", fs_safe::render_path(&dir.path))
-        .set("bus", dir.bus.as_str())
-        .set("source", dir.origin.as_str())
-        .set("user_uid", dir.owner.as_ref().map(|o| o.uid));
+    row.set("path", fs_safe::render_path(path));
+    plain.set(&mut row, Plain::Directory, || {
+        fs_safe::render_path(&dir.path)
+    });
+    plain.set(&mut row, Plain::Bus, || dir.bus.as_str());
+    plain.set(&mut row, Plain::Source, || dir.origin.as_str());
+    plain.set(&mut row, Plain::UserUid, || {
+        dir.owner.as_ref().map(|o| o.uid)
+    });
     if let Some(name) = path.file_name() {
-        row.set("filename", fs_safe::render_path(Path::new(name)));
+        plain.set(&mut row, Plain::Filename, || {
+            fs_safe::render_path(Path::new(name))
+        });
     }
     row
 }
@@ -303,37 +404,39 @@ fn entry_row(
     dirent_kind: Option<FileKind>,
 ) -> Option<Row> {
     let path = dir.entry_path(name);
-    let mut row = base_row(dir, &path);
+    let plain = &scan.plain;
+    let mut row = base_row(plain, dir, &path);
     let kind = dir.kind_of(name);
     let mut errors = Errors::default();
-    row.set("kind", kind.as_str())
-        .set("dir_writable_by_non_root", writable_by_non_root(&open.meta));
+    plain.set(&mut row, Plain::Kind, || kind.as_str());
+    plain.set(&mut row, Plain::DirWritable, || {
+        writable_by_non_root(&open.meta)
+    });
     let meta = match meta {
         Ok(m) => m,
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
-            row.set("type", dirent_kind.map(FileKind::as_str));
+            plain.set(&mut row, Plain::Type, || dirent_kind.map(FileKind::as_str));
             errors.push(e);
             errors.apply(&mut row);
             return Some(row);
         }
     };
-    row.set("type", meta.kind.as_str())
-        .set("uid", meta.uid)
-        .set("gid", meta.gid)
-        .set("mode", meta.mode_string())
-        .set("size", meta.size)
-        .set("atime", meta.atime)
-        .set("mtime", meta.mtime)
-        .set("ctime", meta.ctime)
-        .set("btime", meta.btime.unwrap_or(0))
-        .set("inode", meta.ino)
-        .set("hard_links", meta.nlink)
-        // A symlink's own mode is always 0777 and means nothing.
-        .set(
-            "world_writable",
-            meta.kind != FileKind::Symlink && meta.perm & 0o002 != 0,
-        );
+    plain.set(&mut row, Plain::Type, || meta.kind.as_str());
+    plain.set(&mut row, Plain::Uid, || meta.uid);
+    plain.set(&mut row, Plain::Gid, || meta.gid);
+    plain.set(&mut row, Plain::Mode, || meta.mode_string());
+    plain.set(&mut row, Plain::Size, || meta.size);
+    plain.set(&mut row, Plain::Atime, || meta.atime);
+    plain.set(&mut row, Plain::Mtime, || meta.mtime);
+    plain.set(&mut row, Plain::Ctime, || meta.ctime);
+    plain.set(&mut row, Plain::Btime, || meta.btime.unwrap_or(0));
+    plain.set(&mut row, Plain::Inode, || meta.ino);
+    plain.set(&mut row, Plain::HardLinks, || meta.nlink);
+    // A symlink's own mode is always 0777 and means nothing.
+    plain.set(&mut row, Plain::WorldWritable, || {
+        meta.kind != FileKind::Symlink && meta.perm & 0o002 != 0
+    });
     if meta.kind == FileKind::Symlink && scan.symlink_target {
         match fs_safe::read_link_entry(open.fd(), name) {
             Ok(t) => {
@@ -833,14 +936,14 @@ fn error_row_path(dir: &ServiceDir) -> PathBuf {
 /// The row for a discovered directory that exists but cannot be listed:
 /// `path` and `directory` are that directory (for a config file, `path` is
 /// the file), `type` what the path turned out to be when known.
-fn dir_error_row(dir: &ServiceDir, e: &DirError) -> Row {
+fn dir_error_row(plain: &PlainUsed, dir: &ServiceDir, e: &DirError) -> Row {
     let path = error_row_path(dir);
-    let mut row = base_row(dir, &path);
+    let mut row = base_row(plain, dir, &path);
     if dir.only.is_some() {
-        row.set("kind", "config");
+        plain.set(&mut row, Plain::Kind, || "config");
     }
-    row.set("type", e.kind().map(FileKind::as_str))
-        .set("error", e.to_string());
+    plain.set(&mut row, Plain::Type, || e.kind().map(FileKind::as_str));
+    row.set("error", e.to_string());
     row
 }
 
@@ -946,6 +1049,32 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         std::fs::write(s.join(OsStr::from_bytes(b"bad\xff.service")), b"").unwrap();
         std::fs::write(s.join(OsStr::from_bytes(b"bad\xfe.service")), b"").unwrap();
         (tmp, outside)
+    }
+
+    /// The plain columns a query does not read are left out; those it
+    /// reads equal the full scan's, row for row (error rows included).
+    #[test]
+    fn plain_columns_only_when_used() {
+        let (tmp, _outside) = fixture();
+        let full = by_path(&generate(&settings(tmp.path()), &QueryContext::new()));
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "uid", "mode", "error"]);
+        let narrow = by_path(&generate(&settings(tmp.path()), &ctx));
+        assert_eq!(
+            narrow.keys().collect::<Vec<_>>(),
+            full.keys().collect::<Vec<_>>()
+        );
+        for (path, row) in &narrow {
+            for c in Plain::ALL.map(Plain::column) {
+                if !["uid", "mode"].contains(&c) {
+                    assert_eq!(row.get(c), None, "{path}: {c}");
+                }
+            }
+            for c in ["path", "uid", "mode"] {
+                assert_eq!(row.get(c), full[path].get(c), "{path}: {c}");
+            }
+        }
+        assert!(full.values().all(|r| r.get("directory").is_some()));
     }
 
     #[test]
@@ -1239,6 +1368,7 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             exec_integrity: false,
             accounts: None,
             config_errors: &[],
+            plain: PlainUsed::new(&QueryContext::new()),
         };
         let row = entry_row(
             &mut scan,
