@@ -17,7 +17,7 @@ use crate::sources::service_dirs::{self, DirError, EntryKind, OpenDir, ServiceDi
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
 use crate::sources::{hash, packages, service_file, service_names, unit_files};
 use crate::tables::{Row, Settings, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -194,7 +194,35 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             return vec![row];
         }
     };
-    let found = service_dirs::discover(&root);
+    let want_dirs = wanted(ctx, "directory");
+    let want_paths = wanted(ctx, "path");
+    // The directories a constraint can reach: a lookup needs nothing
+    // else listed, and discovery probes only what can change their rows.
+    // A directory's rows are its entries and, when it cannot be listed,
+    // the directory itself. Sets, as this is asked of every directory of
+    // every account (comparing `Path`s one by one walks their components).
+    let dir_set: Option<HashSet<&Path>> = want_dirs
+        .as_ref()
+        .map(|w| w.iter().map(PathBuf::as_path).collect());
+    let path_dirs: Option<HashSet<&Path>> = want_paths.as_ref().map(|w| {
+        w.iter()
+            .flat_map(|p| [Some(p.as_path()), p.parent()])
+            .flatten()
+            .collect()
+    });
+    let reachable = |dir: &ServiceDir| {
+        dir_set
+            .as_ref()
+            .is_none_or(|w| w.contains(dir.path.as_path()))
+            && path_dirs
+                .as_ref()
+                .is_none_or(|w| w.contains(dir.path.as_path()))
+    };
+    let found = if want_dirs.is_none() && want_paths.is_none() {
+        service_dirs::discover(&root)
+    } else {
+        service_dirs::discover_narrowed(&root, &reachable)
+    };
     let mut scan = Scan {
         root: &root,
         content: CONTENT_COLUMNS.iter().any(|c| ctx.uses(c)),
@@ -214,32 +242,15 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         config_errors: &found.config_errors,
         plain: PlainUsed::new(ctx),
     };
-    let want_dirs = wanted(ctx, "directory");
-    let want_paths = wanted(ctx, "path");
     let mut rows = Vec::new();
     // Every directory up to the last one a constraint can reach is opened,
     // so that one reached through a duplicate path is dropped exactly as in
     // a full scan (the first path wins: later ones cannot change that).
     // Directories discovery found absent are not walked again.
-    let reachable = |dir: &ServiceDir| {
-        want_dirs.as_ref().is_none_or(|w| w.contains(&dir.path))
-            && want_paths
-                .as_ref()
-                .is_none_or(|w| w.iter().any(|p| p.starts_with(&dir.path)))
-    };
-    let last = found
-        .present()
-        .enumerate()
-        .filter(|(_, d)| reachable(d))
-        .last();
-    let take = if want_dirs.is_none() && want_paths.is_none() {
-        usize::MAX
-    } else {
-        last.map_or(0, |(i, _)| i + 1)
-    };
+    let take = found.present_through_last_reachable();
     service_dirs::visit(&root, found.present().take(take), |dir, opened| {
-        if let Some(w) = &want_dirs {
-            if !w.contains(&dir.path) {
+        if let Some(w) = &dir_set {
+            if !w.contains(dir.path.as_path()) {
                 return;
             }
         }
@@ -1249,6 +1260,55 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             "/usr/share/dbus-1/services/bad\\xfe.service",
         ];
         assert_eq!(generate(&s, &ctx_with("path", &two)).len(), 2);
+    }
+
+    /// A lookup probes only the directories that can change its rows; a
+    /// per-user directory that is a policy directory under another name
+    /// still lends it the `services` role, as in a full scan; a home named
+    /// twice (carol's, spelt another way for dave) is listed once.
+    #[test]
+    fn pushdown_keeps_roles_lent_by_aliases() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let write = |p: &str, b: &[u8]| {
+            std::fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
+            std::fs::write(r.join(p), b).unwrap();
+        };
+        write(
+            "etc/passwd",
+            b"root:x:0:0::/root:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n\
+carol:x:1001:1001::/home/carol:/bin/sh\n\
+dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
+        );
+        write("etc/dbus-1/system.d/a.conf", b"<busconfig/>");
+        write(
+            "etc/dbus-1/system.d/x.service",
+            b"[D-BUS Service]\nName=org.x\nExec=/bin/x\n",
+        );
+        write(
+            "home/carol/.local/share/dbus-1/services/c.service",
+            b"[D-BUS Service]\nName=org.c\nExec=/bin/c\n",
+        );
+        std::fs::create_dir_all(r.join("home/bob/.local/share/dbus-1")).unwrap();
+        symlink(
+            "/etc/dbus-1/system.d",
+            r.join("home/bob/.local/share/dbus-1/services"),
+        )
+        .unwrap();
+        let s = settings(r);
+        let _ = generate(&s, &QueryContext::new());
+        let full = by_path(&generate(&s, &QueryContext::new()));
+        let x = "/etc/dbus-1/system.d/x.service";
+        assert_eq!(text(&full[x], "kind").as_deref(), Some("service"));
+        for p in [x, "/home/carol/.local/share/dbus-1/services/c.service"] {
+            let rows = generate(&s, &ctx_with("path", &[p]));
+            assert_eq!(rows.len(), 1, "{p}: {rows:#?}");
+            assert_eq!(&rows[0], &full[p], "{p}");
+        }
+        // Through bob's spelling the policy directory was listed already.
+        let via_bob = "/home/bob/.local/share/dbus-1/services/x.service";
+        assert!(!full.contains_key(via_bob));
+        assert!(generate(&s, &ctx_with("path", &[via_bob])).is_empty());
     }
 
     #[test]
