@@ -261,6 +261,9 @@ fi
 # What starting any process costs here, the floor under every whole-process
 # figure: /bin/true, and the comm floor binary over a /proc of one process
 # (exec and startup of a small Rust binary doing the floor's work on nothing).
+# The activated table without `reason` and `suspicious`, whose service-file
+# verdict loads the host's whole package database on a process's first query.
+ACT_NOPKG="SELECT pid, parent, via, bus_pid, service_name, service_file, depth, escaped, cmdline, exe_sha256 FROM dbus_activated_processes"
 ONEPROC=$TMP/oneproc
 mkdir -p "$ONEPROC/1"
 echo init >"$ONEPROC/1/comm"
@@ -269,6 +272,7 @@ hf children "${BASE_CHILDREN[@]}" \
   -n ours "$BIN query 'SELECT * FROM dbus_daemon_children'" \
   -n ours_pid "$BIN query 'SELECT * FROM dbus_daemon_children WHERE pid = $CHILD'" \
   -n activated "$BIN query 'SELECT * FROM dbus_activated_processes'" \
+  -n activated_nopkg "$BIN query '$ACT_NOPKG'" \
   -n select1 "$BIN query 'SELECT 1'" \
   -n true /bin/true \
   -n floor_one "$FLOOR $ONEPROC" \

@@ -43,6 +43,8 @@ if c:
     print(f"| children | ours SELECT 1 (startup) | {c['select1']:.1f} | {c['select1']/f:.2f}x floor | | |")
     if "activated" in c:
         print(f"| children | ours dbus_activated_processes (full query) | {c['activated']:.1f} | {c['activated']/f:.2f}x floor | <= 2x floor | {verdict(c['activated'] <= 2*f)} |")
+    if "activated_nopkg" in c:
+        print(f"| children | ours dbus_activated_processes without reason, suspicious | {c['activated_nopkg']:.1f} | {c['activated_nopkg']/f:.2f}x floor | | |")
     for k, label in (("true", "/bin/true"), ("floor_one", "comm floor over a /proc of one process")):
         if k in c:
             print(f"| children | {label} (process start) | {c[k]:.2f} | | | |")
