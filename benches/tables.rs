@@ -159,6 +159,13 @@ fn main() {
             time("files_path_eq", args.reps * 10, || {
                 gen("dbus_service_files", &one).len()
             });
+            // The same lookup reading the stat columns only, as a hunt's
+            // `SELECT path, uid, … WHERE path = X` does: no column that
+            // needs every file of the root (shadowing) or the packages.
+            let one_stat = ctx(&stat_cols, Some(("path", &path)));
+            time("files_path_eq_stat", args.reps * 10, || {
+                gen("dbus_service_files", &one_stat).len()
+            });
         }
         "packages" => {
             let c = ctx(&["path", "package"], None);

@@ -102,6 +102,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+# Processes visible now. A glob, not `find /proc`, which fails (and with
+# pipefail ends the run) when a process exits while it lists.
+nprocs() { local p=(/proc/[0-9]*); echo "${#p[@]}"; }
 
 # --- build -------------------------------------------------------------------
 echo "== build (release)" >&2
@@ -241,25 +244,42 @@ rss() { # label cmd… → peak RSS in KiB, appended to $OUT/rss.txt
 echo "load at start: $(load)" >&2
 echo "start $(load)" >>"$OUT/load.txt"
 
-# 1. dbus_daemon_children over NPROC processes plus a real bus.
+# 1. dbus_daemon_children and dbus_activated_processes over NPROC processes
+# plus a real bus (scripts/bench-activated.sh times the other shape, half
+# the processes session leaders whose environ is read).
 start_bus
 start_sleepers "$NPROC"
-NOW=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
+NOW=$(nprocs)
 echo "processes: $NOW" >"$OUT/procs.txt"
 CHILD=$("$BIN" query --csv "SELECT pid FROM dbus_daemon_children LIMIT 1" | sed -n 2p)
 [[ -n $CHILD ]] || { echo "bench: no bus child found" >&2; exit 1; }
 BASE_CHILDREN=() BASE_FILES=()
 if [[ -n $BASE ]]; then
-  BASE_CHILDREN=(-n base "$BASE query 'SELECT * FROM dbus_daemon_children'")
+  BASE_CHILDREN=(-n base "$BASE query 'SELECT * FROM dbus_daemon_children'"
+    -n base_activated "$BASE query 'SELECT * FROM dbus_activated_processes'")
 fi
+# What starting any process costs here, the floor under every whole-process
+# figure: /bin/true, and the comm floor binary over a /proc of one process
+# (exec and startup of a small Rust binary doing the floor's work on nothing).
+# The activated table without `reason` and `suspicious`, whose service-file
+# verdict loads the host's whole package database on a process's first query.
+ACT_NOPKG="SELECT pid, parent, via, bus_pid, service_name, service_file, depth, escaped, cmdline, exe_sha256 FROM dbus_activated_processes"
+ONEPROC=$TMP/oneproc
+mkdir -p "$ONEPROC/1"
+echo init >"$ONEPROC/1/comm"
 hf children "${BASE_CHILDREN[@]}" \
   -n floor "$FLOOR" \
   -n ours "$BIN query 'SELECT * FROM dbus_daemon_children'" \
   -n ours_pid "$BIN query 'SELECT * FROM dbus_daemon_children WHERE pid = $CHILD'" \
+  -n activated "$BIN query 'SELECT * FROM dbus_activated_processes'" \
+  -n activated_nopkg "$BIN query '$ACT_NOPKG'" \
   -n select1 "$BIN query 'SELECT 1'" \
+  -n true /bin/true \
+  -n floor_one "$FLOOR $ONEPROC" \
   -n ps "ps -e -o pid,ppid,comm,args"
 rss children.floor "$FLOOR"
 rss children.ours "$BIN" query "SELECT * FROM dbus_daemon_children"
+rss children.activated "$BIN" query "SELECT * FROM dbus_activated_processes"
 rss children.ps ps -e -o pid,ppid,comm,args
 rss select1 "$BIN" query "SELECT 1"
 "$TABLES" children --reps "$RUNS" >"$OUT/tables_children.txt"
@@ -318,7 +338,7 @@ if ((GROWTH)); then
   for n in 1000 10000 30000; do
     start_sleepers "$n"
     hf "growth_children_$n" -n floor "$FLOOR" -n ours "$BIN query 'SELECT * FROM dbus_daemon_children'"
-    echo "growth_children_$n $(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)" >>"$OUT/procs.txt"
+    echo "growth_children_$n $(nprocs)" >>"$OUT/procs.txt"
   done
   stop_sleepers
   for n in 500 2000 10000; do

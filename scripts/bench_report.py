@@ -41,8 +41,17 @@ if c:
     print(f"| children | ps -e -o pid,ppid,comm,args | {c['ps']:.1f} | ps/ours {c['ps']/c['ours']:.2f}x | ours >= 5x faster | {verdict(c['ps'] >= 5*c['ours'])} |")
     print(f"| children | ours pid = X | {c['ours_pid']:.1f} | full/pid {c['ours']/c['ours_pid']:.1f}x | >= 100x | {verdict(c['ours'] >= 100*c['ours_pid'])} |")
     print(f"| children | ours SELECT 1 (startup) | {c['select1']:.1f} | {c['select1']/f:.2f}x floor | | |")
+    if "activated" in c:
+        print(f"| children | ours dbus_activated_processes (full query) | {c['activated']:.1f} | {c['activated']/f:.2f}x floor | <= 2x floor | {verdict(c['activated'] <= 2*f)} |")
+    if "activated_nopkg" in c:
+        print(f"| children | ours dbus_activated_processes without reason, suspicious | {c['activated_nopkg']:.1f} | {c['activated_nopkg']/f:.2f}x floor | | |")
+    for k, label in (("true", "/bin/true"), ("floor_one", "comm floor over a /proc of one process")):
+        if k in c:
+            print(f"| children | {label} (process start) | {c[k]:.2f} | | | |")
     if "base" in c:
         print(f"| children | baseline build (full query) | {c['base']:.1f} | {c['base']/f:.2f}x floor | | |")
+    if "base_activated" in c:
+        print(f"| children | baseline build, dbus_activated_processes | {c['base_activated']:.1f} | {c['base_activated']/f:.2f}x floor | | |")
 fl = load("files")
 if fl:
     fd = fl["find"]
@@ -63,7 +72,7 @@ for name in ("tables_children.txt", "tables_files.txt", "tables_packages.txt"):
     for l in lines(name):
         tab[l[0]] = l
         extra = ""
-        if l[0] == "files_path_eq":
+        if l[0] in ("files_path_eq", "files_path_eq_stat"):
             extra = f"< 1 ms | {verdict(float(l[1]) < 1)}"
         elif l[0] == "children_pid_eq":
             extra = f"full / pid = X >= 100x | {verdict(float(tab['children_full'][1]) >= 100 * float(l[1]))}"

@@ -31,6 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Which bus reads a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -375,6 +376,9 @@ pub struct Discovered {
     /// do not exist, and on a host of hundreds of accounts the second walk
     /// was a third of the scan.
     pub absent: Vec<bool>,
+    /// For [`discover_narrowed`], which of `dirs` the scan can reach;
+    /// empty after a full discovery (all of them).
+    pub reachable: Vec<bool>,
 }
 
 impl Discovered {
@@ -386,6 +390,21 @@ impl Discovered {
             .filter(|(_, absent)| !absent)
             .map(|(d, _)| d)
     }
+
+    /// How many of [`Discovered::present`] a scan must open to reach every
+    /// reachable directory: up to the last reachable one.
+    pub fn present_through_last_reachable(&self) -> usize {
+        if self.reachable.is_empty() {
+            return usize::MAX;
+        }
+        let present =
+            (0..self.dirs.len()).filter(|&i| !self.absent.get(i).copied().unwrap_or(false));
+        present
+            .enumerate()
+            .filter(|&(_, i)| self.reachable.get(i).copied().unwrap_or(true))
+            .last()
+            .map_or(0, |(n, _)| n + 1)
+    }
 }
 
 /// Every directory to search under `root`, in the order described in the
@@ -393,6 +412,23 @@ impl Discovered {
 /// `/etc/passwd` symlink cannot point at the host's. An unreadable passwd
 /// is logged and leaves the system-wide directories.
 pub fn discover(root: &Root) -> Discovered {
+    discover_with(root, None)
+}
+
+/// [`discover`] for a scan that lists only the directories `reachable`
+/// accepts (a `path =` or `directory =` lookup). Only what can change
+/// those directories' rows is probed: the reachable ones, and those of
+/// another role, which may turn out to be one of them under another
+/// spelling and lend it their role. The many per-user directories share
+/// the `services` role, so a lookup in a system directory skips their
+/// probes; [`visit`] still opens every directory before the last reachable
+/// one, so which path of a directory comes first is decided as in a full
+/// scan. Unprobed directories count as present.
+pub fn discover_narrowed(root: &Root, reachable: &dyn Fn(&ServiceDir) -> bool) -> Discovered {
+    discover_with(root, Some(reachable))
+}
+
+fn discover_with(root: &Root, reachable: Option<&dyn Fn(&ServiceDir) -> bool>) -> Discovered {
     let mut dirs = standard_dirs();
     dirs.extend(xdg_dirs());
     match root.read_regular(Path::new("/etc/passwd"), MAX_PASSWD_BYTES) {
@@ -406,25 +442,41 @@ pub fn discover(root: &Root) -> Discovered {
     }
     dirs.extend(package_system_dirs());
     let (config_errors, policy_rules) = add_config_dirs(root, &mut dirs);
-    let absent = merge_roles(root, &mut dirs);
+    let wanted: Vec<bool> = reachable.map_or_else(Vec::new, |r| dirs.iter().map(r).collect());
+    let probe: Vec<bool> = if reachable.is_none() {
+        vec![true; dirs.len()]
+    } else {
+        let mut roles: Vec<Role> = Vec::new();
+        for (d, _) in dirs.iter().zip(&wanted).filter(|(_, w)| **w) {
+            if !roles.contains(&d.role) {
+                roles.push(d.role);
+            }
+        }
+        dirs.iter()
+            .zip(&wanted)
+            .map(|(d, w)| *w || roles.iter().any(|r| *r != d.role))
+            .collect()
+    };
+    let absent = merge_roles(root, &mut dirs, &probe);
     Discovered {
         dirs,
         config_errors,
         policy_rules,
         absent,
+        reachable: wanted,
     }
 }
 
 /// Gives the first entry of each directory (by device and inode, so any
 /// spelling counts) the roles of later entries for it, which [`visit`]
 /// will skip. Only whole directories are merged; a single config file is
-/// classified by its own entry. Returns which directories the probe found
-/// absent.
-fn merge_roles(root: &Root, dirs: &mut [ServiceDir]) -> Vec<bool> {
+/// classified by its own entry. Only directories `probe` marks are
+/// looked at. Returns which directories the probe found absent.
+fn merge_roles(root: &Root, dirs: &mut [ServiceDir], probe: &[bool]) -> Vec<bool> {
     let mut first: HashMap<((u32, u32), u64), usize> = HashMap::new();
     let mut absent = vec![false; dirs.len()];
     for i in 0..dirs.len() {
-        if dirs[i].only.is_some() {
+        if dirs[i].only.is_some() || !probe.get(i).copied().unwrap_or(true) {
             continue;
         }
         let fd = match root.open_path(&dirs[i].path) {
@@ -478,10 +530,12 @@ fn add_config_dirs(
     // A repeat of a listed path adds nothing; a directory named with
     // another role is merged by `merge_roles`. A set, not a scan of the
     // list: a config may name tens of thousands of directories.
-    let mut listed: HashSet<(PathBuf, Option<OsString>, Role)> = dirs
-        .iter()
-        .map(|d| (d.path.clone(), d.only.clone(), d.role))
-        .collect();
+    // The listed directories are borrowed, not cloned (a host may have
+    // thousands of per-user ones), and only once a config names one; only
+    // those the configs add are owned.
+    let mut listed: Option<HashSet<(&Path, Option<&OsStr>, Role)>> = None;
+    let mut added_keys: HashSet<(PathBuf, Option<OsString>, Role)> = HashSet::new();
+    let mut added = Vec::new();
     for f in found.found {
         let dir = match f.directive {
             Directive::ServiceDir(p) => ServiceDir {
@@ -521,10 +575,19 @@ fn add_config_dirs(
                 continue
             }
         };
-        if listed.insert((dir.path.clone(), dir.only.clone(), dir.role)) {
-            dirs.push(dir);
+        let listed = listed.get_or_insert_with(|| {
+            dirs.iter()
+                .map(|d| (d.path.as_path(), d.only.as_deref(), d.role))
+                .collect()
+        });
+        if !listed.contains(&(dir.path.as_path(), dir.only.as_deref(), dir.role))
+            && added_keys.insert((dir.path.clone(), dir.only.clone(), dir.role))
+        {
+            added.push(dir);
         }
     }
+    drop(listed);
+    dirs.extend(added);
     let errors = found
         .errors
         .into_iter()
@@ -577,6 +640,8 @@ pub struct OpenDir {
     /// Names already listed through an earlier path of this directory
     /// (as a config file named by `<include>`), left out here.
     skip: HashSet<OsString>,
+    /// Whether `entries` has read the descriptor (its offset moved).
+    listed: AtomicBool,
 }
 
 /// One name found by `readdir`, with the type it reported.
@@ -593,19 +658,29 @@ impl OpenDir {
 
     /// Every entry but `.` and `..`, unsorted, no recursion. A read error
     /// ends the listing and comes out as the last item.
+    ///
+    /// Reads the directory through its own descriptor (`getdents64` into a
+    /// stack buffer): `rustix::fs::Dir::read_from` would reopen it (`openat
+    /// "."`, `fcntl`, `close`): three syscalls more per directory, on a
+    /// host of hundreds of homes as many as the listing itself costs. A
+    /// second listing rewinds first.
     pub fn entries(&self, dir: &ServiceDir) -> Vec<Result<Entry, DirError>> {
         let list_err = |e: rustix::io::Errno| DirError::List {
             path: dir.path.clone(),
             source: e.into(),
         };
-        let reader = match rustix::fs::Dir::read_from(&self.fd) {
-            Ok(r) => r,
-            Err(e) => return vec![Err(list_err(e))],
-        };
+        if self.listed.swap(true, Ordering::Relaxed) {
+            if let Err(e) = rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Start(0)) {
+                return vec![Err(list_err(e))];
+            }
+        }
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
+        let mut reader = rustix::fs::RawDir::new(&self.fd, &mut buf);
         let mut out = Vec::new();
-        for item in reader {
-            match item {
-                Ok(e) => {
+        loop {
+            match reader.next() {
+                None => break,
+                Some(Ok(e)) => {
                     let name = OsStr::from_bytes(e.file_name().to_bytes());
                     if self.lists(dir, name) {
                         out.push(Ok(Entry {
@@ -614,7 +689,8 @@ impl OpenDir {
                         }));
                     }
                 }
-                Err(e) => {
+                Some(Err(rustix::io::Errno::INTR)) => {}
+                Some(Err(e)) => {
                     out.push(Err(list_err(e)));
                     break;
                 }
@@ -649,6 +725,7 @@ pub fn open(root: &Root, dir: &ServiceDir) -> Result<Option<OpenDir>, DirError> 
         fd,
         meta,
         skip: HashSet::new(),
+        listed: AtomicBool::new(false),
     }))
 }
 

@@ -82,6 +82,8 @@ pub(crate) struct Scan<'a> {
     /// ppid → children, built from a full stat scan only when some
     /// `task/*/children` file is missing.
     by_parent: Option<HashMap<u32, Vec<u32>>>,
+    /// Whether [`Scan::prime`] read every process's stat.
+    primed: bool,
     services: HashMap<u32, Vec<Service>>,
     homes: Option<HashMap<u32, String>>,
 }
@@ -102,6 +104,7 @@ impl<'a> Scan<'a> {
             exes: HashMap::new(),
             buses: HashMap::new(),
             by_parent: None,
+            primed: false,
             services: HashMap::new(),
             homes: None,
         }
@@ -232,22 +235,48 @@ impl<'a> Scan<'a> {
     }
 
     /// Reads the stat of every process once and indexes them by parent,
-    /// for a caller that needs the whole tree anyway.
+    /// for a caller that needs the whole tree anyway. One lean pass
+    /// (`Proc::for_each_small`: an `openat` relative to `/proc`, one read,
+    /// no type check on a real procfs), which also names the bus daemons:
+    /// `stat` holds the same comm as the `comm` file, so [`Scan::daemons`]
+    /// then needs no pass of its own.
     pub(crate) fn prime(&mut self) -> Vec<u32> {
-        let pids = match self.proc.pids() {
-            Ok(p) => p,
-            Err(e) => {
-                log::warn!("{e}");
-                return Vec::new();
-            }
-        };
+        let mut pids = Vec::new();
         let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
-        for &p in &pids {
-            if let Some(s) = self.stat(p) {
-                map.entry(s.ppid).or_default().push(p);
+        let stats = &mut self.stats;
+        let listed = self.proc.for_each_small("stat", |pid, bytes| {
+            pids.push(pid);
+            let stat = match bytes {
+                Ok(bytes) => proc::parse_stat(bytes)
+                    .map_err(|problem| ProcError::Parse {
+                        pid,
+                        file: "stat",
+                        problem,
+                    })
+                    .map_err(|e| skip_quietly(pid, &e))
+                    .ok(),
+                Err(e) => {
+                    skip_quietly(pid, &e);
+                    None
+                }
+            };
+            if let Some(s) = &stat {
+                map.entry(s.ppid).or_default().push(pid);
             }
+            if pid != 0 {
+                stats.insert(pid, stat);
+            }
+        });
+        if let Err(e) = listed {
+            log::warn!("{e}");
+            return Vec::new();
+        }
+        pids.sort_unstable();
+        for kids in map.values_mut() {
+            kids.sort_unstable();
         }
         self.by_parent = Some(map);
+        self.primed = true;
         pids
     }
 
@@ -299,6 +328,16 @@ impl<'a> Scan<'a> {
         let mut frontier = Vec::new();
         let is_daemon =
             |comm: &[u8]| bus_daemon::daemon_kind(&String::from_utf8_lossy(comm)).is_some();
+        if self.primed {
+            let mut frontier: Vec<u32> = self
+                .stats
+                .iter()
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| is_daemon(s.comm.as_bytes())))
+                .map(|(&pid, _)| pid)
+                .collect();
+            frontier.sort_unstable();
+            return frontier;
+        }
         let listed = if self.proc.lacks_children_files() == Some(true) {
             let mut by_parent: HashMap<u32, Vec<u32>> = HashMap::new();
             let listed = self.proc.for_each_small("stat", |pid, bytes| match bytes {

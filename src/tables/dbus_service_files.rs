@@ -17,7 +17,7 @@ use crate::sources::service_dirs::{self, DirError, EntryKind, OpenDir, ServiceDi
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
 use crate::sources::{hash, packages, service_file, service_names, unit_files};
 use crate::tables::{Row, Settings, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,98 @@ fn wanted(ctx: &QueryContext, column: &str) -> Option<Vec<PathBuf>> {
         .map(|vals| vals.iter().flat_map(|v| fs_safe::readings(v)).collect())
 }
 
+/// The plain columns (names and metadata every entry has), each filled
+/// only when the query reads it. Cheap one by one, but each costs an
+/// insert into the row and most an allocation, for every file: on a
+/// stat-only query of thousands of files, setting columns that nobody
+/// reads was most of the table's own work.
+#[derive(Clone, Copy)]
+enum Plain {
+    Directory,
+    Filename,
+    Bus,
+    Source,
+    UserUid,
+    Kind,
+    DirWritable,
+    Type,
+    Uid,
+    Gid,
+    Mode,
+    Size,
+    Atime,
+    Mtime,
+    Ctime,
+    Btime,
+    Inode,
+    HardLinks,
+    WorldWritable,
+}
+
+impl Plain {
+    const ALL: [Plain; 19] = [
+        Plain::Directory,
+        Plain::Filename,
+        Plain::Bus,
+        Plain::Source,
+        Plain::UserUid,
+        Plain::Kind,
+        Plain::DirWritable,
+        Plain::Type,
+        Plain::Uid,
+        Plain::Gid,
+        Plain::Mode,
+        Plain::Size,
+        Plain::Atime,
+        Plain::Mtime,
+        Plain::Ctime,
+        Plain::Btime,
+        Plain::Inode,
+        Plain::HardLinks,
+        Plain::WorldWritable,
+    ];
+
+    fn column(self) -> &'static str {
+        match self {
+            Plain::Directory => "directory",
+            Plain::Filename => "filename",
+            Plain::Bus => "bus",
+            Plain::Source => "source",
+            Plain::UserUid => "user_uid",
+            Plain::Kind => "kind",
+            Plain::DirWritable => "dir_writable_by_non_root",
+            Plain::Type => "type",
+            Plain::Uid => "uid",
+            Plain::Gid => "gid",
+            Plain::Mode => "mode",
+            Plain::Size => "size",
+            Plain::Atime => "atime",
+            Plain::Mtime => "mtime",
+            Plain::Ctime => "ctime",
+            Plain::Btime => "btime",
+            Plain::Inode => "inode",
+            Plain::HardLinks => "hard_links",
+            Plain::WorldWritable => "world_writable",
+        }
+    }
+}
+
+/// Which [`Plain`] columns the query reads.
+struct PlainUsed([bool; Plain::ALL.len()]);
+
+impl PlainUsed {
+    fn new(ctx: &QueryContext) -> PlainUsed {
+        PlainUsed(Plain::ALL.map(|c| ctx.uses(c.column())))
+    }
+
+    /// Sets `c` to what `value` makes, only if the query reads it.
+    fn set<V: Into<Value>>(&self, row: &mut Row, c: Plain, value: impl FnOnce() -> V) {
+        if self.0[c as usize] {
+            row.set(c.column(), value());
+        }
+    }
+}
+
 /// What one query needs beyond `statx`, decided once from `colsUsed`.
 struct Scan<'a> {
     root: &'a Root,
@@ -79,6 +171,7 @@ struct Scan<'a> {
     /// The root's passwd, loaded on first use (`User=` to a uid).
     accounts: Option<Vec<crate::sources::accounts::Account>>,
     config_errors: &'a [(PathBuf, String)],
+    plain: PlainUsed,
 }
 
 impl Scan<'_> {
@@ -101,7 +194,35 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             return vec![row];
         }
     };
-    let found = service_dirs::discover(&root);
+    let want_dirs = wanted(ctx, "directory");
+    let want_paths = wanted(ctx, "path");
+    // The directories a constraint can reach: a lookup needs nothing
+    // else listed, and discovery probes only what can change their rows.
+    // A directory's rows are its entries and, when it cannot be listed,
+    // the directory itself. Sets, as this is asked of every directory of
+    // every account (comparing `Path`s one by one walks their components).
+    let dir_set: Option<HashSet<&Path>> = want_dirs
+        .as_ref()
+        .map(|w| w.iter().map(PathBuf::as_path).collect());
+    let path_dirs: Option<HashSet<&Path>> = want_paths.as_ref().map(|w| {
+        w.iter()
+            .flat_map(|p| [Some(p.as_path()), p.parent()])
+            .flatten()
+            .collect()
+    });
+    let reachable = |dir: &ServiceDir| {
+        dir_set
+            .as_ref()
+            .is_none_or(|w| w.contains(dir.path.as_path()))
+            && path_dirs
+                .as_ref()
+                .is_none_or(|w| w.contains(dir.path.as_path()))
+    };
+    let found = if want_dirs.is_none() && want_paths.is_none() {
+        service_dirs::discover(&root)
+    } else {
+        service_dirs::discover_narrowed(&root, &reachable)
+    };
     let mut scan = Scan {
         root: &root,
         content: CONTENT_COLUMNS.iter().any(|c| ctx.uses(c)),
@@ -119,33 +240,17 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         exec_integrity: EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
         accounts: None,
         config_errors: &found.config_errors,
+        plain: PlainUsed::new(ctx),
     };
-    let want_dirs = wanted(ctx, "directory");
-    let want_paths = wanted(ctx, "path");
     let mut rows = Vec::new();
     // Every directory up to the last one a constraint can reach is opened,
     // so that one reached through a duplicate path is dropped exactly as in
     // a full scan (the first path wins: later ones cannot change that).
     // Directories discovery found absent are not walked again.
-    let reachable = |dir: &ServiceDir| {
-        want_dirs.as_ref().is_none_or(|w| w.contains(&dir.path))
-            && want_paths
-                .as_ref()
-                .is_none_or(|w| w.iter().any(|p| p.starts_with(&dir.path)))
-    };
-    let last = found
-        .present()
-        .enumerate()
-        .filter(|(_, d)| reachable(d))
-        .last();
-    let take = if want_dirs.is_none() && want_paths.is_none() {
-        usize::MAX
-    } else {
-        last.map_or(0, |(i, _)| i + 1)
-    };
+    let take = found.present_through_last_reachable();
     service_dirs::visit(&root, found.present().take(take), |dir, opened| {
-        if let Some(w) = &want_dirs {
-            if !w.contains(&dir.path) {
+        if let Some(w) = &dir_set {
+            if !w.contains(dir.path.as_path()) {
                 return;
             }
         }
@@ -153,7 +258,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             Err(e) => {
                 let path = error_row_path(dir);
                 if want_paths.as_ref().is_none_or(|w| w.contains(&path)) {
-                    rows.push(dir_error_row(dir, e));
+                    rows.push(dir_error_row(&scan.plain, dir, e));
                 }
             }
             Ok(open) => match &want_paths {
@@ -245,21 +350,28 @@ fn list_all(scan: &mut Scan, dir: &ServiceDir, open: &OpenDir, rows: &mut Vec<Ro
             }
             Err(e) => {
                 log::warn!("dbus_service_files: {e}");
-                rows.push(dir_error_row(dir, &e));
+                rows.push(dir_error_row(&scan.plain, dir, &e));
             }
         }
     }
 }
 
-fn base_row(dir: &ServiceDir, path: &Path) -> Row {
+/// `path` always (the shadow columns find rows by it), the rest as used.
+fn base_row(plain: &PlainUsed, dir: &ServiceDir, path: &Path) -> Row {
     let mut row = Row::new();
-    row.set("path", fs_safe::render_path(path))
-        .set("directory", fs_safe::render_path(&dir.path))
-        .set("bus", dir.bus.as_str())
-        .set("source", dir.origin.as_str())
-        .set("user_uid", dir.owner.as_ref().map(|o| o.uid));
+    row.set("path", fs_safe::render_path(path));
+    plain.set(&mut row, Plain::Directory, || {
+        fs_safe::render_path(&dir.path)
+    });
+    plain.set(&mut row, Plain::Bus, || dir.bus.as_str());
+    plain.set(&mut row, Plain::Source, || dir.origin.as_str());
+    plain.set(&mut row, Plain::UserUid, || {
+        dir.owner.as_ref().map(|o| o.uid)
+    });
     if let Some(name) = path.file_name() {
-        row.set("filename", fs_safe::render_path(Path::new(name)));
+        plain.set(&mut row, Plain::Filename, || {
+            fs_safe::render_path(Path::new(name))
+        });
     }
     row
 }
@@ -303,37 +415,39 @@ fn entry_row(
     dirent_kind: Option<FileKind>,
 ) -> Option<Row> {
     let path = dir.entry_path(name);
-    let mut row = base_row(dir, &path);
+    let plain = &scan.plain;
+    let mut row = base_row(plain, dir, &path);
     let kind = dir.kind_of(name);
     let mut errors = Errors::default();
-    row.set("kind", kind.as_str())
-        .set("dir_writable_by_non_root", writable_by_non_root(&open.meta));
+    plain.set(&mut row, Plain::Kind, || kind.as_str());
+    plain.set(&mut row, Plain::DirWritable, || {
+        writable_by_non_root(&open.meta)
+    });
     let meta = match meta {
         Ok(m) => m,
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
-            row.set("type", dirent_kind.map(FileKind::as_str));
+            plain.set(&mut row, Plain::Type, || dirent_kind.map(FileKind::as_str));
             errors.push(e);
             errors.apply(&mut row);
             return Some(row);
         }
     };
-    row.set("type", meta.kind.as_str())
-        .set("uid", meta.uid)
-        .set("gid", meta.gid)
-        .set("mode", meta.mode_string())
-        .set("size", meta.size)
-        .set("atime", meta.atime)
-        .set("mtime", meta.mtime)
-        .set("ctime", meta.ctime)
-        .set("btime", meta.btime.unwrap_or(0))
-        .set("inode", meta.ino)
-        .set("hard_links", meta.nlink)
-        // A symlink's own mode is always 0777 and means nothing.
-        .set(
-            "world_writable",
-            meta.kind != FileKind::Symlink && meta.perm & 0o002 != 0,
-        );
+    plain.set(&mut row, Plain::Type, || meta.kind.as_str());
+    plain.set(&mut row, Plain::Uid, || meta.uid);
+    plain.set(&mut row, Plain::Gid, || meta.gid);
+    plain.set(&mut row, Plain::Mode, || meta.mode_string());
+    plain.set(&mut row, Plain::Size, || meta.size);
+    plain.set(&mut row, Plain::Atime, || meta.atime);
+    plain.set(&mut row, Plain::Mtime, || meta.mtime);
+    plain.set(&mut row, Plain::Ctime, || meta.ctime);
+    plain.set(&mut row, Plain::Btime, || meta.btime.unwrap_or(0));
+    plain.set(&mut row, Plain::Inode, || meta.ino);
+    plain.set(&mut row, Plain::HardLinks, || meta.nlink);
+    // A symlink's own mode is always 0777 and means nothing.
+    plain.set(&mut row, Plain::WorldWritable, || {
+        meta.kind != FileKind::Symlink && meta.perm & 0o002 != 0
+    });
     if meta.kind == FileKind::Symlink && scan.symlink_target {
         match fs_safe::read_link_entry(open.fd(), name) {
             Ok(t) => {
@@ -833,14 +947,14 @@ fn error_row_path(dir: &ServiceDir) -> PathBuf {
 /// The row for a discovered directory that exists but cannot be listed:
 /// `path` and `directory` are that directory (for a config file, `path` is
 /// the file), `type` what the path turned out to be when known.
-fn dir_error_row(dir: &ServiceDir, e: &DirError) -> Row {
+fn dir_error_row(plain: &PlainUsed, dir: &ServiceDir, e: &DirError) -> Row {
     let path = error_row_path(dir);
-    let mut row = base_row(dir, &path);
+    let mut row = base_row(plain, dir, &path);
     if dir.only.is_some() {
-        row.set("kind", "config");
+        plain.set(&mut row, Plain::Kind, || "config");
     }
-    row.set("type", e.kind().map(FileKind::as_str))
-        .set("error", e.to_string());
+    plain.set(&mut row, Plain::Type, || e.kind().map(FileKind::as_str));
+    row.set("error", e.to_string());
     row
 }
 
@@ -946,6 +1060,32 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         std::fs::write(s.join(OsStr::from_bytes(b"bad\xff.service")), b"").unwrap();
         std::fs::write(s.join(OsStr::from_bytes(b"bad\xfe.service")), b"").unwrap();
         (tmp, outside)
+    }
+
+    /// The plain columns a query does not read are left out; those it
+    /// reads equal the full scan's, row for row (error rows included).
+    #[test]
+    fn plain_columns_only_when_used() {
+        let (tmp, _outside) = fixture();
+        let full = by_path(&generate(&settings(tmp.path()), &QueryContext::new()));
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "uid", "mode", "error"]);
+        let narrow = by_path(&generate(&settings(tmp.path()), &ctx));
+        assert_eq!(
+            narrow.keys().collect::<Vec<_>>(),
+            full.keys().collect::<Vec<_>>()
+        );
+        for (path, row) in &narrow {
+            for c in Plain::ALL.map(Plain::column) {
+                if !["uid", "mode"].contains(&c) {
+                    assert_eq!(row.get(c), None, "{path}: {c}");
+                }
+            }
+            for c in ["path", "uid", "mode"] {
+                assert_eq!(row.get(c), full[path].get(c), "{path}: {c}");
+            }
+        }
+        assert!(full.values().all(|r| r.get("directory").is_some()));
     }
 
     #[test]
@@ -1122,6 +1262,55 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         assert_eq!(generate(&s, &ctx_with("path", &two)).len(), 2);
     }
 
+    /// A lookup probes only the directories that can change its rows; a
+    /// per-user directory that is a policy directory under another name
+    /// still lends it the `services` role, as in a full scan; a home named
+    /// twice (carol's, spelt another way for dave) is listed once.
+    #[test]
+    fn pushdown_keeps_roles_lent_by_aliases() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let write = |p: &str, b: &[u8]| {
+            std::fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
+            std::fs::write(r.join(p), b).unwrap();
+        };
+        write(
+            "etc/passwd",
+            b"root:x:0:0::/root:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n\
+carol:x:1001:1001::/home/carol:/bin/sh\n\
+dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
+        );
+        write("etc/dbus-1/system.d/a.conf", b"<busconfig/>");
+        write(
+            "etc/dbus-1/system.d/x.service",
+            b"[D-BUS Service]\nName=org.x\nExec=/bin/x\n",
+        );
+        write(
+            "home/carol/.local/share/dbus-1/services/c.service",
+            b"[D-BUS Service]\nName=org.c\nExec=/bin/c\n",
+        );
+        std::fs::create_dir_all(r.join("home/bob/.local/share/dbus-1")).unwrap();
+        symlink(
+            "/etc/dbus-1/system.d",
+            r.join("home/bob/.local/share/dbus-1/services"),
+        )
+        .unwrap();
+        let s = settings(r);
+        let _ = generate(&s, &QueryContext::new());
+        let full = by_path(&generate(&s, &QueryContext::new()));
+        let x = "/etc/dbus-1/system.d/x.service";
+        assert_eq!(text(&full[x], "kind").as_deref(), Some("service"));
+        for p in [x, "/home/carol/.local/share/dbus-1/services/c.service"] {
+            let rows = generate(&s, &ctx_with("path", &[p]));
+            assert_eq!(rows.len(), 1, "{p}: {rows:#?}");
+            assert_eq!(&rows[0], &full[p], "{p}");
+        }
+        // Through bob's spelling the policy directory was listed already.
+        let via_bob = "/home/bob/.local/share/dbus-1/services/x.service";
+        assert!(!full.contains_key(via_bob));
+        assert!(generate(&s, &ctx_with("path", &[via_bob])).is_empty());
+    }
+
     #[test]
     fn pushdown_never_adds_what_a_full_scan_would_not_list() {
         let (tmp, _outside) = fixture();
@@ -1239,6 +1428,7 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
             exec_integrity: false,
             accounts: None,
             config_errors: &[],
+            plain: PlainUsed::new(&QueryContext::new()),
         };
         let row = entry_row(
             &mut scan,

@@ -6,11 +6,11 @@ use super::bindings::{
     ExtensionPluginRequest, ExtensionPluginResponse, ExtensionResponse, ExtensionStatus,
     ExtensionSyncHandler,
 };
+use super::reply::{Reply, StreamingHandler};
 use super::routes;
 use crate::context::QueryContext;
-use crate::tables::{Registry, Table};
+use crate::tables::{Registry, Row, Table};
 use log::{debug, warn};
-use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,12 +65,12 @@ impl Handler {
         ExtensionStatus::new(code, message.into(), self.uuid)
     }
 
-    fn dispatch(
-        &self,
+    fn dispatch<'t>(
+        &'t self,
         registry: &str,
         item: &str,
         request: &ExtensionPluginRequest,
-    ) -> Result<ExtensionPluginResponse, String> {
+    ) -> Result<Answer<'t>, String> {
         if registry != "table" {
             return Err(format!(
                 "unknown registry {}: only tables are served",
@@ -90,39 +90,126 @@ impl Handler {
                 let ctx = QueryContext::from_json(context).map_err(|e| e.to_string())?;
                 self.generate(table, &ctx)
             }
-            Some("columns") => Ok(routes::table_routes(&table.spec)),
+            Some("columns") => Ok(Answer::Maps(routes::table_routes(&table.spec))),
             Some(other) => Err(format!("unknown action {} for table {item}", echo(other))),
             None => Err(format!("unknown action: request for table {item} has none")),
         }
     }
 
-    /// Rows become osquery's string maps: NULLs are left out (osquery reads
-    /// a missing key as NULL) and so is anything the spec does not declare.
     /// A panicking table fails its query, not the process.
-    fn generate(
-        &self,
-        table: &Table,
-        ctx: &QueryContext,
-    ) -> Result<ExtensionPluginResponse, String> {
+    fn generate<'t>(&self, table: &'t Table, ctx: &QueryContext) -> Result<Answer<'t>, String> {
         let settings = &self.registry.settings;
         let rows = catch_unwind(AssertUnwindSafe(|| table.generate(settings, ctx)))
             .map_err(|_| format!("table {} failed while generating rows", table.spec.name))?;
-        // Consumed row by row, so each table row is freed as its string map
-        // is built: the peak is one copy of the result, not two.
-        Ok(rows
-            .into_iter()
-            .map(|mut row| {
-                table
-                    .spec
-                    .columns
-                    .iter()
-                    .filter_map(|c| {
-                        let value = row.take(&c.name)?.into_osquery_string()?;
-                        Some((c.name.clone(), value))
+        Ok(Answer::Rows { table, rows })
+    }
+
+    /// The call's answer and the status that goes with it, logged.
+    fn answer(
+        &self,
+        registry: &str,
+        item: &str,
+        request: &ExtensionPluginRequest,
+    ) -> (ExtensionStatus, Answer<'_>) {
+        let (shown_registry, shown_item) = (clip(registry), clip(item));
+        if log::log_enabled!(log::Level::Debug) {
+            debug!(
+                "call {shown_registry}/{shown_item} action={:?} context={:?}",
+                request.get("action").map(|a| echo(a)),
+                request.get("context").map(|c| echo(c)),
+            );
+        }
+        match self.dispatch(registry, item, request) {
+            Ok(answer) => {
+                debug!("call {shown_registry}/{shown_item}: {} rows", answer.len());
+                (self.status(0, "OK"), answer)
+            }
+            Err(message) => {
+                warn!("call {shown_registry}/{shown_item} failed: {message}");
+                (self.status(1, message), Answer::Maps(Vec::new()))
+            }
+        }
+    }
+}
+
+/// What a call answers, before it becomes Thrift: a table's rows, turned
+/// into osquery's string maps only as they are written, or maps already
+/// made (routes, or none after an error).
+enum Answer<'t> {
+    Rows { table: &'t Table, rows: Vec<Row> },
+    Maps(ExtensionPluginResponse),
+}
+
+impl Answer<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Answer::Rows { rows, .. } => rows.len(),
+            Answer::Maps(maps) => maps.len(),
+        }
+    }
+
+    /// Every row as a string map: what the generated processor needs.
+    /// Consumed row by row, so each table row is freed as its map is
+    /// built.
+    fn into_maps(self) -> ExtensionPluginResponse {
+        match self {
+            Answer::Maps(maps) => maps,
+            Answer::Rows { table, rows } => {
+                let names = column_names(table);
+                rows.into_iter()
+                    .map(|row| {
+                        osquery_cells(&names, row)
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect()
                     })
-                    .collect::<BTreeMap<String, String>>()
-            })
-            .collect())
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The spec's column names in ascending order, the order a `BTreeMap`
+/// iterates: cells taken in this order are written exactly as the
+/// generated writer writes a row's map.
+fn column_names(table: &Table) -> Vec<&str> {
+    let mut names: Vec<&str> = table.spec.columns.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// A row as osquery's string cells: NULLs are left out (osquery reads a
+/// missing key as NULL) and so is anything the spec does not declare.
+fn osquery_cells<'n>(names: &[&'n str], mut row: Row) -> Vec<(&'n str, String)> {
+    names
+        .iter()
+        .filter_map(|name| Some((*name, row.take(name)?.into_osquery_string()?)))
+        .collect()
+}
+
+impl StreamingHandler for Handler {
+    /// Rows are converted and written one at a time (see `reply`); routes
+    /// and errors, small by nature, go out whole.
+    fn stream_call(
+        &self,
+        registry: String,
+        item: String,
+        request: ExtensionPluginRequest,
+        reply: Reply<'_>,
+    ) -> thrift::Result<()> {
+        match self.answer(&registry, &item, &request) {
+            (status, Answer::Rows { table, rows }) => {
+                let names = column_names(table);
+                let mut w = reply.begin(&status, rows.len())?;
+                for row in rows {
+                    let cells = osquery_cells(&names, row);
+                    w.row(cells.len(), cells.iter().map(|(k, v)| (k, v)))?;
+                }
+                w.finish()
+            }
+            (status, answer) => reply.whole(&ExtensionResponse::new(status, answer.into_maps())),
+        }
     }
 }
 
@@ -138,25 +225,8 @@ impl ExtensionSyncHandler for Handler {
         item: String,
         request: ExtensionPluginRequest,
     ) -> thrift::Result<ExtensionResponse> {
-        let (shown_registry, shown_item) = (clip(&registry), clip(&item));
-        if log::log_enabled!(log::Level::Debug) {
-            debug!(
-                "call {shown_registry}/{shown_item} action={:?} context={:?}",
-                request.get("action").map(|a| echo(a)),
-                request.get("context").map(|c| echo(c)),
-            );
-        }
-        let response = match self.dispatch(&registry, &item, &request) {
-            Ok(rows) => {
-                debug!("call {shown_registry}/{shown_item}: {} rows", rows.len());
-                ExtensionResponse::new(self.status(0, "OK"), rows)
-            }
-            Err(message) => {
-                warn!("call {shown_registry}/{shown_item} failed: {message}");
-                ExtensionResponse::new(self.status(1, message), Vec::new())
-            }
-        };
-        Ok(response)
+        let (status, answer) = self.answer(&registry, &item, &request);
+        Ok(ExtensionResponse::new(status, answer.into_maps()))
     }
 
     fn handle_shutdown(&self) -> thrift::Result<()> {
@@ -264,6 +334,207 @@ mod tests {
         assert_eq!(echo("é".repeat(150).as_str()).matches('é').count(), 100);
         assert_eq!(clip("table"), "table");
         assert_eq!(clip("a\nb"), "a\\nb");
+    }
+
+    /// A root with service files (one unreadable as a service, so rows
+    /// carry an `error` and leave parsed columns NULL) in a system and a
+    /// home directory.
+    fn fixture_root() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |inner: &str, body: &str| {
+            let p = dir.path().join(inner);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        };
+        put(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nal:x:1000:1000::/home/al:/bin/sh\n",
+        );
+        for i in 0..40 {
+            put(
+                &format!("usr/share/dbus-1/services/org.x.S{i}.service"),
+                &format!("[D-BUS Service]\nName=org.x.S{i}\nExec=/usr/bin/s{i} --a \"b c\"\n"),
+            );
+        }
+        put(
+            "home/al/.local/share/dbus-1/services/evil.service",
+            "[D-BUS Service]\nName=org.evil\nExec=/bin/sh -c 'é'\nUser=root\n",
+        );
+        put(
+            "usr/share/dbus-1/services/broken.service",
+            "\0\x01 not a key file",
+        );
+        dir
+    }
+
+    fn handler_at(root: &std::path::Path) -> Handler {
+        let settings = Settings {
+            root: root.into(),
+            ..Settings::default()
+        };
+        let registry = Arc::new(Registry::new(settings).unwrap());
+        Handler::new(registry, 7, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// The requests the tests send, in order, as (registry, item, request).
+    fn requests() -> Vec<(&'static str, &'static str, ExtensionPluginRequest)> {
+        let req = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<ExtensionPluginRequest>()
+        };
+        vec![
+            (
+                "table",
+                "dbus_service_files",
+                req(&[("action", "generate"), ("context", "{}")]),
+            ),
+            (
+                "table",
+                "dbus_service_files",
+                req(&[
+                    ("action", "generate"),
+                    ("context", r#"{"colsUsed":["path","exec","error","size"]}"#),
+                ]),
+            ),
+            (
+                "table",
+                "dbus_service_files",
+                req(&[
+                    ("action", "generate"),
+                    (
+                        "context",
+                        r#"{"constraints":[{"name":"path","list":[{"op":2,"expr":"/nowhere"}]}]}"#,
+                    ),
+                ]),
+            ),
+            ("table", "dbus_service_files", req(&[("action", "columns")])),
+            ("table", "no_such_table", req(&[("action", "generate")])),
+        ]
+    }
+
+    /// The bytes a peer sends for `requests()`, then a ping, a shutdown and
+    /// an unknown method; sequence numbers count from 1, as a client's do.
+    fn request_bytes() -> Vec<u8> {
+        use thrift::protocol::{
+            TBinaryOutputProtocol, TFieldIdentifier, TMapIdentifier, TMessageIdentifier,
+            TMessageType, TOutputProtocol, TStructIdentifier, TType,
+        };
+        let mut bytes = Vec::new();
+        {
+            let mut o = TBinaryOutputProtocol::new(&mut bytes, true);
+            let mut seq = 0;
+            for (registry, item, request) in requests() {
+                seq += 1;
+                o.write_message_begin(&TMessageIdentifier::new("call", TMessageType::Call, seq))
+                    .unwrap();
+                o.write_struct_begin(&TStructIdentifier::new("call_args"))
+                    .unwrap();
+                for (id, text) in [(1, registry), (2, item)] {
+                    o.write_field_begin(&TFieldIdentifier::new("f", TType::String, id))
+                        .unwrap();
+                    o.write_string(text).unwrap();
+                    o.write_field_end().unwrap();
+                }
+                o.write_field_begin(&TFieldIdentifier::new("request", TType::Map, 3))
+                    .unwrap();
+                o.write_map_begin(&TMapIdentifier::new(
+                    TType::String,
+                    TType::String,
+                    request.len() as i32,
+                ))
+                .unwrap();
+                for (k, v) in &request {
+                    o.write_string(k).unwrap();
+                    o.write_string(v).unwrap();
+                }
+                o.write_map_end().unwrap();
+                o.write_field_end().unwrap();
+                o.write_field_stop().unwrap();
+                o.write_struct_end().unwrap();
+                o.write_message_end().unwrap();
+            }
+            for method in ["ping", "shutdown", "no_such_method"] {
+                seq += 1;
+                o.write_message_begin(&TMessageIdentifier::new(method, TMessageType::Call, seq))
+                    .unwrap();
+                o.write_struct_begin(&TStructIdentifier::new("args"))
+                    .unwrap();
+                o.write_field_stop().unwrap();
+                o.write_struct_end().unwrap();
+                o.write_message_end().unwrap();
+            }
+        }
+        bytes
+    }
+
+    /// What `processor` answers to `input`, served as a connection is.
+    fn served(processor: &dyn thrift::server::TProcessor, input: &[u8]) -> Vec<u8> {
+        use super::super::protocol::GuardedInputProtocol;
+        use thrift::protocol::TBinaryOutputProtocol;
+        use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport};
+        let mut out = Vec::new();
+        {
+            let mut i = GuardedInputProtocol::new(TBufferedReadTransport::new(input));
+            let mut o = TBinaryOutputProtocol::new(TBufferedWriteTransport::new(&mut out), true);
+            while processor.process(&mut i, &mut o).is_ok() && i.failure().is_none() {}
+        }
+        out
+    }
+
+    #[test]
+    fn streamed_call_replies_are_the_generated_bytes() {
+        use super::super::bindings::ExtensionSyncProcessor;
+        use super::super::reply::Processor;
+        let root = fixture_root();
+        let input = request_bytes();
+        // Reading the files once settles their atimes, so every later
+        // generate sees the same metadata.
+        served(&Processor::new(handler_at(root.path())), &input);
+        let generated = served(
+            &ExtensionSyncProcessor::new(handler_at(root.path())),
+            &input,
+        );
+        let streamed = served(&Processor::new(handler_at(root.path())), &input);
+        assert!(generated.len() > 40 * 200, "{} bytes", generated.len());
+        assert_eq!(streamed, generated);
+    }
+
+    #[test]
+    fn streamed_call_replies_decode_to_the_handlers_responses() {
+        use super::super::bindings::{ExtensionSyncClient, TExtensionSyncClient};
+        use super::super::protocol::GuardedInputProtocol;
+        use super::super::reply::Processor;
+        use thrift::protocol::TBinaryOutputProtocol;
+        use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport};
+        let root = fixture_root();
+        let input = request_bytes();
+        served(&Processor::new(handler_at(root.path())), &input);
+        let streamed = served(&Processor::new(handler_at(root.path())), &input);
+        let whole = handler_at(root.path());
+        let mut client = ExtensionSyncClient::new(
+            GuardedInputProtocol::new(TBufferedReadTransport::new(&streamed[..])),
+            TBinaryOutputProtocol::new(TBufferedWriteTransport::new(std::io::sink()), true),
+        );
+        let mut rows_seen = 0;
+        for (registry, item, request) in requests() {
+            let decoded = client
+                .call(registry.into(), item.into(), request.clone())
+                .unwrap();
+            let expected = whole
+                .handle_call(registry.into(), item.into(), request)
+                .unwrap();
+            rows_seen += decoded.response.as_ref().map_or(0, Vec::len);
+            assert_eq!(decoded, expected, "{registry}/{item}");
+        }
+        // Two full generates of 42 files, the columns' routes.
+        assert!(rows_seen >= 2 * 42, "{rows_seen}");
+        assert_eq!(client.ping().unwrap().code, Some(0));
+        client.shutdown().unwrap();
+        // The reply to the unknown method is an exception named after it.
+        let unknown = format!("{:?}", client.ping().unwrap_err());
+        assert!(unknown.contains("no_such_method"), "{unknown}");
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! hard-codes its version, ignores a refused registration and never checks
 //! that the core still lists it (see DESIGN.md). Each job has its module:
 //! `core` (registration and liveness), `server` (the socket and its
-//! threads), `handler` (requests to tables), `routes` (spec to osquery's
-//! route rows) and `protocol` (bounds checks the stock protocol lacks).
+//! threads), `reply` (the processor, which streams `call` replies),
+//! `handler` (requests to tables), `routes` (spec to osquery's route rows)
+//! and `protocol` (bounds checks the stock protocol lacks).
 use crate::tables::Registry;
 use log::{debug, info};
 use std::ffi::OsString;
@@ -23,6 +24,7 @@ mod bindings;
 mod core;
 mod handler;
 mod protocol;
+mod reply;
 mod routes;
 mod server;
 
@@ -143,9 +145,9 @@ fn watch(
 pub mod fuzzing {
     use super::bindings::{
         ExtensionPluginRequest, ExtensionResponse, ExtensionStatus, ExtensionSyncHandler,
-        ExtensionSyncProcessor,
     };
     use super::protocol::GuardedInputProtocol;
+    use super::reply::{Processor, StreamingHandler};
     use thrift::protocol::TBinaryOutputProtocol;
     use thrift::server::TProcessor;
     use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport};
@@ -174,11 +176,12 @@ pub mod fuzzing {
             Ok(())
         }
     }
+    impl StreamingHandler for Stub {}
 
     /// Serves `bytes` as one connection's input until the input ends or is
     /// rejected, exactly as `server::serve_connection` loops.
     pub fn serve_bytes(bytes: &[u8]) {
-        let processor = ExtensionSyncProcessor::new(Stub);
+        let processor = Processor::new(Stub);
         let mut input = GuardedInputProtocol::new(TBufferedReadTransport::new(bytes));
         let mut output =
             TBinaryOutputProtocol::new(TBufferedWriteTransport::new(std::io::sink()), true);

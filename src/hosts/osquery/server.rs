@@ -9,8 +9,8 @@
 //! connection is a failed ping, and a failed ping deregisters us. Each
 //! connection costs one file descriptor (the serving thread and the stop
 //! path share it) and one thread.
-use super::bindings::{ExtensionSyncHandler, ExtensionSyncProcessor};
 use super::protocol::GuardedInputProtocol;
+use super::reply::{Processor, StreamingHandler};
 use log::{debug, warn};
 use std::collections::HashMap;
 use std::io;
@@ -104,7 +104,7 @@ impl Server {
     /// Binds `path` and starts accepting in a background thread.
     pub fn start<H>(path: PathBuf, handler: H) -> io::Result<Server>
     where
-        H: ExtensionSyncHandler + Send + Sync + 'static,
+        H: StreamingHandler + Send + Sync + 'static,
     {
         Server::start_capped(path, handler, MAX_CONNECTIONS)
     }
@@ -112,13 +112,13 @@ impl Server {
     /// [`Server::start`] with another connection cap (tests use a small one).
     fn start_capped<H>(path: PathBuf, handler: H, cap: usize) -> io::Result<Server>
     where
-        H: ExtensionSyncHandler + Send + Sync + 'static,
+        H: StreamingHandler + Send + Sync + 'static,
     {
         remove_stale(&path)?;
         let listener = bind_listening(&path)?;
         let stop = Arc::new(AtomicBool::new(false));
         let connections: Connections = Arc::default();
-        let processor = Arc::new(ExtensionSyncProcessor::new(handler));
+        let processor = Arc::new(Processor::new(handler));
         let accept_thread = {
             let (stop, connections) = (stop.clone(), connections.clone());
             thread::Builder::new()
@@ -181,12 +181,12 @@ impl Drop for Server {
 
 fn accept_loop<H>(
     listener: UnixListener,
-    processor: Arc<ExtensionSyncProcessor<H>>,
+    processor: Arc<Processor<H>>,
     stop: Arc<AtomicBool>,
     connections: Connections,
     cap: usize,
 ) where
-    H: ExtensionSyncHandler + Send + Sync + 'static,
+    H: StreamingHandler + Send + Sync + 'static,
 {
     let next_id = AtomicU64::new(0);
     loop {
@@ -260,7 +260,7 @@ fn serve_connection(id: u64, stream: &UnixStream, processor: &dyn TProcessor) {
 mod tests {
     use super::super::bindings::{
         ExtensionPluginRequest, ExtensionResponse, ExtensionStatus, ExtensionSyncClient,
-        TExtensionSyncClient,
+        ExtensionSyncHandler, TExtensionSyncClient,
     };
     use super::*;
     use std::io::Write;
@@ -282,6 +282,7 @@ mod tests {
             Ok(())
         }
     }
+    impl StreamingHandler for Pong {}
 
     fn ping(path: &Path) -> thrift::Result<ExtensionStatus> {
         let stream = UnixStream::connect(path)?;
