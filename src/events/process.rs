@@ -8,15 +8,34 @@
 //!
 //! When `/proc/<pid>` is already gone at exec time, the parent comes from the
 //! fork event the kernel sent earlier, so an activation is still recorded
-//! (with its program columns NULL); a client run that vanished that fast
-//! cannot be recognised (exec events carry no name) and is missed.
+//! (with its program columns NULL). Exec events carry no program name, so
+//! for client runs the collector also holds `FAN_OPEN_EXEC` marks on the
+//! client binaries (`sources::exec_watch`): the kernel queues that event
+//! while `execve` opens the file, before the connector's exec event, so
+//! draining it when an exec's process has vanished tells which client the
+//! pid ran. The queue is read only then and once a second, not per event,
+//! to keep the cost at a busy host's exec rate to one hash lookup. Without
+//! `CAP_SYS_ADMIN` (fanotify refused) such a run is missed, as the log says
+//! once.
+//!
+//! The system bus runs a service through `dbus-daemon-launch-helper`, which
+//! execs the service in its own pid: the collector remembers per pid that
+//! the helper ran, so the service's row says `via = launch-helper`. The
+//! helper's own exec is a row too (it names the service asked for, the only
+//! trace when that service fails or vanishes), judged by the same rule. A
+//! helper that has already exec'd the service when its exec is read is not
+//! seen; the service's row then says `babysitter`. Two exec events of one
+//! pid read after the second exec see the same image and make one row.
 use super::{publish, Config, Store, PROCESS_TABLE};
-use crate::sources::bus_daemon;
+use crate::sources::exec_watch::{self, ExecWatch};
 use crate::sources::proc_connector::{self, Connector, Event, Kind, Received};
+use crate::sources::{bus_daemon, fs_safe};
 use crate::tables::dbus_daemon_children::{Origin, Scan, Via};
 use crate::tables::{Row, Settings};
 use crate::verdict;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,12 +63,14 @@ pub(crate) fn spawn(settings: Settings, store: Arc<Store>, config: Config) {
         Err(e) => return store.fail(e.to_string()),
     };
     let failed = Arc::clone(&store);
+    let launches = Launches::open(&settings);
     let mut collector = Collector {
         settings,
         store,
         forks: HashMap::new(),
         pending: HashMap::new(),
         max_pending: config.max_rows.saturating_mul(2).max(1024),
+        launches,
     };
     if let Err(e) = std::thread::Builder::new()
         .name(PROCESS_TABLE.into())
@@ -72,14 +93,148 @@ pub fn exit_code(status: u32) -> i64 {
 struct Collector {
     settings: Settings,
     store: Arc<Store>,
-    /// child tgid → (parent tgid, whether it has exec'd since), from fork
-    /// and exec events: the process tree as of the event being handled,
-    /// which `/proc` no longer shows once a quick service and its
-    /// babysitter are gone.
-    forks: HashMap<u32, (u32, bool)>,
-    /// tgid → (sequence of its row, exec timestamp), until it exits.
-    pending: HashMap<u32, (u64, u64)>,
+    /// child tgid → what the fork and exec events told of it: the process
+    /// tree as of the event being handled, which `/proc` no longer shows
+    /// once a quick service and its babysitter are gone.
+    forks: HashMap<u32, Fork>,
+    /// tgid → its last row, until it exits.
+    pending: HashMap<u32, Pending>,
     max_pending: usize,
+    launches: Launches,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fork {
+    parent: u32,
+    /// Whether it has exec'd since the fork.
+    execed: bool,
+    /// Whether one of its execs was the launch helper: the program it
+    /// execs next (in the same pid) is the service it was asked for.
+    helper: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u64,
+    exec_ns: u64,
+    /// Hash of the executable and command line the row was read with.
+    image: Option<u64>,
+}
+
+/// What one exec turned out to be.
+struct Described {
+    row: Option<Row>,
+    /// `/proc/<pid>` was gone (or a zombie's) when read.
+    vanished: bool,
+    /// The process was the launch helper.
+    helper: bool,
+    image: Option<u64>,
+}
+
+/// Where D-Bus client programs are looked for (inside the root) to mark
+/// them for [`ExecWatch`].
+pub const CLIENT_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"];
+/// The exec starts are read at least this often even when no vanished
+/// process asks for them, so the kernel's queue and the map stay small.
+const LAUNCH_DRAIN_NS: u64 = 1_000_000_000;
+/// How often the client directories are looked at again for replaced or
+/// new binaries (one stat per directory when nothing changed).
+const LAUNCH_REFRESH_NS: u64 = 30_000_000_000;
+/// An exec start read this long before the exec event it would explain
+/// belongs to an earlier exec (one that failed after opening the file).
+const LAUNCH_MAX_AGE_NS: u64 = 2_000_000_000;
+const MAX_LAUNCHES: usize = 4096;
+
+/// Client execs seen by fanotify (`sources::exec_watch`), by pid, for an
+/// exec whose `/proc` entry is gone before it could be read.
+struct Launches {
+    watch: Option<ExecWatch>,
+    /// pid → (binary, monotonic ns when read from the queue).
+    by_pid: HashMap<u32, (exec_watch::Binary, u64)>,
+    drained_ns: u64,
+    refreshed_ns: u64,
+}
+
+impl Launches {
+    fn open(settings: &Settings) -> Launches {
+        let watch = match ExecWatch::open(&settings.root, CLIENT_DIRS, is_client) {
+            Ok(w) => {
+                log::debug!(
+                    "{PROCESS_TABLE}: exec of {} client binaries watched",
+                    w.binaries().len()
+                );
+                Some(w)
+            }
+            Err(e) => {
+                log::warn!(
+                    "{PROCESS_TABLE}: {e}; a D-Bus client that exits before /proc is read is missed"
+                );
+                None
+            }
+        };
+        let now = proc_connector::monotonic_ns();
+        Launches {
+            watch,
+            by_pid: HashMap::new(),
+            drained_ns: now,
+            refreshed_ns: now,
+        }
+    }
+
+    /// Reads the queue; `true` when it brought anything.
+    fn drain(&mut self, store: &Store) -> bool {
+        let Some(watch) = self.watch.as_mut() else {
+            return false;
+        };
+        let now = proc_connector::monotonic_ns();
+        self.drained_ns = now;
+        let drained = match watch.drain() {
+            Ok(d) => d,
+            Err(e) => {
+                log::warn!("{PROCESS_TABLE}: {e}; no longer watching client execs");
+                self.watch = None;
+                return false;
+            }
+        };
+        if drained.overflowed {
+            store.lost.fetch_add(1, Ordering::Relaxed);
+            log::warn!("{PROCESS_TABLE}: the kernel's fanotify queue overflowed");
+        }
+        if self.by_pid.len() + drained.opened.len() > MAX_LAUNCHES {
+            self.by_pid
+                .retain(|_, (_, read)| *read + LAUNCH_MAX_AGE_NS >= now);
+        }
+        let any = !drained.opened.is_empty();
+        for o in drained.opened {
+            if let Some(b) = watch.binary(o.binary) {
+                self.by_pid.insert(o.pid, (b.clone(), now));
+            }
+        }
+        any
+    }
+
+    /// Called after every receive: the periodic drain and refresh.
+    fn tick(&mut self, store: &Store) {
+        if self.watch.is_none() {
+            return;
+        }
+        let now = proc_connector::monotonic_ns();
+        if now >= self.drained_ns + LAUNCH_DRAIN_NS {
+            self.drain(store);
+        }
+        if now >= self.refreshed_ns + LAUNCH_REFRESH_NS {
+            self.refreshed_ns = now;
+            if let Some(w) = self.watch.as_mut() {
+                w.refresh();
+            }
+        }
+    }
+
+    /// The binary `pid` started executing, for its exec event at `exec_ns`.
+    fn take(&mut self, pid: u32, exec_ns: u64) -> Option<exec_watch::Binary> {
+        let (binary, read) = self.by_pid.remove(&pid)?;
+        (read + LAUNCH_MAX_AGE_NS >= exec_ns).then_some(binary)
+    }
 }
 
 /// The unix time (seconds, and ms for durations) of a monotonic timestamp.
@@ -87,6 +242,15 @@ fn wall_secs(ts_ns: u64) -> u64 {
     let age = proc_connector::monotonic_ns().saturating_sub(ts_ns);
     super::now_secs().saturating_sub(age / 1_000_000_000)
 }
+
+fn image_hash(exe: Option<&str>, args: &[String]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    exe.hash(&mut h);
+    args.hash(&mut h);
+    h.finish()
+}
+
+const GONE: &str = "exited before /proc could be read: arguments unknown";
 
 impl Collector {
     fn run(&mut self, mut conn: Connector) {
@@ -104,9 +268,7 @@ impl Collector {
                     }
                 }
                 Ok(Received::Overrun) => {
-                    self.store
-                        .lost
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.store.lost.fetch_add(1, Ordering::Relaxed);
                     log::warn!(
                         "{PROCESS_TABLE}: the kernel dropped process events (socket buffer full)"
                     );
@@ -114,6 +276,7 @@ impl Collector {
                 Ok(Received::Idle) => {}
                 Err(e) => return self.store.fail(e.to_string()),
             }
+            self.launches.tick(&self.store);
         }
     }
 
@@ -127,23 +290,23 @@ impl Collector {
                 if self.forks.len() >= MAX_FORKS {
                     self.forks.clear();
                 }
-                self.forks.insert(child_tgid, (parent_tgid, false));
+                self.forks.insert(
+                    child_tgid,
+                    Fork {
+                        parent: parent_tgid,
+                        execed: false,
+                        helper: false,
+                    },
+                );
             }
             Kind::Fork { .. } => {}
-            Kind::Exec { tgid, .. } => {
-                let described = self.describe(tgid);
-                if let Some(f) = self.forks.get_mut(&tgid) {
-                    f.1 = true;
-                }
-                if let Some(row) = described {
-                    self.record(tgid, e.timestamp_ns, row);
-                }
-            }
+            Kind::Exec { tgid, .. } => self.exec(tgid, e.timestamp_ns),
             Kind::Exit { pid, tgid, status } if pid == tgid => {
                 self.forks.remove(&tgid);
-                if let Some((seq, exec_ns)) = self.pending.remove(&tgid) {
-                    let duration = e.timestamp_ns.saturating_sub(exec_ns) / 1_000_000;
-                    let updated = self.store.update(seq, |row| {
+                self.launches.by_pid.remove(&tgid);
+                if let Some(p) = self.pending.remove(&tgid) {
+                    let duration = e.timestamp_ns.saturating_sub(p.exec_ns) / 1_000_000;
+                    let updated = self.store.update(p.seq, |row| {
                         row.set("exit_code", exit_code(status))
                             .set("duration_ms", duration);
                     });
@@ -156,16 +319,50 @@ impl Collector {
         }
     }
 
-    fn record(&mut self, pid: u32, ts_ns: u64, mut row: Row) {
+    fn exec(&mut self, pid: u32, ts_ns: u64) {
+        let mut launch = self.launches.take(pid, ts_ns);
+        let mut d = self.describe(pid, launch.as_ref());
+        // The exec start was queued before this exec event was sent: a
+        // drain now has it, if fanotify saw one.
+        if d.vanished && launch.is_none() && self.launches.drain(&self.store) {
+            launch = self.launches.take(pid, ts_ns);
+            if launch.is_some() {
+                d = self.describe(pid, launch.as_ref());
+            }
+        }
+        if let Some(f) = self.forks.get_mut(&pid) {
+            f.execed = true;
+            f.helper |= d.helper;
+        }
+        let Some(row) = d.row else { return };
+        // Two exec events read after the second exec both see its image:
+        // one row.
+        let again = self
+            .pending
+            .get(&pid)
+            .is_some_and(|p| p.image.is_some() && p.image == d.image);
+        if !again {
+            self.record(pid, ts_ns, row, d.image);
+        }
+    }
+
+    fn record(&mut self, pid: u32, ts_ns: u64, mut row: Row, image: Option<u64>) {
         let time = wall_secs(ts_ns);
         row.set("time", time);
         publish(PROCESS_TABLE, "exec", &row);
         let seq = self.store.push(time, &row);
         if self.pending.len() >= self.max_pending {
             let store = &self.store;
-            self.pending.retain(|_, (s, _)| store.holds(*s));
+            self.pending.retain(|_, p| store.holds(p.seq));
         }
-        self.pending.insert(pid, (seq, ts_ns));
+        self.pending.insert(
+            pid,
+            Pending {
+                seq,
+                exec_ns: ts_ns,
+                image,
+            },
+        );
     }
 
     /// How `pid` descends from a bus according to the fork events: for a
@@ -174,12 +371,12 @@ impl Collector {
     /// recognise it by). A parent that a bus daemon forked and that never
     /// exec'd is a babysitter.
     fn origin_from_events(&self, scan: &mut Scan<'_>, pid: u32) -> Option<Origin> {
-        let (parent, _) = *self.forks.get(&pid)?;
-        if let Some(&(grand, false)) = self.forks.get(&parent) {
-            if let Some(kind) = scan.bus_kind(grand) {
+        let parent = self.forks.get(&pid)?.parent;
+        if let Some(f) = self.forks.get(&parent).filter(|f| !f.execed) {
+            if let Some(kind) = scan.bus_kind(f.parent) {
                 return Some(Origin {
                     parent,
-                    bus_pid: grand,
+                    bus_pid: f.parent,
                     kind,
                     via: Via::Babysitter,
                 });
@@ -193,20 +390,27 @@ impl Collector {
         None
     }
 
-    /// The row for an exec, or `None` when it is neither an activation nor
-    /// a client run.
-    fn describe(&self, pid: u32) -> Option<Row> {
+    /// What an exec is: a row for an activation or a client run, or
+    /// nothing. `launch` is the client binary fanotify saw it execute.
+    fn describe(&self, pid: u32, launch: Option<&exec_watch::Binary>) -> Described {
         let mut scan = Scan::new(&self.settings);
         let stat = scan.stat(pid);
-        let reparented = match (&stat, self.forks.get(&pid)) {
-            (Some(st), Some((parent, _))) => st.ppid != *parent,
+        let fork = self.forks.get(&pid).copied();
+        let reparented = match (&stat, fork) {
+            (Some(st), Some(f)) => st.ppid != f.parent,
             (None, _) => true,
             (Some(_), None) => false,
         };
-        let origin = if stat.is_some() && scan.is_machinery(pid) {
+        // The launch helper is machinery, but its row is the one that
+        // names the service asked for: it is judged like a service.
+        let helper = stat.is_some() && scan.is_launch_helper(pid);
+        let origin = if !helper && stat.is_some() && scan.is_machinery(pid) {
             None
         } else {
-            let from_proc = if reparented { None } else { scan.origin(pid) };
+            let from_proc = match &stat {
+                Some(st) if !reparented => scan.origin_of_parent(st.ppid),
+                _ => None,
+            };
             match from_proc {
                 // A bus that has lost its command line is an exiting
                 // babysitter mistaken for a bus.
@@ -214,28 +418,50 @@ impl Collector {
                 _ => self.origin_from_events(&mut scan, pid),
             }
         };
+        let origin = origin.map(|mut o| {
+            if fork.is_some_and(|f| f.helper) {
+                o.via = Via::LaunchHelper;
+            }
+            o
+        });
         let comm = stat.as_ref().map(|s| s.comm.as_str());
-        if origin.is_none() && !comm.is_some_and(is_client) {
-            return None;
+        let vanished_hint = stat.as_ref().is_none_or(|s| s.state == 'Z');
+        if origin.is_none() && !comm.is_some_and(is_client) && launch.is_none() {
+            return Described {
+                row: None,
+                vanished: vanished_hint,
+                helper,
+                image: None,
+            };
         }
         let args = scan.proc.cmdline(pid).unwrap_or_default();
         let exe = scan.proc.exe(pid).ok().and_then(|e| e.path);
         let mut row = Row::new();
         row.set("pid", pid);
-        if let Some(st) = &stat {
-            row.set("parent", st.ppid);
-        }
+        match (&stat, fork) {
+            (Some(st), _) => row.set("parent", st.ppid),
+            (None, Some(f)) => row.set("parent", f.parent),
+            (None, None) => &mut row,
+        };
         // A zombie still has its stat, but no command line or executable.
         let gone = args.is_empty() && exe.is_none();
-        let name = comm.map(|c| {
-            bus_daemon::full_name(
-                c,
-                exe.as_deref()
-                    .into_iter()
-                    .chain(args.iter().take(2).map(String::as_str)),
-            )
-        });
-        if !gone {
+        let name = comm
+            .map(|c| {
+                bus_daemon::full_name(
+                    c,
+                    exe.as_deref()
+                        .into_iter()
+                        .chain(args.iter().take(2).map(String::as_str)),
+                )
+            })
+            .or_else(|| launch.map(|b| b.name.clone()));
+        let mut image = None;
+        if gone {
+            if let Some(b) = launch {
+                row.set("path", fs_safe::render_path(&b.path));
+            }
+        } else {
+            image = Some(image_hash(exe.as_deref(), &args));
             row.set("path", exe.clone())
                 .set("cmdline", args.join(" "))
                 .set("args_count", args.len() as i64)
@@ -247,15 +473,16 @@ impl Collector {
             }
         }
         row.set("name", name.clone());
+        let gone_reason = match launch {
+            Some(_) if gone => format!("{GONE} (name and path from the exec of that binary)"),
+            _ => GONE.to_string(),
+        };
         match origin {
             Some(origin) => {
                 row.set("kind", "activation");
                 let bus = origin_columns(&mut scan, &mut row, &origin);
                 if gone {
-                    row.set(
-                        "reason",
-                        "exited before /proc could be read: arguments unknown",
-                    );
+                    row.set("reason", gone_reason);
                 } else {
                     let v = verdict::assess(
                         &args,
@@ -268,9 +495,17 @@ impl Collector {
             }
             None => {
                 row.set("kind", "client");
+                if gone {
+                    row.set("reason", gone_reason);
+                }
             }
         }
-        Some(row)
+        Described {
+            row: Some(row),
+            vanished: gone,
+            helper,
+            image,
+        }
     }
 }
 
