@@ -365,3 +365,53 @@ fn a_session_bus_activation_is_not_unusual() {
         assert!(text(&r, "reason").contains("--session"), "{r:?}");
     }
 }
+
+/// A bus that activates through `<servicehelper>` (as the system bus runs
+/// `dbus-daemon-launch-helper`): the helper execs the service in its own
+/// pid, so the service's row says `via = launch-helper`, and the helper's
+/// exec is a row of its own naming the service.
+#[test]
+fn a_launch_helper_activation_says_so() {
+    let _serial = serial();
+    if !collecting() {
+        return;
+    }
+    let bus = Bus::with_launch_helper();
+    let marker = format!("helped-{}", std::process::id());
+    bus.plant_helped("org.example.Helped", &format!("/bin/false {marker} x"));
+    activate_and_wait(&bus, "org.example.Helped");
+    let service = wait_activation(&bus);
+    let of_bus: Vec<Row> = rows()
+        .into_iter()
+        .filter(|r| r.get("bus_pid") == service.get("bus_pid"))
+        .collect();
+    let helper = of_bus
+        .iter()
+        .find(|r| r.get("name") == Some(&Value::Text("dbus-daemon-launch-helper".into())))
+        .unwrap_or_else(|| panic!("no launch helper row: {of_bus:?}"));
+    assert_eq!(
+        int(helper, "pid"),
+        int(&service, "pid"),
+        "one pid, two execs"
+    );
+    assert_eq!(text(helper, "via"), "babysitter");
+    assert!(
+        text(helper, "cmdline").ends_with("/dbus-daemon-launch-helper org.example.Helped"),
+        "{helper:?}"
+    );
+    assert_eq!(
+        helper.get("exit_code"),
+        None,
+        "the helper exec'd, never exited"
+    );
+    assert_eq!(text(&service, "via"), "launch-helper", "{service:?}");
+    assert_eq!(int(&service, "parent"), int(helper, "parent"));
+    assert_eq!(int(&service, "exit_code"), 1);
+    assert_eq!(of_bus.len(), 2, "{of_bus:?}");
+    if service.get("cmdline").is_some() {
+        assert_eq!(text(&service, "cmdline"), format!("/bin/false {marker} x"));
+        assert_eq!(text(&service, "name"), "false");
+    } else {
+        eprintln!("note: /bin/false exited before the collector read /proc");
+    }
+}
