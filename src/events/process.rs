@@ -28,7 +28,8 @@
 //! pid read after the second exec see the same image and make one row.
 use super::{publish, Config, Store, PROCESS_TABLE};
 use crate::sources::exec_watch::{self, ExecWatch};
-use crate::sources::proc_connector::{self, Connector, Event, Kind, Received};
+use crate::sources::proc::ProcFiles;
+use crate::sources::proc_connector::{self, Connector, ConnectorError, Event, Kind, Received};
 use crate::sources::{bus_daemon, fs_safe};
 use crate::tables::dbus_daemon_children::{Origin, Scan, Via};
 use crate::tables::{Row, Settings};
@@ -54,6 +55,58 @@ const COLLECTOR_NICE: i32 = -10;
 /// Forks remembered for processes not yet exited; past this many (a leak
 /// through lost exit events) the map is cleared.
 const MAX_FORKS: usize = 262_144;
+/// The pause between reads while the host is busy: an exec is then read
+/// from `/proc` up to this much later, so a service that lives shorter may
+/// leave its program columns NULL (its row still comes, from the fork
+/// events; a client's from fanotify).
+const COALESCE: Duration = Duration::from_millis(1);
+/// Events per [`RATE_WINDOW_NS`] from which the host counts as busy: about
+/// 330 exec/s (each is a fork, an exec and an exit). Below it every event
+/// is handled the moment it arrives.
+const BUSY_EVENTS: u64 = 100;
+const RATE_WINDOW_NS: u64 = 100_000_000;
+
+/// Events counted per window, the last full window kept.
+#[derive(Debug, Default)]
+struct Rate {
+    count: u64,
+    window_start: u64,
+    in_window: u64,
+    last_window: u64,
+}
+
+impl Rate {
+    fn add(&mut self, n: usize) {
+        let now = proc_connector::monotonic_ns();
+        if now >= self.window_start + RATE_WINDOW_NS {
+            // A window with no event at all in between counts as quiet.
+            self.last_window = if now < self.window_start + 2 * RATE_WINDOW_NS {
+                self.in_window
+            } else {
+                0
+            };
+            self.window_start = now;
+            self.in_window = 0;
+        }
+        self.in_window += n as u64;
+        self.count += n as u64;
+    }
+
+    fn busy(&self) -> bool {
+        self.last_window >= BUSY_EVENTS || self.in_window >= BUSY_EVENTS
+    }
+}
+
+/// Likewise for the parents' comm verdicts.
+const MAX_PARENTS: usize = 65_536;
+
+/// Whether a comm makes an exec worth describing: a client, a bus or bus
+/// machinery (a name that is not UTF-8 is looked at in full).
+fn concerns_dbus(comm: &[u8]) -> bool {
+    std::str::from_utf8(comm).map_or(true, |c| {
+        is_client(c) || bus_daemon::daemon_kind(c).is_some() || bus_daemon::is_launch_helper(c)
+    })
+}
 
 /// Opens the connector now, so no event after this call is missed, and
 /// reads it in a thread; a refusal is recorded in the store.
@@ -64,6 +117,7 @@ pub(crate) fn spawn(settings: Settings, store: Arc<Store>, config: Config) {
     };
     let failed = Arc::clone(&store);
     let launches = Launches::open(&settings);
+    let files = ProcFiles::open(&settings.proc);
     let mut collector = Collector {
         settings,
         store,
@@ -71,6 +125,8 @@ pub(crate) fn spawn(settings: Settings, store: Arc<Store>, config: Config) {
         pending: HashMap::new(),
         max_pending: config.max_rows.saturating_mul(2).max(1024),
         launches,
+        files,
+        parents: HashMap::new(),
     };
     if let Err(e) = std::thread::Builder::new()
         .name(PROCESS_TABLE.into())
@@ -101,6 +157,13 @@ struct Collector {
     pending: HashMap<u32, Pending>,
     max_pending: usize,
     launches: Launches,
+    /// The real procfs for the cheap first look at every exec (`None`
+    /// with a fixture `--proc`: every exec is then described in full).
+    files: Option<ProcFiles>,
+    /// Whether a process is bus machinery or a bus by its comm, for the
+    /// processes whose children exec'd; dropped when it execs, renames
+    /// itself or exits, so it never goes stale.
+    parents: HashMap<u32, bool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -260,24 +323,60 @@ impl Collector {
         if let Err(e) = rustix::process::setpriority_process(None, COLLECTOR_NICE) {
             log::debug!("{PROCESS_TABLE}: cannot raise the collector's priority: {e}");
         }
+        let mut rate = Rate::default();
         loop {
-            match conn.recv() {
-                Ok(Received::Events(events)) => {
-                    for e in events {
-                        self.handle(e);
+            let received = conn.recv();
+            if !self.take(received, &mut rate) {
+                return;
+            }
+            // Busy: pause between reads so that one wakeup handles every
+            // event queued meanwhile, instead of one wakeup per event
+            // (the larger part of the cost at a busy host's exec rate),
+            // until a pause brings nothing.
+            while rate.busy() {
+                std::thread::sleep(COALESCE);
+                let before = rate.count;
+                loop {
+                    let received = conn.try_recv();
+                    if matches!(received, Ok(Received::Idle)) {
+                        break;
+                    }
+                    if !self.take(received, &mut rate) {
+                        return;
                     }
                 }
-                Ok(Received::Overrun) => {
-                    self.store.lost.fetch_add(1, Ordering::Relaxed);
-                    log::warn!(
-                        "{PROCESS_TABLE}: the kernel dropped process events (socket buffer full)"
-                    );
+                if rate.count == before {
+                    break;
                 }
-                Ok(Received::Idle) => {}
-                Err(e) => return self.store.fail(e.to_string()),
             }
             self.launches.tick(&self.store);
         }
+    }
+
+    /// Handles what one receive brought; `false` once the connector failed.
+    fn take(&mut self, received: Result<Received, ConnectorError>, rate: &mut Rate) -> bool {
+        match received {
+            Ok(Received::Events(events)) => {
+                rate.add(events.len());
+                for e in events {
+                    self.handle(e);
+                }
+            }
+            Ok(Received::Overrun) => {
+                self.store.lost.fetch_add(1, Ordering::Relaxed);
+                // A lost exec or rename could leave a verdict stale.
+                self.parents.clear();
+                log::warn!(
+                    "{PROCESS_TABLE}: the kernel dropped process events (socket buffer full)"
+                );
+            }
+            Ok(Received::Idle) => {}
+            Err(e) => {
+                self.store.fail(e.to_string());
+                return false;
+            }
+        }
+        true
     }
 
     fn handle(&mut self, e: Event) {
@@ -300,9 +399,16 @@ impl Collector {
                 );
             }
             Kind::Fork { .. } => {}
-            Kind::Exec { tgid, .. } => self.exec(tgid, e.timestamp_ns),
+            Kind::Exec { tgid, .. } => {
+                self.parents.remove(&tgid);
+                self.exec(tgid, e.timestamp_ns);
+            }
+            Kind::Comm { tgid, .. } => {
+                self.parents.remove(&tgid);
+            }
             Kind::Exit { pid, tgid, status } if pid == tgid => {
                 self.forks.remove(&tgid);
+                self.parents.remove(&tgid);
                 self.launches.by_pid.remove(&tgid);
                 if let Some(p) = self.pending.remove(&tgid) {
                     let duration = e.timestamp_ns.saturating_sub(p.exec_ns) / 1_000_000;
@@ -321,6 +427,12 @@ impl Collector {
 
     fn exec(&mut self, pid: u32, ts_ns: u64) {
         let mut launch = self.launches.take(pid, ts_ns);
+        if launch.is_none() && self.dismissible(pid) {
+            if let Some(f) = self.forks.get_mut(&pid) {
+                f.execed = true;
+            }
+            return;
+        }
         let mut d = self.describe(pid, launch.as_ref());
         // The exec start was queued before this exec event was sent: a
         // drain now has it, if fanotify saw one.
@@ -344,6 +456,39 @@ impl Collector {
         if !again {
             self.record(pid, ts_ns, row, d.image);
         }
+    }
+
+    /// Whether an exec is neither a client run nor an activation, known
+    /// from its comm and its parent's alone (one small read, the parent's
+    /// verdict kept): most execs on a busy host end here. Every chain
+    /// [`Collector::describe`] follows to a bus starts at a parent whose
+    /// comm is a bus's or the launch helper's (a babysitter is a
+    /// `dbus-daemon` that never exec'd), so nothing it would record is
+    /// dismissed. Anything unreadable goes to `describe`.
+    fn dismissible(&mut self, pid: u32) -> bool {
+        let (Some(files), Some(fork)) = (self.files.as_mut(), self.forks.get(&pid)) else {
+            return false;
+        };
+        let parent = fork.parent;
+        match files.comm(pid) {
+            Ok(c) if !concerns_dbus(c) => {}
+            _ => return false,
+        }
+        let parent_concerns = match self.parents.get(&parent) {
+            Some(&b) => b,
+            None => {
+                let Ok(c) = files.comm(parent) else {
+                    return false;
+                };
+                let b = concerns_dbus(c);
+                if self.parents.len() >= MAX_PARENTS {
+                    self.parents.clear();
+                }
+                self.parents.insert(parent, b);
+                b
+            }
+        };
+        !parent_concerns
     }
 
     fn record(&mut self, pid: u32, ts_ns: u64, mut row: Row, image: Option<u64>) {
