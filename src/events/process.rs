@@ -26,6 +26,14 @@
 //! helper that has already exec'd the service when its exec is read is not
 //! seen; the service's row then says `babysitter`. Two exec events of one
 //! pid read after the second exec see the same image and make one row.
+//!
+//! Cost: a busy host execs hundreds of unrelated programs a second, so
+//! each exec first gets a cheap look (its `comm` by one `openat` on the
+//! procfs, and its parent's, kept until the parent execs, renames itself
+//! or exits): neither a client nor below a bus, it is dropped there.
+//! Above about 1,000 events a second the collector also pauses 1 ms
+//! between reads, so one wakeup handles all the events queued meanwhile
+//! rather than one wakeup each; an exec is then read up to that much later.
 use super::{publish, Config, Store, PROCESS_TABLE};
 use crate::sources::exec_watch::{self, ExecWatch};
 use crate::sources::proc::ProcFiles;
@@ -55,6 +63,8 @@ const COLLECTOR_NICE: i32 = -10;
 /// Forks remembered for processes not yet exited; past this many (a leak
 /// through lost exit events) the map is cleared.
 const MAX_FORKS: usize = 262_144;
+/// Likewise for the parents' comm verdicts.
+const MAX_PARENTS: usize = 65_536;
 /// The pause between reads while the host is busy: an exec is then read
 /// from `/proc` up to this much later, so a service that lives shorter may
 /// leave its program columns NULL (its row still comes, from the fork
@@ -96,9 +106,6 @@ impl Rate {
         self.last_window >= BUSY_EVENTS || self.in_window >= BUSY_EVENTS
     }
 }
-
-/// Likewise for the parents' comm verdicts.
-const MAX_PARENTS: usize = 65_536;
 
 /// Whether a comm makes an exec worth describing: a client, a bus or bus
 /// machinery (a name that is not UTF-8 is looked at in full).
