@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub mod compact;
 pub mod file;
+mod launches;
 pub mod process;
 pub mod ring;
 

@@ -10,7 +10,7 @@
 //! fork event the kernel sent earlier, so an activation is still recorded
 //! (with its program columns NULL). Exec events carry no program name, so
 //! for client runs the collector also holds `FAN_OPEN_EXEC` marks on the
-//! client binaries (`sources::exec_watch`): the kernel queues that event
+//! client binaries (`sources::exec_watch`, kept by `launches`): the kernel queues that event
 //! while `execve` opens the file, before the connector's exec event, so
 //! draining it when an exec's process has vanished tells which client the
 //! pid ran. The queue is read only then and once a second, not per event,
@@ -31,11 +31,12 @@
 //! each exec first gets a cheap look (its `comm` by one `openat` on the
 //! procfs, and its parent's, kept until the parent execs, renames itself
 //! or exits): neither a client nor below a bus, it is dropped there.
-//! Above about 1,000 events a second the collector also pauses 1 ms
+//! Above about 1,000 events a second the collector also pauses 2 ms
 //! between reads, so one wakeup handles all the events queued meanwhile
 //! rather than one wakeup each; an exec is then read up to that much later.
+use super::launches::Launches;
 use super::{publish, Config, Store, PROCESS_TABLE};
-use crate::sources::exec_watch::{self, ExecWatch};
+use crate::sources::exec_watch;
 use crate::sources::proc::ProcFiles;
 use crate::sources::proc_connector::{self, Connector, ConnectorError, Event, Kind, Received};
 use crate::sources::{bus_daemon, fs_safe};
@@ -69,7 +70,11 @@ const MAX_PARENTS: usize = 65_536;
 /// from `/proc` up to this much later, so a service that lives shorter may
 /// leave its program columns NULL (its row still comes, from the fork
 /// events; a client's from fanotify).
-const COALESCE: Duration = Duration::from_millis(1);
+const COALESCE: Duration = Duration::from_millis(2);
+/// After a bus, its babysitter or the launch helper forks (or a process
+/// whose comm cannot be read), no pause for this long: the child's exec,
+/// due within a millisecond or so, is read at once.
+const URGENT_NS: u64 = 20_000_000;
 /// Events per [`RATE_WINDOW_NS`] from which the host counts as busy: about
 /// 330 exec/s (each is a fork, an exec and an exit). Below it every event
 /// is handled the moment it arrives.
@@ -134,6 +139,7 @@ pub(crate) fn spawn(settings: Settings, store: Arc<Store>, config: Config) {
         launches,
         files,
         parents: HashMap::new(),
+        urgent_until: 0,
     };
     if let Err(e) = std::thread::Builder::new()
         .name(PROCESS_TABLE.into())
@@ -171,6 +177,9 @@ struct Collector {
     /// processes whose children exec'd; dropped when it execs, renames
     /// itself or exits, so it never goes stale.
     parents: HashMap<u32, bool>,
+    /// Monotonic ns until which the collector does not pause between
+    /// reads (see [`URGENT_NS`]).
+    urgent_until: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +200,16 @@ struct Pending {
     image: Option<u64>,
 }
 
+/// What the first, cheap look at an exec found.
+enum Look {
+    /// Neither a client nor below a bus.
+    Unrelated,
+    /// Gone already, its parent not a bus nor bus machinery.
+    GoneUnrelated,
+    /// Worth (or needing) a full look.
+    Describe,
+}
+
 /// What one exec turned out to be.
 struct Described {
     row: Option<Row>,
@@ -199,112 +218,6 @@ struct Described {
     /// The process was the launch helper.
     helper: bool,
     image: Option<u64>,
-}
-
-/// Where D-Bus client programs are looked for (inside the root) to mark
-/// them for [`ExecWatch`].
-pub const CLIENT_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"];
-/// The exec starts are read at least this often even when no vanished
-/// process asks for them, so the kernel's queue and the map stay small.
-const LAUNCH_DRAIN_NS: u64 = 1_000_000_000;
-/// How often the client directories are looked at again for replaced or
-/// new binaries (one stat per directory when nothing changed).
-const LAUNCH_REFRESH_NS: u64 = 30_000_000_000;
-/// An exec start read this long before the exec event it would explain
-/// belongs to an earlier exec (one that failed after opening the file).
-const LAUNCH_MAX_AGE_NS: u64 = 2_000_000_000;
-const MAX_LAUNCHES: usize = 4096;
-
-/// Client execs seen by fanotify (`sources::exec_watch`), by pid, for an
-/// exec whose `/proc` entry is gone before it could be read.
-struct Launches {
-    watch: Option<ExecWatch>,
-    /// pid → (binary, monotonic ns when read from the queue).
-    by_pid: HashMap<u32, (exec_watch::Binary, u64)>,
-    drained_ns: u64,
-    refreshed_ns: u64,
-}
-
-impl Launches {
-    fn open(settings: &Settings) -> Launches {
-        let watch = match ExecWatch::open(&settings.root, CLIENT_DIRS, is_client) {
-            Ok(w) => {
-                log::debug!(
-                    "{PROCESS_TABLE}: exec of {} client binaries watched",
-                    w.binaries().len()
-                );
-                Some(w)
-            }
-            Err(e) => {
-                log::warn!(
-                    "{PROCESS_TABLE}: {e}; a D-Bus client that exits before /proc is read is missed"
-                );
-                None
-            }
-        };
-        let now = proc_connector::monotonic_ns();
-        Launches {
-            watch,
-            by_pid: HashMap::new(),
-            drained_ns: now,
-            refreshed_ns: now,
-        }
-    }
-
-    /// Reads the queue; `true` when it brought anything.
-    fn drain(&mut self, store: &Store) -> bool {
-        let Some(watch) = self.watch.as_mut() else {
-            return false;
-        };
-        let now = proc_connector::monotonic_ns();
-        self.drained_ns = now;
-        let drained = match watch.drain() {
-            Ok(d) => d,
-            Err(e) => {
-                log::warn!("{PROCESS_TABLE}: {e}; no longer watching client execs");
-                self.watch = None;
-                return false;
-            }
-        };
-        if drained.overflowed {
-            store.lost.fetch_add(1, Ordering::Relaxed);
-            log::warn!("{PROCESS_TABLE}: the kernel's fanotify queue overflowed");
-        }
-        if self.by_pid.len() + drained.opened.len() > MAX_LAUNCHES {
-            self.by_pid
-                .retain(|_, (_, read)| *read + LAUNCH_MAX_AGE_NS >= now);
-        }
-        let any = !drained.opened.is_empty();
-        for o in drained.opened {
-            if let Some(b) = watch.binary(o.binary) {
-                self.by_pid.insert(o.pid, (b.clone(), now));
-            }
-        }
-        any
-    }
-
-    /// Called after every receive: the periodic drain and refresh.
-    fn tick(&mut self, store: &Store) {
-        if self.watch.is_none() {
-            return;
-        }
-        let now = proc_connector::monotonic_ns();
-        if now >= self.drained_ns + LAUNCH_DRAIN_NS {
-            self.drain(store);
-        }
-        if now >= self.refreshed_ns + LAUNCH_REFRESH_NS {
-            self.refreshed_ns = now;
-            if let Some(w) = self.watch.as_mut() {
-                w.refresh();
-            }
-        }
-    }
-
-    /// The binary `pid` started executing, for its exec event at `exec_ns`.
-    fn take(&mut self, pid: u32, exec_ns: u64) -> Option<exec_watch::Binary> {
-        let (binary, read) = self.by_pid.remove(&pid)?;
-        (read + LAUNCH_MAX_AGE_NS >= exec_ns).then_some(binary)
-    }
 }
 
 /// The unix time (seconds, and ms for durations) of a monotonic timestamp.
@@ -339,8 +252,9 @@ impl Collector {
             // Busy: pause between reads so that one wakeup handles every
             // event queued meanwhile, instead of one wakeup per event
             // (the larger part of the cost at a busy host's exec rate),
-            // until a pause brings nothing.
-            while rate.busy() {
+            // until a pause brings nothing. Not while a bus's child is
+            // about to exec: a service may be gone within the pause.
+            while rate.busy() && !self.urgent() {
                 std::thread::sleep(COALESCE);
                 let before = rate.count;
                 loop {
@@ -351,7 +265,11 @@ impl Collector {
                     if !self.take(received, &mut rate) {
                         return;
                     }
+                    if self.urgent() {
+                        break;
+                    }
                 }
+                self.launches.tick(&self.store);
                 if rate.count == before {
                     break;
                 }
@@ -396,6 +314,9 @@ impl Collector {
                 if self.forks.len() >= MAX_FORKS {
                     self.forks.clear();
                 }
+                if self.parent_concerns(parent_tgid) != Some(false) {
+                    self.urgent_until = e.timestamp_ns + URGENT_NS;
+                }
                 self.forks.insert(
                     child_tgid,
                     Fork {
@@ -416,7 +337,7 @@ impl Collector {
             Kind::Exit { pid, tgid, status } if pid == tgid => {
                 self.forks.remove(&tgid);
                 self.parents.remove(&tgid);
-                self.launches.by_pid.remove(&tgid);
+                self.launches.forget(tgid);
                 if let Some(p) = self.pending.remove(&tgid) {
                     let duration = e.timestamp_ns.saturating_sub(p.exec_ns) / 1_000_000;
                     let updated = self.store.update(p.seq, |row| {
@@ -434,11 +355,24 @@ impl Collector {
 
     fn exec(&mut self, pid: u32, ts_ns: u64) {
         let mut launch = self.launches.take(pid, ts_ns);
-        if launch.is_none() && self.dismissible(pid) {
-            if let Some(f) = self.forks.get_mut(&pid) {
-                f.execed = true;
+        if launch.is_none() {
+            let dismiss = match self.first_look(pid) {
+                Look::Unrelated => true,
+                // Only fanotify can still say it ran a client.
+                Look::GoneUnrelated => {
+                    if self.launches.drain(&self.store) {
+                        launch = self.launches.take(pid, ts_ns);
+                    }
+                    launch.is_none()
+                }
+                Look::Describe => false,
+            };
+            if dismiss {
+                if let Some(f) = self.forks.get_mut(&pid) {
+                    f.execed = true;
+                }
+                return;
             }
-            return;
         }
         let mut d = self.describe(pid, launch.as_ref());
         // The exec start was queued before this exec event was sent: a
@@ -471,31 +405,44 @@ impl Collector {
     /// [`Collector::describe`] follows to a bus starts at a parent whose
     /// comm is a bus's or the launch helper's (a babysitter is a
     /// `dbus-daemon` that never exec'd), so nothing it would record is
-    /// dismissed. Anything unreadable goes to `describe`.
-    fn dismissible(&mut self, pid: u32) -> bool {
+    /// dismissed. A process already gone under such a parent could only
+    /// have been a client; anything else unreadable goes to `describe`.
+    fn first_look(&mut self, pid: u32) -> Look {
         let (Some(files), Some(fork)) = (self.files.as_mut(), self.forks.get(&pid)) else {
-            return false;
+            return Look::Describe;
         };
         let parent = fork.parent;
-        match files.comm(pid) {
-            Ok(c) if !concerns_dbus(c) => {}
-            _ => return false,
-        }
-        let parent_concerns = match self.parents.get(&parent) {
-            Some(&b) => b,
-            None => {
-                let Ok(c) = files.comm(parent) else {
-                    return false;
-                };
-                let b = concerns_dbus(c);
-                if self.parents.len() >= MAX_PARENTS {
-                    self.parents.clear();
-                }
-                self.parents.insert(parent, b);
-                b
-            }
+        let gone = match files.comm(pid) {
+            Ok(c) if !concerns_dbus(c) => false,
+            Err(e) if e.is_vanished() => true,
+            _ => return Look::Describe,
         };
-        !parent_concerns
+        match (self.parent_concerns(parent), gone) {
+            (None | Some(true), _) => Look::Describe,
+            (Some(false), false) => Look::Unrelated,
+            (Some(false), true) => Look::GoneUnrelated,
+        }
+    }
+
+    /// Whether a process is a bus, bus machinery or a client by its comm
+    /// (kept until it execs, renames itself or exits); `None` when it
+    /// cannot be read.
+    fn parent_concerns(&mut self, pid: u32) -> Option<bool> {
+        if let Some(&b) = self.parents.get(&pid) {
+            return Some(b);
+        }
+        let b = concerns_dbus(self.files.as_mut()?.comm(pid).ok()?);
+        if self.parents.len() >= MAX_PARENTS {
+            self.parents.clear();
+        }
+        self.parents.insert(pid, b);
+        Some(b)
+    }
+
+    /// Whether a bus (or its babysitter, or anything not known to be
+    /// unrelated) forked lately: its child's exec must be read at once.
+    fn urgent(&self) -> bool {
+        proc_connector::monotonic_ns() < self.urgent_until
     }
 
     fn record(&mut self, pid: u32, ts_ns: u64, mut row: Row, image: Option<u64>) {
