@@ -33,7 +33,9 @@
 //! or exits): neither a client nor below a bus, it is dropped there.
 //! Above about 1,000 events a second the collector also pauses 2 ms
 //! between reads, so one wakeup handles all the events queued meanwhile
-//! rather than one wakeup each; an exec is then read up to that much later.
+//! rather than one wakeup each; not for 20 ms after a bus (or babysitter,
+//! or launch helper) forks, so an activated service is still read the
+//! moment it execs. A client's exec may then be read up to 2 ms late.
 use super::launches::Launches;
 use super::{publish, Config, Store, PROCESS_TABLE};
 use crate::sources::exec_watch;
