@@ -155,25 +155,14 @@ events_workload() {
   local secs=60 runs=3 rate=1000 every=100
   ((QUICK)) && secs=10 runs=1
   cc -O2 -o "$TMP/execload" benches/execload.c
+  # A real --session bus (its own address; services from XDG_DATA_HOME).
   local d=$TMP/evbus
-  mkdir -p "$d/services"
-  cat >"$d/bus.conf" <<CONF
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path=$d/bus.sock</listen>
-  <servicedir>$d/services</servicedir>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-CONF
+  mkdir -p "$d/xdg/dbus-1/services"
   # A non-zero exit makes the bus answer the activating dbus-send at once.
-  printf '[D-BUS Service]\nName=org.bench.Ev\nExec=/bin/false bench-ev\n' >"$d/services/org.bench.Ev.service"
-  dbus-daemon --config-file="$d/bus.conf" --nofork --print-address=1 >"$d/address" 2>"$d/bus.log" &
+  printf '[D-BUS Service]\nName=org.bench.Ev\nExec=/bin/false bench-ev\n' \
+    >"$d/xdg/dbus-1/services/org.bench.Ev.service"
+  XDG_DATA_HOME=$d/xdg dbus-daemon --session --address="unix:path=$d/bus.sock" --nofork \
+    --print-address=1 >"$d/address" 2>"$d/bus.log" &
   BUS_PID=$!
   for _ in $(seq 50); do [[ -s $d/address ]] && break; sleep 0.1; done
   local addr tck

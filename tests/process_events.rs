@@ -376,10 +376,22 @@ fn a_launch_helper_activation_says_so() {
     if !collecting() {
         return;
     }
-    let bus = Bus::with_launch_helper();
+    let mut bus = Bus::with_launch_helper();
     let marker = format!("helped-{}", std::process::id());
-    bus.plant_helped("org.example.Helped", &format!("/bin/false {marker} x"));
-    activate_and_wait(&bus, "org.example.Helped");
+    let gate = bus.plant_helped("org.example.Helped", &format!("/bin/false {marker} x"));
+    bus.activate("org.example.Helped");
+    // The helper waits on its gate, so its exec is read while it is the
+    // helper (a helper that execs the service first is not told apart).
+    let is_helper = |r: &Row| {
+        r.get("bus_pid") == Some(&Value::Integer(i64::from(bus.pid())))
+            && r.get("name") == Some(&Value::Text("dbus-daemon-launch-helper".into()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rows().iter().any(is_helper) {
+        assert!(Instant::now() < deadline, "no launch helper row");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&gate, "go\n").expect("open the gate");
     let service = wait_activation(&bus);
     let of_bus: Vec<Row> = rows()
         .into_iter()
@@ -387,7 +399,7 @@ fn a_launch_helper_activation_says_so() {
         .collect();
     let helper = of_bus
         .iter()
-        .find(|r| r.get("name") == Some(&Value::Text("dbus-daemon-launch-helper".into())))
+        .find(|r| is_helper(r))
         .unwrap_or_else(|| panic!("no launch helper row: {of_bus:?}"));
     assert_eq!(
         int(helper, "pid"),
@@ -414,4 +426,33 @@ fn a_launch_helper_activation_says_so() {
     } else {
         eprintln!("note: /bin/false exited before the collector read /proc");
     }
+}
+
+/// Subscribing while the host keeps forking: events that reach the socket
+/// before the kernel's acknowledgement must not hide it.
+#[test]
+fn the_connector_subscribes_while_processes_start() {
+    use osquery_dbus::sources::proc_connector::Connector;
+    let _serial = serial();
+    if !collecting() {
+        return;
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = Command::new("/bin/true").status();
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for i in 0..300 {
+            if let Err(e) = Connector::open(Duration::from_millis(100)) {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("subscription {i}: {e}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
 }

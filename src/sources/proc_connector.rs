@@ -242,7 +242,9 @@ impl Connector {
         };
         let deadline = std::time::Instant::now() + ACK_WAIT;
         while std::time::Instant::now() < deadline {
-            let Received::Events(events) = conn.recv()? else {
+            // From the socket itself: `recv` would hand back the backlog
+            // kept so far instead of reading on to the acknowledgement.
+            let Received::Events(events) = conn.read_socket(RecvFlags::empty())? else {
                 continue;
             };
             for e in events {
@@ -279,6 +281,10 @@ impl Connector {
         if !self.backlog.is_empty() {
             return Ok(Received::Events(std::mem::take(&mut self.backlog)));
         }
+        self.read_socket(flags)
+    }
+
+    fn read_socket(&mut self, flags: RecvFlags) -> Result<Received, ConnectorError> {
         match rustix::net::recv(&self.fd, &mut self.buf[..], flags) {
             Ok((n, _)) => Ok(Received::Events(parse_datagram(
                 &self.buf[..n.min(self.buf.len())],

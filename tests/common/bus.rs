@@ -143,21 +143,23 @@ impl Bus {
     /// Plants a service for the launch helper: its file (with `User=root`)
     /// and the helper's script for it, which does the real helper's job
     /// with shell builtins only (no child processes): finds the file by the
-    /// service name and execs its `Exec=` line in the same process.
+    /// service name and execs its `Exec=` line in the same process. First
+    /// it waits for a line on the returned FIFO, so a test can look at the
+    /// helper while it runs.
     pub fn plant_helped(&self, name: &str, exec: &str) -> PathBuf {
-        let path = self.service_dir.join(format!("{name}.service"));
-        std::fs::write(
-            &path,
-            format!("[D-BUS Service]\nName={name}\nExec={exec}\nUser=root\n"),
-        )
-        .expect("service file");
+        self.write_service(name, &format!("Exec={exec}\nUser=root\n"));
+        let gate = self.dir.path().join(format!("{name}.gate"));
+        let made = Command::new("mkfifo").arg(&gate).status().expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", gate.display());
         let script = format!(
-            "while IFS= read -r line; do\n  case $line in Exec=*) exec ${{line#Exec=}} ;; esac\n\
+            "read -r _ < \"{}\"\n\
+             while IFS= read -r line; do\n  case $line in Exec=*) exec ${{line#Exec=}} ;; esac\n\
              done < \"{}/$0.service\"\nexit 2\n",
+            gate.display(),
             self.service_dir.display()
         );
         std::fs::write(self.dir.path().join(name), script).expect("helper script");
-        path
+        gate
     }
 
     fn custom_with(extra: &str) -> Bus {
@@ -210,12 +212,13 @@ impl Bus {
 
     /// Plants a service whose Exec is `exec`; returns the service file path.
     pub fn plant(&self, name: &str, exec: &str) -> PathBuf {
+        self.write_service(name, &format!("Exec={exec}\n"))
+    }
+
+    fn write_service(&self, name: &str, keys: &str) -> PathBuf {
         let path = self.service_dir.join(format!("{name}.service"));
-        std::fs::write(
-            &path,
-            format!("[D-BUS Service]\nName={name}\nExec={exec}\n"),
-        )
-        .expect("service file");
+        std::fs::write(&path, format!("[D-BUS Service]\nName={name}\n{keys}"))
+            .expect("service file");
         path
     }
 
