@@ -191,8 +191,9 @@ fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Resu
         if let Some(store) = events::store(t) {
             let (rows, evicted) = store.counts();
             let lost = store.lost.load(std::sync::atomic::Ordering::Relaxed);
+            let seen = store.seen.load(std::sync::atomic::Ordering::Relaxed);
             eprintln!(
-                "osquery-dbus: {t}: {rows} rows buffered, {evicted} evicted, {lost} kernel overruns"
+                "osquery-dbus: {t}: {rows} rows buffered, {evicted} evicted, {lost} kernel overruns, {seen} events seen"
             );
         }
     }

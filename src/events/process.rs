@@ -285,6 +285,9 @@ impl Collector {
         match received {
             Ok(Received::Events(events)) => {
                 rate.add(events.len());
+                self.store
+                    .seen
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
                 for e in events {
                     self.handle(e);
                 }
