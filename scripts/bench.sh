@@ -14,6 +14,9 @@
 #              before an optimization) next to ours, as "base"
 #   --hyperfine  time with hyperfine (each command's runs back to back)
 #              instead of interleaved rounds (scripts/bench_run.py)
+#   --events   only workload 5, the evented tables: 1,000 exec/s for 60 s
+#              (10 s with --quick) under `osquery-dbus watch`, 3 runs (1 with
+#              --quick); see events_workload below
 #
 # Needs: cargo, cc, hyperfine, dbus-daemon, dbus-send, /usr/bin/time, ps, find,
 # and for the Thrift workload the peer venv the tests build (target/peer-venv).
@@ -23,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-QUICK=0 RUNS=15 GROWTH=0 OUT="" HYPERFINE=0 BASE=""
+QUICK=0 RUNS=15 GROWTH=0 OUT="" HYPERFINE=0 BASE="" EVENTS=0
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
@@ -32,7 +35,8 @@ while (($#)); do
     --hyperfine) HYPERFINE=1 ;;
     --baseline) BASE=$2; shift ;;
     --out) OUT=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--runs N] [--growth] [--hyperfine] [--baseline BIN] [--out DIR]" >&2; exit 2 ;;
+    --events) EVENTS=1 ;;
+    *) echo "usage: $0 [--quick] [--runs N] [--growth] [--hyperfine] [--baseline BIN] [--out DIR] [--events]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -93,6 +97,7 @@ stop_bus() {
   fi
 }
 cleanup() {
+  if declare -F stop_watch >/dev/null; then stop_watch; fi
   stop_sleepers
   stop_bus
   [[ $OUT == "$TMP"/* ]] && echo "bench: results were in $OUT (removed)" >&2
@@ -121,6 +126,135 @@ for l in sys.stdin:
 FLOOR=$(bench_bin comm_floor)
 TABLES=$(bench_bin tables)
 cc -O2 -o "$TMP/sleepers" benches/sleepers.c
+
+# --- workload 5: evented tables (--events) -----------------------------------
+# 1,000 exec/s sustained (benches/execload.c: /bin/true, and every 100th a
+# dbus-send that activates a service on a private bus, so 10 client runs and
+# 10 activations a second) under `osquery-dbus watch --table
+# dbus_process_events`. Per run: kernel overruns (watch's exit summary);
+# client rows (those whose parent is the generator: the collector sees the
+# whole host) against the runs started; activation rows of the bench's bus
+# against the activations the bus logged (concurrent requests for one name
+# share one activation); and the CPU (utime + stime) of the collector
+# thread, named dbus_process_events.
+WATCH_PID=""
+stop_watch() {
+  if [[ -n $WATCH_PID ]]; then
+    kill "$WATCH_PID" 2>/dev/null || true
+    wait "$WATCH_PID" 2>/dev/null || true
+    WATCH_PID=""
+  fi
+}
+thread_ticks() { # pid thread-comm → utime + stime of that thread, in ticks
+  local t
+  for t in /proc/"$1"/task/*; do
+    [[ $(cat "$t/comm" 2>/dev/null) == "$2" ]] || continue
+    sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }'
+    return 0
+  done
+  return 1
+}
+events_workload() {
+  local secs=60 runs=3 rate=1000 every=100
+  ((QUICK)) && secs=10 runs=1
+  cc -O2 -o "$TMP/execload" benches/execload.c
+  # A real --session bus (its own address; services from XDG_DATA_HOME).
+  local d=$TMP/evbus
+  mkdir -p "$d/xdg/dbus-1/services"
+  # A non-zero exit makes the bus answer the activating dbus-send at once.
+  printf '[D-BUS Service]\nName=org.bench.Ev\nExec=/bin/false bench-ev\n' \
+    >"$d/xdg/dbus-1/services/org.bench.Ev.service"
+  XDG_DATA_HOME=$d/xdg dbus-daemon --session --address="unix:path=$d/bus.sock" --nofork \
+    --print-address=1 >"$d/address" 2>"$d/bus.log" &
+  BUS_PID=$!
+  for _ in $(seq 50); do [[ -s $d/address ]] && break; sleep 0.1; done
+  local addr tck
+  addr=$(head -1 "$d/address")
+  tck=$(getconf CLK_TCK)
+  echo "run rate secs started client_runs client_rows from_fanotify activations activation_rows overruns evicted events_per_s cpu_s cpu_pct max_lag_ms" >"$OUT/events.txt"
+  for run in $(seq "$runs"); do
+    echo "== events run $run/$runs: $rate exec/s for $secs s (load $(load))" >&2
+    local lines=$TMP/events.$run.jsonl errs=$TMP/events.$run.err ready=""
+    "$BIN" watch --table dbus_process_events >"$lines" 2>"$errs" &
+    WATCH_PID=$!
+    for _ in $(seq 50); do
+      dbus-send --bus=unix:path=/nonexistent/bench / a.b.C "string:ready-$run" 2>/dev/null || true
+      grep -q "ready-$run" "$lines" && { ready=1; break; }
+      sleep 0.1
+    done
+    [[ -n $ready ]] || { echo "bench: watch did not start: $(cat "$errs")" >&2; exit 1; }
+    local t0 t1 gen_pid logged
+    t0=$(thread_ticks "$WATCH_PID" dbus_process_ev) || { echo "bench: no collector thread" >&2; exit 1; }
+    logged=$(wc -l <"$d/bus.log")
+    "$TMP/execload" "$rate" "$secs" "$every" dbus-send --bus="$addr" --print-reply \
+      --reply-timeout=10000 --dest=org.bench.Ev / org.freedesktop.DBus.Peer.Ping >"$TMP/gen.$run" &
+    gen_pid=$!
+    wait "$gen_pid"
+    sleep 1 # the last exits reach the collector
+    t1=$(thread_ticks "$WATCH_PID" dbus_process_ev)
+    stop_watch
+    python3 - "$lines" "$errs" "$TMP/gen.$run" "$gen_pid" "$BUS_PID" "$d/bus.log" "$logged" \
+      "$t0" "$t1" "$tck" "$run" "$rate" "$secs" >>"$OUT/events.txt" <<'PY'
+import json, re, sys
+lines, errs, gen, gen_pid, bus, log, logged, t0, t1, tck, run, rate, secs = sys.argv[1:]
+gen = json.load(open(gen))
+clients = fanotify = activation_rows = 0
+for l in open(lines):
+    v = json.loads(l)
+    if v.get("event") != "exec":
+        continue
+    # A client gone before /proc was read has no cmdline: its name and
+    # path come from fanotify, its parent from the fork event.
+    if v.get("kind") == "client" and v.get("name") == "dbus-send" \
+            and str(v.get("parent")) == gen_pid:
+        clients += 1
+        fanotify += v.get("cmdline") is None
+    if v.get("kind") == "activation" and str(v.get("bus_pid")) == bus:
+        activation_rows += 1
+activations = sum("Activated service 'org.bench.Ev'" in l
+                  for l in open(log, errors="replace").readlines()[int(logged):])
+m = re.search(r"dbus_process_events: \d+ rows buffered, (\d+) evicted, (\d+) kernel overruns, "
+              r"(\d+) events seen", open(errs).read())
+evicted, overruns, seen = (m.group(1), m.group(2), m.group(3)) if m else ("?", "?", "?")
+# Every process on the host is seen, the bench's and any other work's.
+per_s = f"{int(seen) / gen['seconds']:.0f}" if m else "?"
+cpu = (int(t1) - int(t0)) / int(tck)
+print(run, rate, secs, gen["started"], gen["cmd_runs"], clients, fanotify, activations,
+      activation_rows, overruns, evicted, per_s, f"{cpu:.2f}", f"{100 * cpu / gen['seconds']:.2f}",
+      gen["max_lag_ms"])
+PY
+    tail -1 "$OUT/events.txt" >&2
+  done
+  stop_bus
+  python3 - "$OUT/events.txt" <<'PY' | tee "$OUT/summary.md"
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+head, rows = rows[0], rows[1:]
+def med(n):
+    v = [float(r[head.index(n)]) for r in rows if r[head.index(n)] != "?"]
+    return statistics.median(v) if v else float("nan")
+print("## Workload 5: %s exec/s for %s s, %d runs (medians)" % (rows[0][1], rows[0][2], len(rows)))
+print()
+print("| processes started | client runs | client rows (from fanotify) | activations "
+      "| activation rows | kernel overruns | kernel events/s seen | collector CPU (s) "
+      "| collector CPU (% of one core) | generator's worst lag (ms) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+print("| %d | %d | %d (%d) | %d | %d | %d | %d | %.2f | %.2f | %.1f |" % tuple(med(n) for n in [
+    "started", "client_runs", "client_rows", "from_fanotify", "activations", "activation_rows",
+    "overruns", "events_per_s", "cpu_s", "cpu_pct", "max_lag_ms"]))
+print()
+for r in rows:
+    v = dict(zip(head, r))
+    print("- run {run}: {client_rows} client rows ({from_fanotify} from fanotify) of {client_runs} "
+          "runs, {activation_rows} activation rows of {activations}, {overruns} overruns, "
+          "{events_per_s} events/s, {cpu_s} s CPU ({cpu_pct}%)".format(**v))
+PY
+}
+
+if ((EVENTS)); then
+  events_workload
+  exit 0
+fi
 
 # --- workloads ---------------------------------------------------------------
 start_sleepers() { # n
@@ -164,7 +298,7 @@ EOF
     printf '[D-BUS Service]\nName=org.bench.S%s\nExec=/bin/sleep 86400 %s\n' "$i" "$i" \
       >"$d/services/org.bench.S$i.service"
   done
-  dbus-daemon --config-file="$d/bus.conf" --nofork --print-address=1 >"$d/address" 2>/dev/null &
+  dbus-daemon --config-file="$d/bus.conf" --nofork --print-address=1 >"$d/address" 2>"$d/bus.log" &
   BUS_PID=$!
   for _ in $(seq 50); do [[ -s $d/address ]] && break; sleep 0.1; done
   local addr

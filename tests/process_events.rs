@@ -365,3 +365,94 @@ fn a_session_bus_activation_is_not_unusual() {
         assert!(text(&r, "reason").contains("--session"), "{r:?}");
     }
 }
+
+/// A bus that activates through `<servicehelper>` (as the system bus runs
+/// `dbus-daemon-launch-helper`): the helper execs the service in its own
+/// pid, so the service's row says `via = launch-helper`, and the helper's
+/// exec is a row of its own naming the service.
+#[test]
+fn a_launch_helper_activation_says_so() {
+    let _serial = serial();
+    if !collecting() {
+        return;
+    }
+    let mut bus = Bus::with_launch_helper();
+    let marker = format!("helped-{}", std::process::id());
+    let gate = bus.plant_helped("org.example.Helped", &format!("/bin/false {marker} x"));
+    bus.activate("org.example.Helped");
+    // The helper waits on its gate, so its exec is read while it is the
+    // helper (a helper that execs the service first is not told apart).
+    let is_helper = |r: &Row| {
+        r.get("bus_pid") == Some(&Value::Integer(i64::from(bus.pid())))
+            && r.get("name") == Some(&Value::Text("dbus-daemon-launch-helper".into()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rows().iter().any(is_helper) {
+        assert!(Instant::now() < deadline, "no launch helper row");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&gate, "go\n").expect("open the gate");
+    let service = wait_activation(&bus);
+    let of_bus: Vec<Row> = rows()
+        .into_iter()
+        .filter(|r| r.get("bus_pid") == service.get("bus_pid"))
+        .collect();
+    let helper = of_bus
+        .iter()
+        .find(|r| is_helper(r))
+        .unwrap_or_else(|| panic!("no launch helper row: {of_bus:?}"));
+    assert_eq!(
+        int(helper, "pid"),
+        int(&service, "pid"),
+        "one pid, two execs"
+    );
+    assert_eq!(text(helper, "via"), "babysitter");
+    assert!(
+        text(helper, "cmdline").ends_with("/dbus-daemon-launch-helper org.example.Helped"),
+        "{helper:?}"
+    );
+    assert_eq!(
+        helper.get("exit_code"),
+        None,
+        "the helper exec'd, never exited"
+    );
+    assert_eq!(text(&service, "via"), "launch-helper", "{service:?}");
+    assert_eq!(int(&service, "parent"), int(helper, "parent"));
+    assert_eq!(int(&service, "exit_code"), 1);
+    assert_eq!(of_bus.len(), 2, "{of_bus:?}");
+    if service.get("cmdline").is_some() {
+        assert_eq!(text(&service, "cmdline"), format!("/bin/false {marker} x"));
+        assert_eq!(text(&service, "name"), "false");
+    } else {
+        eprintln!("note: /bin/false exited before the collector read /proc");
+    }
+}
+
+/// Subscribing while the host keeps forking: events that reach the socket
+/// before the kernel's acknowledgement must not hide it.
+#[test]
+fn the_connector_subscribes_while_processes_start() {
+    use osquery_dbus::sources::proc_connector::Connector;
+    let _serial = serial();
+    if !collecting() {
+        return;
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = Command::new("/bin/true").status();
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for i in 0..300 {
+            if let Err(e) = Connector::open(Duration::from_millis(100)) {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("subscription {i}: {e}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}

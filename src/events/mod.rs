@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub mod compact;
 pub mod file;
+mod launches;
 pub mod process;
 pub mod ring;
 
@@ -68,6 +69,9 @@ pub struct Store {
     state: Mutex<State>,
     /// Times the kernel reported lost events (socket buffer overruns).
     pub lost: std::sync::atomic::AtomicU64,
+    /// Kernel events the collector handled, recorded or not: the load it
+    /// carried.
+    pub seen: std::sync::atomic::AtomicU64,
 }
 
 /// A poisoned lock only means a collector panicked mid-update; the buffer
@@ -86,6 +90,7 @@ impl Store {
             }),
             state: Mutex::new(State::Running),
             lost: std::sync::atomic::AtomicU64::new(0),
+            seen: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

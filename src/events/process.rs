@@ -8,15 +8,46 @@
 //!
 //! When `/proc/<pid>` is already gone at exec time, the parent comes from the
 //! fork event the kernel sent earlier, so an activation is still recorded
-//! (with its program columns NULL); a client run that vanished that fast
-//! cannot be recognised (exec events carry no name) and is missed.
+//! (with its program columns NULL). Exec events carry no program name, so
+//! for client runs the collector also holds `FAN_OPEN_EXEC` marks on the
+//! client binaries (`sources::exec_watch`, kept by `launches`): the kernel queues that event
+//! while `execve` opens the file, before the connector's exec event, so
+//! draining it when an exec's process has vanished tells which client the
+//! pid ran. The queue is read only then and once a second, not per event,
+//! to keep the cost at a busy host's exec rate to one hash lookup. Without
+//! `CAP_SYS_ADMIN` (fanotify refused) such a run is missed, as the log says
+//! once.
+//!
+//! The system bus runs a service through `dbus-daemon-launch-helper`, which
+//! execs the service in its own pid: the collector remembers per pid that
+//! the helper ran, so the service's row says `via = launch-helper`. The
+//! helper's own exec is a row too (it names the service asked for, the only
+//! trace when that service fails or vanishes), judged by the same rule. A
+//! helper that has already exec'd the service when its exec is read is not
+//! seen; the service's row then says `babysitter`. Two exec events of one
+//! pid read after the second exec see the same image and make one row.
+//!
+//! Cost: a busy host execs hundreds of unrelated programs a second, so
+//! each exec first gets a cheap look (its `comm` by one `openat` on the
+//! procfs, and its parent's, kept until the parent execs, renames itself
+//! or exits): neither a client nor below a bus, it is dropped there.
+//! Above about 1,000 events a second the collector also pauses 2 ms
+//! between reads, so one wakeup handles all the events queued meanwhile
+//! rather than one wakeup each; not for 20 ms after a bus (or babysitter,
+//! or launch helper) forks, so an activated service is still read the
+//! moment it execs. A client's exec may then be read up to 2 ms late.
+use super::launches::Launches;
 use super::{publish, Config, Store, PROCESS_TABLE};
-use crate::sources::bus_daemon;
-use crate::sources::proc_connector::{self, Connector, Event, Kind, Received};
+use crate::sources::exec_watch;
+use crate::sources::proc::ProcFiles;
+use crate::sources::proc_connector::{self, Connector, ConnectorError, Event, Kind, Received};
+use crate::sources::{bus_daemon, fs_safe};
 use crate::tables::dbus_daemon_children::{Origin, Scan, Via};
 use crate::tables::{Row, Settings};
 use crate::verdict;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +66,61 @@ const COLLECTOR_NICE: i32 = -10;
 /// Forks remembered for processes not yet exited; past this many (a leak
 /// through lost exit events) the map is cleared.
 const MAX_FORKS: usize = 262_144;
+/// Likewise for the parents' comm verdicts.
+const MAX_PARENTS: usize = 65_536;
+/// The pause between reads while the host is busy: an exec is then read
+/// from `/proc` up to this much later, so a service that lives shorter may
+/// leave its program columns NULL (its row still comes, from the fork
+/// events; a client's from fanotify).
+const COALESCE: Duration = Duration::from_millis(2);
+/// After a bus, its babysitter or the launch helper forks (or a process
+/// whose comm cannot be read), no pause for this long: the child's exec,
+/// due within a millisecond or so, is read at once.
+const URGENT_NS: u64 = 20_000_000;
+/// Events per [`RATE_WINDOW_NS`] from which the host counts as busy: about
+/// 330 exec/s (each is a fork, an exec and an exit). Below it every event
+/// is handled the moment it arrives.
+const BUSY_EVENTS: u64 = 100;
+const RATE_WINDOW_NS: u64 = 100_000_000;
+
+/// Events counted per window, the last full window kept.
+#[derive(Debug, Default)]
+struct Rate {
+    count: u64,
+    window_start: u64,
+    in_window: u64,
+    last_window: u64,
+}
+
+impl Rate {
+    fn add(&mut self, n: usize) {
+        let now = proc_connector::monotonic_ns();
+        if now >= self.window_start + RATE_WINDOW_NS {
+            // A window with no event at all in between counts as quiet.
+            self.last_window = if now < self.window_start + 2 * RATE_WINDOW_NS {
+                self.in_window
+            } else {
+                0
+            };
+            self.window_start = now;
+            self.in_window = 0;
+        }
+        self.in_window += n as u64;
+        self.count += n as u64;
+    }
+
+    fn busy(&self) -> bool {
+        self.last_window >= BUSY_EVENTS || self.in_window >= BUSY_EVENTS
+    }
+}
+
+/// Whether a comm makes an exec worth describing: a client, a bus or bus
+/// machinery (a name that is not UTF-8 is looked at in full).
+fn concerns_dbus(comm: &[u8]) -> bool {
+    std::str::from_utf8(comm).map_or(true, |c| {
+        is_client(c) || bus_daemon::daemon_kind(c).is_some() || bus_daemon::is_launch_helper(c)
+    })
+}
 
 /// Opens the connector now, so no event after this call is missed, and
 /// reads it in a thread; a refusal is recorded in the store.
@@ -44,12 +130,18 @@ pub(crate) fn spawn(settings: Settings, store: Arc<Store>, config: Config) {
         Err(e) => return store.fail(e.to_string()),
     };
     let failed = Arc::clone(&store);
+    let launches = Launches::open(&settings);
+    let files = ProcFiles::open(&settings.proc);
     let mut collector = Collector {
         settings,
         store,
         forks: HashMap::new(),
         pending: HashMap::new(),
         max_pending: config.max_rows.saturating_mul(2).max(1024),
+        launches,
+        files,
+        parents: HashMap::new(),
+        urgent_until: 0,
     };
     if let Err(e) = std::thread::Builder::new()
         .name(PROCESS_TABLE.into())
@@ -72,14 +164,62 @@ pub fn exit_code(status: u32) -> i64 {
 struct Collector {
     settings: Settings,
     store: Arc<Store>,
-    /// child tgid → (parent tgid, whether it has exec'd since), from fork
-    /// and exec events: the process tree as of the event being handled,
-    /// which `/proc` no longer shows once a quick service and its
-    /// babysitter are gone.
-    forks: HashMap<u32, (u32, bool)>,
-    /// tgid → (sequence of its row, exec timestamp), until it exits.
-    pending: HashMap<u32, (u64, u64)>,
+    /// child tgid → what the fork and exec events told of it: the process
+    /// tree as of the event being handled, which `/proc` no longer shows
+    /// once a quick service and its babysitter are gone.
+    forks: HashMap<u32, Fork>,
+    /// tgid → its last row, until it exits.
+    pending: HashMap<u32, Pending>,
     max_pending: usize,
+    launches: Launches,
+    /// The real procfs for the cheap first look at every exec (`None`
+    /// with a fixture `--proc`: every exec is then described in full).
+    files: Option<ProcFiles>,
+    /// Whether a process is bus machinery or a bus by its comm, for the
+    /// processes whose children exec'd; dropped when it execs, renames
+    /// itself or exits, so it never goes stale.
+    parents: HashMap<u32, bool>,
+    /// Monotonic ns until which the collector does not pause between
+    /// reads (see [`URGENT_NS`]).
+    urgent_until: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fork {
+    parent: u32,
+    /// Whether it has exec'd since the fork.
+    execed: bool,
+    /// Whether one of its execs was the launch helper: the program it
+    /// execs next (in the same pid) is the service it was asked for.
+    helper: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u64,
+    exec_ns: u64,
+    /// Hash of the executable and command line the row was read with.
+    image: Option<u64>,
+}
+
+/// What the first, cheap look at an exec found.
+enum Look {
+    /// Neither a client nor below a bus.
+    Unrelated,
+    /// Gone already, its parent not a bus nor bus machinery.
+    GoneUnrelated,
+    /// Worth (or needing) a full look.
+    Describe,
+}
+
+/// What one exec turned out to be.
+struct Described {
+    row: Option<Row>,
+    /// `/proc/<pid>` was gone (or a zombie's) when read.
+    vanished: bool,
+    /// The process was the launch helper.
+    helper: bool,
+    image: Option<u64>,
 }
 
 /// The unix time (seconds, and ms for durations) of a monotonic timestamp.
@@ -87,6 +227,15 @@ fn wall_secs(ts_ns: u64) -> u64 {
     let age = proc_connector::monotonic_ns().saturating_sub(ts_ns);
     super::now_secs().saturating_sub(age / 1_000_000_000)
 }
+
+fn image_hash(exe: Option<&str>, args: &[String]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    exe.hash(&mut h);
+    args.hash(&mut h);
+    h.finish()
+}
+
+const GONE: &str = "exited before /proc could be read: arguments unknown";
 
 impl Collector {
     fn run(&mut self, mut conn: Connector) {
@@ -96,25 +245,68 @@ impl Collector {
         if let Err(e) = rustix::process::setpriority_process(None, COLLECTOR_NICE) {
             log::debug!("{PROCESS_TABLE}: cannot raise the collector's priority: {e}");
         }
+        let mut rate = Rate::default();
         loop {
-            match conn.recv() {
-                Ok(Received::Events(events)) => {
-                    for e in events {
-                        self.handle(e);
+            let received = conn.recv();
+            if !self.take(received, &mut rate) {
+                return;
+            }
+            // Busy: pause between reads so that one wakeup handles every
+            // event queued meanwhile, instead of one wakeup per event
+            // (the larger part of the cost at a busy host's exec rate),
+            // until a pause brings nothing. Not while a bus's child is
+            // about to exec: a service may be gone within the pause.
+            while rate.busy() && !self.urgent() {
+                std::thread::sleep(COALESCE);
+                let before = rate.count;
+                loop {
+                    let received = conn.try_recv();
+                    if matches!(received, Ok(Received::Idle)) {
+                        break;
+                    }
+                    if !self.take(received, &mut rate) {
+                        return;
+                    }
+                    if self.urgent() {
+                        break;
                     }
                 }
-                Ok(Received::Overrun) => {
-                    self.store
-                        .lost
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    log::warn!(
-                        "{PROCESS_TABLE}: the kernel dropped process events (socket buffer full)"
-                    );
+                self.launches.tick(&self.store);
+                if rate.count == before {
+                    break;
                 }
-                Ok(Received::Idle) => {}
-                Err(e) => return self.store.fail(e.to_string()),
+            }
+            self.launches.tick(&self.store);
+        }
+    }
+
+    /// Handles what one receive brought; `false` once the connector failed.
+    fn take(&mut self, received: Result<Received, ConnectorError>, rate: &mut Rate) -> bool {
+        match received {
+            Ok(Received::Events(events)) => {
+                rate.add(events.len());
+                self.store
+                    .seen
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                for e in events {
+                    self.handle(e);
+                }
+            }
+            Ok(Received::Overrun) => {
+                self.store.lost.fetch_add(1, Ordering::Relaxed);
+                // A lost exec or rename could leave a verdict stale.
+                self.parents.clear();
+                log::warn!(
+                    "{PROCESS_TABLE}: the kernel dropped process events (socket buffer full)"
+                );
+            }
+            Ok(Received::Idle) => {}
+            Err(e) => {
+                self.store.fail(e.to_string());
+                return false;
             }
         }
+        true
     }
 
     fn handle(&mut self, e: Event) {
@@ -127,23 +319,33 @@ impl Collector {
                 if self.forks.len() >= MAX_FORKS {
                     self.forks.clear();
                 }
-                self.forks.insert(child_tgid, (parent_tgid, false));
+                if self.parent_concerns(parent_tgid) != Some(false) {
+                    self.urgent_until = e.timestamp_ns + URGENT_NS;
+                }
+                self.forks.insert(
+                    child_tgid,
+                    Fork {
+                        parent: parent_tgid,
+                        execed: false,
+                        helper: false,
+                    },
+                );
             }
             Kind::Fork { .. } => {}
             Kind::Exec { tgid, .. } => {
-                let described = self.describe(tgid);
-                if let Some(f) = self.forks.get_mut(&tgid) {
-                    f.1 = true;
-                }
-                if let Some(row) = described {
-                    self.record(tgid, e.timestamp_ns, row);
-                }
+                self.parents.remove(&tgid);
+                self.exec(tgid, e.timestamp_ns);
+            }
+            Kind::Comm { tgid, .. } => {
+                self.parents.remove(&tgid);
             }
             Kind::Exit { pid, tgid, status } if pid == tgid => {
                 self.forks.remove(&tgid);
-                if let Some((seq, exec_ns)) = self.pending.remove(&tgid) {
-                    let duration = e.timestamp_ns.saturating_sub(exec_ns) / 1_000_000;
-                    let updated = self.store.update(seq, |row| {
+                self.parents.remove(&tgid);
+                self.launches.forget(tgid);
+                if let Some(p) = self.pending.remove(&tgid) {
+                    let duration = e.timestamp_ns.saturating_sub(p.exec_ns) / 1_000_000;
+                    let updated = self.store.update(p.seq, |row| {
                         row.set("exit_code", exit_code(status))
                             .set("duration_ms", duration);
                     });
@@ -156,16 +358,115 @@ impl Collector {
         }
     }
 
-    fn record(&mut self, pid: u32, ts_ns: u64, mut row: Row) {
+    fn exec(&mut self, pid: u32, ts_ns: u64) {
+        let mut launch = self.launches.take(pid, ts_ns);
+        if launch.is_none() {
+            let dismiss = match self.first_look(pid) {
+                Look::Unrelated => true,
+                // Only fanotify can still say it ran a client.
+                Look::GoneUnrelated => {
+                    if self.launches.drain(&self.store) {
+                        launch = self.launches.take(pid, ts_ns);
+                    }
+                    launch.is_none()
+                }
+                Look::Describe => false,
+            };
+            if dismiss {
+                if let Some(f) = self.forks.get_mut(&pid) {
+                    f.execed = true;
+                }
+                return;
+            }
+        }
+        let mut d = self.describe(pid, launch.as_ref());
+        // The exec start was queued before this exec event was sent: a
+        // drain now has it, if fanotify saw one.
+        if d.vanished && launch.is_none() && self.launches.drain(&self.store) {
+            launch = self.launches.take(pid, ts_ns);
+            if launch.is_some() {
+                d = self.describe(pid, launch.as_ref());
+            }
+        }
+        if let Some(f) = self.forks.get_mut(&pid) {
+            f.execed = true;
+            f.helper |= d.helper;
+        }
+        let Some(row) = d.row else { return };
+        // Two exec events read after the second exec both see its image:
+        // one row.
+        let again = self
+            .pending
+            .get(&pid)
+            .is_some_and(|p| p.image.is_some() && p.image == d.image);
+        if !again {
+            self.record(pid, ts_ns, row, d.image);
+        }
+    }
+
+    /// Whether an exec is neither a client run nor an activation, known
+    /// from its comm and its parent's alone (one small read, the parent's
+    /// verdict kept): most execs on a busy host end here. Every chain
+    /// [`Collector::describe`] follows to a bus starts at a parent whose
+    /// comm is a bus's or the launch helper's (a babysitter is a
+    /// `dbus-daemon` that never exec'd), so nothing it would record is
+    /// dismissed. A process already gone under such a parent could only
+    /// have been a client; anything else unreadable goes to `describe`.
+    fn first_look(&mut self, pid: u32) -> Look {
+        let (Some(files), Some(fork)) = (self.files.as_mut(), self.forks.get(&pid)) else {
+            return Look::Describe;
+        };
+        let parent = fork.parent;
+        let gone = match files.comm(pid) {
+            Ok(c) if !concerns_dbus(c) => false,
+            Err(e) if e.is_vanished() => true,
+            _ => return Look::Describe,
+        };
+        match (self.parent_concerns(parent), gone) {
+            (None | Some(true), _) => Look::Describe,
+            (Some(false), false) => Look::Unrelated,
+            (Some(false), true) => Look::GoneUnrelated,
+        }
+    }
+
+    /// Whether a process is a bus, bus machinery or a client by its comm
+    /// (kept until it execs, renames itself or exits); `None` when it
+    /// cannot be read.
+    fn parent_concerns(&mut self, pid: u32) -> Option<bool> {
+        if let Some(&b) = self.parents.get(&pid) {
+            return Some(b);
+        }
+        let b = concerns_dbus(self.files.as_mut()?.comm(pid).ok()?);
+        if self.parents.len() >= MAX_PARENTS {
+            self.parents.clear();
+        }
+        self.parents.insert(pid, b);
+        Some(b)
+    }
+
+    /// Whether a bus (or its babysitter, or anything not known to be
+    /// unrelated) forked lately: its child's exec must be read at once.
+    fn urgent(&self) -> bool {
+        proc_connector::monotonic_ns() < self.urgent_until
+    }
+
+    fn record(&mut self, pid: u32, ts_ns: u64, mut row: Row, image: Option<u64>) {
         let time = wall_secs(ts_ns);
         row.set("time", time);
         publish(PROCESS_TABLE, "exec", &row);
         let seq = self.store.push(time, &row);
         if self.pending.len() >= self.max_pending {
             let store = &self.store;
-            self.pending.retain(|_, (s, _)| store.holds(*s));
+            self.pending.retain(|_, p| store.holds(p.seq));
         }
-        self.pending.insert(pid, (seq, ts_ns));
+        self.pending.insert(
+            pid,
+            Pending {
+                seq,
+                exec_ns: ts_ns,
+                image,
+            },
+        );
     }
 
     /// How `pid` descends from a bus according to the fork events: for a
@@ -174,12 +475,12 @@ impl Collector {
     /// recognise it by). A parent that a bus daemon forked and that never
     /// exec'd is a babysitter.
     fn origin_from_events(&self, scan: &mut Scan<'_>, pid: u32) -> Option<Origin> {
-        let (parent, _) = *self.forks.get(&pid)?;
-        if let Some(&(grand, false)) = self.forks.get(&parent) {
-            if let Some(kind) = scan.bus_kind(grand) {
+        let parent = self.forks.get(&pid)?.parent;
+        if let Some(f) = self.forks.get(&parent).filter(|f| !f.execed) {
+            if let Some(kind) = scan.bus_kind(f.parent) {
                 return Some(Origin {
                     parent,
-                    bus_pid: grand,
+                    bus_pid: f.parent,
                     kind,
                     via: Via::Babysitter,
                 });
@@ -193,20 +494,27 @@ impl Collector {
         None
     }
 
-    /// The row for an exec, or `None` when it is neither an activation nor
-    /// a client run.
-    fn describe(&self, pid: u32) -> Option<Row> {
+    /// What an exec is: a row for an activation or a client run, or
+    /// nothing. `launch` is the client binary fanotify saw it execute.
+    fn describe(&self, pid: u32, launch: Option<&exec_watch::Binary>) -> Described {
         let mut scan = Scan::new(&self.settings);
         let stat = scan.stat(pid);
-        let reparented = match (&stat, self.forks.get(&pid)) {
-            (Some(st), Some((parent, _))) => st.ppid != *parent,
+        let fork = self.forks.get(&pid).copied();
+        let reparented = match (&stat, fork) {
+            (Some(st), Some(f)) => st.ppid != f.parent,
             (None, _) => true,
             (Some(_), None) => false,
         };
-        let origin = if stat.is_some() && scan.is_machinery(pid) {
+        // The launch helper is machinery, but its row is the one that
+        // names the service asked for: it is judged like a service.
+        let helper = stat.is_some() && scan.is_launch_helper(pid);
+        let origin = if !helper && stat.is_some() && scan.is_machinery(pid) {
             None
         } else {
-            let from_proc = if reparented { None } else { scan.origin(pid) };
+            let from_proc = match &stat {
+                Some(st) if !reparented => scan.origin_of_parent(st.ppid),
+                _ => None,
+            };
             match from_proc {
                 // A bus that has lost its command line is an exiting
                 // babysitter mistaken for a bus.
@@ -214,28 +522,50 @@ impl Collector {
                 _ => self.origin_from_events(&mut scan, pid),
             }
         };
+        let origin = origin.map(|mut o| {
+            if fork.is_some_and(|f| f.helper) {
+                o.via = Via::LaunchHelper;
+            }
+            o
+        });
         let comm = stat.as_ref().map(|s| s.comm.as_str());
-        if origin.is_none() && !comm.is_some_and(is_client) {
-            return None;
+        let vanished_hint = stat.as_ref().is_none_or(|s| s.state == 'Z');
+        if origin.is_none() && !comm.is_some_and(is_client) && launch.is_none() {
+            return Described {
+                row: None,
+                vanished: vanished_hint,
+                helper,
+                image: None,
+            };
         }
         let args = scan.proc.cmdline(pid).unwrap_or_default();
         let exe = scan.proc.exe(pid).ok().and_then(|e| e.path);
         let mut row = Row::new();
         row.set("pid", pid);
-        if let Some(st) = &stat {
-            row.set("parent", st.ppid);
-        }
+        match (&stat, fork) {
+            (Some(st), _) => row.set("parent", st.ppid),
+            (None, Some(f)) => row.set("parent", f.parent),
+            (None, None) => &mut row,
+        };
         // A zombie still has its stat, but no command line or executable.
         let gone = args.is_empty() && exe.is_none();
-        let name = comm.map(|c| {
-            bus_daemon::full_name(
-                c,
-                exe.as_deref()
-                    .into_iter()
-                    .chain(args.iter().take(2).map(String::as_str)),
-            )
-        });
-        if !gone {
+        let name = comm
+            .map(|c| {
+                bus_daemon::full_name(
+                    c,
+                    exe.as_deref()
+                        .into_iter()
+                        .chain(args.iter().take(2).map(String::as_str)),
+                )
+            })
+            .or_else(|| launch.map(|b| b.name.clone()));
+        let mut image = None;
+        if gone {
+            if let Some(b) = launch {
+                row.set("path", fs_safe::render_path(&b.path));
+            }
+        } else {
+            image = Some(image_hash(exe.as_deref(), &args));
             row.set("path", exe.clone())
                 .set("cmdline", args.join(" "))
                 .set("args_count", args.len() as i64)
@@ -247,15 +577,16 @@ impl Collector {
             }
         }
         row.set("name", name.clone());
+        let gone_reason = match launch {
+            Some(_) if gone => format!("{GONE} (name and path from the exec of that binary)"),
+            _ => GONE.to_string(),
+        };
         match origin {
             Some(origin) => {
                 row.set("kind", "activation");
                 let bus = origin_columns(&mut scan, &mut row, &origin);
                 if gone {
-                    row.set(
-                        "reason",
-                        "exited before /proc could be read: arguments unknown",
-                    );
+                    row.set("reason", gone_reason);
                 } else {
                     let v = verdict::assess(
                         &args,
@@ -268,9 +599,17 @@ impl Collector {
             }
             None => {
                 row.set("kind", "client");
+                if gone {
+                    row.set("reason", gone_reason);
+                }
             }
         }
-        Some(row)
+        Described {
+            row: Some(row),
+            vanished: gone,
+            helper,
+            image,
+        }
     }
 }
 

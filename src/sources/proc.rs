@@ -640,6 +640,67 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// A real procfs, held open for reading one small file of a pid at a
+/// time at the cost of `openat`, `read` and `close`: for a reader that
+/// looks at every exec on the host (`events::process`), where
+/// [`read_capped`]'s checks would cost more than the read. Only a procfs
+/// is accepted ([`ProcFiles::open`] is `None` for a fixture tree): every
+/// entry there is a kernel file, never a FIFO or a device.
+pub struct ProcFiles {
+    dir: rustix::fd::OwnedFd,
+    path: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl ProcFiles {
+    pub fn open(dir: &Path) -> Option<ProcFiles> {
+        use rustix::fs::{fstatfs, openat, Mode, PROC_SUPER_MAGIC};
+        let dir = openat(
+            rustix::fs::CWD,
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        fstatfs(&dir)
+            .is_ok_and(|s| s.f_type == PROC_SUPER_MAGIC)
+            .then(|| ProcFiles {
+                dir,
+                path: Vec::with_capacity(32),
+                buf: vec![0; 512],
+            })
+    }
+
+    /// The start of `<pid>/<file>` (up to 512 bytes: enough for `comm` or
+    /// `stat`), or the error that names the pid.
+    pub fn small(&mut self, pid: u32, file: &'static str) -> Result<&[u8], ProcError> {
+        use std::io::Write as _;
+        self.path.clear();
+        let _ = write!(self.path, "{pid}/{file}");
+        let fd = rustix::fs::openat(
+            &self.dir,
+            self.path.as_slice(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| classify(pid, file, e.into()))?;
+        let n = loop {
+            match rustix::io::read(&fd, &mut self.buf[..]) {
+                Ok(n) => break n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(classify(pid, file, e.into())),
+            }
+        };
+        Ok(&self.buf[..n.min(self.buf.len())])
+    }
+
+    /// `comm` without its newline.
+    pub fn comm(&mut self, pid: u32) -> Result<&[u8], ProcError> {
+        let b = self.small(pid, "comm")?;
+        Ok(b.strip_suffix(b"\n").unwrap_or(b))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

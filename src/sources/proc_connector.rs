@@ -35,6 +35,7 @@ const CN_MSG_LEN: usize = 20;
 const PROC_EVENT_NONE: u32 = 0x0000_0000;
 const PROC_EVENT_FORK: u32 = 0x0000_0001;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
+const PROC_EVENT_COMM: u32 = 0x0000_0200;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 /// Socket receive buffer asked for (as root, past `rmem_max`): a burst of
 /// tens of thousands of events fits while the collector reads `/proc`.
@@ -64,6 +65,11 @@ pub enum Kind {
         child_tgid: u32,
     },
     Exec {
+        pid: u32,
+        tgid: u32,
+    },
+    /// A thread renamed itself (`prctl(PR_SET_NAME)`, a write to `comm`).
+    Comm {
         pid: u32,
         tgid: u32,
     },
@@ -118,6 +124,10 @@ fn parse_proc_event(p: &[u8], ack: u32) -> Option<Event> {
             child_tgid: u32_at(p, d + 12)?,
         },
         PROC_EVENT_EXEC => Kind::Exec {
+            pid: u32_at(p, d)?,
+            tgid: u32_at(p, d + 4)?,
+        },
+        PROC_EVENT_COMM => Kind::Comm {
             pid: u32_at(p, d)?,
             tgid: u32_at(p, d + 4)?,
         },
@@ -232,7 +242,9 @@ impl Connector {
         };
         let deadline = std::time::Instant::now() + ACK_WAIT;
         while std::time::Instant::now() < deadline {
-            let Received::Events(events) = conn.recv()? else {
+            // From the socket itself: `recv` would hand back the backlog
+            // kept so far instead of reading on to the acknowledgement.
+            let Received::Events(events) = conn.read_socket(RecvFlags::empty())? else {
                 continue;
             };
             for e in events {
@@ -255,11 +267,25 @@ impl Connector {
         Err(ConnectorError::NoAck(ACK_WAIT))
     }
 
+    /// Waits (up to the receive timeout) for the next datagram.
     pub fn recv(&mut self) -> Result<Received, ConnectorError> {
+        self.receive(RecvFlags::empty())
+    }
+
+    /// The next datagram if one is queued; `Idle` at once otherwise.
+    pub fn try_recv(&mut self) -> Result<Received, ConnectorError> {
+        self.receive(RecvFlags::DONTWAIT)
+    }
+
+    fn receive(&mut self, flags: RecvFlags) -> Result<Received, ConnectorError> {
         if !self.backlog.is_empty() {
             return Ok(Received::Events(std::mem::take(&mut self.backlog)));
         }
-        match rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::empty()) {
+        self.read_socket(flags)
+    }
+
+    fn read_socket(&mut self, flags: RecvFlags) -> Result<Received, ConnectorError> {
+        match rustix::net::recv(&self.fd, &mut self.buf[..], flags) {
             Ok((n, _)) => Ok(Received::Events(parse_datagram(
                 &self.buf[..n.min(self.buf.len())],
             ))),
@@ -317,6 +343,8 @@ mod tests {
         );
         let e = datagram(PROC_EVENT_EXEC, 8, &[11, 11]);
         assert_eq!(parse_datagram(&e)[0].kind, Kind::Exec { pid: 11, tgid: 11 });
+        let c = datagram(PROC_EVENT_COMM, 8, &[12, 11, 0, 0, 0, 0]);
+        assert_eq!(parse_datagram(&c)[0].kind, Kind::Comm { pid: 12, tgid: 11 });
         let x = datagram(PROC_EVENT_EXIT, 9, &[11, 11, 256, 17, 10, 10]);
         assert_eq!(
             parse_datagram(&x)[0].kind,
@@ -337,7 +365,7 @@ mod tests {
         let mut other = e.clone();
         other[16] = 9; // another connector index
         assert!(parse_datagram(&other).is_empty());
-        assert!(parse_datagram(&datagram(0x200, 1, &[1, 1])).is_empty());
+        assert!(parse_datagram(&datagram(0x100, 1, &[1, 1])).is_empty());
         assert_eq!(
             parse_datagram(&datagram(PROC_EVENT_NONE, 1, &[0]))[0].kind,
             Kind::Ack { ack: 0, err: 0 }

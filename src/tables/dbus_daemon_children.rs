@@ -169,7 +169,7 @@ impl<'a> Scan<'a> {
 
     /// The system bus's launch helper; a process merely *named* like it
     /// but running another executable is not let through as a hop.
-    fn is_launch_helper(&mut self, pid: u32) -> bool {
+    pub(crate) fn is_launch_helper(&mut self, pid: u32) -> bool {
         let Some(comm) = self.comm(pid) else {
             return false;
         };

@@ -15,6 +15,8 @@ pub struct Bus {
     pub address: String,
     pub service_dir: PathBuf,
     clients: Vec<Child>,
+    /// Holds the launch helper of [`Bus::with_launch_helper`].
+    helper_dir: Option<tempfile::TempDir>,
 }
 
 /// Pids below `root` with their depth (1 = its child), by a `/proc` stat scan.
@@ -110,11 +112,57 @@ impl Bus {
             address,
             service_dir,
             clients: Vec::new(),
+            helper_dir: None,
         }
     }
 
     /// A bus from our own config: `<type>custom</type>`.
     pub fn custom() -> Bus {
+        Bus::custom_with("")
+    }
+
+    /// A custom bus that activates through a launch helper, as the system
+    /// bus does: `<servicehelper>` names `dbus-daemon-launch-helper` in the
+    /// temp dir, which dbus-daemon runs as `helper <service name>` (it
+    /// needs `User=` in the service file, and no `<user>` or system type).
+    /// The helper is a copy of `sh` (so its executable has the helper's
+    /// name) and runs the script named after the service from its working
+    /// directory, the daemon's: [`Bus::plant_helped`] writes it.
+    pub fn with_launch_helper() -> Bus {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let helper = tmp.path().join("dbus-daemon-launch-helper");
+        std::fs::copy("/bin/sh", &helper).expect("copy sh");
+        let mut bus = Bus::custom_with(&format!(
+            "<servicehelper>{}</servicehelper>",
+            helper.display()
+        ));
+        bus.helper_dir = Some(tmp);
+        bus
+    }
+
+    /// Plants a service for the launch helper: its file (with `User=root`)
+    /// and the helper's script for it, which does the real helper's job
+    /// with shell builtins only (no child processes): finds the file by the
+    /// service name and execs its `Exec=` line in the same process. First
+    /// it waits for a line on the returned FIFO, so a test can look at the
+    /// helper while it runs.
+    pub fn plant_helped(&self, name: &str, exec: &str) -> PathBuf {
+        self.write_service(name, &format!("Exec={exec}\nUser=root\n"));
+        let gate = self.dir.path().join(format!("{name}.gate"));
+        let made = Command::new("mkfifo").arg(&gate).status().expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", gate.display());
+        let script = format!(
+            "read -r _ < \"{}\"\n\
+             while IFS= read -r line; do\n  case $line in Exec=*) exec ${{line#Exec=}} ;; esac\n\
+             done < \"{}/$0.service\"\nexit 2\n",
+            gate.display(),
+            self.service_dir.display()
+        );
+        std::fs::write(self.dir.path().join(name), script).expect("helper script");
+        gate
+    }
+
+    fn custom_with(extra: &str) -> Bus {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().display().to_string();
         let conf = format!(
@@ -124,6 +172,7 @@ impl Bus {
   <type>custom</type>
   <listen>unix:path={d}/bus.sock</listen>
   <servicedir>{d}/services</servicedir>
+  {extra}
   <auth>EXTERNAL</auth>
   <limit name="service_start_timeout">60000</limit>
   <policy context="default">
@@ -137,7 +186,8 @@ impl Bus {
         );
         std::fs::write(dir.path().join("bus.conf"), conf).expect("bus.conf");
         let mut cmd = Command::new("dbus-daemon");
-        cmd.arg(format!("--config-file={d}/bus.conf"));
+        cmd.arg(format!("--config-file={d}/bus.conf"))
+            .current_dir(dir.path());
         let services = dir.path().join("services");
         Bus::start(cmd, dir, services)
     }
@@ -162,12 +212,13 @@ impl Bus {
 
     /// Plants a service whose Exec is `exec`; returns the service file path.
     pub fn plant(&self, name: &str, exec: &str) -> PathBuf {
+        self.write_service(name, &format!("Exec={exec}\n"))
+    }
+
+    fn write_service(&self, name: &str, keys: &str) -> PathBuf {
         let path = self.service_dir.join(format!("{name}.service"));
-        std::fs::write(
-            &path,
-            format!("[D-BUS Service]\nName={name}\nExec={exec}\n"),
-        )
-        .expect("service file");
+        std::fs::write(&path, format!("[D-BUS Service]\nName={name}\n{keys}"))
+            .expect("service file");
         path
     }
 
