@@ -13,8 +13,9 @@
 //! kernel refuses a collector (not root, no connector), its table answers
 //! with no rows and the reason is logged, never a failed query.
 use crate::tables::{Row, Settings, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub mod compact;
@@ -176,13 +177,63 @@ pub fn start(settings: &Settings, config: Config) {
     });
 }
 
-/// The store of a table, if collectors were started.
-pub fn store(table: &str) -> Option<Arc<Store>> {
-    match table {
-        PROCESS_TABLE => PROCESS_STORE.get().cloned(),
-        FILE_TABLE => FILE_STORE.get().cloned(),
-        _ => None,
+/// Set once [`start_in_background`] has been asked: from then on a store
+/// not yet made is on its way, and [`store`] waits for it.
+static STARTING: AtomicBool = AtomicBool::new(false);
+/// Whether the background start has finished, and its wake-up.
+static STARTED: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// [`start`] in a thread of its own. The extension registers with the core
+/// meanwhile: opening the process connector (its acknowledgement), marking
+/// the client binaries and discovering every watched directory take a
+/// large part of a second on a busy host, which the core should not wait
+/// for. A query of an evented table that arrives before the collectors are
+/// up waits for them instead of answering as if none were started.
+pub fn start_in_background(settings: &Settings, config: Config) {
+    STARTING.store(true, Ordering::SeqCst);
+    let owned = settings.clone();
+    let spawned = std::thread::Builder::new()
+        .name("events-start".into())
+        .spawn(move || {
+            let started =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| start(&owned, config)));
+            if started.is_err() {
+                // A store left unmade would answer as if nothing collects.
+                for (cell, table) in [(&PROCESS_STORE, PROCESS_TABLE), (&FILE_STORE, FILE_TABLE)] {
+                    cell.get_or_init(|| {
+                        let store = Arc::new(Store::new(table, config));
+                        store.fail("the collector failed to start".into());
+                        store
+                    });
+                }
+            }
+            *lock(&STARTED.0) = true;
+            STARTED.1.notify_all();
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the collectors in the background ({e}); starting them now");
+        start(settings, config);
     }
+}
+
+/// The store of a table, if collectors were started (waiting for one that
+/// is being started in the background).
+pub fn store(table: &str) -> Option<Arc<Store>> {
+    let cell = match table {
+        PROCESS_TABLE => &PROCESS_STORE,
+        FILE_TABLE => &FILE_STORE,
+        _ => return None,
+    };
+    if STARTING.load(Ordering::SeqCst) && cell.get().is_none() {
+        let mut done = lock(&STARTED.0);
+        while !*done {
+            done = STARTED
+                .1
+                .wait(done)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+    cell.get().cloned()
 }
 
 /// Rows of an evented table for a query; logs (once per process and table)

@@ -667,7 +667,7 @@ def rss_kib(pid, field="VmRSS"):
 
 
 def scenario_bench(a):
-    """For scripts/bench.sh (issue 13): registration latency, resident
+    """For scripts/bench.sh: registration latency, resident
     memory idle and during `--reps` generates of `--table`, and rows/s."""
     core_sock = os.path.join(a.workdir, "core.sock")
     core = FakeCore(core_sock)

@@ -84,7 +84,7 @@ pub fn run(registry: Arc<Registry>, opts: ExtensionOptions) -> Result<(), Osquer
             .map_err(OsqueryHostError::Signal)?;
         signal_hook::flag::register(sig, signalled.clone()).map_err(OsqueryHostError::Signal)?;
     }
-    crate::events::start(&registry.settings, opts.events);
+    crate::events::start_in_background(&registry.settings, opts.events);
     let Some(uuid) = core::register(&opts.socket, opts.timeout, &registry, &signalled)? else {
         info!("signalled before registration finished");
         return Ok(());
