@@ -1,4 +1,4 @@
-//! Shadowed and hijacked service names in `dbus_service_files` (issue 11):
+//! Shadowed and hijacked service names in `dbus_service_files`:
 //! an unpackaged file in an earlier directory takes a name a packaged file
 //! provides; same-name files within one directory follow the bus's rule.
 //! Runs the real binary over a temporary root; the pack query proposed for
