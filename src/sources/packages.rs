@@ -14,7 +14,10 @@
 //! Building the map costs a few hundred milliseconds on a desktop, so the
 //! result is kept in a process-wide cache keyed by the root and the change
 //! times of the databases: repeat queries reuse it, a package install
-//! invalidates it.
+//! invalidates it. A query that knows the few paths it will ask about
+//! ([`owners_of`]) reads the same files but keeps only those paths' lines:
+//! the map of every installed file (tens of MiB on a desktop) is never
+//! built, and the answers are cached under the same key.
 use crate::sources::fs_safe::{self, FsError, Root};
 use crate::sources::hash::Algo;
 use rustix::fd::AsFd;
@@ -120,13 +123,40 @@ struct Covered {
     digests: HashSet<Box<[u8]>>,
 }
 
+/// Spellings a scan looks for. Nearly every database line is none of
+/// them: the lengths present turn most away before a hash is computed.
+#[derive(Debug, Default)]
+struct PathSet {
+    paths: HashSet<Box<[u8]>>,
+    lens: Vec<bool>,
+}
+
+impl PathSet {
+    fn insert(&mut self, path: Box<[u8]>) {
+        let n = path.len();
+        if self.lens.len() <= n {
+            self.lens.resize(n + 1, false);
+        }
+        self.lens[n] = true;
+        self.paths.insert(path);
+    }
+
+    fn contains(&self, path: &[u8]) -> bool {
+        self.lens.get(path.len()).copied().unwrap_or(false) && self.paths.contains(path)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+}
+
 /// What a scan keeps: everything, or only lines for these spellings.
 #[derive(Clone, Copy)]
 enum Filter<'a> {
     All,
     Only {
-        owners: &'a HashSet<Box<[u8]>>,
-        digests: &'a HashSet<Box<[u8]>>,
+        owners: &'a PathSet,
+        digests: &'a PathSet,
     },
 }
 
@@ -211,7 +241,8 @@ impl Owners {
 
     /// What the databases record for `path` (a path inside the root,
     /// either merged-`/usr` spelling); `None` when there is no package
-    /// database to ask.
+    /// database to ask. A map from [`owners_of`] knows only the paths it
+    /// was asked for.
     pub fn lookup(&self, path: &[u8]) -> Option<Ownership<'_>> {
         if !self.has_database {
             return None;
@@ -721,19 +752,19 @@ pub fn owners_of<'p>(
     let mut cache = PARTIAL.lock().unwrap_or_else(|p| p.into_inner());
     let cached = cache.iter().find(|c| c.key == key).map(|c| &c.owners);
     let covered = cached.and_then(|o| o.covered.as_ref());
-    let mut want = Covered::default();
+    let (mut want_owners, mut want_digests) = (PathSet::default(), PathSet::default());
     for path in paths {
         for p in spellings(path) {
             if covered.is_none_or(|c| !c.owners.contains(p.as_slice())) {
-                want.owners.insert(p.clone().into());
+                want_owners.insert(p.clone().into());
             }
             if digests && covered.is_none_or(|c| !c.digests.contains(p.as_slice())) {
-                want.digests.insert(p.into());
+                want_digests.insert(p.into());
             }
         }
     }
     if let Some(o) = cached {
-        if want.owners.is_empty() && want.digests.is_empty() {
+        if want_owners.is_empty() && want_digests.is_empty() {
             return Arc::clone(o);
         }
     }
@@ -742,13 +773,13 @@ pub fn owners_of<'p>(
         root,
         &mut owners,
         Filter::Only {
-            owners: &want.owners,
-            digests: &want.digests,
+            owners: &want_owners,
+            digests: &want_digests,
         },
     );
     let covered = owners.covered.get_or_insert_with(Covered::default);
-    covered.owners.extend(want.owners);
-    covered.digests.extend(want.digests);
+    covered.owners.extend(want_owners.paths);
+    covered.digests.extend(want_digests.paths);
     let owners = Arc::new(owners);
     remember(&mut cache, key, &owners);
     owners
