@@ -200,10 +200,13 @@ fn normalized(path: &[u8]) -> Option<&[u8]> {
 
 impl Owners {
     fn add(&mut self, package: u32, path: &[u8]) {
-        let Some(path) = normalized(path) else {
-            return;
-        };
-        let owners = self.by_path.entry(path.into()).or_default();
+        if let Some(path) = normalized(path) {
+            self.add_normalized(package, path.into());
+        }
+    }
+
+    fn add_normalized(&mut self, package: u32, path: Box<[u8]>) {
+        let owners = self.by_path.entry(path).or_default();
         if !owners.contains(&package) {
             owners.push(package);
         }
@@ -348,19 +351,15 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
         // package: its mtime is the install time dpkg does not record
         // anywhere else.
         let installed = rustix::fs::fstat(&file).ok().map(|st| st.st_mtime);
-        let bytes = match fs_safe::read_capped(file, MAX_LIST_BYTES, &shown) {
-            Ok((b, _)) => b,
+        let kept = match kept_lines(file, &shown, filter) {
+            Ok(k) => k,
             Err(e) => {
                 owners.errors.push(e.to_string());
                 continue;
             }
         };
         let stem = String::from_utf8_lossy(&name[..name.len() - 5]).into_owned();
-        let mut kept = bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| normalized(l).is_some_and(|p| filter.owner(p)))
-            .peekable();
-        if kept.peek().is_some() {
+        if !kept.is_empty() {
             let pkg = owners.package_interned(
                 Package {
                     name: stem.clone(),
@@ -369,8 +368,8 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
                 },
                 &mut index,
             );
-            for line in kept {
-                owners.add(pkg, line);
+            for path in kept {
+                owners.add_normalized(pkg, path);
             }
         }
         by_name.insert(stem.clone());
@@ -396,6 +395,57 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
         Err(e) => owners.errors.push(e.to_string()),
     }
     Ok(())
+}
+
+/// How much of a `.list` is held at a time: the largest (a kernel's
+/// modules, a cloud SDK) are several MiB, of which a scan for a few paths
+/// keeps a line or two.
+const LIST_CHUNK: usize = 64 * 1024;
+
+/// The lines of a `.list` (its first [`MAX_LIST_BYTES`]) that `filter`
+/// keeps, [`normalized`], read a chunk at a time.
+fn kept_lines(
+    file: std::fs::File,
+    shown: &Path,
+    filter: Filter,
+) -> Result<Vec<Box<[u8]>>, FsError> {
+    use std::io::Read;
+    let mut file = file.take(MAX_LIST_BYTES);
+    let mut buf = vec![0u8; LIST_CHUNK];
+    let mut held = 0;
+    let mut kept = Vec::new();
+    let mut keep = |line: &[u8]| {
+        if let Some(p) = normalized(line).filter(|p| filter.owner(p)) {
+            kept.push(Box::<[u8]>::from(p));
+        }
+    };
+    loop {
+        if held == buf.len() {
+            // One line longer than the chunk.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match file.read(&mut buf[held..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(FsError::Read {
+                    path: shown.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let end = held + n;
+        let mut start = 0;
+        while let Some(i) = buf[start..end].iter().position(|b| *b == b'\n') {
+            keep(&buf[start..start + i]);
+            start += i + 1;
+        }
+        buf.copy_within(start..end, 0);
+        held = end - start;
+    }
+    keep(&buf[..held]);
+    Ok(kept)
 }
 
 /// `info/<pkg>.md5sums`: `<md5>  <path without the leading />` a line.
@@ -933,6 +983,44 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let none = owners_of(&Root::open(empty.path()).unwrap(), [&b"/x"[..]], false);
         assert_eq!(none.owner(b"/x"), None);
+    }
+
+    /// Lines across chunk boundaries, one longer than a chunk and a last
+    /// one without a newline are read whole.
+    #[test]
+    fn list_lines_are_whole_across_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut text = Vec::new();
+        let mut lines = Vec::new();
+        for i in 0..20_000 {
+            lines.push(format!("/usr/share/p/file-{i}"));
+        }
+        lines.push(format!("/{}", "x".repeat(3 * LIST_CHUNK)));
+        lines.push("/etc/last".into());
+        for l in &lines {
+            text.extend_from_slice(l.as_bytes());
+            text.push(b'\n');
+        }
+        text.pop();
+        let f = tmp.path().join("p.list");
+        std::fs::write(&f, &text).unwrap();
+        let all = kept_lines(std::fs::File::open(&f).unwrap(), &f, Filter::All).unwrap();
+        let want: Vec<Box<[u8]>> = lines.iter().map(|l| l.as_bytes().into()).collect();
+        assert_eq!(all, want);
+        let mut only = PathSet::default();
+        for l in [&lines[3000], &lines[20_000], &lines[20_001]] {
+            only.insert(l.as_bytes().into());
+        }
+        let none = PathSet::default();
+        let filter = Filter::Only {
+            owners: &only,
+            digests: &none,
+        };
+        let some = kept_lines(std::fs::File::open(&f).unwrap(), &f, filter).unwrap();
+        assert_eq!(
+            some,
+            [&want[3000], &want[20_000], &want[20_001]].map(Clone::clone)
+        );
     }
 
     /// Builds a header blob the way rpm lays one out.
