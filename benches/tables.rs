@@ -6,13 +6,16 @@
 //! cargo bench --bench tables -- files --root DIR [--reps N]
 //! cargo bench --bench tables -- packages --root DIR [--reps N]
 //! cargo bench --bench tables -- procpass [--proc DIR] [--reps N]
+//! cargo bench --bench tables -- activated [--proc DIR] [--reps N]
 //! ```
 //!
 //! `children`: the full generate and `pid = X` (X the first row's pid, or
 //! the first bus child found). `files`: the stat-only columns, all columns
 //! but package and hashes, and `path = X`. `packages`: the first
 //! `package` query (building the dpkg index), repeats from the cache, and
-//! the first one after the database changed. Each line is
+//! the first one after the database changed. `activated`: the first
+//! `SELECT *` of `dbus_activated_processes` (package lookups included),
+//! then repeats. Each line is
 //! `label median_ms min_ms max_ms rows`.
 use osquery_dbus::context::{Op, QueryContext};
 use osquery_dbus::sources::fs_safe::Root;
@@ -196,6 +199,17 @@ fn main() {
                 }
             }
         }
+        "activated" => {
+            // Every column: the first generate of a process reads the
+            // package databases for the activated service files' owners.
+            let all = ctx(&[], None);
+            time("activated_first", 1, || {
+                gen("dbus_activated_processes", &all).len()
+            });
+            time("activated_repeat", args.reps, || {
+                gen("dbus_activated_processes", &all).len()
+            });
+        }
         "procpass" => {
             // The children table's passes over /proc, apart: the comm pass
             // (kernels with task/*/children), the merged stat pass (kernels
@@ -232,7 +246,9 @@ fn main() {
             });
         }
         m => {
-            eprintln!("tables bench: unknown mode {m:?} (children, files, packages, procpass)");
+            eprintln!(
+                "tables bench: unknown mode {m:?} (children, files, packages, procpass, activated)"
+            );
             std::process::exit(2);
         }
     }

@@ -414,10 +414,15 @@ hf children "${BASE_CHILDREN[@]}" \
 rss children.floor "$FLOOR"
 rss children.ours "$BIN" query "SELECT * FROM dbus_daemon_children"
 rss children.activated "$BIN" query "SELECT * FROM dbus_activated_processes"
+rss children.activated_nopkg "$BIN" query "$ACT_NOPKG"
+if [[ -n $BASE ]]; then
+  rss children.base_activated "$BASE" query "SELECT * FROM dbus_activated_processes"
+fi
 rss children.ps ps -e -o pid,ppid,comm,args
 rss select1 "$BIN" query "SELECT 1"
 "$TABLES" children --reps "$RUNS" >"$OUT/tables_children.txt"
 "$TABLES" procpass --reps "$RUNS" >>"$OUT/tables_children.txt"
+"$TABLES" activated --reps "$RUNS" >>"$OUT/tables_children.txt"
 
 # 2. dbus_service_files over NFILES files in NHOMES homes; 3. packages.
 ROOT=$TMP/root

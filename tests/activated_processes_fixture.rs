@@ -320,3 +320,49 @@ fn rows_carry_only_spec_columns_and_every_column_is_filled_somewhere() {
         assert!(filled.contains(c.name.as_str()), "{} never filled", c.name);
     }
 }
+
+/// The service-file verdict reads the root's dpkg database for the files
+/// of the rows shown: an owned file gives no reason, an unowned one does,
+/// and a root without a database judges none.
+#[test]
+fn unowned_service_files_are_a_reason_from_the_roots_dpkg_database() {
+    let (proc, root) = fixture();
+    let sql = "SELECT pid, suspicious, reason FROM dbus_activated_processes";
+    let unowned = |f: &str| format!("service file /{SYS}/{f} is not owned by any package");
+    let none = by_pid(query(proc.path(), root.path(), sql));
+    assert!(
+        none.values()
+            .all(|r| !cell(r, "reason").contains("not owned")),
+        "{none:#?}"
+    );
+    let foo = format!("/{SYS}/org.example.Foo.service");
+    write(
+        &root.path().join("var/lib/dpkg/info/foo.list"),
+        format!("/.\n/usr\n{foo}\n/usr/libexec/foo-helper\n").as_bytes(),
+    );
+    write(
+        &root.path().join("var/lib/dpkg/info/other.list"),
+        b"/etc/x\n",
+    );
+    let rows = by_pid(query(proc.path(), root.path(), sql));
+    for pid in [20, 22, 50] {
+        assert!(!cell(&rows[&pid], "reason").contains("not owned"), "{pid}");
+    }
+    for (pid, file) in [
+        (21, "org.example.Bar.service"),
+        (60, "org.example.Imp.service"),
+    ] {
+        assert!(
+            cell(&rows[&pid], "reason").contains(&unowned(file)),
+            "{pid}"
+        );
+        assert_eq!(cell(&rows[&pid], "suspicious"), "1");
+    }
+    let one = by_pid(query(
+        proc.path(),
+        root.path(),
+        &format!("{sql} WHERE pid IN (20, 60)"),
+    ));
+    assert_eq!(one[&20], rows[&20]);
+    assert_eq!(one[&60], rows[&60]);
+}

@@ -14,11 +14,14 @@
 //! Building the map costs a few hundred milliseconds on a desktop, so the
 //! result is kept in a process-wide cache keyed by the root and the change
 //! times of the databases: repeat queries reuse it, a package install
-//! invalidates it.
+//! invalidates it. A query that knows the few paths it will ask about
+//! ([`owners_of`]) reads the same files but keeps only those paths' lines:
+//! the map of every installed file (tens of MiB on a desktop) is never
+//! built, and the answers are cached under the same key.
 use crate::sources::fs_safe::{self, FsError, Root};
 use crate::sources::hash::Algo;
 use rustix::fd::AsFd;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -48,7 +51,7 @@ pub enum PackagesError {
 const MAX_STATUS_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Which package manager recorded a package.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     Dpkg,
     Rpm,
@@ -64,7 +67,7 @@ impl Format {
 }
 
 /// One installed package.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Package {
     pub name: String,
     pub format: Format,
@@ -97,7 +100,7 @@ impl Ownership<'_> {
 }
 
 /// Path → owning packages, for every package database found.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Owners {
     packages: Vec<Package>,
     by_path: HashMap<Box<[u8]>, Vec<u32>>,
@@ -107,18 +110,103 @@ pub struct Owners {
     has_database: bool,
     /// Databases that could not be read, for the log.
     pub errors: Vec<String>,
+    /// For a map of a wanted set ([`owners_of`]): the spellings answered,
+    /// found or not. `None` for the whole database.
+    covered: Option<Covered>,
+}
+
+/// The spellings a partial map has answered: owners, and digests (read
+/// only for callers that verify contents).
+#[derive(Debug, Default, Clone)]
+struct Covered {
+    owners: HashSet<Box<[u8]>>,
+    digests: HashSet<Box<[u8]>>,
+}
+
+/// Spellings a scan looks for. Nearly every database line is none of
+/// them: the lengths present turn most away before a hash is computed.
+#[derive(Debug, Default)]
+struct PathSet {
+    paths: HashSet<Box<[u8]>>,
+    lens: Vec<bool>,
+}
+
+impl PathSet {
+    fn insert(&mut self, path: Box<[u8]>) {
+        let n = path.len();
+        if self.lens.len() <= n {
+            self.lens.resize(n + 1, false);
+        }
+        self.lens[n] = true;
+        self.paths.insert(path);
+    }
+
+    fn contains(&self, path: &[u8]) -> bool {
+        self.lens.get(path.len()).copied().unwrap_or(false) && self.paths.contains(path)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+}
+
+/// What a scan keeps: everything, or only lines for these spellings.
+#[derive(Clone, Copy)]
+enum Filter<'a> {
+    All,
+    Only {
+        owners: &'a PathSet,
+        digests: &'a PathSet,
+    },
+}
+
+impl Filter<'_> {
+    fn owner(&self, path: &[u8]) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Only { owners, .. } => owners.contains(path),
+        }
+    }
+
+    fn digest(&self, path: &[u8]) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Only { digests, .. } => digests.contains(path),
+        }
+    }
+
+    /// A scan for no path: only whether the databases exist counts.
+    fn nothing(&self) -> bool {
+        matches!(self, Filter::Only { owners, digests } if owners.is_empty() && digests.is_empty())
+    }
+
+    fn wants_digests(&self) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Only { digests, .. } => !digests.is_empty(),
+        }
+    }
+}
+
+/// A database line's path as the map keys it: no trailing `/`; `None`
+/// for the root itself, which every package lists.
+fn normalized(path: &[u8]) -> Option<&[u8]> {
+    let path = path
+        .strip_suffix(b"/")
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    (!path.is_empty() && path != b"/.").then_some(path)
 }
 
 impl Owners {
     fn add(&mut self, package: u32, path: &[u8]) {
-        let path = path
-            .strip_suffix(b"/")
-            .filter(|p| !p.is_empty())
-            .unwrap_or(path);
-        if path.is_empty() || path == b"/." {
-            return;
+        if let Some(path) = normalized(path) {
+            self.add_normalized(package, path.into());
         }
-        let owners = self.by_path.entry(path.into()).or_default();
+    }
+
+    fn add_normalized(&mut self, package: u32, path: Box<[u8]>) {
+        let owners = self.by_path.entry(path).or_default();
         if !owners.contains(&package) {
             owners.push(package);
         }
@@ -143,15 +231,34 @@ impl Owners {
         u32::try_from(self.packages.len() - 1).unwrap_or(u32::MAX)
     }
 
+    /// [`Self::package`], reusing an equal package a partial map already
+    /// holds from an earlier scan (`index` keeps them by value).
+    fn package_interned(&mut self, package: Package, index: &mut HashMap<Package, u32>) -> u32 {
+        if let Some(&i) = index.get(&package) {
+            return i;
+        }
+        let i = self.package(package.clone());
+        index.insert(package, i);
+        i
+    }
+
     /// What the databases record for `path` (a path inside the root,
     /// either merged-`/usr` spelling); `None` when there is no package
-    /// database to ask.
+    /// database to ask. A map from [`owners_of`] knows only the paths it
+    /// was asked for.
     pub fn lookup(&self, path: &[u8]) -> Option<Ownership<'_>> {
         if !self.has_database {
             return None;
         }
         let mut out = Ownership::default();
         for p in spellings(path) {
+            debug_assert!(
+                self.covered
+                    .as_ref()
+                    .is_none_or(|c| c.owners.contains(p.as_slice())),
+                "{} was not asked of this partial map",
+                String::from_utf8_lossy(&p)
+            );
             for &i in self.by_path.get(p.as_slice()).into_iter().flatten() {
                 if let Some(pkg) = self.packages.get(i as usize) {
                     if !out.packages.contains(&pkg) {
@@ -203,10 +310,10 @@ fn spellings(path: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// Reads every `*.list` of dpkg's info directory into `owners`. The
-/// package name is the file's stem (`libfoo:amd64` for a multi-arch one,
-/// as `dpkg -S` shows it).
-fn load_dpkg(root: &Root, owners: &mut Owners) -> Result<(), FsError> {
+/// Reads every `*.list` of dpkg's info directory into `owners`, keeping
+/// the lines `filter` wants. The package name is the file's stem
+/// (`libfoo:amd64` for a multi-arch one, as `dpkg -S` shows it).
+fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsError> {
     let info = Path::new(DPKG_INFO);
     let dir = match root.open_dir(info) {
         Ok(d) => d,
@@ -214,6 +321,9 @@ fn load_dpkg(root: &Root, owners: &mut Owners) -> Result<(), FsError> {
         Err(e) => return Err(e),
     };
     owners.has_database = true;
+    if filter.nothing() {
+        return Ok(());
+    }
     let reader = rustix::fs::Dir::read_from(&dir).map_err(|e| FsError::Read {
         path: info.to_path_buf(),
         source: e.into(),
@@ -224,7 +334,8 @@ fn load_dpkg(root: &Root, owners: &mut Owners) -> Result<(), FsError> {
         .filter(|n| n.len() > 5 && n.ends_with(b".list"))
         .collect();
     names.sort();
-    let mut by_name: HashMap<String, u32> = HashMap::new();
+    let mut index: HashMap<Package, u32> = owners.packages.iter().cloned().zip(0..).collect();
+    let mut by_name: HashSet<String> = HashSet::new();
     for name in names {
         let shown = info.join(OsStr::from_bytes(&name));
         let file = match fs_safe::open_entry_regular(dir.as_fd(), OsStr::from_bytes(&name), &shown)
@@ -240,43 +351,105 @@ fn load_dpkg(root: &Root, owners: &mut Owners) -> Result<(), FsError> {
         // package: its mtime is the install time dpkg does not record
         // anywhere else.
         let installed = rustix::fs::fstat(&file).ok().map(|st| st.st_mtime);
-        let bytes = match fs_safe::read_capped(file, MAX_LIST_BYTES, &shown) {
-            Ok((b, _)) => b,
+        let kept = match kept_lines(file, &shown, filter) {
+            Ok(k) => k,
             Err(e) => {
                 owners.errors.push(e.to_string());
                 continue;
             }
         };
         let stem = String::from_utf8_lossy(&name[..name.len() - 5]).into_owned();
-        let pkg = owners.package(Package {
-            name: stem.clone(),
-            format: Format::Dpkg,
-            installed,
-        });
-        by_name.insert(stem.clone(), pkg);
-        for line in bytes.split(|b| *b == b'\n') {
-            owners.add(pkg, line);
+        if !kept.is_empty() {
+            let pkg = owners.package_interned(
+                Package {
+                    name: stem.clone(),
+                    format: Format::Dpkg,
+                    installed,
+                },
+                &mut index,
+            );
+            for path in kept {
+                owners.add_normalized(pkg, path);
+            }
+        }
+        by_name.insert(stem.clone());
+        if !filter.wants_digests() {
+            continue;
         }
         let sums = format!("{stem}.md5sums");
         let shown = info.join(&sums);
         match fs_safe::open_entry_regular(dir.as_fd(), OsStr::new(&sums), &shown)
             .and_then(|f| fs_safe::read_capped(f, MAX_LIST_BYTES, &shown))
         {
-            Ok((bytes, _)) => load_md5sums(&bytes, owners),
+            Ok((bytes, _)) => load_md5sums(&bytes, owners, filter),
             Err(e) if e.is_not_found() => {}
             Err(e) => owners.errors.push(e.to_string()),
         }
     }
+    if !filter.wants_digests() {
+        return Ok(());
+    }
     match root.read_regular(Path::new(DPKG_STATUS), MAX_STATUS_BYTES) {
-        Ok(bytes) => load_conffiles(&bytes, &by_name, owners),
+        Ok(bytes) => load_conffiles(&bytes, &by_name, owners, filter),
         Err(e) if e.is_not_found() => {}
         Err(e) => owners.errors.push(e.to_string()),
     }
     Ok(())
 }
 
+/// How much of a `.list` is held at a time: the largest (a kernel's
+/// modules, a cloud SDK) are several MiB, of which a scan for a few paths
+/// keeps a line or two.
+const LIST_CHUNK: usize = 64 * 1024;
+
+/// The lines of a `.list` (its first [`MAX_LIST_BYTES`]) that `filter`
+/// keeps, [`normalized`], read a chunk at a time.
+fn kept_lines(
+    file: std::fs::File,
+    shown: &Path,
+    filter: Filter,
+) -> Result<Vec<Box<[u8]>>, FsError> {
+    use std::io::Read;
+    let mut file = file.take(MAX_LIST_BYTES);
+    let mut buf = vec![0u8; LIST_CHUNK];
+    let mut held = 0;
+    let mut kept = Vec::new();
+    let mut keep = |line: &[u8]| {
+        if let Some(p) = normalized(line).filter(|p| filter.owner(p)) {
+            kept.push(Box::<[u8]>::from(p));
+        }
+    };
+    loop {
+        if held == buf.len() {
+            // One line longer than the chunk.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match file.read(&mut buf[held..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(FsError::Read {
+                    path: shown.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let end = held + n;
+        let mut start = 0;
+        while let Some(i) = buf[start..end].iter().position(|b| *b == b'\n') {
+            keep(&buf[start..start + i]);
+            start += i + 1;
+        }
+        buf.copy_within(start..end, 0);
+        held = end - start;
+    }
+    keep(&buf[..held]);
+    Ok(kept)
+}
+
 /// `info/<pkg>.md5sums`: `<md5>  <path without the leading />` a line.
-fn load_md5sums(bytes: &[u8], owners: &mut Owners) {
+fn load_md5sums(bytes: &[u8], owners: &mut Owners, filter: Filter) {
     for line in bytes.split(|b| *b == b'\n') {
         let Some(sp) = line.iter().position(|b| *b == b' ') else {
             continue;
@@ -291,7 +464,9 @@ fn load_md5sums(bytes: &[u8], owners: &mut Owners) {
             path.push(b'/');
         }
         path.extend_from_slice(rel);
-        owners.add_digest(&path, Algo::Md5, hex);
+        if filter.digest(&path) {
+            owners.add_digest(&path, Algo::Md5, hex);
+        }
     }
 }
 
@@ -299,7 +474,7 @@ fn load_md5sums(bytes: &[u8], owners: &mut Owners) {
 /// optionally followed by `obsolete` (no longer shipped: not the package's
 /// any more) or `remove-on-upgrade`. A paragraph counts only for a package
 /// whose `.list` was read (`name` or `name:arch`).
-fn load_conffiles(bytes: &[u8], by_name: &HashMap<String, u32>, owners: &mut Owners) {
+fn load_conffiles(bytes: &[u8], by_name: &HashSet<String>, owners: &mut Owners, filter: Filter) {
     for para in bytes
         .split(|b| *b == b'\n')
         .collect::<Vec<_>>()
@@ -316,11 +491,7 @@ fn load_conffiles(bytes: &[u8], by_name: &HashMap<String, u32>, owners: &mut Own
             continue;
         };
         let arch = field(b"Architecture").unwrap_or_default();
-        if by_name
-            .get(&name)
-            .or_else(|| by_name.get(&format!("{name}:{arch}")))
-            .is_none()
-        {
+        if !by_name.contains(&name) && !by_name.contains(&format!("{name}:{arch}")) {
             continue;
         }
         let mut in_conffiles = false;
@@ -332,7 +503,7 @@ fn load_conffiles(bytes: &[u8], by_name: &HashMap<String, u32>, owners: &mut Own
                         .filter(|w| !w.is_empty())
                         .collect();
                     if let [path, hex, rest @ ..] = words.as_slice() {
-                        if !rest.contains(&&b"obsolete"[..]) {
+                        if !rest.contains(&&b"obsolete"[..]) && filter.digest(path) {
                             owners.add_digest(path, Algo::Md5, hex);
                         }
                     }
@@ -460,7 +631,7 @@ pub fn parse_rpm_header(blob: &[u8]) -> Option<RpmHeader> {
 /// only) and handed to SQLite as `/proc/self/fd/N`, read-only and
 /// `immutable` so SQLite takes no lock and writes nothing; changes still in
 /// a WAL file are not seen.
-fn load_rpm(root: &Root, owners: &mut Owners) -> Result<(), PackagesError> {
+fn load_rpm(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), PackagesError> {
     let path = Path::new(RPMDB);
     let file = match root.open_regular(path) {
         Ok(f) => f,
@@ -468,6 +639,9 @@ fn load_rpm(root: &Root, owners: &mut Owners) -> Result<(), PackagesError> {
         Err(e) => return Err(e.into()),
     };
     owners.has_database = true;
+    if filter.nothing() {
+        return Ok(());
+    }
     let rpm = |source| PackagesError::Rpm {
         path: path.to_path_buf(),
         source,
@@ -481,23 +655,36 @@ fn load_rpm(root: &Root, owners: &mut Owners) -> Result<(), PackagesError> {
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(rpm)?;
+    let mut index: HashMap<Package, u32> = owners.packages.iter().cloned().zip(0..).collect();
     let mut stmt = conn.prepare("SELECT blob FROM Packages").map_err(rpm)?;
     let mut rows = stmt.query([]).map_err(rpm)?;
     while let Some(row) = rows.next().map_err(rpm)? {
         let blob: Vec<u8> = row.get(0).map_err(rpm)?;
         match parse_rpm_header(&blob) {
             Some(h) => {
-                let pkg = owners.package(Package {
-                    name: h.name,
-                    format: Format::Rpm,
-                    installed: h.install_time,
-                });
-                for p in &h.paths {
-                    owners.add(pkg, p);
+                let mut kept = h
+                    .paths
+                    .iter()
+                    .filter(|p| normalized(p).is_some_and(|p| filter.owner(p)))
+                    .peekable();
+                if kept.peek().is_some() {
+                    let pkg = owners.package_interned(
+                        Package {
+                            name: h.name,
+                            format: Format::Rpm,
+                            installed: h.install_time,
+                        },
+                        &mut index,
+                    );
+                    for p in kept {
+                        owners.add(pkg, p);
+                    }
                 }
                 if let Some(algo) = h.algo {
                     for (p, d) in h.paths.iter().zip(&h.digests) {
-                        owners.add_digest(p, algo, d);
+                        if filter.digest(p) {
+                            owners.add_digest(p, algo, d);
+                        }
                     }
                 }
             }
@@ -514,16 +701,23 @@ fn load_rpm(root: &Root, owners: &mut Owners) -> Result<(), PackagesError> {
 /// read is logged and left out; the others still count.
 pub fn load(root: &Root) -> Owners {
     let mut owners = Owners::default();
-    if let Err(e) = load_dpkg(root, &mut owners) {
+    scan(root, &mut owners, Filter::All);
+    owners
+}
+
+/// Reads the databases into `owners`, keeping what `filter` wants; a
+/// database that cannot be read is logged and left out.
+fn scan(root: &Root, owners: &mut Owners, filter: Filter) {
+    owners.errors.clear();
+    if let Err(e) = load_dpkg(root, owners, filter) {
         owners.errors.push(e.to_string());
     }
-    if let Err(e) = load_rpm(root, &mut owners) {
+    if let Err(e) = load_rpm(root, owners, filter) {
         owners.errors.push(e.to_string());
     }
     for e in &owners.errors {
         log::warn!("packages: {e}");
     }
-    owners
 }
 
 /// What the cache is valid for: the root and the change times of each
@@ -556,13 +750,7 @@ static CACHE: Mutex<Vec<Cache>> = Mutex::new(Vec::new());
 /// The owners map for `root`, from the cache when the databases have not
 /// changed since it was built.
 pub fn owners(root: &Root) -> Arc<Owners> {
-    let key = Key {
-        root: root.host_path().to_path_buf(),
-        stamps: [DPKG_INFO, DPKG_STATUS, RPMDB, "/var/lib/rpm"]
-            .iter()
-            .map(|p| stamp(root, p))
-            .collect(),
-    };
+    let key = key(root);
     // A poisoned lock only means another query panicked mid-build; the
     // entries are still whole (they are replaced, never edited).
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
@@ -570,14 +758,80 @@ pub fn owners(root: &Root) -> Arc<Owners> {
         return Arc::clone(&c.owners);
     }
     let owners = Arc::new(load(root));
+    remember(&mut cache, key, &owners);
+    owners
+}
+
+fn key(root: &Root) -> Key {
+    Key {
+        root: root.host_path().to_path_buf(),
+        stamps: [DPKG_INFO, DPKG_STATUS, RPMDB, "/var/lib/rpm"]
+            .iter()
+            .map(|p| stamp(root, p))
+            .collect(),
+    }
+}
+
+/// Stores `owners` as the entry of `key`'s root, replacing an older one.
+fn remember(cache: &mut Vec<Cache>, key: Key, owners: &Arc<Owners>) {
     cache.retain(|c| c.key.root != key.root);
     if cache.len() >= CACHED_ROOTS {
         cache.remove(0);
     }
     cache.push(Cache {
         key,
-        owners: Arc::clone(&owners),
+        owners: Arc::clone(owners),
     });
+}
+
+/// Partial maps, apart from the whole ones: a root can have both.
+static PARTIAL: Mutex<Vec<Cache>> = Mutex::new(Vec::new());
+
+/// A map that answers [`Owners::lookup`] for `paths` (either merged-`/usr`
+/// spelling; digests too when `digests`), and for no other path. A query
+/// that needs a few owners pays one pass over the databases keeping only
+/// their lines, not a map of every installed file; answers, "no owner"
+/// included, are cached under the same key as [`owners`], so a repeat
+/// query reads nothing and a later one scans only for paths not yet asked.
+pub fn owners_of<'p>(
+    root: &Root,
+    paths: impl IntoIterator<Item = &'p [u8]>,
+    digests: bool,
+) -> Arc<Owners> {
+    let key = key(root);
+    let mut cache = PARTIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cached = cache.iter().find(|c| c.key == key).map(|c| &c.owners);
+    let covered = cached.and_then(|o| o.covered.as_ref());
+    let (mut want_owners, mut want_digests) = (PathSet::default(), PathSet::default());
+    for path in paths {
+        for p in spellings(path) {
+            if covered.is_none_or(|c| !c.owners.contains(p.as_slice())) {
+                want_owners.insert(p.clone().into());
+            }
+            if digests && covered.is_none_or(|c| !c.digests.contains(p.as_slice())) {
+                want_digests.insert(p.into());
+            }
+        }
+    }
+    if let Some(o) = cached {
+        if want_owners.is_empty() && want_digests.is_empty() {
+            return Arc::clone(o);
+        }
+    }
+    let mut owners = cached.map_or_else(Owners::default, |o| Owners::clone(o));
+    scan(
+        root,
+        &mut owners,
+        Filter::Only {
+            owners: &want_owners,
+            digests: &want_digests,
+        },
+    );
+    let covered = owners.covered.get_or_insert_with(Covered::default);
+    covered.owners.extend(want_owners.paths);
+    covered.digests.extend(want_digests.paths);
+    let owners = Arc::new(owners);
+    remember(&mut cache, key, &owners);
     owners
 }
 
@@ -655,6 +909,118 @@ mod tests {
         let second = owners(&root);
         assert!(!Arc::ptr_eq(&first, &second));
         assert_eq!(second.owner(b"/y").unwrap(), "b");
+    }
+
+    /// A partial map answers as the whole one for what it was asked,
+    /// digests included, and is reused until a path it has not answered
+    /// comes, or the database changes.
+    #[test]
+    fn partial_maps_answer_as_the_whole_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        write(
+            r,
+            "var/lib/dpkg/info/dbus.list",
+            b"/.\n/usr\n/usr/share/dbus-1/x.service\n/lib/dbus-1/y\n/etc/a.conf\n/usr/share/doc/dbus\n",
+        );
+        write(
+            r,
+            "var/lib/dpkg/info/libx:amd64.list",
+            b"/usr/lib/dbus-1/y\n",
+        );
+        write(
+            r,
+            "var/lib/dpkg/info/dbus.md5sums",
+            b"0123456789abcdef0123456789abcdef  usr/share/dbus-1/x.service\n",
+        );
+        write(
+            r,
+            "var/lib/dpkg/status",
+            b"Package: dbus\nConffiles:\n /etc/a.conf 11111111111111111111111111111111\n",
+        );
+        let root = Root::open(r).unwrap();
+        let whole = load(&root);
+        let asked: [&[u8]; 6] = [
+            b"/usr/share/dbus-1/x.service",
+            b"/usr/lib/dbus-1/y",
+            b"/lib/dbus-1/y",
+            b"/etc/a.conf",
+            b"/nowhere",
+            b"/usr",
+        ];
+        let part = owners_of(&root, asked, true);
+        for p in asked {
+            assert_eq!(
+                part.lookup(p),
+                whole.lookup(p),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+        assert_eq!(whole.by_path.len(), 6);
+        assert_eq!(part.by_path.len(), 5, "only what was asked is kept");
+        assert!(Arc::ptr_eq(&part, &owners_of(&root, asked, true)));
+        let fewer = owners_of(&root, [&b"/etc/a.conf"[..]], false);
+        assert!(Arc::ptr_eq(&part, &fewer), "a subset reads nothing");
+        let more = owners_of(&root, [&b"/etc/b.conf"[..]], false);
+        assert!(!Arc::ptr_eq(&part, &more));
+        assert_eq!(more.owner(b"/etc/b.conf").unwrap(), "");
+        assert_eq!(more.owner(b"/lib/dbus-1/y").unwrap(), "dbus, libx:amd64");
+        // A package install invalidates every answer.
+        write(r, "var/lib/dpkg/info/b.tmp", b"/etc/b.conf\n");
+        std::fs::rename(
+            r.join("var/lib/dpkg/info/b.tmp"),
+            r.join("var/lib/dpkg/info/b.list"),
+        )
+        .unwrap();
+        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::open(r.join("var/lib/dpkg/info"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let after = owners_of(&root, [&b"/etc/b.conf"[..]], false);
+        assert_eq!(after.owner(b"/etc/b.conf").unwrap(), "b");
+        let empty = tempfile::tempdir().unwrap();
+        let none = owners_of(&Root::open(empty.path()).unwrap(), [&b"/x"[..]], false);
+        assert_eq!(none.owner(b"/x"), None);
+    }
+
+    /// Lines across chunk boundaries, one longer than a chunk and a last
+    /// one without a newline are read whole.
+    #[test]
+    fn list_lines_are_whole_across_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut text = Vec::new();
+        let mut lines = Vec::new();
+        for i in 0..20_000 {
+            lines.push(format!("/usr/share/p/file-{i}"));
+        }
+        lines.push(format!("/{}", "x".repeat(3 * LIST_CHUNK)));
+        lines.push("/etc/last".into());
+        for l in &lines {
+            text.extend_from_slice(l.as_bytes());
+            text.push(b'\n');
+        }
+        text.pop();
+        let f = tmp.path().join("p.list");
+        std::fs::write(&f, &text).unwrap();
+        let all = kept_lines(std::fs::File::open(&f).unwrap(), &f, Filter::All).unwrap();
+        let want: Vec<Box<[u8]>> = lines.iter().map(|l| l.as_bytes().into()).collect();
+        assert_eq!(all, want);
+        let mut only = PathSet::default();
+        for l in [&lines[3000], &lines[20_000], &lines[20_001]] {
+            only.insert(l.as_bytes().into());
+        }
+        let none = PathSet::default();
+        let filter = Filter::Only {
+            owners: &only,
+            digests: &none,
+        };
+        let some = kept_lines(std::fs::File::open(&f).unwrap(), &f, filter).unwrap();
+        assert_eq!(
+            some,
+            [&want[3000], &want[20_000], &want[20_001]].map(Clone::clone)
+        );
     }
 
     /// Builds a header blob the way rpm lays one out.
@@ -774,7 +1140,12 @@ mod tests {
         db.execute("INSERT INTO Packages (blob) VALUES (?1)", [&b"junk"[..]])
             .unwrap();
         drop(db);
-        let o = load(&Root::open(r).unwrap());
+        let root = Root::open(r).unwrap();
+        let o = load(&root);
+        let part = owners_of(&root, [&b"/lib/x.so"[..], b"/etc/evil.conf"], false);
+        assert_eq!(part.owner(b"/lib/x.so").unwrap(), "dbus-common");
+        assert_eq!(part.owner(b"/etc/evil.conf").unwrap(), "");
+        assert_eq!(part.by_path.len(), 1);
         assert_eq!(
             o.owner(b"/usr/share/dbus-1/system.conf").unwrap(),
             "dbus-common"

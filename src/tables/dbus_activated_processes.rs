@@ -398,25 +398,30 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         members,
         ..
     } = att;
-    // The package database is loaded only once a row has a service file
-    // to look up: most hosts have no activated process to judge.
-    let want_owners = ctx.uses("suspicious") || ctx.uses("reason");
-    let mut owners: Option<std::sync::Arc<packages::Owners>> = None;
     let wanted = wanted_pids(ctx);
+    let shown = |pid: &u32| wanted.as_ref().is_none_or(|w| w.binary_search(pid).is_ok());
+    // The package databases are read only for the service files of the
+    // rows shown, and only for those paths: most hosts have no activated
+    // process to judge, and none needs a map of every installed file.
+    let want_owners = ctx.uses("suspicious") || ctx.uses("reason");
+    let files: Vec<&[u8]> = members
+        .iter()
+        .filter(|(pid, _)| want_owners && shown(pid))
+        .filter_map(|(_, m)| roots[m.root].service_file.as_deref())
+        .map(str::as_bytes)
+        .collect();
+    let owners = fs_root
+        .as_ref()
+        .filter(|_| !files.is_empty())
+        .map(|r| packages::owners_of(r, files, false));
     let boot = scan.proc.boot_time();
     let ticks = proc::clock_ticks();
     let mut rows = Vec::new();
-    for (pid, m) in members {
-        if wanted
-            .as_ref()
-            .is_some_and(|w| w.binary_search(&pid).is_err())
-        {
+    for (&pid, &m) in &members {
+        if !shown(&pid) {
             continue;
         }
         let root = &roots[m.root];
-        if want_owners && owners.is_none() && root.service_file.is_some() {
-            owners = fs_root.as_ref().map(packages::owners);
-        }
         match process_row(&scan, ctx, pid, boot, ticks) {
             Ok((mut row, facts)) => {
                 fill(

@@ -248,6 +248,21 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     // a full scan (the first path wins: later ones cannot change that).
     // Directories discovery found absent are not walked again.
     let take = found.present_through_last_reachable();
+    // The entries' own package columns need only the entries' paths: the
+    // databases are read for those alone. What the services run is known
+    // only once each file is parsed, so the exec columns take the whole
+    // index.
+    if scan.want_packages && !scan.exec_integrity {
+        let paths = match &want_paths {
+            Some(p) => p.clone(),
+            None => entry_paths(&root, found.present().take(take), dir_set.as_ref()),
+        };
+        scan.packages = Some(packages::owners_of(
+            &root,
+            paths.iter().map(|p| p.as_os_str().as_bytes()),
+            scan.integrity,
+        ));
+    }
     service_dirs::visit(&root, found.present().take(take), |dir, opened| {
         if let Some(w) = &dir_set {
             if !w.contains(dir.path.as_path()) {
@@ -326,6 +341,35 @@ fn shadow_columns(rows: &mut [Row], names: &service_names::Names) {
                 p.shadowed_by.as_deref().map(fs_safe::render_path),
             );
     }
+}
+
+/// The path of every entry the directories list, for the package lookups
+/// before their rows are made (a stat-free listing, a superset of the
+/// rows' paths).
+fn entry_paths<'d>(
+    root: &Root,
+    dirs: impl IntoIterator<Item = &'d ServiceDir>,
+    dir_set: Option<&HashSet<&Path>>,
+) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    service_dirs::visit(root, dirs, |dir, opened| {
+        if dir_set.is_some_and(|w| !w.contains(dir.path.as_path())) {
+            return;
+        }
+        let Ok(open) = opened else {
+            return;
+        };
+        match &dir.only {
+            Some(only) => paths.push(dir.entry_path(only)),
+            None => paths.extend(
+                open.entries(dir)
+                    .into_iter()
+                    .flatten()
+                    .map(|e| dir.entry_path(&e.name)),
+            ),
+        }
+    });
+    paths
 }
 
 /// Every entry of `dir` (for a config directory: its one named file).
