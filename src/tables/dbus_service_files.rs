@@ -459,8 +459,8 @@ fn entry_row(
     }
     let regular = meta.kind == FileKind::Regular;
     if regular && scan.sha256 {
-        match fs_safe::open_entry_regular(open.fd(), name, &path) {
-            Ok(f) => match hash::sha256_file(f, &path) {
+        match fs_safe::open_entry_as_stated(open.fd(), name, &path, meta.id()) {
+            Ok(o) => match hash::sha256_file(o.file, &path) {
                 Ok(h) => {
                     row.set("sha256", h);
                 }
@@ -471,7 +471,7 @@ fn entry_row(
         }
     }
     if kind == EntryKind::Service && regular && scan.content {
-        service_columns(scan, open, name, &path, meta.size, &mut row, &mut errors)?;
+        service_columns(scan, open, name, &path, &meta, &mut row, &mut errors)?;
         let unit_program = if scan.systemd {
             systemd_columns(scan, dir, &mut row, &mut errors)
         } else {
@@ -623,18 +623,20 @@ pub(crate) fn lexical_join(base: &Path, target: &Path) -> PathBuf {
 /// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
 /// columns. A file larger than the cap has its first 64 KiB parsed, up to
 /// the last whole line, and says so in `error`. `None` when the file
-/// vanished since it was listed.
+/// vanished since it was listed. The row's own `statx` (`meta`, which
+/// showed a regular file) is the probe before the open.
 fn service_columns(
     scan: &Scan,
     open: &OpenDir,
     name: &OsStr,
     path: &Path,
-    size: u64,
+    meta: &Metadata,
     row: &mut Row,
     errors: &mut Errors,
 ) -> Option<()> {
-    let read = fs_safe::open_entry_regular(open.fd(), name, path)
-        .and_then(|f| fs_safe::read_capped(f, MAX_SERVICE_BYTES, path));
+    let size = meta.size;
+    let read = fs_safe::open_entry_as_stated(open.fd(), name, path, meta.id())
+        .and_then(|o| o.read_capped(MAX_SERVICE_BYTES, path));
     let (mut bytes, truncated) = match read {
         Ok(r) => r,
         Err(e) if e.is_not_found() => return None,
@@ -1453,6 +1455,86 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
             None,
         );
         assert!(gone.is_none());
+    }
+
+    /// The row's `statx` is the probe before a service file is opened: an
+    /// entry swapped after it (for a FIFO, a symlink to a readable service
+    /// file, another file renamed over it) still yields its row, with the
+    /// swap in `error` and nothing parsed: never a hang, never a followed
+    /// link, never another file's keys.
+    #[test]
+    fn an_entry_swapped_after_its_stat_yields_the_row_with_an_error() {
+        let dir = service_dirs::standard_dirs()
+            .into_iter()
+            .find(|d| d.path == Path::new("/usr/share/dbus-1/services"))
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("usr/share/dbus-1/services");
+        std::fs::create_dir_all(&d).unwrap();
+        let body = b"[D-BUS Service]\nName=org.swap\nExec=/bin/swap\n";
+        std::fs::write(tmp.path().join("decoy.service"), body).unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        let open = service_dirs::open(&root, &dir).unwrap().unwrap();
+        let mut scan = Scan {
+            root: &root,
+            content: true,
+            symlink_target: false,
+            sha256: true,
+            exec_sha256: false,
+            systemd: false,
+            packages: None,
+            want_packages: false,
+            integrity: false,
+            exec_integrity: false,
+            accounts: None,
+            config_errors: &[],
+            plain: PlainUsed::new(&QueryContext::new()),
+        };
+        let name = OsStr::new("org.swap.service");
+        let f = d.join(name);
+        let swaps: [(&str, &dyn Fn()); 3] = [
+            ("fifo", &|| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &f,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                    0,
+                )
+                .unwrap()
+            }),
+            ("symlink", &|| {
+                std::os::unix::fs::symlink(tmp.path().join("decoy.service"), &f).unwrap()
+            }),
+            ("renamed", &|| {
+                let other = d.join("other");
+                std::fs::write(&other, body).unwrap();
+                std::fs::rename(&other, &f).unwrap();
+            }),
+        ];
+        for (what, swap) in swaps {
+            std::fs::write(&f, body).unwrap();
+            let meta = open.stat(&dir, name);
+            assert_eq!(meta.as_ref().unwrap().kind, FileKind::Regular);
+            // Kept, so that no new file gets its inode back.
+            std::fs::rename(&f, tmp.path().join(what)).unwrap();
+            swap();
+            let row = entry_row(&mut scan, &dir, &open, name, meta, None).unwrap();
+            let error = text(&row, "error").unwrap_or_default();
+            assert!(
+                error.contains("changed while being opened"),
+                "{what}: {error}"
+            );
+            assert_eq!(row.get("service_name"), None, "{what}");
+            assert_eq!(row.get("sha256"), None, "{what}");
+            std::fs::remove_file(&f).unwrap();
+        }
+        // Unswapped, the same stat reads the file.
+        std::fs::write(&f, body).unwrap();
+        let meta = open.stat(&dir, name);
+        let row = entry_row(&mut scan, &dir, &open, name, meta, None).unwrap();
+        assert_eq!(text(&row, "service_name").unwrap(), "org.swap");
+        assert!(row.get("sha256").is_some());
     }
 
     #[test]
