@@ -159,6 +159,10 @@ struct Scan<'a> {
     symlink_target: bool,
     sha256: bool,
     exec_sha256: bool,
+    /// `exec_exists`, `exec_uid`, `exec_mode`, `exec_sha256`: the program
+    /// `Exec=` names is looked up (and its failures reported in `error`)
+    /// only for these, as a file is hashed only for `sha256`.
+    exec_target: bool,
     /// `SystemdService=` resolved to the unit systemd would load.
     systemd: bool,
     /// Loaded on first use, only when `package` is used.
@@ -229,6 +233,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         symlink_target: ctx.uses("symlink_target"),
         sha256: ctx.uses("sha256"),
         exec_sha256: ctx.uses("exec_sha256"),
+        exec_target: EXEC_TARGET_COLUMNS.iter().any(|c| ctx.uses(c)),
         systemd: ctx.uses("systemd_unit_path")
             || ctx.uses("systemd_exec")
             || EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
@@ -287,6 +292,9 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
 
 /// Columns that compare an entry with what its package manager recorded.
 const INTEGRITY_COLUMNS: [&str; 3] = ["package_verified", "changed_after_install", "provenance"];
+
+/// Columns about the program a service file's `Exec=` names.
+const EXEC_TARGET_COLUMNS: [&str; 4] = ["exec_exists", "exec_uid", "exec_mode", "exec_sha256"];
 
 /// Columns about the package and replaceability of what a service runs.
 const EXEC_INTEGRITY_COLUMNS: [&str; 4] = [
@@ -692,7 +700,7 @@ fn service_columns(
                             "{}: Exec names no program",
                             fs_safe::render_path(path)
                         ));
-                    } else {
+                    } else if scan.exec_target {
                         exec_target(scan, program, row, errors);
                     }
                 }
@@ -1090,6 +1098,53 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         assert!(full.values().all(|r| r.get("directory").is_some()));
     }
 
+    /// The program `Exec=` names is looked up only for the columns about
+    /// it; a query of the parsed keys alone neither fills them nor reports
+    /// their failures (a symlink loop here), and agrees with the full scan
+    /// on everything else.
+    #[test]
+    fn exec_target_only_when_its_columns_are_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let d = r.join("usr/share/dbus-1/services");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::write(r.join("usr/bin/okd"), b"#!/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/loop", r.join("usr/bin/loop")).unwrap();
+        for (name, exec) in [
+            ("org.ok", "/usr/bin/okd --x"),
+            ("org.loop", "/usr/bin/loop"),
+        ] {
+            let body = format!("[D-BUS Service]\nName={name}\nExec={exec}\n");
+            std::fs::write(d.join(format!("{name}.service")), body).unwrap();
+        }
+        let full = by_path(&generate(&settings(r), &QueryContext::new()));
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "service_name", "exec_path", "error"]);
+        let narrow = by_path(&generate(&settings(r), &ctx));
+        let ok = "/usr/share/dbus-1/services/org.ok.service";
+        let lp = "/usr/share/dbus-1/services/org.loop.service";
+        assert_eq!(full[ok].get("exec_exists"), Some(&Value::from(true)));
+        assert!(text(&full[lp], "error").unwrap().contains("Exec target"));
+        for path in [ok, lp] {
+            for c in [
+                "exec_exists",
+                "exec_uid",
+                "exec_mode",
+                "exec_sha256",
+                "error",
+            ] {
+                assert_eq!(narrow[path].get(c), None, "{path}: {c}");
+            }
+            for c in ["service_name", "exec_path"] {
+                assert_eq!(narrow[path].get(c), full[path].get(c), "{path}: {c}");
+            }
+        }
+        ctx.set_cols_used(["path", "exec_mode"]);
+        let mode = by_path(&generate(&settings(r), &ctx));
+        assert_eq!(mode[ok].get("exec_mode"), full[ok].get("exec_mode"));
+    }
+
     #[test]
     fn full_scan_of_a_fixture_root() {
         let (tmp, _outside) = fixture();
@@ -1423,6 +1478,7 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
             symlink_target: true,
             sha256: true,
             exec_sha256: true,
+            exec_target: true,
             systemd: true,
             packages: None,
             want_packages: false,
@@ -1481,6 +1537,7 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
             symlink_target: false,
             sha256: true,
             exec_sha256: false,
+            exec_target: false,
             systemd: false,
             packages: None,
             want_packages: false,
