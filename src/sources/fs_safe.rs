@@ -282,13 +282,14 @@ impl Opened {
 ///
 /// A device node put in its place between the `statx` and the open *is*
 /// opened (and closed unread) before the check refuses it, and opening some
-/// devices (a tape, a modem line) acts on them. The probe-then-reopen-by-name
-/// this replaces had the same window, between its probe and its open; only
-/// an `O_PATH` fd re-opened through `/proc/self/fd` would close it, at the
-/// cost of a `/proc` walk per file. Planting a device there needs
-/// `CAP_MKNOD` or a hard link to an existing node on the same filesystem
-/// (which `fs.protected_hardlinks` refuses for a node the user cannot
-/// already read and write), in a window of microseconds.
+/// devices (a tape, a modem line) acts on them. An `O_PATH` probe followed
+/// by an open by name (as [`Root::open_regular`] does) has the same window
+/// between the two; only an `O_PATH` fd re-opened through `/proc/self/fd`
+/// would close it, at the cost of a `/proc` walk per file. Planting a
+/// device there needs `CAP_MKNOD` or a hard link to an existing node on the
+/// same filesystem (which `fs.protected_hardlinks` refuses for a node the
+/// user cannot already read and write), within the microseconds between
+/// the row's `statx` and its open.
 pub fn open_entry_as_stated(
     dirfd: BorrowedFd<'_>,
     name: &OsStr,
