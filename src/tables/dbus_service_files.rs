@@ -1458,6 +1458,26 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
         assert!(text(&gone[0], "error").is_some());
     }
 
+    /// A scan wanting everything about the file itself (no package database).
+    fn file_scan(root: &Root) -> Scan<'_> {
+        Scan {
+            root,
+            content: true,
+            symlink_target: true,
+            sha256: true,
+            exec_sha256: true,
+            exec_target: true,
+            systemd: true,
+            packages: None,
+            want_packages: false,
+            integrity: false,
+            exec_integrity: false,
+            accounts: None,
+            config_errors: &[],
+            plain: PlainUsed::new(&QueryContext::new()),
+        }
+    }
+
     #[test]
     fn a_failed_stat_still_yields_a_row_and_a_vanished_entry_none() {
         let dir = service_dirs::standard_dirs()
@@ -1472,22 +1492,7 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
         std::fs::create_dir_all(tmp.path().join("etc/dbus-1/system.d")).unwrap();
         let root = Root::open(tmp.path()).unwrap();
         let open = service_dirs::open(&root, &dir).unwrap().unwrap();
-        let mut scan = Scan {
-            root: &root,
-            content: true,
-            symlink_target: true,
-            sha256: true,
-            exec_sha256: true,
-            exec_target: true,
-            systemd: true,
-            packages: None,
-            want_packages: false,
-            integrity: false,
-            exec_integrity: false,
-            accounts: None,
-            config_errors: &[],
-            plain: PlainUsed::new(&QueryContext::new()),
-        };
+        let mut scan = file_scan(&root);
         let row = entry_row(
             &mut scan,
             &dir,
@@ -1531,22 +1536,7 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
         std::fs::write(tmp.path().join("decoy.service"), body).unwrap();
         let root = Root::open(tmp.path()).unwrap();
         let open = service_dirs::open(&root, &dir).unwrap().unwrap();
-        let mut scan = Scan {
-            root: &root,
-            content: true,
-            symlink_target: false,
-            sha256: true,
-            exec_sha256: false,
-            exec_target: false,
-            systemd: false,
-            packages: None,
-            want_packages: false,
-            integrity: false,
-            exec_integrity: false,
-            accounts: None,
-            config_errors: &[],
-            plain: PlainUsed::new(&QueryContext::new()),
-        };
+        let mut scan = file_scan(&root);
         let name = OsStr::new("org.swap.service");
         let f = d.join(name);
         let swaps: [(&str, &dyn Fn()); 3] = [
