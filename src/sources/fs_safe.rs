@@ -11,19 +11,21 @@
 //! must not follow the last component (entries of a directory) use
 //! `statx(dirfd, name, AT_SYMLINK_NOFOLLOW)` in `sources::stat`.
 //!
-//! Nothing here writes, and nothing opens a FIFO or device for reading:
-//! directories are opened with `O_DIRECTORY`, files (`O_NONBLOCK`) only
-//! after an `O_PATH` probe showed a regular file, and only if the file
-//! opened is the one probed. A file found in a directory that users may
-//! write is opened with [`open_entry_regular`]: one name relative to the
-//! open directory, `O_NOFOLLOW`, so a symlink there is never followed.
-//! What to open, and what a failure means, is left to the callers.
+//! Nothing here writes, and nothing reads a FIFO or device: directories
+//! are opened with `O_DIRECTORY`, files (`O_NONBLOCK`) only after a probe
+//! (an `O_PATH` handle, or the entry's own `statx`) showed a regular file,
+//! and are kept only if the file opened is the one probed. A file found in
+//! a directory that users may write is opened with [`open_entry_regular`]
+//! (or [`open_entry_as_stated`] when the caller already holds its `statx`):
+//! one name relative to the open directory, `O_NOFOLLOW`, so a symlink
+//! there is never followed. What to open, and what a failure means, is
+//! left to the callers.
 //!
 //! The second half, [`render`] / [`unrender`], turns file-name bytes into
 //! column text: valid UTF-8 is kept as is, each byte that is not is written
 //! `\xNN`, so distinct non-UTF-8 names stay distinct.
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -201,43 +203,145 @@ impl Root {
 }
 
 /// Opens the entry `name` of the open directory `dirfd` for reading, never
-/// following it: `O_NOFOLLOW` on a single path component, probed with
-/// `O_PATH` and checked like [`Root::open_regular`]. `shown` names it in
-/// errors. This is how a file found in a possibly user-writable directory
-/// is read.
+/// following it: probed with `statx(AT_SYMLINK_NOFOLLOW)`, then opened and
+/// checked as [`open_entry_as_stated`] does. `shown` names it in errors.
+/// This is how a file found in a possibly user-writable directory is read.
 pub fn open_entry_regular(
     dirfd: BorrowedFd<'_>,
     name: &OsStr,
     shown: &Path,
 ) -> Result<std::fs::File, FsError> {
-    let open = |flags: OFlags| {
-        let mut tries = 0;
-        loop {
-            match rustix::fs::openat(
-                dirfd,
-                name,
-                flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Err(rustix::io::Errno::INTR) if tries < EAGAIN_RETRIES => tries += 1,
-                Ok(fd) => return Ok(fd),
-                Err(e) => {
-                    return Err(FsError::Open {
-                        path: shown.to_path_buf(),
-                        source: e.into(),
-                    })
-                }
+    if name.as_bytes().contains(&b'/') {
+        return Err(FsError::NotRegular {
+            path: shown.to_path_buf(),
+        });
+    }
+    let probe = loop {
+        match rustix::fs::statx(
+            dirfd,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
+            StatxFlags::TYPE | StatxFlags::INO,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(s) => break s,
+            Err(e) => {
+                return Err(FsError::Open {
+                    path: shown.to_path_buf(),
+                    source: e.into(),
+                })
             }
         }
+    };
+    if FileType::from_raw_mode(u32::from(probe.stx_mode)) != FileType::RegularFile {
+        return Err(FsError::NotRegular {
+            path: shown.to_path_buf(),
+        });
+    }
+    let id = FileId {
+        dev: (probe.stx_dev_major, probe.stx_dev_minor),
+        ino: probe.stx_ino,
+    };
+    open_entry_as_stated(dirfd, name, shown, id).map(|o| o.file)
+}
+
+/// Which file an entry was when it was stat'ed: device (major, minor) and
+/// inode, as `statx` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: (u32, u32),
+    pub ino: u64,
+}
+
+/// A regular file opened by [`open_entry_as_stated`], with the size its
+/// `fstat` reported (what [`Opened::read_capped`] expects to find).
+#[derive(Debug)]
+pub struct Opened {
+    pub file: std::fs::File,
+    pub size: u64,
+}
+
+impl Opened {
+    /// [`read_capped`], sized by the `fstat` already made: one `read` gets a
+    /// small file whole, and a short read that ends where that size said is
+    /// taken as the end, with no second `read` to find it.
+    pub fn read_capped(self, cap: u64, shown: &Path) -> Result<(Vec<u8>, bool), FsError> {
+        read_upto(self.file, cap, shown, Some(self.size))
+    }
+}
+
+/// Opens the entry `name` of the open directory `dirfd`, which the caller's
+/// own `statx(AT_SYMLINK_NOFOLLOW)` of it showed to be the regular file
+/// `id`, for reading. That `statx` is the probe: the entry is opened
+/// `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY`, and `fstat` on the opened fd must
+/// show a regular file with the same device and inode before anything is
+/// read. An entry replaced in between by a symlink fails the open (`ELOOP`),
+/// by a socket too (`ENXIO`), by a FIFO opens without blocking (no writer is
+/// waited for) and fails the check, like any other file put in its place:
+/// each is [`FsError::Changed`], never followed and never read.
+///
+/// A device node put in its place between the `statx` and the open *is*
+/// opened (and closed unread) before the check refuses it, and opening some
+/// devices (a tape, a modem line) acts on them. An `O_PATH` probe followed
+/// by an open by name (as [`Root::open_regular`] does) has the same window
+/// between the two; only an `O_PATH` fd re-opened through `/proc/self/fd`
+/// would close it, at the cost of a `/proc` walk per file. Planting a
+/// device there needs `CAP_MKNOD` or a hard link to an existing node on the
+/// same filesystem (which `fs.protected_hardlinks` refuses for a node the
+/// user cannot already read and write), within the microseconds between
+/// the row's `statx` and its open.
+pub fn open_entry_as_stated(
+    dirfd: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+    id: FileId,
+) -> Result<Opened, FsError> {
+    let changed = || FsError::Changed {
+        path: shown.to_path_buf(),
     };
     if name.as_bytes().contains(&b'/') {
         return Err(FsError::NotRegular {
             path: shown.to_path_buf(),
         });
     }
-    let probe = open(OFlags::PATH)?;
-    checked_open(&probe, shown, || {
-        without_atime(|extra| open(OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | extra))
+    let open = |flags: OFlags| loop {
+        match rustix::fs::openat(
+            dirfd,
+            name,
+            flags
+                | OFlags::RDONLY
+                | OFlags::NONBLOCK
+                | OFlags::NOCTTY
+                | OFlags::NOFOLLOW
+                | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Err(rustix::io::Errno::INTR) => {}
+            Ok(fd) => return Ok(fd),
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NXIO) => return Err(changed()),
+            Err(e) => {
+                return Err(FsError::Open {
+                    path: shown.to_path_buf(),
+                    source: e.into(),
+                })
+            }
+        }
+    };
+    let fd = without_atime(open)?;
+    let now = rustix::fs::fstat(&fd).map_err(|e| FsError::Open {
+        path: shown.to_path_buf(),
+        source: e.into(),
+    })?;
+    let dev = (rustix::fs::major(now.st_dev), rustix::fs::minor(now.st_dev));
+    if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile
+        || dev != id.dev
+        || now.st_ino != id.ino
+    {
+        return Err(changed());
+    }
+    Ok(Opened {
+        file: std::fs::File::from(fd),
+        size: u64::try_from(now.st_size).unwrap_or(0),
     })
 }
 
@@ -287,15 +391,50 @@ pub fn read_capped(
     cap: u64,
     shown: &Path,
 ) -> Result<(Vec<u8>, bool), FsError> {
-    // Service and config files are a few hundred bytes: one read fills
-    // this and the next finds the end, where growing from empty took four.
-    let mut buf = Vec::with_capacity(usize::try_from(cap.min(8191) + 1).unwrap_or(8192));
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|source| FsError::Read {
-            path: shown.to_path_buf(),
-            source,
-        })?;
+    read_upto(file, cap, shown, None)
+}
+
+/// [`read_capped`], with the size `fstat` gave when there is one. Service
+/// and config files are a few hundred bytes: a buffer of the known size
+/// (plus the byte that tells the file grew) or of 8 KiB fills in one read,
+/// where growing from empty took four. A read that stops short at exactly
+/// the known size is the end of a regular file; without a size (or when
+/// the file changed size meanwhile) the end is the read that returns 0.
+fn read_upto(
+    mut file: std::fs::File,
+    cap: u64,
+    shown: &Path,
+    known: Option<u64>,
+) -> Result<(Vec<u8>, bool), FsError> {
+    let want = usize::try_from(cap.saturating_add(1)).unwrap_or(usize::MAX);
+    let first = known
+        .map_or(8192, |s| s.saturating_add(1))
+        .min(u64::try_from(want).unwrap_or(u64::MAX));
+    let mut buf = vec![0u8; usize::try_from(first).unwrap_or(8192).max(1)];
+    let mut len = 0;
+    while len < want {
+        if len == buf.len() {
+            buf.resize(buf.len().saturating_mul(2).min(want), 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                let short = len < buf.len();
+                if short && known.is_some_and(|k| u64::try_from(len).is_ok_and(|l| l == k)) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(FsError::Read {
+                    path: shown.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    buf.truncate(len);
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     let truncated = buf.len() > cap;
     buf.truncate(cap);
@@ -449,6 +588,94 @@ mod tests {
             root.read_regular(Path::new("/usr/lib"), 10),
             Err(FsError::NotRegular { .. })
         ));
+    }
+
+    /// An entry stat'ed as a regular file and then replaced is refused
+    /// after the open, before any read: a FIFO (opened without blocking, in
+    /// a thread so a regression fails instead of hanging), a symlink (never
+    /// followed), a character device (root may make one), a socket and
+    /// another regular file.
+    #[test]
+    fn open_as_stated_refuses_whatever_replaced_the_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().to_path_buf();
+        std::fs::write(t.join("target"), b"secret").unwrap();
+        let dir = Root::open(&t).unwrap().open_dir(Path::new("/")).unwrap();
+        let id_of = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::symlink_metadata(p).unwrap();
+            FileId {
+                dev: (rustix::fs::major(m.dev()), rustix::fs::minor(m.dev())),
+                ino: m.ino(),
+            }
+        };
+        let f = t.join("x.service");
+        let node = |kind, dev| {
+            rustix::fs::mknodat(rustix::fs::CWD, &f, kind, Mode::from_raw_mode(0o666), dev).unwrap()
+        };
+        let swaps: [(&str, &dyn Fn()); 5] = [
+            ("fifo", &|| node(FileType::Fifo, 0)),
+            ("symlink", &|| symlink(t.join("target"), &f).unwrap()),
+            ("device", &|| {
+                node(FileType::CharacterDevice, rustix::fs::makedev(1, 3))
+            }),
+            ("socket", &|| {
+                std::mem::forget(std::os::unix::net::UnixListener::bind(&f).unwrap())
+            }),
+            ("other file", &|| std::fs::write(&f, b"other").unwrap()),
+        ];
+        for (what, swap) in swaps {
+            std::fs::write(&f, b"[D-BUS Service]\n").unwrap();
+            let id = id_of(&f);
+            // Kept, so that no new file gets its inode back.
+            std::fs::rename(&f, t.join(format!("was {what}"))).unwrap();
+            swap();
+            let fd = rustix::io::dup(&dir).unwrap();
+            let shown = f.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let got = open_entry_as_stated(fd.as_fd(), OsStr::new("x.service"), &shown, id)
+                    .map(|o| o.read_capped(100, &shown));
+                let _ = tx.send(format!("{got:?}"));
+            });
+            let got = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{what}: the open blocked"));
+            assert!(got.starts_with("Err(Changed"), "{what}: {got}");
+            std::fs::remove_file(&f).unwrap();
+        }
+        std::fs::write(&f, b"[D-BUS Service]\n").unwrap();
+        let opened = open_entry_as_stated(dir.as_fd(), OsStr::new("x.service"), &f, id_of(&f));
+        let (bytes, truncated) = opened.unwrap().read_capped(100, &f).unwrap();
+        assert_eq!(
+            (bytes.as_slice(), truncated),
+            (&b"[D-BUS Service]\n"[..], false)
+        );
+    }
+
+    /// The size `fstat` gave only sizes the buffer and marks where a short
+    /// read may end: a file that grew or shrank since is still read to its
+    /// end, and the cap still holds.
+    #[test]
+    fn reading_with_a_known_size_still_finds_the_real_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("f");
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&f, &data).unwrap();
+        let open = || std::fs::File::open(&f).unwrap();
+        for known in [Some(0), Some(10), Some(20_000), Some(30_000), None] {
+            let (b, t) = read_upto(open(), 1 << 20, &f, known).unwrap();
+            assert_eq!((b.len(), t), (20_000, false), "{known:?}");
+            assert_eq!(b, data);
+            let (b, t) = read_upto(open(), 5_000, &f, known).unwrap();
+            assert_eq!((b.as_slice(), t), (&data[..5_000], true), "{known:?}");
+            let (b, t) = read_upto(open(), 20_000, &f, known).unwrap();
+            assert_eq!((b.len(), t), (20_000, false), "{known:?}");
+            let (b, t) = read_upto(open(), 0, &f, known).unwrap();
+            assert_eq!((b.len(), t), (0, true), "{known:?}");
+        }
+        std::fs::write(&f, b"").unwrap();
+        assert_eq!(read_upto(open(), 10, &f, Some(0)).unwrap(), (vec![], false));
     }
 
     #[test]

@@ -104,10 +104,14 @@ pub fn parse(bytes: &[u8]) -> Result<ServiceFile, ServiceFileError> {
     for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let n = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if std::str::from_utf8(raw).is_err() {
-            problems.push(problem_at(n, "not UTF-8".into()));
-        }
-        let line = fs_safe::render(raw);
+        // Borrowed when valid, as nearly every line is: no copy per line.
+        let line: std::borrow::Cow<str> = match std::str::from_utf8(raw) {
+            Ok(l) => l.into(),
+            Err(_) => {
+                problems.push(problem_at(n, "not UTF-8".into()));
+                fs_safe::render(raw).into()
+            }
+        };
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }

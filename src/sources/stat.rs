@@ -95,6 +95,15 @@ impl Metadata {
     pub fn mode_string(&self) -> String {
         format!("{:04o}", self.perm & 0o7777)
     }
+
+    /// The identity to hand [`crate::sources::fs_safe::open_entry_as_stated`],
+    /// which makes this `statx` the probe before an open.
+    pub fn id(&self) -> crate::sources::fs_safe::FileId {
+        crate::sources::fs_safe::FileId {
+            dev: self.dev,
+            ino: self.ino,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -159,6 +159,10 @@ struct Scan<'a> {
     symlink_target: bool,
     sha256: bool,
     exec_sha256: bool,
+    /// `exec_exists`, `exec_uid`, `exec_mode`, `exec_sha256`: the program
+    /// `Exec=` names is looked up (and its failures reported in `error`)
+    /// only for these, as a file is hashed only for `sha256`.
+    exec_target: bool,
     /// `SystemdService=` resolved to the unit systemd would load.
     systemd: bool,
     /// Loaded on first use, only when `package` is used.
@@ -229,6 +233,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         symlink_target: ctx.uses("symlink_target"),
         sha256: ctx.uses("sha256"),
         exec_sha256: ctx.uses("exec_sha256"),
+        exec_target: EXEC_TARGET_COLUMNS.iter().any(|c| ctx.uses(c)),
         systemd: ctx.uses("systemd_unit_path")
             || ctx.uses("systemd_exec")
             || EXEC_INTEGRITY_COLUMNS.iter().any(|c| ctx.uses(c)),
@@ -302,6 +307,9 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
 
 /// Columns that compare an entry with what its package manager recorded.
 const INTEGRITY_COLUMNS: [&str; 3] = ["package_verified", "changed_after_install", "provenance"];
+
+/// Columns about the program a service file's `Exec=` names.
+const EXEC_TARGET_COLUMNS: [&str; 4] = ["exec_exists", "exec_uid", "exec_mode", "exec_sha256"];
 
 /// Columns about the package and replaceability of what a service runs.
 const EXEC_INTEGRITY_COLUMNS: [&str; 4] = [
@@ -503,8 +511,8 @@ fn entry_row(
     }
     let regular = meta.kind == FileKind::Regular;
     if regular && scan.sha256 {
-        match fs_safe::open_entry_regular(open.fd(), name, &path) {
-            Ok(f) => match hash::sha256_file(f, &path) {
+        match fs_safe::open_entry_as_stated(open.fd(), name, &path, meta.id()) {
+            Ok(o) => match hash::sha256_file(o.file, &path) {
                 Ok(h) => {
                     row.set("sha256", h);
                 }
@@ -515,7 +523,7 @@ fn entry_row(
         }
     }
     if kind == EntryKind::Service && regular && scan.content {
-        service_columns(scan, open, name, &path, meta.size, &mut row, &mut errors)?;
+        service_columns(scan, open, name, &path, &meta, &mut row, &mut errors)?;
         let unit_program = if scan.systemd {
             systemd_columns(scan, dir, &mut row, &mut errors)
         } else {
@@ -667,18 +675,20 @@ pub(crate) fn lexical_join(base: &Path, target: &Path) -> PathBuf {
 /// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
 /// columns. A file larger than the cap has its first 64 KiB parsed, up to
 /// the last whole line, and says so in `error`. `None` when the file
-/// vanished since it was listed.
+/// vanished since it was listed. The row's own `statx` (`meta`, which
+/// showed a regular file) is the probe before the open.
 fn service_columns(
     scan: &Scan,
     open: &OpenDir,
     name: &OsStr,
     path: &Path,
-    size: u64,
+    meta: &Metadata,
     row: &mut Row,
     errors: &mut Errors,
 ) -> Option<()> {
-    let read = fs_safe::open_entry_regular(open.fd(), name, path)
-        .and_then(|f| fs_safe::read_capped(f, MAX_SERVICE_BYTES, path));
+    let size = meta.size;
+    let read = fs_safe::open_entry_as_stated(open.fd(), name, path, meta.id())
+        .and_then(|o| o.read_capped(MAX_SERVICE_BYTES, path));
     let (mut bytes, truncated) = match read {
         Ok(r) => r,
         Err(e) if e.is_not_found() => return None,
@@ -734,7 +744,7 @@ fn service_columns(
                             "{}: Exec names no program",
                             fs_safe::render_path(path)
                         ));
-                    } else {
+                    } else if scan.exec_target {
                         exec_target(scan, program, row, errors);
                     }
                 }
@@ -1132,6 +1142,53 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         assert!(full.values().all(|r| r.get("directory").is_some()));
     }
 
+    /// The program `Exec=` names is looked up only for the columns about
+    /// it; a query of the parsed keys alone neither fills them nor reports
+    /// their failures (a symlink loop here), and agrees with the full scan
+    /// on everything else.
+    #[test]
+    fn exec_target_only_when_its_columns_are_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let d = r.join("usr/share/dbus-1/services");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::write(r.join("usr/bin/okd"), b"#!/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/loop", r.join("usr/bin/loop")).unwrap();
+        for (name, exec) in [
+            ("org.ok", "/usr/bin/okd --x"),
+            ("org.loop", "/usr/bin/loop"),
+        ] {
+            let body = format!("[D-BUS Service]\nName={name}\nExec={exec}\n");
+            std::fs::write(d.join(format!("{name}.service")), body).unwrap();
+        }
+        let full = by_path(&generate(&settings(r), &QueryContext::new()));
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "service_name", "exec_path", "error"]);
+        let narrow = by_path(&generate(&settings(r), &ctx));
+        let ok = "/usr/share/dbus-1/services/org.ok.service";
+        let lp = "/usr/share/dbus-1/services/org.loop.service";
+        assert_eq!(full[ok].get("exec_exists"), Some(&Value::from(true)));
+        assert!(text(&full[lp], "error").unwrap().contains("Exec target"));
+        for path in [ok, lp] {
+            for c in [
+                "exec_exists",
+                "exec_uid",
+                "exec_mode",
+                "exec_sha256",
+                "error",
+            ] {
+                assert_eq!(narrow[path].get(c), None, "{path}: {c}");
+            }
+            for c in ["service_name", "exec_path"] {
+                assert_eq!(narrow[path].get(c), full[path].get(c), "{path}: {c}");
+            }
+        }
+        ctx.set_cols_used(["path", "exec_mode"]);
+        let mode = by_path(&generate(&settings(r), &ctx));
+        assert_eq!(mode[ok].get("exec_mode"), full[ok].get("exec_mode"));
+    }
+
     #[test]
     fn full_scan_of_a_fixture_root() {
         let (tmp, _outside) = fixture();
@@ -1445,6 +1502,26 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
         assert!(text(&gone[0], "error").is_some());
     }
 
+    /// A scan wanting everything about the file itself (no package database).
+    fn file_scan(root: &Root) -> Scan<'_> {
+        Scan {
+            root,
+            content: true,
+            symlink_target: true,
+            sha256: true,
+            exec_sha256: true,
+            exec_target: true,
+            systemd: true,
+            packages: None,
+            want_packages: false,
+            integrity: false,
+            exec_integrity: false,
+            accounts: None,
+            config_errors: &[],
+            plain: PlainUsed::new(&QueryContext::new()),
+        }
+    }
+
     #[test]
     fn a_failed_stat_still_yields_a_row_and_a_vanished_entry_none() {
         let dir = service_dirs::standard_dirs()
@@ -1459,21 +1536,7 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
         std::fs::create_dir_all(tmp.path().join("etc/dbus-1/system.d")).unwrap();
         let root = Root::open(tmp.path()).unwrap();
         let open = service_dirs::open(&root, &dir).unwrap().unwrap();
-        let mut scan = Scan {
-            root: &root,
-            content: true,
-            symlink_target: true,
-            sha256: true,
-            exec_sha256: true,
-            systemd: true,
-            packages: None,
-            want_packages: false,
-            integrity: false,
-            exec_integrity: false,
-            accounts: None,
-            config_errors: &[],
-            plain: PlainUsed::new(&QueryContext::new()),
-        };
+        let mut scan = file_scan(&root);
         let row = entry_row(
             &mut scan,
             &dir,
@@ -1497,6 +1560,72 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
             None,
         );
         assert!(gone.is_none());
+    }
+
+    /// The row's `statx` is the probe before a service file is opened: an
+    /// entry swapped after it (for a FIFO, a symlink to a readable service
+    /// file, another file renamed over it) still yields its row, with the
+    /// swap in `error` and nothing parsed: never a hang, never a followed
+    /// link, never another file's keys.
+    #[test]
+    fn an_entry_swapped_after_its_stat_yields_the_row_with_an_error() {
+        let dir = service_dirs::standard_dirs()
+            .into_iter()
+            .find(|d| d.path == Path::new("/usr/share/dbus-1/services"))
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("usr/share/dbus-1/services");
+        std::fs::create_dir_all(&d).unwrap();
+        let body = b"[D-BUS Service]\nName=org.swap\nExec=/bin/swap\n";
+        std::fs::write(tmp.path().join("decoy.service"), body).unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        let open = service_dirs::open(&root, &dir).unwrap().unwrap();
+        let mut scan = file_scan(&root);
+        let name = OsStr::new("org.swap.service");
+        let f = d.join(name);
+        let swaps: [(&str, &dyn Fn()); 3] = [
+            ("fifo", &|| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &f,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                    0,
+                )
+                .unwrap()
+            }),
+            ("symlink", &|| {
+                std::os::unix::fs::symlink(tmp.path().join("decoy.service"), &f).unwrap()
+            }),
+            ("renamed", &|| {
+                let other = d.join("other");
+                std::fs::write(&other, body).unwrap();
+                std::fs::rename(&other, &f).unwrap();
+            }),
+        ];
+        for (what, swap) in swaps {
+            std::fs::write(&f, body).unwrap();
+            let meta = open.stat(&dir, name);
+            assert_eq!(meta.as_ref().unwrap().kind, FileKind::Regular);
+            // Kept, so that no new file gets its inode back.
+            std::fs::rename(&f, tmp.path().join(what)).unwrap();
+            swap();
+            let row = entry_row(&mut scan, &dir, &open, name, meta, None).unwrap();
+            let error = text(&row, "error").unwrap_or_default();
+            assert!(
+                error.contains("changed while being opened"),
+                "{what}: {error}"
+            );
+            assert_eq!(row.get("service_name"), None, "{what}");
+            assert_eq!(row.get("sha256"), None, "{what}");
+            std::fs::remove_file(&f).unwrap();
+        }
+        // Unswapped, the same stat reads the file.
+        std::fs::write(&f, body).unwrap();
+        let meta = open.stat(&dir, name);
+        let row = entry_row(&mut scan, &dir, &open, name, meta, None).unwrap();
+        assert_eq!(text(&row, "service_name").unwrap(), "org.swap");
+        assert!(row.get("sha256").is_some());
     }
 
     #[test]
