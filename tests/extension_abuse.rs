@@ -431,7 +431,9 @@ fn sigterm_mid_query_exits_cleanly_and_removes_the_socket() {
     );
     assert_eq!(exit["exited"], true, "{exit}");
     assert_eq!(exit["returncode"], 0, "{exit}");
-    assert!(exit["elapsed"].as_f64().unwrap() < 1.5, "{exit}");
+    // The lifecycle loop acts on a signal within 100 ms; the bound leaves a
+    // loaded CI machine room while still failing a wait for the generate.
+    assert!(exit["elapsed"].as_f64().unwrap() < 3.0, "{exit}");
     assert_eq!(exit["socket_left"], false, "{exit}");
     assert!(!exit["stderr"].as_str().unwrap().contains("panicked"));
 }
