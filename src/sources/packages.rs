@@ -845,6 +845,22 @@ mod tests {
         std::fs::write(p, b).unwrap();
     }
 
+    /// Installs package `b` with `list` as dpkg writes it (a rename into
+    /// place), moving the directory's mtime even on coarse clocks.
+    fn install_b(r: &Path, list: &[u8]) {
+        write(r, "var/lib/dpkg/info/b.tmp", list);
+        std::fs::rename(
+            r.join("var/lib/dpkg/info/b.tmp"),
+            r.join("var/lib/dpkg/info/b.list"),
+        )
+        .unwrap();
+        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::open(r.join("var/lib/dpkg/info"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
     #[test]
     fn dpkg_lists_merged_usr_and_shared_paths() {
         let tmp = tempfile::tempdir().unwrap();
@@ -893,19 +909,7 @@ mod tests {
         let root = Root::open(r).unwrap();
         let first = owners(&root);
         assert!(Arc::ptr_eq(&first, &owners(&root)));
-        // A new .list appears by rename, as dpkg writes it.
-        write(r, "var/lib/dpkg/info/b.tmp", b"/y\n");
-        std::fs::rename(
-            r.join("var/lib/dpkg/info/b.tmp"),
-            r.join("var/lib/dpkg/info/b.list"),
-        )
-        .unwrap();
-        // Make sure the directory's mtime moves even on coarse clocks.
-        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-        std::fs::File::open(r.join("var/lib/dpkg/info"))
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        install_b(r, b"/y\n");
         let second = owners(&root);
         assert!(!Arc::ptr_eq(&first, &second));
         assert_eq!(second.owner(b"/y").unwrap(), "b");
@@ -967,17 +971,7 @@ mod tests {
         assert_eq!(more.owner(b"/etc/b.conf").unwrap(), "");
         assert_eq!(more.owner(b"/lib/dbus-1/y").unwrap(), "dbus, libx:amd64");
         // A package install invalidates every answer.
-        write(r, "var/lib/dpkg/info/b.tmp", b"/etc/b.conf\n");
-        std::fs::rename(
-            r.join("var/lib/dpkg/info/b.tmp"),
-            r.join("var/lib/dpkg/info/b.list"),
-        )
-        .unwrap();
-        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-        std::fs::File::open(r.join("var/lib/dpkg/info"))
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        install_b(r, b"/etc/b.conf\n");
         let after = owners_of(&root, [&b"/etc/b.conf"[..]], false);
         assert_eq!(after.owner(b"/etc/b.conf").unwrap(), "b");
         let empty = tempfile::tempdir().unwrap();
