@@ -47,6 +47,32 @@ impl Watch {
         rustix::process::kill_process(self.pid(), sig).expect("signal watch");
     }
 
+    /// Stops the process and waits (bounded) until every one of its
+    /// threads is stopped: `kill` returns before a thread busy in the
+    /// kernel (the collector, reading `/proc`) has actually stopped.
+    fn stop_all_threads(&self) {
+        self.signal(rustix::process::Signal::STOP);
+        let tasks = format!("/proc/{}/task", self.pid().as_raw_nonzero());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stopped = std::fs::read_dir(&tasks).expect("task dir").all(|t| {
+                let stat = std::fs::read_to_string(t.expect("task").path().join("stat"))
+                    .unwrap_or_default();
+                // The state is the field after the parenthesised comm.
+                matches!(
+                    stat.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().chars().next()),
+                    Some(Some('T' | 't'))
+                )
+            });
+            if stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "watch did not stop");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// `None` while it runs; its stderr once it has exited.
     fn exited(&mut self) -> Option<String> {
         self.child.try_wait().ok().flatten()?;
@@ -172,7 +198,7 @@ fn a_client_gone_before_proc_is_read_is_still_recorded() {
     if watch.ready(&ready).is_none() {
         return;
     }
-    watch.signal(rustix::process::Signal::STOP);
+    watch.stop_all_threads();
     let mut client = failing_dbus_send(&format!("string:gone-{}", std::process::id()));
     let pid = client.id();
     let status = client.wait().expect("wait dbus-send");

@@ -20,7 +20,7 @@
 //! with a descriptor of the opened file, used once for `fstat` (dev and
 //! inode name the binary) and closed. The event records are decoded by
 //! `file_watch::parse_fanotify`.
-use super::file_watch::parse_fanotify;
+use super::file_watch::read_fanotify_queue;
 use rustix::fd::{AsRawFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use std::collections::HashMap;
@@ -231,14 +231,10 @@ impl ExecWatch {
     /// Everything queued now, without waiting.
     pub fn drain(&mut self) -> Result<Drained, ExecWatchError> {
         let mut out = Drained::default();
-        loop {
-            let n = match rustix::io::read(&self.fd, &mut self.buf[..]) {
-                Ok(0) | Err(Errno::AGAIN) => return Ok(out),
-                Ok(n) => n,
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(ExecWatchError::Read(e)),
-            };
-            for ev in parse_fanotify(&self.buf[..n.min(self.buf.len())]) {
+        while let Some(events) =
+            read_fanotify_queue(&self.fd, &mut self.buf).map_err(ExecWatchError::Read)?
+        {
+            for ev in events {
                 if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
                     out.overflowed = true;
                 }
@@ -261,6 +257,7 @@ impl ExecWatch {
                 }
             }
         }
+        Ok(out)
     }
 }
 

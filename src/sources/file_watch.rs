@@ -165,6 +165,20 @@ fn handle_key(handle_type: i32, bytes: &[u8]) -> Vec<u8> {
     k
 }
 
+/// One read of a non-blocking fanotify queue into `buf`, decoded; `None`
+/// once the queue is empty. Shared by every fanotify reader here, so each
+/// handles its events and none repeats the read loop's errno cases.
+pub fn read_fanotify_queue(fd: &OwnedFd, buf: &mut [u8]) -> Result<Option<Vec<FanEvent>>, Errno> {
+    loop {
+        return match rustix::io::read(fd, &mut *buf) {
+            Ok(0) | Err(Errno::AGAIN) => Ok(None),
+            Ok(n) => Ok(Some(parse_fanotify(&buf[..n.min(buf.len())]))),
+            Err(Errno::INTR) => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
 /// `struct fanotify_event_metadata` (event_len u32, vers u8, reserved u8,
 /// metadata_len u16, mask u64, fd i32, pid i32) and its info records
 /// (`fanotify_event_info_header` {type u8, pad u8, len u16}, then for
@@ -517,14 +531,10 @@ impl Watcher {
 
     fn read_fanotify(&mut self) -> Result<Batch, WatchError> {
         let mut batch = Batch::default();
-        loop {
-            let n = match rustix::io::read(&self.fd, &mut self.buf[..]) {
-                Ok(0) | Err(Errno::AGAIN) => return Ok(batch),
-                Ok(n) => n,
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(WatchError::Read(e)),
-            };
-            for ev in parse_fanotify(&self.buf[..n.min(self.buf.len())]) {
+        while let Some(events) =
+            read_fanotify_queue(&self.fd, &mut self.buf).map_err(WatchError::Read)?
+        {
+            for ev in events {
                 if ev.fd >= 0 {
                     // Not in FID mode, but never leak one.
                     // SAFETY: the kernel handed us this descriptor.
@@ -573,6 +583,7 @@ impl Watcher {
                 }
             }
         }
+        Ok(batch)
     }
 
     fn read_inotify(&mut self) -> Result<Batch, WatchError> {
