@@ -1,6 +1,6 @@
 //! What a table spec is and which specs are well formed: shared by the
 //! library and `build.rs`, which compiles this file as a module of its own,
-//! parses `tables/*.toml` with [`TableSpec::parse`] and turns them into the
+//! parses `tables/*.toml` with `TableSpec::parse` and turns them into the
 //! constructors [`super::load_all`] runs, so a bad spec fails the build and
 //! no TOML is parsed at run time.
 //!
