@@ -4,7 +4,7 @@
 //! `hosts::sqlite` embedded) turns its caller's query into a
 //! [`context::QueryContext`], a table in [`tables`] turns that into rows by
 //! calling [`sources`], and the host hands the rows back. Schemas live in
-//! `tables/*.toml` and are loaded by [`spec`].
+//! `tables/*.toml`, which `build.rs` checks and compiles into [`spec`].
 pub mod context;
 pub mod events;
 pub mod hosts;

@@ -1,188 +1,17 @@
-//! Table schemas, loaded from the `tables/*.toml` specs compiled into the binary.
+//! Table schemas, compiled from the `tables/*.toml` specs by `build.rs`.
 //!
 //! The spec is the one place a column is defined: the osquery registration
 //! routes, the embedded `CREATE TABLE`, `osquery-dbus schema` and
 //! `docs/tables.md` are all rendered from it, so they cannot drift apart.
-use serde::Deserialize;
+//! The TOML is parsed and checked when the crate is built: every process
+//! starts by loading the specs, and parsing them was most of what a
+//! one-line query cost.
 use std::fmt::Write as _;
 
-/// Column types osquery understands; they double as SQLite declared types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ColumnType {
-    #[serde(rename = "TEXT")]
-    Text,
-    #[serde(rename = "INTEGER")]
-    Integer,
-    #[serde(rename = "BIGINT")]
-    Bigint,
-    #[serde(rename = "DOUBLE")]
-    Double,
-}
-
-impl ColumnType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ColumnType::Text => "TEXT",
-            ColumnType::Integer => "INTEGER",
-            ColumnType::Bigint => "BIGINT",
-            ColumnType::Double => "DOUBLE",
-        }
-    }
-}
-
-/// Column options, with osquery's bit values (`osquery/core/tables.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnOption {
-    Index,
-    Required,
-    Additional,
-    Optimized,
-    Hidden,
-}
-
-impl ColumnOption {
-    pub fn bit(self) -> u32 {
-        match self {
-            ColumnOption::Index => 1,
-            ColumnOption::Required => 2,
-            ColumnOption::Additional => 4,
-            ColumnOption::Optimized => 8,
-            ColumnOption::Hidden => 16,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnSpec {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub ty: ColumnType,
-    pub description: String,
-    #[serde(default)]
-    pub options: Vec<ColumnOption>,
-}
-
-impl ColumnSpec {
-    pub fn has(&self, opt: ColumnOption) -> bool {
-        self.options.contains(&opt)
-    }
-
-    /// The options bitmask osquery expects in a registration route.
-    pub fn option_bits(&self) -> u32 {
-        self.options.iter().fold(0, |acc, o| acc | o.bit())
-    }
-
-    /// Whether constraints on this column reach a table: osquery forwards
-    /// them only for index, required and additional columns.
-    pub fn accepts_constraints(&self) -> bool {
-        self.has(ColumnOption::Index)
-            || self.has(ColumnOption::Required)
-            || self.has(ColumnOption::Additional)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Example {
-    pub description: String,
-    pub query: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TableSpec {
-    pub name: String,
-    pub description: String,
-    /// Tables that stand in for osquery built-ins (`users`, `groups`) exist
-    /// only in the embedded host: osquery refuses a second table of that name.
-    #[serde(default)]
-    pub embedded_only: bool,
-    pub columns: Vec<ColumnSpec>,
-    #[serde(default)]
-    pub examples: Vec<Example>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("spec {file}: {source}")]
-    Parse {
-        file: &'static str,
-        #[source]
-        source: toml::de::Error,
-    },
-    #[error("spec {file}: {problem}")]
-    Invalid { file: &'static str, problem: String },
-}
-
-/// Every spec, in registration order, with the file name used in errors.
-pub const SPEC_SOURCES: &[(&str, &str)] = &[
-    (
-        "tables/dbus_service_files.toml",
-        include_str!("../tables/dbus_service_files.toml"),
-    ),
-    (
-        "tables/dbus_daemon_children.toml",
-        include_str!("../tables/dbus_daemon_children.toml"),
-    ),
-    (
-        "tables/dbus_activated_processes.toml",
-        include_str!("../tables/dbus_activated_processes.toml"),
-    ),
-    (
-        "tables/dbus_policy_rules.toml",
-        include_str!("../tables/dbus_policy_rules.toml"),
-    ),
-    (
-        "tables/dbus_process_events.toml",
-        include_str!("../tables/dbus_process_events.toml"),
-    ),
-    (
-        "tables/dbus_file_events.toml",
-        include_str!("../tables/dbus_file_events.toml"),
-    ),
-    ("tables/users.toml", include_str!("../tables/users.toml")),
-    ("tables/groups.toml", include_str!("../tables/groups.toml")),
-];
+mod model;
+pub use model::{ColumnOption, ColumnSpec, ColumnType, Example, SpecError, TableSpec};
 
 impl TableSpec {
-    pub fn parse(file: &'static str, text: &str) -> Result<TableSpec, SpecError> {
-        let spec: TableSpec =
-            toml::from_str(text).map_err(|source| SpecError::Parse { file, source })?;
-        spec.validate(file)?;
-        Ok(spec)
-    }
-
-    fn validate(&self, file: &'static str) -> Result<(), SpecError> {
-        let invalid = |problem: String| SpecError::Invalid { file, problem };
-        let is_ident = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && !s.starts_with(|c: char| c.is_ascii_digit())
-        };
-        if !is_ident(&self.name) {
-            return Err(invalid(format!("bad table name {:?}", self.name)));
-        }
-        if self.columns.is_empty() {
-            return Err(invalid("no columns".into()));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for c in &self.columns {
-            if !is_ident(&c.name) {
-                return Err(invalid(format!("bad column name {:?}", c.name)));
-            }
-            if !seen.insert(c.name.as_str()) {
-                return Err(invalid(format!("column {} defined twice", c.name)));
-            }
-            if c.description.trim().is_empty() {
-                return Err(invalid(format!("column {} has no description", c.name)));
-            }
-        }
-        Ok(())
-    }
-
     pub fn column(&self, name: &str) -> Option<&ColumnSpec> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -283,13 +112,10 @@ impl TableSpec {
     }
 }
 
-/// Loads every compiled-in spec. The specs ship inside the binary, so an
-/// error here is a build defect that the unit tests catch.
-pub fn load_all() -> Result<Vec<TableSpec>, SpecError> {
-    SPEC_SOURCES
-        .iter()
-        .map(|(file, text)| TableSpec::parse(file, text))
-        .collect()
+/// Every table's spec, in registration order: constructors `build.rs`
+/// wrote from `tables/*.toml` after checking them.
+pub fn load_all() -> Vec<TableSpec> {
+    include!(concat!(env!("OUT_DIR"), "/specs.rs"))
 }
 
 /// The whole `docs/tables.md`, generated; a test keeps the committed copy current.
@@ -312,11 +138,30 @@ pub fn render_docs(specs: &[TableSpec]) -> String {
 mod tests {
     use super::*;
 
+    /// The constructors `build.rs` wrote say what the TOML says: every
+    /// spec file is there once, field for field (descriptions with quotes,
+    /// backslashes and line breaks are escaped by the generator).
     #[test]
-    fn every_compiled_in_spec_loads() {
-        let specs = load_all().expect("specs load");
-        assert!(specs.iter().any(|s| s.name == "dbus_service_files"));
+    fn compiled_specs_equal_the_toml_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tables");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("tables/")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        let specs = load_all();
+        let mut names: Vec<_> = specs.iter().map(|s| format!("{}.toml", s.name)).collect();
+        names.sort();
+        let file_names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, file_names);
         for s in &specs {
+            let text = std::fs::read_to_string(dir.join(format!("{}.toml", s.name))).expect("read");
+            let parsed = TableSpec::parse("tables/*.toml", &text).expect("parses");
+            assert_eq!(&parsed, s);
             assert!(s.create_table_sql().starts_with("CREATE TABLE"));
         }
     }

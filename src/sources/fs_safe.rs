@@ -30,6 +30,7 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -92,7 +93,25 @@ impl FsError {
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    /// Directories opened by [`Root::open_dir`] and kept for a later
+    /// [`Root::take_dir`] of the same path (see [`Root::keep_dir`]).
+    kept: std::sync::Mutex<KeptDirs>,
 }
+
+#[derive(Debug, Default)]
+struct KeptDirs {
+    /// How many may be kept, once a first one was offered.
+    limit: Option<usize>,
+    /// By the path's bytes: callers keep and take the same spelling, and
+    /// hashing a `Path` walks its components. Weak: the keeper holds each.
+    fds: std::collections::HashMap<std::ffi::OsString, Weak<OwnedFd>>,
+}
+
+/// The most directory descriptors a [`Root`] keeps: a quarter of the soft
+/// `RLIMIT_NOFILE`, and never more than this. The rest stays for what a
+/// scan opens one at a time (a file, a directory not kept) and for the
+/// extension's sockets.
+const MAX_KEPT_DIRS: usize = 4096;
 
 /// How often to retry `openat2` when the kernel reports EAGAIN (a rename
 /// raced with an `IN_ROOT` lookup).
@@ -118,7 +137,66 @@ impl Root {
         Ok(Root {
             fd,
             path: path.to_path_buf(),
+            kept: std::sync::Mutex::default(),
         })
+    }
+
+    /// Keeps `fd`, which [`Root::open_dir`] opened for `inner`, for the next
+    /// [`Root::take_dir`] of that spelling: a caller that must find out
+    /// whether a directory exists before it lists it (discovery, then
+    /// `service_dirs::visit`) resolves its path once, not twice. The
+    /// descriptor is the directory as it was resolved then, with the same
+    /// confinement as any `open_dir`.
+    ///
+    /// The root only points at it: the caller holds the returned handle,
+    /// and the descriptor is closed when that handle (and any taken copy)
+    /// is dropped, taken or not, so a root that outlives the scan (a file
+    /// watcher's) holds no directory open. At most a bounded number is
+    /// kept (see [`MAX_KEPT_DIRS`]); past that, or for a path kept
+    /// already, `fd` is closed and `None` returned.
+    pub fn keep_dir(&self, inner: &Path, fd: OwnedFd) -> Option<Arc<OwnedFd>> {
+        let mut kept = self.kept.lock().ok()?;
+        let limit = *kept.limit.get_or_insert_with(|| {
+            let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            soft.map_or(MAX_KEPT_DIRS, |n| {
+                usize::try_from(n / 4).unwrap_or(MAX_KEPT_DIRS)
+            })
+            .min(MAX_KEPT_DIRS)
+        });
+        if kept.fds.len() >= limit {
+            // Those whose keepers let go count no more.
+            kept.fds.retain(|_, w| w.strong_count() > 0);
+            if kept.fds.len() >= limit {
+                return None;
+            }
+        }
+        let slot = kept
+            .fds
+            .entry(inner.as_os_str().to_os_string())
+            .or_default();
+        if slot.strong_count() > 0 {
+            return None;
+        }
+        let fd = Arc::new(fd);
+        *slot = Arc::downgrade(&fd);
+        Some(fd)
+    }
+
+    /// The descriptor [`Root::keep_dir`] kept for `inner`, if its keeper
+    /// still holds it; each is handed out once.
+    pub fn take_dir(&self, inner: &Path) -> Option<Arc<OwnedFd>> {
+        let mut kept = self.kept.lock().ok()?;
+        if kept.fds.is_empty() {
+            return None;
+        }
+        kept.fds.remove(inner.as_os_str())?.upgrade()
+    }
+
+    #[cfg(test)]
+    fn keep_at_most(&self, n: usize) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.limit = Some(n);
+        }
     }
 
     /// The host path this root was opened from.
@@ -529,6 +607,55 @@ mod tests {
         let file = open_entry_regular(dir.as_fd(), OsStr::new("evidence.service"), &f).unwrap();
         assert!(!read_capped(file, 100, &f).unwrap().0.is_empty());
         assert_eq!(std::fs::metadata(&f).unwrap().atime(), 1_000_000_000);
+    }
+
+    /// A kept directory is the one resolved when it was kept, handed out
+    /// once while its keeper holds it; the first kept for a path stays,
+    /// and past the bound nothing more is kept.
+    #[test]
+    fn kept_dirs_are_handed_out_once_and_bounded() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        for d in ["a", "b", "c", "d"] {
+            std::fs::create_dir(t.path().join(d)).unwrap();
+        }
+        let root = Root::open(t.path()).unwrap();
+        root.keep_at_most(3);
+        let ino = |fd: &OwnedFd| rustix::fs::fstat(fd).unwrap().st_ino;
+        let open = |p: &str| root.open_dir(Path::new(p)).unwrap();
+        let (a, b, c, d) = (
+            Path::new("/a"),
+            Path::new("/b"),
+            Path::new("/c"),
+            Path::new("/d"),
+        );
+        let held_a = root.keep_dir(a, open("/a")).expect("kept");
+        assert!(root.keep_dir(a, open("/b")).is_none(), "one per path");
+        let held_b = root.keep_dir(b, open("/b")).expect("kept");
+        let held_c = root.keep_dir(c, open("/c")).expect("kept");
+        assert!(root.keep_dir(d, open("/d")).is_none(), "bound");
+        // The directory moves away after it was kept: the kept descriptor
+        // is still the one found then.
+        std::fs::rename(t.path().join("a"), t.path().join("a.old")).unwrap();
+        std::fs::create_dir(t.path().join("a")).unwrap();
+        let taken = root.take_dir(a).expect("taken");
+        assert_eq!(
+            ino(&taken),
+            std::fs::metadata(t.path().join("a.old")).unwrap().ino()
+        );
+        assert!(Arc::ptr_eq(&taken, &held_a));
+        assert!(root.take_dir(a).is_none(), "handed out once");
+        drop(held_b);
+        assert!(root.take_dir(b).is_none(), "closed with its keeper");
+        // A keeper letting go makes room, and its path may be kept anew.
+        drop(held_c);
+        let held_c = root.keep_dir(c, open("/c")).expect("kept anew");
+        assert!(root.keep_dir(d, open("/d")).is_some(), "room again");
+        assert!(Arc::ptr_eq(&root.take_dir(c).unwrap(), &held_c));
+        // Left: /d, let go. At the bound, those let go are dropped first.
+        root.keep_at_most(1);
+        let _held_a = root.keep_dir(a, open("/a")).expect("room made");
+        assert!(root.keep_dir(b, open("/b")).is_none(), "bound");
     }
 
     #[test]

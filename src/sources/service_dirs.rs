@@ -32,6 +32,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Which bus reads a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -379,6 +380,9 @@ pub struct Discovered {
     /// For [`discover_narrowed`], which of `dirs` the scan can reach;
     /// empty after a full discovery (all of them).
     pub reachable: Vec<bool>,
+    /// The directories the probes opened for [`visit`] (`merge_roles`):
+    /// held here (never read), so they are closed when this is dropped.
+    _kept: Vec<Arc<OwnedFd>>,
 }
 
 impl Discovered {
@@ -457,42 +461,86 @@ fn discover_with(root: &Root, reachable: Option<&dyn Fn(&ServiceDir) -> bool>) -
             .map(|(d, w)| *w || roles.iter().any(|r| *r != d.role))
             .collect()
     };
-    let absent = merge_roles(root, &mut dirs, &probe);
+    // A lookup's scan opens the directories up to the last one it can
+    // reach; a full scan opens them all.
+    let visited = match reachable {
+        None => dirs.len(),
+        Some(_) => wanted.iter().rposition(|w| *w).map_or(0, |i| i + 1),
+    };
+    let absent = runtime_absent(root, &dirs, |i| i < visited || probe[i]);
+    let (absent, kept) = merge_roles(root, &mut dirs, &probe, absent, visited);
     Discovered {
         dirs,
         config_errors,
         policy_rules,
         absent,
         reachable: wanted,
+        _kept: kept,
     }
 }
 
 /// Gives the first entry of each directory (by device and inode, so any
 /// spelling counts) the roles of later entries for it, which [`visit`]
 /// will skip. Only whole directories are merged; a single config file is
-/// classified by its own entry. Only directories `probe` marks are
-/// looked at. Returns which directories the probe found absent.
-fn merge_roles(root: &Root, dirs: &mut [ServiceDir], probe: &[bool]) -> Vec<bool> {
+/// classified by its own entry. Only directories `probe` marks, and not
+/// already known `absent`, are looked at. Returns which directories are
+/// absent (those given, and those the probe found absent) and the
+/// descriptors kept.
+///
+/// The first `visited` directories (those [`visit`] will open) are probed
+/// by opening them for listing, and the descriptor is kept in the root
+/// ([`Root::keep_dir`]) for [`open`], so the visit does not resolve the
+/// path a second time; `O_DIRECTORY` refuses anything but a directory
+/// before opening it, as in [`open`]. Any failure but ENOENT falls back to
+/// an `O_PATH` probe, so a directory that cannot be opened (EACCES) still
+/// lends its roles as before. Later ones get only the `O_PATH` probe:
+/// nothing is opened that the scan would not open.
+fn merge_roles(
+    root: &Root,
+    dirs: &mut [ServiceDir],
+    probe: &[bool],
+    mut absent: Vec<bool>,
+    visited: usize,
+) -> (Vec<bool>, Vec<Arc<OwnedFd>>) {
     let mut first: HashMap<((u32, u32), u64), usize> = HashMap::new();
-    let mut absent = vec![false; dirs.len()];
+    let mut kept = Vec::new();
+    absent.resize(dirs.len(), false);
     for i in 0..dirs.len() {
-        if dirs[i].only.is_some() || !probe.get(i).copied().unwrap_or(true) {
+        if dirs[i].only.is_some() || absent[i] || !probe.get(i).copied().unwrap_or(true) {
             continue;
         }
-        let fd = match root.open_path(&dirs[i].path) {
-            Ok(fd) => fd,
+        let path = dirs[i].path.as_path();
+        let listable = i < visited;
+        let opened = if listable {
+            root.open_dir(path)
+        } else {
+            root.open_path(path)
+        };
+        let (fd, listable) = match opened {
+            Ok(fd) => (fd, listable),
             // ENOENT only: [`open`] would find it absent too and skip it.
             // Other failures are [`visit`]'s to report.
-            Err(e) => {
-                absent[i] = e.errno() == Some(rustix::io::Errno::NOENT);
+            Err(e) if e.is_not_found() => {
+                absent[i] = true;
                 continue;
             }
+            Err(_) if listable => match root.open_path(path) {
+                Ok(fd) => (fd, false),
+                Err(e) => {
+                    absent[i] = e.is_not_found();
+                    continue;
+                }
+            },
+            Err(_) => continue,
         };
         let Ok(m) = stat::stat_fd(&fd, dirs[i].path.clone()) else {
             continue;
         };
         if m.kind != FileKind::Directory {
             continue;
+        }
+        if listable {
+            kept.extend(root.keep_dir(path, fd));
         }
         match first.entry((m.dev, m.ino)) {
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -506,7 +554,55 @@ fn merge_roles(root: &Root, dirs: &mut [ServiceDir], probe: &[bool]) -> Vec<bool
             }
         }
     }
-    absent
+    (absent, kept)
+}
+
+/// Where `$XDG_RUNTIME_DIR`s live (`runtime_dirs`).
+const RUNTIME_PARENT: &str = "/run/user";
+
+/// Which of `dirs` lie below a `/run/user/<name>` that `/run/user` does
+/// not hold: one listing of `/run/user` (or one ENOENT, on a dead box
+/// where it is a tmpfs that is not mounted) instead of a probe per account
+/// that finds nothing. The kernel fails a path at its first missing
+/// component, so such a probe could only have found ENOENT. Anything else
+/// (no `/run/user` path on the list, `/run/user` unreadable, a `..` after
+/// it) is left to the probes. `looked_at` says which of `dirs` a probe or
+/// the visit would open; when none of those is below `/run/user`, it is
+/// not read.
+fn runtime_absent(
+    root: &Root,
+    dirs: &[ServiceDir],
+    looked_at: impl Fn(usize) -> bool,
+) -> Vec<bool> {
+    let parent = Path::new(RUNTIME_PARENT);
+    let child = |d: &ServiceDir| -> Option<OsString> {
+        let mut rest = d.path.strip_prefix(parent).ok()?.components();
+        match rest.next()? {
+            std::path::Component::Normal(name) => Some(name.to_os_string()),
+            _ => None,
+        }
+    };
+    if !(0..dirs.len()).any(|i| looked_at(i) && child(&dirs[i]).is_some()) {
+        return vec![false; dirs.len()];
+    }
+    let present: Option<HashSet<OsString>> = match root.open_dir(parent) {
+        Err(e) if e.is_not_found() => Some(HashSet::new()),
+        Err(_) => None,
+        Ok(fd) => {
+            let mut names = HashSet::new();
+            for_each_dirent(&fd, |name, _| {
+                names.insert(name.to_os_string());
+            })
+            .ok()
+            .map(|()| names)
+        }
+    };
+    let Some(present) = present else {
+        return vec![false; dirs.len()];
+    };
+    dirs.iter()
+        .map(|d| child(d).is_some_and(|name| !present.contains(&name)))
+        .collect()
 }
 
 /// Follows the bus configs from the standard config files and policy
@@ -635,7 +731,8 @@ impl DirError {
 /// A discovered directory, open for listing.
 #[derive(Debug)]
 pub struct OpenDir {
-    fd: OwnedFd,
+    /// Shared with the [`Discovered`] that kept it, when it did.
+    fd: Arc<OwnedFd>,
     pub meta: Metadata,
     /// Names already listed through an earlier path of this directory
     /// (as a config file named by `<include>`), left out here.
@@ -674,27 +771,17 @@ impl OpenDir {
                 return vec![Err(list_err(e))];
             }
         }
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
-        let mut reader = rustix::fs::RawDir::new(&self.fd, &mut buf);
         let mut out = Vec::new();
-        loop {
-            match reader.next() {
-                None => break,
-                Some(Ok(e)) => {
-                    let name = OsStr::from_bytes(e.file_name().to_bytes());
-                    if self.lists(dir, name) {
-                        out.push(Ok(Entry {
-                            name: name.to_os_string(),
-                            dirent_kind: FileKind::from_dirent(e.file_type()),
-                        }));
-                    }
-                }
-                Some(Err(rustix::io::Errno::INTR)) => {}
-                Some(Err(e)) => {
-                    out.push(Err(list_err(e)));
-                    break;
-                }
+        let listed = for_each_dirent(&self.fd, |name, kind| {
+            if self.lists(dir, name) {
+                out.push(Ok(Entry {
+                    name: name.to_os_string(),
+                    dirent_kind: kind,
+                }));
             }
+        });
+        if let Err(e) = listed {
+            out.push(Err(list_err(e)));
         }
         out
     }
@@ -710,12 +797,41 @@ impl OpenDir {
     }
 }
 
+/// Calls `f` with each name (but `.` and `..`) and `d_type` that
+/// `getdents64` returns for the open directory `fd`, from its current
+/// offset, into a stack buffer.
+fn for_each_dirent(
+    fd: &OwnedFd,
+    mut f: impl FnMut(&OsStr, FileKind),
+) -> Result<(), rustix::io::Errno> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
+    let mut reader = rustix::fs::RawDir::new(fd, &mut buf);
+    loop {
+        match reader.next() {
+            None => return Ok(()),
+            Some(Ok(e)) => {
+                let name = OsStr::from_bytes(e.file_name().to_bytes());
+                if name != "." && name != ".." {
+                    f(name, FileKind::from_dirent(e.file_type()));
+                }
+            }
+            Some(Err(rustix::io::Errno::INTR)) => {}
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}
+
 /// Opens `dir` inside `root`. `Ok(None)` when it does not exist (nor does
-/// a parent), which is the common case and not worth a word.
+/// a parent), which is the common case and not worth a word. A descriptor
+/// discovery kept for this path ([`Root::keep_dir`]) is used instead of
+/// resolving it again.
 pub fn open(root: &Root, dir: &ServiceDir) -> Result<Option<OpenDir>, DirError> {
-    let fd = match root.open_dir(&dir.path) {
-        Ok(fd) => fd,
-        Err(e) => return classify_open_failure(root, dir, e),
+    let fd = match root.take_dir(&dir.path) {
+        Some(fd) => fd,
+        None => match root.open_dir(&dir.path) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => return classify_open_failure(root, dir, e),
+        },
     };
     let meta = stat::stat_fd(&fd, dir.path.clone()).map_err(|e| DirError::List {
         path: e.path,
@@ -920,6 +1036,121 @@ d:x:1003:1003::rel/d:/bin/sh\n",
         let (msg, kind) = err.unwrap();
         assert!(msg.contains("/etc/dbus-1/system.d"), "{msg}");
         assert_eq!(kind, Some(FileKind::Regular));
+    }
+
+    /// `/run/user` read once stands for the per-uid probes: what it marks
+    /// absent the kernel finds absent too, a uid directory it holds is
+    /// still probed (and listed), and a path it cannot judge (`..` after
+    /// `/run/user`, another directory) is left to the probes.
+    #[test]
+    fn runtime_dirs_missing_from_run_user_are_absent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let dir = |p: &str| ServiceDir::standard(p, Bus::Session, Role::Services, None);
+        let dirs = [
+            dir("/run/user/1000/dbus-1/services"),
+            dir("/run/user/1001/dbus-1/services"),
+            dir("/run/user/1002/dbus-1/services"),
+            dir("/run/user/../x/dbus-1/services"),
+            dir("/run/userx/1/dbus-1/services"),
+        ];
+        let check = |root: &Root, want: [bool; 5]| {
+            let absent = runtime_absent(root, &dirs, |_| true);
+            assert_eq!(absent, want);
+            for (d, a) in dirs.iter().zip(absent) {
+                if a {
+                    assert!(root.open_dir(&d.path).unwrap_err().is_not_found());
+                }
+            }
+        };
+        // A dead box: no /run at all.
+        check(&Root::open(r).unwrap(), [true, true, true, false, false]);
+        std::fs::create_dir_all(r.join("run/user/1000/dbus-1/services")).unwrap();
+        std::fs::write(
+            r.join("run/user/1000/dbus-1/services/org.x.service"),
+            "[D-BUS Service]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(r.join("run/user/1001")).unwrap();
+        let root = Root::open(r).unwrap();
+        check(&root, [false, false, true, false, false]);
+        assert_eq!(
+            runtime_absent(&root, &dirs, |i| i > 4),
+            [false; 5],
+            "not read when nothing below it is looked at"
+        );
+        // /run/user a link inside the root: followed there, as the probes do.
+        std::fs::rename(r.join("run/user"), r.join("run/user.real")).unwrap();
+        symlink("/run/user.real", r.join("run/user")).unwrap();
+        check(&Root::open(r).unwrap(), [false, false, true, false, false]);
+        let p = accounts::parse_passwd(
+            b"a:x:1000:1000::/h/a:/bin/sh\nb:x:1001:1001::/h/b:/bin/sh\nc:x:1002:1002::/h/c:/bin/sh\n",
+        );
+        let found = Discovered {
+            absent: runtime_absent(&root, &runtime_dirs(&p.entries), |_| true),
+            dirs: runtime_dirs(&p.entries),
+            ..Discovered::default()
+        };
+        let mut listed = Vec::new();
+        visit(&root, found.present(), |d, r| {
+            for e in r.unwrap().entries(d) {
+                listed.push(d.entry_path(&e.unwrap().name));
+            }
+        });
+        assert_eq!(
+            listed,
+            [PathBuf::from(
+                "/run/user/1000/dbus-1/services/org.x.service"
+            )]
+        );
+    }
+
+    /// The visit lists the directories discovery opened (kept in the
+    /// root), not what their paths name by then; a lookup keeps only what
+    /// its visit opens.
+    #[test]
+    fn visit_lists_the_directories_discovery_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::write(r.join("etc/passwd"), "a:x:1000:1000::/h/a:/bin/sh\n").unwrap();
+        let services = r.join("h/a/.local/share/dbus-1/services");
+        std::fs::create_dir_all(&services).unwrap();
+        std::fs::write(services.join("org.a.service"), "[D-BUS Service]\n").unwrap();
+        std::fs::create_dir_all(r.join("elsewhere")).unwrap();
+        std::fs::write(r.join("elsewhere/org.b.service"), "[D-BUS Service]\n").unwrap();
+        std::fs::create_dir_all(r.join("usr/share/dbus-1/services")).unwrap();
+        let home = Path::new("/h/a/.local/share/dbus-1/services");
+
+        let root = Root::open(r).unwrap();
+        let narrowed = discover_narrowed(&root, &|d| {
+            d.path == Path::new("/usr/share/dbus-1/services")
+        });
+        assert!(narrowed.dirs.iter().any(|d| d.path == home));
+        assert!(
+            root.take_dir(home).is_none(),
+            "a lookup keeps only what it opens"
+        );
+        assert!(root
+            .take_dir(Path::new("/usr/share/dbus-1/services"))
+            .is_some());
+
+        let root = Root::open(r).unwrap();
+        drop(discover(&root));
+        assert!(
+            root.take_dir(home).is_none(),
+            "closed with the discovery (a watcher's root outlives it)"
+        );
+        let found = discover(&root);
+        std::fs::rename(&services, r.join("h/a/moved")).unwrap();
+        symlink("/elsewhere", &services).unwrap();
+        let mut listed = Vec::new();
+        visit(&root, found.present(), |d, r| {
+            if d.path == home {
+                listed.extend(r.unwrap().entries(d).into_iter().map(|e| e.unwrap().name));
+            }
+        });
+        assert_eq!(listed, [OsString::from("org.a.service")]);
     }
 
     #[test]

@@ -219,7 +219,7 @@ pub enum RegistryError {
 
 impl Registry {
     pub fn new(settings: Settings) -> Result<Registry, RegistryError> {
-        let tables = spec::load_all()?
+        let tables = spec::load_all()
             .into_iter()
             .map(|spec| match generator(&spec.name) {
                 Some(generate) => Ok(Table { spec, generate }),
