@@ -166,7 +166,7 @@ impl RowWriter<'_> {
 /// A reply whose counts went wrong cannot be repaired once its header is
 /// on the wire: the error ends the connection (the peer sees it close)
 /// rather than leaving it out of step.
-fn miscount(what: &str) -> thrift::Error {
+pub(super) fn miscount(what: &str) -> thrift::Error {
     thrift::Error::Transport(thrift::TransportError::new(
         thrift::TransportErrorKind::Unknown,
         format!("call reply: {what}"),
