@@ -205,12 +205,32 @@ impl StreamingHandler for Handler {
         );
         match packed {
             (status, Answer::Rows(rows)) => {
-                let mut w = reply.begin(&status, rows.len())?;
-                rows.write_to(&mut w)?;
-                w.finish()
+                let written = reply
+                    .begin(&status, rows.len())
+                    .and_then(|mut w| rows.write_to(&mut w).and_then(|()| w.finish()));
+                release_freed_memory();
+                written
             }
             (status, Answer::Maps(maps)) => reply.whole(&ExtensionResponse::new(status, maps)),
         }
+    }
+}
+
+/// Hands what a generate freed back to the kernel once its reply is out.
+/// glibc keeps freed memory in the arena of the thread that freed it, and
+/// each connection has a thread of its own: the next one may be given
+/// another arena, so a large generate's memory stayed resident beside the
+/// next one's (10,000 rows of every column peaked at 21 or 27 MB from one
+/// run to the next), and osquery's watchdog counts resident memory between
+/// queries too. Trimming returns the free pages of every arena: after a
+/// 10,000-row reply of every column, ~170 `madvise` calls taking ~3 ms in
+/// the kernel (under strace), next to a reply of half a second or more.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes no pointers; it only returns free pages
+    // of glibc's own heaps, under glibc's own locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
