@@ -313,9 +313,7 @@ pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn Row
                         .collect();
                     for name in names {
                         let meta = open.stat(dir, &name);
-                        if let Some(row) = entry_row(&mut scan, dir, open, &name, meta, None) {
-                            rows.push(row);
-                        }
+                        rows.extend(entry_row(&mut scan, dir, open, &name, meta, None));
                     }
                 }
             },
@@ -335,6 +333,12 @@ impl Emit<'_, '_> {
             shadows.apply(&mut row);
         }
         self.sink.push(row);
+    }
+
+    fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {
+        for row in rows {
+            self.push(row);
+        }
     }
 }
 
@@ -425,18 +429,21 @@ fn entry_paths<'d>(
 fn list_all(scan: &mut Scan, dir: &ServiceDir, open: &OpenDir, rows: &mut Emit) {
     if let Some(only) = &dir.only {
         let meta = open.stat(dir, only);
-        if let Some(row) = entry_row(scan, dir, open, only, meta, None) {
-            rows.push(row);
-        }
+        rows.extend(entry_row(scan, dir, open, only, meta, None));
         return;
     }
     for entry in open.entries(dir) {
         match entry {
             Ok(e) => {
                 let meta = open.stat(dir, &e.name);
-                if let Some(row) = entry_row(scan, dir, open, &e.name, meta, Some(e.dirent_kind)) {
-                    rows.push(row);
-                }
+                rows.extend(entry_row(
+                    scan,
+                    dir,
+                    open,
+                    &e.name,
+                    meta,
+                    Some(e.dirent_kind),
+                ))
             }
             Err(e) => {
                 log::warn!("dbus_service_files: {e}");
