@@ -379,3 +379,162 @@ fn exits_when_the_core_forgets_us() {
     assert_eq!(obs["core_still_listening"], true);
     assert_exited_cleanly(&obs["exit"], INTERVAL + 1.0, "uuid dropped");
 }
+
+/// A root of `n` service files spread over the system directory and 40
+/// homes, one name shadowed, one `Exec=` not ASCII.
+fn many_services_root(dir: &Path, n: usize) {
+    let put = |inner: &str, body: &str| {
+        let p = dir.join(inner);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    };
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    for u in 0..40 {
+        passwd += &format!("u{u}:x:{}:{}::/home/u{u}:/bin/sh\n", 2000 + u, 2000 + u);
+    }
+    put("etc/passwd", &passwd);
+    for i in 0..n {
+        let name = format!("org.many.S{i}");
+        let body = format!("[D-BUS Service]\nName={name}\nExec=/usr/libexec/s{i} --n {i}\n");
+        let path = if i % 4 == 0 {
+            format!("usr/share/dbus-1/services/{name}.service")
+        } else {
+            format!(
+                "home/u{}/.local/share/dbus-1/services/{name}.service",
+                i % 40
+            )
+        };
+        put(&path, &body);
+    }
+    put(
+        "usr/local/share/dbus-1/services/org.many.S0.service",
+        "[D-BUS Service]\nName=org.many.S0\nExec=/opt/é/s0\n",
+    );
+}
+
+/// A generate of every column over a thousand-odd files, as a real Thrift
+/// peer decodes it, carries exactly the embedded host's rows: the rows
+/// packed while the table runs (several chunks of them here) come out
+/// whole, none lost or doubled, every cell as the embedded host shows it
+/// (which prints NULL as an empty string, where osquery leaves the key out).
+#[test]
+fn a_large_generate_of_every_column_matches_the_embedded_host() {
+    let root = tempfile::tempdir().unwrap();
+    many_services_root(root.path(), 1_500);
+    let query = || {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(root.path())
+            .args(["query", "--json", "SELECT * FROM dbus_service_files"])
+            .output()
+            .unwrap()
+    };
+    // One scan first, as the handler's byte comparison does: a first
+    // listing may move a directory's atime, and both hosts must see the
+    // same metadata.
+    query();
+    let embedded = query();
+    assert!(embedded.status.success(), "{embedded:?}");
+    let embedded: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_slice(&embedded.stdout).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(common::peer_python())
+        .arg(common::peer_script("fake_core.py"))
+        .args(["generate", "--bin", BIN, "--context", "{}", "--workdir"])
+        .arg(work.path())
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let obs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code(&obs), 0, "{obs}");
+    let streamed = obs["response"].as_array().unwrap();
+    assert_eq!(streamed.len(), 1_501);
+    assert_eq!(streamed.len(), embedded.len());
+    let by_path = |row: &serde_json::Map<String, Value>| row["path"].as_str().unwrap().to_string();
+    let mut want: std::collections::BTreeMap<String, _> =
+        embedded.iter().map(|r| (by_path(r), r)).collect();
+    assert_eq!(want.len(), embedded.len(), "duplicate paths");
+    let mut shadowed = 0;
+    for row in streamed {
+        let row = row.as_object().unwrap();
+        let expected = want
+            .remove(&by_path(row))
+            .unwrap_or_else(|| panic!("extra or doubled row {row:?}"));
+        for key in row.keys() {
+            assert!(expected.contains_key(key), "non-spec column {key}");
+        }
+        for (column, value) in expected {
+            let got = row.get(column).and_then(Value::as_str).unwrap_or("");
+            assert_eq!(got, value.as_str().unwrap(), "{column} of {row:?}");
+        }
+        shadowed += usize::from(row.contains_key("shadowed_by"));
+    }
+    assert!(want.is_empty(), "rows missing: {:?}", want.keys());
+    assert_eq!(shadowed, 1);
+}
+
+/// The bytes of one `call` asking for a generate of every column of
+/// `dbus_service_files`, as a client writes them.
+fn generate_all_request() -> Vec<u8> {
+    use thrift::protocol::{
+        TBinaryOutputProtocol, TFieldIdentifier, TMapIdentifier, TMessageIdentifier, TMessageType,
+        TOutputProtocol, TStructIdentifier, TType,
+    };
+    let mut o = TBinaryOutputProtocol::new(Vec::new(), true);
+    o.write_message_begin(&TMessageIdentifier::new("call", TMessageType::Call, 1))
+        .unwrap();
+    o.write_struct_begin(&TStructIdentifier::new("call_args"))
+        .unwrap();
+    for (id, text) in [(1, "table"), (2, "dbus_service_files")] {
+        o.write_field_begin(&TFieldIdentifier::new("f", TType::String, id))
+            .unwrap();
+        o.write_string(text).unwrap();
+        o.write_field_end().unwrap();
+    }
+    o.write_field_begin(&TFieldIdentifier::new("request", TType::Map, 3))
+        .unwrap();
+    o.write_map_begin(&TMapIdentifier::new(TType::String, TType::String, 2))
+        .unwrap();
+    for s in ["action", "generate", "context", "{}"] {
+        o.write_string(s).unwrap();
+    }
+    o.write_map_end().unwrap();
+    o.write_field_end().unwrap();
+    o.write_field_stop().unwrap();
+    o.write_struct_end().unwrap();
+    o.write_message_end().unwrap();
+    o.transport
+}
+
+/// Peers that hang up on a large generate (while the table still runs,
+/// after the reply's first bytes, half-way through it) cost their own
+/// connection only: the extension goes on serving the whole reply to the
+/// next peer, and exits cleanly later.
+#[test]
+fn peers_hanging_up_on_a_large_reply_leave_it_serving() {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir().unwrap();
+    many_services_root(root.path(), 1_500);
+    let (mut hold, ev) = common::ext::Hold::start(root.path());
+    let sock = std::path::PathBuf::from(ev["socket"].as_str().unwrap());
+    let request = generate_all_request();
+    for read_first in [0, 1, 300 * 1024] {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&request).unwrap();
+        let mut got = vec![0; read_first];
+        s.read_exact(&mut got).unwrap();
+        drop(s);
+    }
+    let mut c = common::ext::Client::connect(&sock, Duration::from_secs(30)).unwrap();
+    assert_eq!(c.ping().unwrap(), 0);
+    let r = c.generate("{}").unwrap();
+    assert_eq!((r.code, r.rows.len()), (0, 1_501), "{}", r.message);
+    drop(c);
+    let exit = hold.command("die");
+    assert_exited_cleanly(&exit, INTERVAL + 1.0, "core gone after the hang-ups");
+    let stderr = exit["stderr"].as_str().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -16,7 +16,7 @@ use crate::sources::fs_safe::{self, Root};
 use crate::sources::service_dirs::{self, DirError, EntryKind, OpenDir, ServiceDir};
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
 use crate::sources::{hash, packages, service_file, service_names, unit_files};
-use crate::tables::{Row, Settings, Value};
+use crate::tables::{Row, RowSink, Settings, Value};
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -188,14 +188,24 @@ impl Scan<'_> {
     }
 }
 
+/// Every row at once (the embedded host, tests).
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
+    let mut rows = Vec::new();
+    generate_into(settings, ctx, &mut rows);
+    rows
+}
+
+/// The rows, each handed to `sink` once made: a host that encodes them
+/// as they come never holds a whole scan's rows.
+pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
     let root = match Root::open(&settings.root) {
         Ok(r) => r,
         Err(e) => {
             log::warn!("dbus_service_files: {e}");
             let mut row = Row::new();
             row.set("path", "/").set("error", e.to_string());
-            return vec![row];
+            sink.push(row);
+            return;
         }
     };
     let want_dirs = wanted(ctx, "directory");
@@ -247,7 +257,17 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         config_errors: &found.config_errors,
         plain: PlainUsed::new(ctx),
     };
-    let mut rows = Vec::new();
+    // The shadow columns need every service file of the root resolved by
+    // name before the first row goes out.
+    let names = SHADOW_COLUMNS
+        .iter()
+        .any(|c| ctx.uses(c))
+        .then(|| service_names::resolve(&root, &found.dirs));
+    let shadows = names.as_ref().map(Shadows::new);
+    let mut rows = Emit {
+        sink,
+        shadows: shadows.as_ref(),
+    };
     // Every directory up to the last one a constraint can reach is opened,
     // so that one reached through a duplicate path is dropped exactly as in
     // a full scan (the first path wins: later ones cannot change that).
@@ -299,10 +319,27 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             },
         }
     });
-    if SHADOW_COLUMNS.iter().any(|c| ctx.uses(c)) {
-        shadow_columns(&mut rows, &service_names::resolve(&root, &found.dirs));
+}
+
+/// A row on its way to the sink, given its shadow columns when used.
+struct Emit<'s, 'n> {
+    sink: &'s mut dyn RowSink,
+    shadows: Option<&'s Shadows<'n>>,
+}
+
+impl Emit<'_, '_> {
+    fn push(&mut self, mut row: Row) {
+        if let Some(shadows) = self.shadows {
+            shadows.apply(&mut row);
+        }
+        self.sink.push(row);
     }
-    rows
+
+    fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {
+        for row in rows {
+            self.push(row);
+        }
+    }
 }
 
 /// Columns that compare an entry with what its package manager recorded.
@@ -327,20 +364,28 @@ pub const INSTALL_SLACK_SECS: i64 = 60;
 /// Columns that need every service file of the root resolved by name.
 const SHADOW_COLUMNS: [&str; 3] = ["search_order", "effective", "shadowed_by"];
 
-/// Which file wins each name (`sources::service_names`), on the rows of
-/// the files it judged.
-fn shadow_columns(rows: &mut [Row], names: &service_names::Names) {
-    let by_path: std::collections::HashMap<String, &service_names::Provider> = names
-        .providers
-        .iter()
-        .map(|p| (fs_safe::render_path(&p.path), p))
-        .collect();
-    for row in rows {
+/// Which file wins each name (`sources::service_names`), by the rendered
+/// path of each file it judged, so each row finds its own as it is made.
+struct Shadows<'n>(std::collections::HashMap<String, &'n service_names::Provider>);
+
+impl<'n> Shadows<'n> {
+    fn new(names: &'n service_names::Names) -> Shadows<'n> {
+        Shadows(
+            names
+                .providers
+                .iter()
+                .map(|p| (fs_safe::render_path(&p.path), p))
+                .collect(),
+        )
+    }
+
+    fn apply(&self, row: &mut Row) {
+        let by_path = &self.0;
         let Some(crate::tables::Value::Text(path)) = row.get("path") else {
-            continue;
+            return;
         };
         let Some(p) = by_path.get(path.as_str()) else {
-            continue;
+            return;
         };
         row.set("search_order", p.search_order)
             .set("effective", p.effective)
@@ -381,7 +426,7 @@ fn entry_paths<'d>(
 }
 
 /// Every entry of `dir` (for a config directory: its one named file).
-fn list_all(scan: &mut Scan, dir: &ServiceDir, open: &OpenDir, rows: &mut Vec<Row>) {
+fn list_all(scan: &mut Scan, dir: &ServiceDir, open: &OpenDir, rows: &mut Emit) {
     if let Some(only) = &dir.only {
         let meta = open.stat(dir, only);
         rows.extend(entry_row(scan, dir, open, only, meta, None));

@@ -176,29 +176,72 @@ impl Settings {
     }
 }
 
+/// Where a table puts its rows as it makes them. A host that can encode
+/// a row at once (the osquery host) takes them one by one, so a large
+/// result is never held as `Row`s; a `Vec<Row>` collects them.
+pub trait RowSink {
+    fn push(&mut self, row: Row);
+}
+
+impl RowSink for Vec<Row> {
+    fn push(&mut self, row: Row) {
+        Vec::push(self, row);
+    }
+}
+
 type GenerateFn = fn(&Settings, &QueryContext) -> Vec<Row>;
+type StreamFn = fn(&Settings, &QueryContext, &mut dyn RowSink);
+
+/// How a table makes its rows: all at once, or into a sink as it goes
+/// (tables whose results run to thousands of rows).
+#[derive(Clone, Copy)]
+enum Generator {
+    Whole(GenerateFn),
+    Streamed(StreamFn),
+}
 
 pub struct Table {
     pub spec: TableSpec,
-    generate: GenerateFn,
+    generator: Generator,
 }
 
 impl Table {
     pub fn generate(&self, settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
-        (self.generate)(settings, ctx)
+        match self.generator {
+            Generator::Whole(generate) => generate(settings, ctx),
+            Generator::Streamed(stream) => {
+                let mut rows = Vec::new();
+                stream(settings, ctx, &mut rows);
+                rows
+            }
+        }
+    }
+
+    /// The same rows as [`Table::generate`], in the same order, handed to
+    /// `sink` one at a time; a streaming table never holds them all.
+    pub fn generate_into(&self, settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
+        match self.generator {
+            Generator::Whole(generate) => {
+                for row in generate(settings, ctx) {
+                    sink.push(row);
+                }
+            }
+            Generator::Streamed(stream) => stream(settings, ctx, sink),
+        }
     }
 }
 
-fn generator(name: &str) -> Option<GenerateFn> {
+fn generator(name: &str) -> Option<Generator> {
+    use Generator::{Streamed, Whole};
     Some(match name {
-        "dbus_service_files" => dbus_service_files::generate,
-        "dbus_daemon_children" => dbus_daemon_children::generate,
-        "dbus_activated_processes" => dbus_activated_processes::generate,
-        "dbus_policy_rules" => dbus_policy_rules::generate,
-        "dbus_process_events" => dbus_process_events::generate,
-        "dbus_file_events" => dbus_file_events::generate,
-        "users" => users::generate,
-        "groups" => groups::generate,
+        "dbus_service_files" => Streamed(dbus_service_files::generate_into),
+        "dbus_daemon_children" => Whole(dbus_daemon_children::generate),
+        "dbus_activated_processes" => Whole(dbus_activated_processes::generate),
+        "dbus_policy_rules" => Whole(dbus_policy_rules::generate),
+        "dbus_process_events" => Whole(dbus_process_events::generate),
+        "dbus_file_events" => Whole(dbus_file_events::generate),
+        "users" => Whole(users::generate),
+        "groups" => Whole(groups::generate),
         _ => return None,
     })
 }
@@ -222,7 +265,7 @@ impl Registry {
         let tables = spec::load_all()
             .into_iter()
             .map(|spec| match generator(&spec.name) {
-                Some(generate) => Ok(Table { spec, generate }),
+                Some(generator) => Ok(Table { spec, generator }),
                 None => Err(RegistryError::Unimplemented(spec.name.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -220,6 +220,35 @@ def call(path, registry, item, request, timeout=10.0):
         trans.close()
 
 
+def call_bytes(registry, item, request):
+    """The bytes a client sends for one `call`."""
+    buf = TTransport.TMemoryBuffer()
+    Extension.Client(TBinaryProtocol.TBinaryProtocol(buf)).send_call(registry, item, request)
+    return buf.getvalue()
+
+
+def raw_reply(path, request_bytes, timeout=40.0):
+    """Sends one request, half-closes, and reads until the extension hangs
+    up (it does once the next request is the end of input): how long the
+    whole reply took to arrive, and its size, with no decoding on our side."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        t = time.monotonic()
+        s.sendall(request_bytes)
+        s.shutdown(socket.SHUT_WR)
+        size = 0
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+        return time.monotonic() - t, size
+    finally:
+        s.close()
+
+
 def start_extension(binary, args, workdir, name="ext"):
     env = dict(os.environ)
     env.pop("RUST_LOG", None)
@@ -668,7 +697,9 @@ def rss_kib(pid, field="VmRSS"):
 
 def scenario_bench(a):
     """For scripts/bench.sh: registration latency, resident
-    memory idle and during `--reps` generates of `--table`, and rows/s."""
+    memory idle and during `--reps` generates of `--table`, and rows/s
+    (decoded as the core would), then `--reps` more read off the wire
+    undecoded (the extension's own time)."""
     core_sock = os.path.join(a.workdir, "core.sock")
     core = FakeCore(core_sock)
     args = ["--socket", core_sock, "--root", a.root, "--interval", "1", "--timeout", "3"]
@@ -693,23 +724,33 @@ def scenario_bench(a):
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         times, rows = [], 0
+        request = {"action": "generate", "context": a.context}
         for _ in range(a.reps):
             t = time.monotonic()
-            obs = call(
-                ext_socket(core_sock), "table", a.table,
-                {"action": "generate", "context": a.context}, timeout=40.0,
-            )
+            obs = call(ext_socket(core_sock), "table", a.table, request, timeout=40.0)
             times.append(time.monotonic() - t)
             rows = len(obs.get("response") or [])
+        # The same generates, the reply read but not decoded: the
+        # extension's own time (its table, encoding and writes).
+        wire, wire_bytes = [], 0
+        request_bytes = call_bytes("table", a.table, request)
+        for _ in range(a.reps):
+            took, wire_bytes = raw_reply(ext_socket(core_sock), request_bytes)
+            wire.append(took)
         done.set()
         sampler.join()
+        after = rss_kib(proc.pid)
         times.sort()
+        wire.sort()
         med = times[len(times) // 2]
         return {
+            "reply_wire_median_s": wire[len(wire) // 2],
+            "reply_bytes": wire_bytes,
             "registration_s": registered,
             "rss_idle_kib": idle,
             "rss_query_sampled_kib": peak_sampled[0],
             "rss_hwm_kib": rss_kib(proc.pid, "VmHWM"),
+            "rss_after_kib": after,
             "rows": rows,
             "generate_median_s": med,
             "generate_all_s": times,

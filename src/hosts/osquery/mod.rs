@@ -8,6 +8,7 @@
 //! that the core still lists it (see DESIGN.md). Each job has its module:
 //! `core` (registration and liveness), `server` (the socket and its
 //! threads), `reply` (the processor, which streams `call` replies),
+//! `encoded` (a generate's rows packed until the reply goes out),
 //! `handler` (requests to tables), `routes` (spec to osquery's route rows)
 //! and `protocol` (bounds checks the stock protocol lacks).
 use crate::tables::Registry;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 #[allow(clippy::all)]
 mod bindings;
 mod core;
+mod encoded;
 mod handler;
 mod protocol;
 mod reply;

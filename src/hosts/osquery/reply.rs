@@ -7,8 +7,8 @@
 //! `BTreeMap<String, String>`, before it writes a byte. For a 10,000-row
 //! generate that second copy of the result (tree nodes and owned keys,
 //! ~2 KB a row) was most of the extension's peak memory. Here the rows are
-//! converted and written one at a time, each freed as it goes out, through
-//! the same `TOutputProtocol` calls in the same order as the generated
+//! written one at a time from their packed form (`encoded`, filled while
+//! the table runs), through the same `TOutputProtocol` calls in the same order as the generated
 //! `ExtensionCallResult::write_to_out_protocol`, so the bytes on the wire
 //! are identical (the unit tests compare them for the same rows). The
 //! bindings themselves stay generated (`scripts/gen-thrift.sh`, checked in
@@ -166,7 +166,7 @@ impl RowWriter<'_> {
 /// A reply whose counts went wrong cannot be repaired once its header is
 /// on the wire: the error ends the connection (the peer sees it close)
 /// rather than leaving it out of step.
-fn miscount(what: &str) -> thrift::Error {
+pub(super) fn miscount(what: &str) -> thrift::Error {
     thrift::Error::Transport(thrift::TransportError::new(
         thrift::TransportErrorKind::Unknown,
         format!("call reply: {what}"),
