@@ -201,6 +201,10 @@ fn main() {
             time("files_path_eq_home", args.reps * 10, || {
                 gen("dbus_service_files", &one).len()
             });
+            let one_stat = ctx(&stat_cols, Some(("path", &home)));
+            time("files_path_eq_home_stat", args.reps * 10, || {
+                gen("dbus_service_files", &one_stat).len()
+            });
         }
         "packages" => {
             let c = ctx(&["path", "package"], None);

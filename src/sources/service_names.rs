@@ -68,28 +68,43 @@ pub struct Provider {
     pub effective: Option<bool>,
     /// The file the bus uses instead, when not effective.
     pub shadowed_by: Option<PathBuf>,
+    /// Whether its bus takes its name from it when no earlier file did:
+    /// loadable and, on the system bus, named `<Name>.service`.
+    provides: bool,
 }
 
-/// Resolved service files.
+/// Resolved service files, kept per directory as read (collecting them
+/// into one vector would copy them all while both exist).
 #[derive(Debug, Default)]
 pub struct Names {
-    pub providers: Vec<Provider>,
-    /// Indexes of `providers` sorted by path bytes (then index): a sorted
-    /// vector costs 4 bytes a file where a map keyed by path held a second
-    /// copy of every path.
-    by_path: Vec<u32>,
+    dirs: Vec<Vec<Provider>>,
+    /// (directory, file) of every provider, sorted by path bytes: 8 bytes
+    /// a file where a map keyed by path held a second copy of each path.
+    by_path: Vec<(u32, u32)>,
 }
 
 impl Names {
-    fn new(providers: Vec<Provider>) -> Names {
-        let mut by_path: Vec<u32> = (0..providers.len())
-            .filter_map(|i| u32::try_from(i).ok())
-            .collect();
-        by_path.sort_by(|&a, &b| {
-            let key = |i: u32| providers[i as usize].path.as_os_str().as_bytes();
-            key(a).cmp(key(b)).then(a.cmp(&b))
-        });
-        Names { providers, by_path }
+    fn new(dirs: Vec<Vec<Provider>>) -> Names {
+        let mut by_path: Vec<(u32, u32)> = Vec::with_capacity(dirs.iter().map(Vec::len).sum());
+        for (i, files) in dirs.iter().enumerate() {
+            for j in 0..files.len() {
+                if let (Ok(i), Ok(j)) = (u32::try_from(i), u32::try_from(j)) {
+                    by_path.push((i, j));
+                }
+            }
+        }
+        let key = |&(i, j): &(u32, u32)| dirs[i as usize][j as usize].path.as_os_str().as_bytes();
+        by_path.sort_by(|a, b| key(a).cmp(key(b)).then(a.cmp(b)));
+        Names { dirs, by_path }
+    }
+
+    fn at(&self, (i, j): (u32, u32)) -> &Provider {
+        &self.dirs[i as usize][j as usize]
+    }
+
+    /// Every judged file.
+    pub fn providers(&self) -> impl Iterator<Item = &Provider> {
+        self.dirs.iter().flatten()
     }
 
     /// The provider judged at `path`; when two buses judge one path, the
@@ -98,8 +113,8 @@ impl Names {
         let want = path.as_os_str().as_bytes();
         let at = self
             .by_path
-            .partition_point(|&i| self.providers[i as usize].path.as_os_str().as_bytes() < want);
-        let p = &self.providers[*self.by_path.get(at)? as usize];
+            .partition_point(|&k| self.at(k).path.as_os_str().as_bytes() < want);
+        let p = self.at(*self.by_path.get(at)?);
         (p.path.as_os_str().as_bytes() == want).then_some(p)
     }
 
@@ -112,8 +127,7 @@ impl Names {
 
     /// Effective files `bus` (for a session bus, `uid`'s) reads, own ones first.
     pub fn for_bus(&self, bus: Bus, uid: Option<u32>) -> impl Iterator<Item = &Provider> {
-        self.providers
-            .iter()
+        self.providers()
             .filter(move |p| p.bus == bus && (p.owner_uid.is_none() || p.owner_uid == uid))
     }
 }
@@ -136,30 +150,15 @@ fn session_rank(dir: &ServiceDir) -> u8 {
 /// after it.
 const LAST_OWN_RANK: u8 = 2;
 
-/// A parsed file in listing order, with what the bus would make of it.
-#[derive(Debug)]
-struct Listed {
-    path: PathBuf,
-    filename_ok: bool,
-    loadable: bool,
-    name: Option<String>,
-    systemd_service: Option<String>,
-}
-
-impl Listed {
-    /// Whether `bus` takes a name from this file when no earlier file has.
-    fn provides(&self, bus: Bus) -> bool {
-        self.loadable && (bus == Bus::Session || self.filename_ok)
-    }
-}
-
 /// A directory's identity: one directory under two spellings reads once.
 type Id = ((u32, u32), u64);
 
 /// The services directories of `dirs`, the only ones a bus reads
 /// `.service` files from.
-fn services_dirs(dirs: &[ServiceDir]) -> Vec<&ServiceDir> {
-    dirs.iter().filter(|d| d.role == Role::Services).collect()
+fn services_dirs<'d>(dirs: impl IntoIterator<Item = &'d ServiceDir>) -> Vec<&'d ServiceDir> {
+    dirs.into_iter()
+        .filter(|d| d.role == Role::Services)
+        .collect()
 }
 
 /// The orders of `sel` (by index): the system bus's, and the session
@@ -183,7 +182,7 @@ fn owner(dir: &ServiceDir) -> Option<u32> {
 /// One services directory read in full.
 struct DirRead {
     id: Id,
-    files: Vec<Listed>,
+    files: Vec<Provider>,
 }
 
 fn read_dir(root: &Root, dir: &ServiceDir) -> Option<DirRead> {
@@ -202,18 +201,31 @@ fn read_dir(root: &Root, dir: &ServiceDir) -> Option<DirRead> {
 }
 
 /// A file by (index in `sel`, index in its directory's files).
-type At = (usize, usize);
+type At = (u32, u32);
+
+fn at(i: usize, j: usize) -> At {
+    (
+        u32::try_from(i).unwrap_or(u32::MAX),
+        u32::try_from(j).unwrap_or(u32::MAX),
+    )
+}
 
 /// The first file providing each name over some directories.
 type First<'a> = foldhash::HashMap<&'a str, At>;
 
-/// A file's verdict before its `Listed` becomes a `Provider`.
+/// A file's verdict, written into its `Provider` once no name borrows it.
 struct Verdict {
     at: At,
-    bus: Bus,
-    search_order: u32,
     effective: Option<bool>,
     shadowed_by: Option<PathBuf>,
+}
+
+/// What judging the orders found, by index in `sel`.
+struct Judged {
+    /// Each directory's place in the order that judged it; 0 for one that
+    /// was not (absent, or another spelling of an earlier one).
+    search_order: Vec<u32>,
+    verdicts: Vec<Verdict>,
 }
 
 /// Judges the files of `order`'s directories owned by `uid` (for `None`,
@@ -227,7 +239,7 @@ fn judge<'a>(
     order: &[usize],
     uid: Option<u32>,
     later: Option<&First<'a>>,
-    out: &mut Vec<Verdict>,
+    out: &mut Judged,
 ) -> First<'a> {
     let mut seen: Vec<Id> = Vec::new();
     let unique: Vec<usize> = order
@@ -247,45 +259,58 @@ fn judge<'a>(
     for &i in &unique {
         let Some(r) = &read[i] else { continue };
         for (j, f) in r.files.iter().enumerate() {
-            if let Some(n) = f.name.as_deref().filter(|_| f.provides(sel[i].bus)) {
-                first.entry(n).or_insert((i, j));
+            if let Some(n) = f.name.as_deref().filter(|_| f.provides) {
+                first.entry(n).or_insert(at(i, j));
             }
         }
     }
+    let path = |(i, j): At| {
+        read[i as usize]
+            .as_ref()
+            .map(|r| r.files[j as usize].path.clone())
+    };
     for (pos, &i) in unique.iter().enumerate() {
         let Some(r) = read[i].as_ref().filter(|_| owner(sel[i]) == uid) else {
             continue;
         };
+        out.search_order[i] = u32::try_from(pos + 1).unwrap_or(u32::MAX);
         for (j, f) in r.files.iter().enumerate() {
             let (effective, shadowed_by) = match f.name.as_deref() {
                 None => (None, None),
                 Some(n) => match first.get(n).or_else(|| later.and_then(|l| l.get(n))) {
-                    Some(&w) if w == (i, j) => (Some(true), None),
-                    w => (
-                        Some(false),
-                        w.and_then(|&(wi, wj)| read[wi].as_ref().map(|r| r.files[wj].path.clone())),
-                    ),
+                    Some(&w) if w == at(i, j) => (Some(true), None),
+                    w => (Some(false), w.and_then(|&w| path(w))),
                 },
             };
-            out.push(Verdict {
-                at: (i, j),
-                bus: sel[i].bus,
-                search_order: u32::try_from(pos + 1).unwrap_or(u32::MAX),
-                effective,
-                shadowed_by,
-            });
+            if effective.is_some() {
+                out.verdicts.push(Verdict {
+                    at: at(i, j),
+                    effective,
+                    shadowed_by,
+                });
+            }
         }
     }
     first
 }
 
 /// Reads every service directory of `dirs` inside `root` and resolves
-/// which file wins each name, per bus.
-pub fn resolve(root: &Root, dirs: &[ServiceDir]) -> Names {
+/// which file wins each name, per bus. `dirs` may leave out those
+/// discovery found absent (`Discovered::present`): nothing to open there.
+pub fn resolve<'d>(root: &Root, dirs: impl IntoIterator<Item = &'d ServiceDir>) -> Names {
     let sel = services_dirs(dirs);
     let read: Vec<Option<DirRead>> = sel.iter().map(|d| read_dir(root, d)).collect();
     let (system, session) = orders(&sel);
-    let mut out = Vec::new();
+    let named = read
+        .iter()
+        .flatten()
+        .flat_map(|r| &r.files)
+        .filter(|f| f.name.is_some())
+        .count();
+    let mut out = Judged {
+        search_order: vec![0; sel.len()],
+        verdicts: Vec::with_capacity(named),
+    };
     judge(&sel, &read, &system, None, None, &mut out);
     let shared: Vec<usize> = session
         .iter()
@@ -320,33 +345,37 @@ pub fn resolve(root: &Root, dirs: &[ServiceDir]) -> Names {
         }
     }
     drop(shared_first);
-    let mut files: Vec<Vec<Option<Listed>>> = read
+    // Files of a directory no order judged are left out.
+    let mut dirs: Vec<Vec<Provider>> = read
         .into_iter()
-        .map(|r| r.map_or_else(Vec::new, |r| r.files.into_iter().map(Some).collect()))
-        .collect();
-    let providers = out
-        .into_iter()
-        .filter_map(|v| {
-            let f = files[v.at.0][v.at.1].take()?;
-            Some(Provider {
-                path: f.path,
-                bus: v.bus,
-                owner_uid: owner(sel[v.at.0]),
-                search_order: v.search_order,
-                name: f.name,
-                systemd_service: f.systemd_service,
-                effective: v.effective,
-                shadowed_by: v.shadowed_by,
-            })
+        .zip(&out.search_order)
+        .map(|(r, &order)| match r {
+            Some(r) if order > 0 => {
+                let mut files = r.files;
+                for f in &mut files {
+                    f.search_order = order;
+                }
+                files
+            }
+            _ => Vec::new(),
         })
         .collect();
-    Names::new(providers)
+    for v in out.verdicts {
+        let f = &mut dirs[v.at.0 as usize][v.at.1 as usize];
+        f.effective = v.effective;
+        f.shadowed_by = v.shadowed_by;
+    }
+    Names::new(dirs)
 }
 
 /// The verdicts [`resolve`] would give the files at `paths`, reading only
 /// what can change them (see the module doc). A path that names no
 /// service file of a services directory has none.
-pub fn resolve_paths(root: &Root, dirs: &[ServiceDir], paths: &[PathBuf]) -> Names {
+pub fn resolve_paths<'d>(
+    root: &Root,
+    dirs: impl IntoIterator<Item = &'d ServiceDir>,
+    paths: &[PathBuf],
+) -> Names {
     let sel = services_dirs(dirs);
     let (system, session) = orders(&sel);
     let mut providers = Vec::new();
@@ -376,9 +405,8 @@ pub fn resolve_paths(root: &Root, dirs: &[ServiceDir], paths: &[PathBuf]) -> Nam
             }
         }
     }
-    Names::new(providers)
+    Names::new(vec![providers])
 }
-
 /// An order's directories opened one at a time, each under its first
 /// spelling only.
 struct Walk<'s, 'd> {
@@ -417,7 +445,7 @@ fn provider_in(
     name: &str,
     skip: Option<&OsStr>,
 ) -> Option<PathBuf> {
-    let provides = |l: &Listed| l.provides(bus) && l.name.as_deref() == Some(name);
+    let provides = |l: &Provider| l.provides && l.name.as_deref() == Some(name);
     let read = |file: &OsStr| {
         if skip == Some(file) || dir.kind_of(file) != EntryKind::Service {
             return None;
@@ -473,21 +501,13 @@ fn judge_one(
         }
         before.push((i, open));
     };
-    let x = read_one(&own, dir, file)?;
-    let mut found = Provider {
-        path: x.path.clone(),
-        bus: dir.bus,
-        owner_uid: owner(dir),
-        search_order: u32::try_from(before.len() + 1).unwrap_or(u32::MAX),
-        name: x.name.clone(),
-        systemd_service: x.systemd_service.clone(),
-        effective: None,
-        shadowed_by: None,
-    };
-    let Some(name) = x.name.as_deref() else {
+    let mut found = read_one(&own, dir, file)?;
+    found.search_order = u32::try_from(before.len() + 1).unwrap_or(u32::MAX);
+    let Some(name) = found.name.clone() else {
         return Some(found);
     };
-    let bus = dir.bus;
+    let name = name.as_str();
+    let (bus, provides) = (dir.bus, found.provides);
     found.effective = Some(false);
     // An earlier directory's provider shadows it.
     if let Some(w) = before
@@ -501,7 +521,7 @@ fn judge_one(
     if bus == Bus::System {
         // Its own directory holds one `<name>.service` at most: itself
         // when it provides.
-        if x.provides(bus) {
+        if provides {
             found.effective = Some(true);
             return Some(found);
         }
@@ -512,7 +532,7 @@ fn judge_one(
         // when it does not provide itself.
         for e in own.entries(dir).into_iter().filter_map(Result::ok) {
             if e.name == file {
-                if x.provides(bus) {
+                if provides {
                     found.effective = Some(true);
                     return Some(found);
                 }
@@ -522,7 +542,7 @@ fn judge_one(
                 continue;
             }
             if let Some(l) = read_one(&own, dir, &e.name) {
-                if l.provides(bus) && l.name.as_deref() == Some(name) {
+                if l.provides && l.name.as_deref() == Some(name) {
                     found.shadowed_by = Some(l.path);
                     return Some(found);
                 }
@@ -545,7 +565,8 @@ fn judge_one(
 /// `None` when it cannot be read (the error is `dbus_service_files`' to
 /// report). Its own `statx` is the probe before the open, and the read is
 /// sized by the `fstat` after it, as for the table's rows: five syscalls.
-fn read_one(open: &OpenDir, dir: &ServiceDir, name: &OsStr) -> Option<Listed> {
+/// Not judged yet: no place in an order, no verdict.
+fn read_one(open: &OpenDir, dir: &ServiceDir, name: &OsStr) -> Option<Provider> {
     // The path is shown only in errors, which are dropped here.
     let meta = stat::stat_entry(open.fd(), name, PathBuf::new()).ok()?;
     if meta.kind != FileKind::Regular {
@@ -560,11 +581,16 @@ fn read_one(open: &OpenDir, dir: &ServiceDir, name: &OsStr) -> Option<Listed> {
         .name
         .as_ref()
         .is_some_and(|n| name.as_bytes().strip_suffix(b".service") == Some(n.as_bytes()));
-    Some(Listed {
+    let loadable = parsed.problems.is_empty() && !truncated;
+    Some(Provider {
         path,
-        filename_ok,
-        loadable: parsed.problems.is_empty() && !truncated,
+        bus: dir.bus,
+        owner_uid: owner(dir),
+        search_order: 0,
         name: parsed.name,
         systemd_service: parsed.systemd_service,
+        effective: None,
+        shadowed_by: None,
+        provides: loadable && (dir.bus == Bus::Session || filename_ok),
     })
 }

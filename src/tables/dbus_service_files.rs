@@ -301,8 +301,8 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     });
     if SHADOW_COLUMNS.iter().any(|c| ctx.uses(c)) {
         let names = match &want_paths {
-            Some(paths) => service_names::resolve_paths(&root, &found.dirs, paths),
-            None => service_names::resolve(&root, &found.dirs),
+            Some(paths) => service_names::resolve_paths(&root, found.present(), paths),
+            None => service_names::resolve(&root, found.present()),
         };
         shadow_columns(&mut rows, &names);
     }
