@@ -154,9 +154,9 @@ fn main() {
             time("files_parsed_cols", args.reps, || {
                 gen("dbus_service_files", &parsed).len()
             });
-            let mut shadow = stat_cols.to_vec();
-            shadow.extend(["search_order", "effective", "shadowed_by"]);
-            let shadow = ctx(&shadow, None);
+            let mut shadow_cols = stat_cols.to_vec();
+            shadow_cols.extend(["search_order", "effective", "shadowed_by"]);
+            let shadow = ctx(&shadow_cols, None);
             time("files_shadow_cols", args.reps, || {
                 gen("dbus_service_files", &shadow).len()
             });
@@ -177,6 +177,12 @@ fn main() {
             let one_stat = ctx(&stat_cols, Some(("path", &path)));
             time("files_path_eq_stat", args.reps * 10, || {
                 gen("dbus_service_files", &one_stat).len()
+            });
+            // The stat columns plus the shadow ones: what judging the
+            // file by name adds to a lookup.
+            let one_shadow = ctx(&shadow_cols, Some(("path", &path)));
+            time("files_path_eq_shadow", args.reps * 10, || {
+                gen("dbus_service_files", &one_shadow).len()
             });
             // The shadow columns' worst and per-user cases: the file
             // listed last in the first one's (system-wide session)
