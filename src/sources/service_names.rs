@@ -407,6 +407,7 @@ pub fn resolve_paths<'d>(
     }
     Names::new(vec![providers])
 }
+
 /// An order's directories opened one at a time, each under its first
 /// spelling only.
 struct Walk<'s, 'd> {
