@@ -11,7 +11,9 @@
 //!
 //! `children`: the full generate and `pid = X` (X the first row's pid, or
 //! the first bus child found). `files`: the stat-only columns, all columns
-//! but package and hashes, and `path = X`. `packages`: the first
+//! but package and hashes, the stat-only columns plus the shadow ones
+//! (`search_order`, `effective`, `shadowed_by`: every service file
+//! resolved), and `path = X` for three files (see below). `packages`: the first
 //! `package` query (building the dpkg index), repeats from the cache, and
 //! the first one after the database changed. `activated`: the first
 //! `SELECT *` of `dbus_activated_processes` (package lookups included),
@@ -152,12 +154,19 @@ fn main() {
             time("files_parsed_cols", args.reps, || {
                 gen("dbus_service_files", &parsed).len()
             });
+            let mut shadow_cols = stat_cols.to_vec();
+            shadow_cols.extend(["search_order", "effective", "shadowed_by"]);
+            let shadow = ctx(&shadow_cols, None);
+            time("files_shadow_cols", args.reps, || {
+                gen("dbus_service_files", &shadow).len()
+            });
             let rows = gen("dbus_service_files", &s);
-            let path = rows
+            let paths: Vec<String> = rows
                 .iter()
                 .map(|r| text(r.get("path")))
-                .find(|p| p.ends_with(".service"))
-                .unwrap_or_default();
+                .filter(|p| p.ends_with(".service"))
+                .collect();
+            let path = paths.first().cloned().unwrap_or_default();
             let one = ctx(&[], Some(("path", &path)));
             time("files_path_eq", args.reps * 10, || {
                 gen("dbus_service_files", &one).len()
@@ -167,6 +176,39 @@ fn main() {
             // needs every file of the root (shadowing) or the packages.
             let one_stat = ctx(&stat_cols, Some(("path", &path)));
             time("files_path_eq_stat", args.reps * 10, || {
+                gen("dbus_service_files", &one_stat).len()
+            });
+            // The stat columns plus the shadow ones: what judging the
+            // file by name adds to a lookup.
+            let one_shadow = ctx(&shadow_cols, Some(("path", &path)));
+            time("files_path_eq_shadow", args.reps * 10, || {
+                gen("dbus_service_files", &one_shadow).len()
+            });
+            // The shadow columns' worst and per-user cases: the file
+            // listed last in the first one's (system-wide session)
+            // directory, whose verdict needs every file listed before it,
+            // and a file of the last home.
+            let dir = |p: &str| p.rsplit_once('/').map(|(d, _)| d.to_string());
+            let last_shared = paths
+                .iter()
+                .rfind(|p| dir(p) == dir(&path))
+                .cloned()
+                .unwrap_or_default();
+            let one = ctx(&[], Some(("path", &last_shared)));
+            time("files_path_eq_last_listed", args.reps * 10, || {
+                gen("dbus_service_files", &one).len()
+            });
+            let home = paths
+                .iter()
+                .rfind(|p| p.starts_with("/home/"))
+                .cloned()
+                .unwrap_or_default();
+            let one = ctx(&[], Some(("path", &home)));
+            time("files_path_eq_home", args.reps * 10, || {
+                gen("dbus_service_files", &one).len()
+            });
+            let one_stat = ctx(&stat_cols, Some(("path", &home)));
+            time("files_path_eq_home_stat", args.reps * 10, || {
                 gen("dbus_service_files", &one_stat).len()
             });
         }

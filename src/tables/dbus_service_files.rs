@@ -257,13 +257,16 @@ pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn Row
         config_errors: &found.config_errors,
         plain: PlainUsed::new(ctx),
     };
-    // The shadow columns need every service file of the root resolved by
-    // name before the first row goes out.
+    // The shadow columns need the service files that can change the wanted
+    // rows' verdicts resolved by name before the first row goes out.
     let names = SHADOW_COLUMNS
         .iter()
         .any(|c| ctx.uses(c))
-        .then(|| service_names::resolve(&root, &found.dirs));
-    let shadows = names.as_ref().map(Shadows::new);
+        .then(|| match &want_paths {
+            Some(paths) => service_names::resolve_paths(&root, found.present(), paths),
+            None => service_names::resolve(&root, found.present()),
+        });
+    let shadows = names.as_ref().map(Shadows);
     let mut rows = Emit {
         sink,
         shadows: shadows.as_ref(),
@@ -364,35 +367,29 @@ pub const INSTALL_SLACK_SECS: i64 = 60;
 /// Columns that need every service file of the root resolved by name.
 const SHADOW_COLUMNS: [&str; 3] = ["search_order", "effective", "shadowed_by"];
 
-/// Which file wins each name (`sources::service_names`), by the rendered
-/// path of each file it judged, so each row finds its own as it is made.
-struct Shadows<'n>(std::collections::HashMap<String, &'n service_names::Provider>);
+/// Which file wins each name (`sources::service_names`), given to each row
+/// as it is made. A row's path is rendered text: its readings are looked
+/// up, and the provider must render back to it.
+struct Shadows<'n>(&'n service_names::Names);
 
-impl<'n> Shadows<'n> {
-    fn new(names: &'n service_names::Names) -> Shadows<'n> {
-        Shadows(
-            names
-                .providers
-                .iter()
-                .map(|p| (fs_safe::render_path(&p.path), p))
-                .collect(),
-        )
-    }
-
+impl Shadows<'_> {
     fn apply(&self, row: &mut Row) {
-        let by_path = &self.0;
+        let names = self.0;
         let Some(crate::tables::Value::Text(path)) = row.get("path") else {
             return;
         };
-        let Some(p) = by_path.get(path.as_str()) else {
+        let Some(p) = fs_safe::readings(path)
+            .iter()
+            .filter_map(|r| names.get(r))
+            .find(|p| fs_safe::render_path(&p.path) == *path)
+        else {
             return;
         };
-        row.set("search_order", p.search_order)
-            .set("effective", p.effective)
-            .set(
-                "shadowed_by",
-                p.shadowed_by.as_deref().map(fs_safe::render_path),
-            );
+        let (order, effective) = (p.search_order, p.effective);
+        let shadowed_by = p.shadowed_by.as_deref().map(fs_safe::render_path);
+        row.set("search_order", order)
+            .set("effective", effective)
+            .set("shadowed_by", shadowed_by);
     }
 }
 
@@ -1455,6 +1452,104 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
         let via_bob = "/home/bob/.local/share/dbus-1/services/x.service";
         assert!(!full.contains_key(via_bob));
         assert!(generate(&s, &ctx_with("path", &[via_bob])).is_empty());
+    }
+
+    /// The shadow columns of a lookup equal the full scan's where one
+    /// directory is reached under two spellings: a config-named session
+    /// directory that is ann's home one (ben's refused file names ann's
+    /// file under that spelling), a home that is the system-wide session
+    /// directory (cat's bus reads it first as his own), a system directory
+    /// named twice.
+    #[test]
+    fn pushdown_shadow_columns_through_aliased_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let write = |p: &str, b: &str| {
+            std::fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
+            std::fs::write(r.join(p), b).unwrap();
+        };
+        let svc = |name: &str| format!("[D-BUS Service]\nName={name}\nExec=/bin/x\n");
+        let refused = |name: &str| format!("[D-BUS Service]\nName={name}\nno key here\n");
+        write(
+            "etc/passwd",
+            "root:x:0:0::/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n\
+ben:x:1001:1001::/home/ben:/bin/sh\ncat:x:1002:1002::/home/cat:/bin/sh\n",
+        );
+        write(
+            "etc/dbus-1/session.conf",
+            "<busconfig><servicedir>/srv/annsvc</servicedir></busconfig>",
+        );
+        write(
+            "home/ann/.local/share/dbus-1/services/a.service",
+            &svc("org.a"),
+        );
+        std::fs::create_dir_all(r.join("srv")).unwrap();
+        symlink(
+            "/home/ann/.local/share/dbus-1/services",
+            r.join("srv/annsvc"),
+        )
+        .unwrap();
+        write(
+            "home/ben/.local/share/dbus-1/services/bad.service",
+            &refused("org.a"),
+        );
+        write("usr/share/dbus-1/services/s.service", &svc("org.s"));
+        std::fs::create_dir_all(r.join("home/cat/.local/share/dbus-1")).unwrap();
+        symlink(
+            "/usr/share/dbus-1/services",
+            r.join("home/cat/.local/share/dbus-1/services"),
+        )
+        .unwrap();
+        write("run/user/1002/dbus-1/services/c.service", &refused("org.s"));
+        write(
+            "usr/share/dbus-1/system-services/org.x.service",
+            &svc("org.x"),
+        );
+        write("lib/dbus-1/system-services/org.x.service", &svc("org.x"));
+        std::fs::create_dir_all(r.join("etc/dbus-1")).unwrap();
+        symlink(
+            "/usr/share/dbus-1/system-services",
+            r.join("etc/dbus-1/system-services"),
+        )
+        .unwrap();
+        let s = settings(r);
+        let _ = generate(&s, &QueryContext::new());
+        let full = by_path(&generate(&s, &QueryContext::new()));
+        let shadow = |p: &str| {
+            let row = &full[p];
+            (
+                int(row, "search_order"),
+                int(row, "effective"),
+                text(row, "shadowed_by"),
+            )
+        };
+        assert_eq!(
+            shadow("/home/ben/.local/share/dbus-1/services/bad.service"),
+            (Some(1), Some(0), Some("/srv/annsvc/a.service".into()))
+        );
+        assert_eq!(
+            shadow("/run/user/1002/dbus-1/services/c.service"),
+            (
+                Some(1),
+                Some(0),
+                Some("/home/cat/.local/share/dbus-1/services/s.service".into())
+            )
+        );
+        assert_eq!(
+            shadow("/lib/dbus-1/system-services/org.x.service"),
+            (
+                Some(2),
+                Some(0),
+                Some("/etc/dbus-1/system-services/org.x.service".into())
+            )
+        );
+        let services: Vec<&String> = full.keys().filter(|p| p.ends_with(".service")).collect();
+        assert_eq!(services.len(), 6, "{services:?}");
+        for p in services {
+            let rows = generate(&s, &ctx_with("path", &[p]));
+            assert_eq!(rows.len(), 1, "{p}: {rows:#?}");
+            assert_eq!(&rows[0], &full[p], "{p}");
+        }
     }
 
     #[test]
