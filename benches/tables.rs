@@ -218,6 +218,21 @@ fn main() {
             time("package_repeat", args.reps, || {
                 gen("dbus_service_files", &c).len()
             });
+            // The same scan without the package column: what a repeat costs
+            // apart from the package lookups, so their own share is known.
+            let paths = ctx(&["path"], None);
+            time("package_scan_alone", args.reps, || {
+                gen("dbus_service_files", &paths).len()
+            });
+            // The integrity column: digests of the owning packages' files,
+            // read on first use and cached under the same database stamp.
+            let v = ctx(&["path", "package", "package_verified"], None);
+            time("package_verified_first", 1, || {
+                gen("dbus_service_files", &v).len()
+            });
+            time("package_verified_repeat", args.reps, || {
+                gen("dbus_service_files", &v).len()
+            });
             // A package install replaces .list files by rename, which
             // changes the info directory's mtime: the cache must rebuild.
             if let Some(root) = &args.root {

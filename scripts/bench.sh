@@ -319,7 +319,7 @@ EOF
 
 make_root() { # dir files homes packages: passwd, homes, service files, dpkg db
   python3 - "$@" <<'EOF'
-import os, sys
+import hashlib, os, sys
 root, nfiles, nhomes, npkgs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def w(p, text):
     p = os.path.join(root, p.lstrip("/"))
@@ -334,12 +334,14 @@ w("/etc/group", "root:x:0:\n" + "".join(f"user{u}:x:{10000+u}:\n" for u in range
 # A quarter in the system dirs (package-owned), the rest spread over homes.
 system = nfiles // 4
 owned = []
+digest = {}
 for i in range(nfiles):
     name = f"org.bench.Svc{i}"
     body = f"[D-BUS Service]\nName={name}\nExec=/usr/libexec/bench-svc{i} --arg {i}\n"
     if i < system:
         path = f"/usr/share/dbus-1/services/{name}.service"
         owned.append(path)
+        digest[path] = hashlib.md5(body.encode()).hexdigest()
     else:
         path = f"/home/user{i % nhomes}/.local/share/dbus-1/services/{name}.service"
     w(path, body)
@@ -350,6 +352,10 @@ for p in range(npkgs):
     files = [f"/usr/share/doc/{pkg}", f"/usr/share/doc/{pkg}/copyright", f"/usr/lib/{pkg}/lib{p}.so"]
     files += owned[p::npkgs]
     w(f"/var/lib/dpkg/info/{pkg}.list", "\n".join(["/.", "/usr", "/usr/share", "/usr/share/doc"] + files) + "\n")
+    # dpkg's digests of the package's regular files, for package_verified.
+    w(f"/var/lib/dpkg/info/{pkg}.md5sums", "".join(
+        f"{digest.get(f, hashlib.md5(f.encode()).hexdigest())}  {f.lstrip('/')}\n"
+        for f in files[1:]))
 w("/var/lib/dpkg/status", "\n".join(status))
 EOF
 }
