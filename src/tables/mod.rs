@@ -254,8 +254,6 @@ pub struct Registry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error(transparent)]
-    Spec(#[from] spec::SpecError),
     #[error("spec for table {0} has no implementation")]
     Unimplemented(String),
 }
