@@ -1126,17 +1126,7 @@ mod tests {
         let info = r.join("var/lib/dpkg/info");
         std::os::unix::fs::symlink(r.join("elsewhere/evil.list"), info.join("evil.list")).unwrap();
         std::fs::create_dir(info.join("dir.list")).unwrap();
-        let fifo = info.join("fifo.list");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
-        let writer = std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(fifo));
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let fifo = crate::sources::proc::tests::WatchedFifo::new(&info.join("fifo.list"));
         let root = Root::open(r).unwrap();
         let whole = load(&root);
         let part = owners_of(&root, [&b"/etc/x"[..], b"/etc/evil"], false);
@@ -1150,15 +1140,7 @@ mod tests {
                 assert!(e.contains(name) && e.contains("not a regular file"), "{e}");
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(!writer.is_finished(), "the FIFO was opened");
-        use std::os::unix::fs::OpenOptionsExt;
-        let _reader = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(info.join("fifo.list"))
-            .unwrap();
-        assert!(writer.join().unwrap().is_ok());
+        fifo.assert_never_opened();
 
         // The listing said another inode: probed and opened anew.
         let dir = root.open_dir(Path::new(DPKG_INFO)).unwrap();

@@ -734,7 +734,7 @@ impl ProcFiles {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
@@ -985,34 +985,58 @@ mod tests {
     /// before checking the type, and a bus's `--config-file` may name any
     /// FIFO or device. A writer blocked opening a FIFO is released by any
     /// opener, so it shows whether the FIFO was opened.
+    /// A FIFO with a writer blocked opening it: any opener releases the
+    /// writer, so it shows whether the FIFO was opened.
+    pub(crate) struct WatchedFifo {
+        path: PathBuf,
+        writer: std::thread::JoinHandle<std::io::Result<File>>,
+    }
+
+    impl WatchedFifo {
+        pub(crate) fn new(path: &Path) -> WatchedFifo {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+            let writer = {
+                let path = path.to_path_buf();
+                std::thread::spawn(move || OpenOptions::new().write(true).open(path))
+            };
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            WatchedFifo {
+                path: path.to_path_buf(),
+                writer,
+            }
+        }
+
+        /// Fails if anything opened the FIFO; then releases the writer.
+        pub(crate) fn assert_never_opened(self) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(
+                !self.writer.is_finished(),
+                "the FIFO was opened for reading"
+            );
+            let _reader = OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlags::NONBLOCK.bits() as i32)
+                .open(&self.path)
+                .unwrap();
+            assert!(self.writer.join().unwrap().is_ok());
+        }
+    }
+
     #[test]
     fn read_capped_never_opens_a_fifo_or_device() {
         let tmp = tempfile::tempdir().unwrap();
         let fifo = tmp.path().join("bus.conf");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
-        let writer = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(fifo))
-        };
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let watched = WatchedFifo::new(&fifo);
         let e = read_capped(&fifo, 10).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        assert!(!writer.is_finished(), "the FIFO was opened for reading");
-        // Release the writer.
-        let _reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(OFlags::NONBLOCK.bits() as i32)
-            .open(&fifo)
-            .unwrap();
-        assert!(writer.join().unwrap().is_ok());
+        watched.assert_never_opened();
         // Devices are refused the same way; /dev/null is harmless to try.
         let e = read_capped(Path::new("/dev/null"), 10).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
