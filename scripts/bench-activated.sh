@@ -149,10 +149,13 @@ import json, statistics, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 rss = dict(l.split() for l in open(sys.argv[2]))
 med = {k: statistics.median(r["times"]) * 1000 for k, r in res.items()}
-print("| command | median ms | × floor | peak RSS KiB |")
-print("|---|---:|---:|---:|")
+cpu = {k: statistics.median(r["cpu_times"]) * 1000 for k, r in res.items()}
+print("| command | median ms | × floor | quartiles ms | CPU ms (user + sys) | CPU × floor | peak RSS KiB |")
+print("|---|---:|---:|---|---:|---:|---:|")
 for k, v in med.items():
-    print(f"| {k} | {v:.1f} | {v / med['floor']:.2f} | {rss.get(k, '')} |")
+    q = statistics.quantiles([t * 1000 for t in res[k]["times"]], n=4)
+    print(f"| {k} | {v:.1f} | {v / med['floor']:.2f} | {q[0]:.0f}–{q[2]:.0f} "
+          f"| {cpu[k]:.1f} | {cpu[k] / cpu['floor']:.2f} | {rss.get(k, '')} |")
 if "base" in med:
-    print(f"ours/base: {med['ours'] / med['base']:.3f}")
+    print(f"ours/base: {med['ours'] / med['base']:.3f} (CPU {cpu['ours'] / cpu['base']:.3f})")
 PY
