@@ -137,19 +137,37 @@ ARGS=(-n floor "$FLOOR"
 ((LEADERS)) && ARGS+=(-n ps "ps -e -o pid,ppid,comm,args")
 python3 scripts/bench_run.py --warmup 2 --runs "$RUNS" --export-json "$TMP/times.json" "${ARGS[@]}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-# Peak RSS from /usr/bin/time: wait4's maxrss of a posix_spawn child
-# counts the spawning Python's pages.
+# Peak RSS from /usr/bin/time (a posix_spawn child's maxrss counts the
+# spawning Python's pages). CPU time (user + system, perf's task-clock,
+# runs back to back): on a shared machine a run's wall time includes
+# waiting for a core.
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+cpu() { perf stat -x, -e task-clock -r 11 "$@" 2>&1 >/dev/null | cut -d, -f1 | tail -1; }
 {
   echo "ours $(rss "$BIN" query 'SELECT * FROM dbus_activated_processes')"
   [[ -z $BASE ]] || echo "base $(rss "$BASE" query 'SELECT * FROM dbus_activated_processes')"
 } >"$TMP/rss.txt"
-python3 - "$TMP/times.json" "$TMP/rss.txt" <<'PY'
+if command -v perf >/dev/null; then
+  {
+    echo "floor $(cpu "$FLOOR")"
+    echo "ours $(cpu "$BIN" query 'SELECT * FROM dbus_activated_processes')"
+    echo "ours_nopkg $(cpu "$BIN" query "$NOPKG")"
+    if [[ -n $BASE ]]; then
+      echo "base $(cpu "$BASE" query 'SELECT * FROM dbus_activated_processes')"
+      echo "base_nopkg $(cpu "$BASE" query "$NOPKG")"
+    fi
+  } >"$TMP/cpu.txt"
+fi
+touch "$TMP/cpu.txt"
+python3 - "$TMP/times.json" "$TMP/rss.txt" "$TMP/cpu.txt" <<'PY'
 import json, statistics, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 rss = dict(l.split() for l in open(sys.argv[2]))
+cpu = {k: float(v) for k, v in (l.split() for l in open(sys.argv[3]))}
 med = {k: statistics.median(r["times"]) * 1000 for k, r in res.items()}
-cpu = {k: statistics.median(r["cpu_times"]) * 1000 for k, r in res.items()}
+for k in med:
+    cpu.setdefault(k, float("nan"))
+cpu.setdefault("floor", float("nan"))
 print("| command | median ms | × floor | quartiles ms | CPU ms (user + sys) | CPU × floor | peak RSS KiB |")
 print("|---|---:|---:|---|---:|---:|---:|")
 for k, v in med.items():

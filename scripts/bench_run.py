@@ -9,9 +9,9 @@ contenders are measured under different loads. Here each round runs every
 command once, in a shuffled order, so they share the load; medians over the
 rounds then compare like with like. Commands are split with shlex and
 spawned without a shell (as `hyperfine -N`); output goes to /dev/null.
-Wall time, peak RSS (wait4's ru_maxrss) and CPU time (user + system) are
-recorded per run. The JSON has hyperfine's shape (`results[].command`,
-`times` in seconds) plus `max_rss_kib` and `cpu_times` (seconds).
+Wall time and peak RSS (wait4's ru_maxrss) are recorded per run. The JSON
+has hyperfine's shape (`results[].command`, `times` in seconds) plus
+`max_rss_kib`.
 """
 import argparse
 import json
@@ -41,7 +41,7 @@ def run_once(argv):
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit("bench_run: %r exited with %d" % (argv, code))
-    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss
 
 
 def main():
@@ -57,22 +57,19 @@ def main():
             run_once(argv)
     times = {label: [] for label, _ in cmds}
     rss = {label: [] for label, _ in cmds}
-    cpu = {label: [] for label, _ in cmds}
     rng = random.Random(13)
     for _ in range(a.runs):
         order = list(cmds)
         rng.shuffle(order)
         for label, argv in order:
-            wall, maxrss, used = run_once(argv)
+            wall, maxrss = run_once(argv)
             times[label].append(wall)
             rss[label].append(maxrss)
-            cpu[label].append(used)
     with open(a.export_json, "w") as f:
         json.dump(
             {
                 "results": [
-                    {"command": label, "times": times[label], "max_rss_kib": rss[label],
-                     "cpu_times": cpu[label]}
+                    {"command": label, "times": times[label], "max_rss_kib": rss[label]}
                     for label, _ in cmds
                 ]
             },
