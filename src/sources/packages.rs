@@ -454,7 +454,10 @@ fn list_entries(dir: &rustix::fd::OwnedFd, info: &Path) -> (Vec<ListEntry>, Opti
 /// changed since the listing (a package upgraded meanwhile, a file mounted
 /// over the entry), gets the `statx` probe of
 /// [`fs_safe::open_entry_regular`], and so the same answer or error as
-/// before the listing was trusted.
+/// before the listing was trusted. A device node swapped in after the
+/// listing is opened and closed unread (the window `open_entry_as_stated`
+/// describes, longer here: from the listing, in a directory only root
+/// writes on a live host).
 fn open_list(
     dir: rustix::fd::BorrowedFd<'_>,
     name: &OsStr,
