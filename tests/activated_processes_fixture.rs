@@ -163,6 +163,17 @@ fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
         41,
         &user_unit("dbus-:1.3-org.example.UserThing@2.service"),
     );
+    // Re-parented to the user manager (not pid 1, in no unit activation
+    // names), still carrying the starter variables; and the same variables
+    // in a process that could not have escaped (sshd's child, no session
+    // of its own): inherited, not evidence.
+    let mut beacon = p(42, 40, b"beacon", &["/tmp/beacon"], 1000, 310);
+    beacon.environ = STARTER;
+    process(pr, &beacon, None);
+    cgroup(pr, 42, &user_unit("app-x.scope"));
+    let mut login = p(44, 70, b"bash", &["-bash"], 0, 320);
+    login.environ = STARTER;
+    process_in_session(pr, &login, None, 70);
     // A payload that setsid'd away, still carrying the starter variables,
     // with a child; and a daemon of pid 1 without them.
     let mut imp = p(60, 1, b"implant", &["/tmp/.x/implant", "--beacon"], 0, 400);
@@ -204,7 +215,7 @@ fn systemd_and_starter_env_activations_from_a_fixture_proc() {
     ));
     assert_eq!(
         rows.keys().copied().collect::<Vec<_>>(),
-        vec![20, 21, 22, 41, 50, 60, 61],
+        vec![20, 21, 22, 41, 42, 50, 60, 61],
         "{rows:#?}"
     );
     let sys = |f: &str| format!("/{SYS}/{f}");
@@ -265,6 +276,11 @@ fn systemd_and_starter_env_activations_from_a_fixture_proc() {
     assert_eq!(cell(r, "bus_pid"), "10", "the live broker on that socket");
     assert_eq!(cell(r, "service_file"), sys("org.example.Imp.service"));
     assert_eq!(cell(r, "unusual"), "1");
+
+    let r = &rows[&42];
+    assert_eq!(cell(r, "via"), "starter_env");
+    assert_eq!(cell(r, "escaped"), "1");
+    assert_eq!(cell(r, "parent"), "40");
 
     let r = &rows[&61];
     assert_eq!(cell(r, "via"), "starter_env");

@@ -18,7 +18,7 @@
 //! ([`owners_of`]) reads the same files but keeps only those paths' lines:
 //! the map of every installed file (tens of MiB on a desktop) is never
 //! built, and the answers are cached under the same key.
-use crate::sources::fs_safe::{self, FsError, Root};
+use crate::sources::fs_safe::{self, FileId, FsError, Root};
 use crate::sources::hash::Algo;
 use rustix::fd::AsFd;
 use std::collections::{HashMap, HashSet};
@@ -324,22 +324,23 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
     if filter.nothing() {
         return Ok(());
     }
-    let reader = rustix::fs::Dir::read_from(&dir).map_err(|e| FsError::Read {
-        path: info.to_path_buf(),
-        source: e.into(),
-    })?;
-    let mut names: Vec<Vec<u8>> = reader
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_bytes().to_vec())
-        .filter(|n| n.len() > 5 && n.ends_with(b".list"))
-        .collect();
-    names.sort();
+    let (lists, listing_error) = list_entries(&dir, info);
+    if let Some(e) = listing_error {
+        owners.errors.push(e.to_string());
+    }
+    let dir_dev = rustix::fs::fstat(&dir)
+        .ok()
+        .map(|st| (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)));
     let mut index: HashMap<Package, u32> = owners.packages.iter().cloned().zip(0..).collect();
     let mut by_name: HashSet<String> = HashSet::new();
-    for name in names {
-        let shown = info.join(OsStr::from_bytes(&name));
-        let file = match fs_safe::open_entry_regular(dir.as_fd(), OsStr::from_bytes(&name), &shown)
-        {
+    let mut buf = Vec::new();
+    for list in lists {
+        let name = OsStr::from_bytes(&list.name);
+        let shown = info.join(name);
+        let listed = dir_dev
+            .filter(|_| list.regular)
+            .map(|dev| FileId { dev, ino: list.ino });
+        let (mut file, size) = match open_list(dir.as_fd(), name, &shown, listed) {
             Ok(f) => f,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
@@ -347,22 +348,23 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
                 continue;
             }
         };
-        // dpkg rewrites the .list on every install and upgrade of the
-        // package: its mtime is the install time dpkg does not record
-        // anywhere else.
-        let installed = rustix::fs::fstat(&file).ok().map(|st| st.st_mtime);
-        let kept = match kept_lines(file, &shown, filter) {
+        let kept = match kept_lines(&mut file, size, &shown, filter, &mut buf) {
             Ok(k) => k,
             Err(e) => {
                 owners.errors.push(e.to_string());
                 continue;
             }
         };
-        let stem = String::from_utf8_lossy(&name[..name.len() - 5]).into_owned();
+        let name = list.name;
+        let stem = || String::from_utf8_lossy(&name[..name.len() - 5]).into_owned();
         if !kept.is_empty() {
+            // dpkg rewrites the .list on every install and upgrade of the
+            // package: its mtime is the install time dpkg does not record
+            // anywhere else.
+            let installed = rustix::fs::fstat(&file).ok().map(|st| st.st_mtime);
             let pkg = owners.package_interned(
                 Package {
-                    name: stem.clone(),
+                    name: stem(),
                     format: Format::Dpkg,
                     installed,
                 },
@@ -372,10 +374,11 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
                 owners.add_normalized(pkg, path);
             }
         }
-        by_name.insert(stem.clone());
         if !filter.wants_digests() {
             continue;
         }
+        let stem = stem();
+        by_name.insert(stem.clone());
         let sums = format!("{stem}.md5sums");
         let shown = info.join(&sums);
         match fs_safe::open_entry_regular(dir.as_fd(), OsStr::new(&sums), &shown)
@@ -397,22 +400,105 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
     Ok(())
 }
 
+/// One `*.list` entry of dpkg's info directory, as the listing gave it.
+struct ListEntry {
+    name: Vec<u8>,
+    /// `d_type` said regular file (`DT_UNKNOWN` and the rest are probed).
+    regular: bool,
+    ino: u64,
+}
+
+/// The `*.list` entries of the open info directory, sorted by name, read
+/// with `getdents64` on its own descriptor (no reopen), keeping each
+/// entry's type and inode: on the filesystems dpkg lives on the listing
+/// already says which are regular files, so those need no `statx` probe
+/// before their open. A listing that fails part way keeps what it read,
+/// with the error.
+fn list_entries(dir: &rustix::fd::OwnedFd, info: &Path) -> (Vec<ListEntry>, Option<FsError>) {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+    let mut reader = rustix::fs::RawDir::new(dir, &mut buf);
+    let mut out = Vec::new();
+    let mut error = None;
+    loop {
+        match reader.next() {
+            None => break,
+            Some(Ok(e)) => {
+                let name = e.file_name().to_bytes();
+                if name.len() > 5 && name.ends_with(b".list") {
+                    out.push(ListEntry {
+                        name: name.to_vec(),
+                        regular: e.file_type() == rustix::fs::FileType::RegularFile,
+                        ino: e.ino(),
+                    });
+                }
+            }
+            Some(Err(rustix::io::Errno::INTR)) => {}
+            Some(Err(e)) => {
+                error = Some(FsError::Read {
+                    path: info.to_path_buf(),
+                    source: e.into(),
+                });
+                break;
+            }
+        }
+    }
+    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    (out, error)
+}
+
+/// Opens one `.list` for reading, with the size its `fstat` showed when
+/// known. An entry the listing showed as the regular file `listed` is
+/// opened as stated (`O_NOFOLLOW|O_NONBLOCK`, then `fstat` must show that
+/// same regular file before anything is read, as
+/// [`fs_safe::open_entry_as_stated`] says); any other entry, or one that
+/// changed since the listing (a package upgraded meanwhile, a file mounted
+/// over the entry), gets the `statx` probe of
+/// [`fs_safe::open_entry_regular`], and so the same answer or error as
+/// before the listing was trusted. A device node swapped in after the
+/// listing is opened and closed unread (the window `open_entry_as_stated`
+/// describes, longer here: from the listing, in a directory only root
+/// writes on a live host).
+fn open_list(
+    dir: rustix::fd::BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+    listed: Option<FileId>,
+) -> Result<(std::fs::File, Option<u64>), FsError> {
+    if let Some(id) = listed {
+        match fs_safe::open_entry_as_stated(dir, name, shown, id) {
+            Ok(o) => return Ok((o.file, Some(o.size))),
+            Err(FsError::Changed { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    fs_safe::open_entry_regular(dir, name, shown).map(|f| (f, None))
+}
+
 /// How much of a `.list` is held at a time: the largest (a kernel's
 /// modules, a cloud SDK) are several MiB, of which a scan for a few paths
 /// keeps a line or two.
 const LIST_CHUNK: usize = 64 * 1024;
 
 /// The lines of a `.list` (its first [`MAX_LIST_BYTES`]) that `filter`
-/// keeps, [`normalized`], read a chunk at a time.
+/// keeps, [`normalized`], read a chunk at a time into `buf` (reused from
+/// one file to the next). With the size `fstat` gave (`known`), a read
+/// that stops short exactly there is the end, so a small file costs one
+/// `read`; lines are found with `memchr` (SIMD), and a line of no wanted
+/// length is turned away before it is hashed.
 fn kept_lines(
-    file: std::fs::File,
+    file: &mut std::fs::File,
+    known: Option<u64>,
     shown: &Path,
     filter: Filter,
+    buf: &mut Vec<u8>,
 ) -> Result<Vec<Box<[u8]>>, FsError> {
     use std::io::Read;
     let mut file = file.take(MAX_LIST_BYTES);
-    let mut buf = vec![0u8; LIST_CHUNK];
+    if buf.len() < LIST_CHUNK {
+        buf.resize(LIST_CHUNK, 0);
+    }
     let mut held = 0;
+    let mut total: u64 = 0;
     let mut kept = Vec::new();
     let mut keep = |line: &[u8]| {
         if let Some(p) = normalized(line).filter(|p| filter.owner(p)) {
@@ -424,6 +510,7 @@ fn kept_lines(
             // One line longer than the chunk.
             buf.resize(buf.len() * 2, 0);
         }
+        let room = buf.len() - held;
         let n = match file.read(&mut buf[held..]) {
             Ok(0) => break,
             Ok(n) => n,
@@ -435,14 +522,18 @@ fn kept_lines(
                 })
             }
         };
+        total += n as u64;
         let end = held + n;
         let mut start = 0;
-        while let Some(i) = buf[start..end].iter().position(|b| *b == b'\n') {
-            keep(&buf[start..start + i]);
-            start += i + 1;
+        for i in memchr::memchr_iter(b'\n', &buf[held..end]) {
+            keep(&buf[start..held + i]);
+            start = held + i + 1;
         }
         buf.copy_within(start..end, 0);
         held = end - start;
+        if n < room && known == Some(total) {
+            break;
+        }
     }
     keep(&buf[..held]);
     Ok(kept)
@@ -998,9 +1089,16 @@ mod tests {
         text.pop();
         let f = tmp.path().join("p.list");
         std::fs::write(&f, &text).unwrap();
-        let all = kept_lines(std::fs::File::open(&f).unwrap(), &f, Filter::All).unwrap();
         let want: Vec<Box<[u8]>> = lines.iter().map(|l| l.as_bytes().into()).collect();
-        assert_eq!(all, want);
+        let len = text.len() as u64;
+        let mut buf = Vec::new();
+        // The size fstat gave, none, or one the file no longer has (grown
+        // or shrunk since): every line is read either way.
+        for known in [Some(len), None, Some(len / 2), Some(len + 100), Some(0)] {
+            let mut file = std::fs::File::open(&f).unwrap();
+            let all = kept_lines(&mut file, known, &f, Filter::All, &mut buf).unwrap();
+            assert_eq!(all, want, "{known:?}");
+        }
         let mut only = PathSet::default();
         for l in [&lines[3000], &lines[20_000], &lines[20_001]] {
             only.insert(l.as_bytes().into());
@@ -1010,11 +1108,67 @@ mod tests {
             owners: &only,
             digests: &none,
         };
-        let some = kept_lines(std::fs::File::open(&f).unwrap(), &f, filter).unwrap();
+        let mut file = std::fs::File::open(&f).unwrap();
+        let some = kept_lines(&mut file, Some(len), &f, filter, &mut buf).unwrap();
         assert_eq!(
             some,
             [&want[3000], &want[20_000], &want[20_001]].map(Clone::clone)
         );
+    }
+
+    /// Entries of the info directory that are not regular files are
+    /// refused as before the listing's types were trusted (a FIFO is
+    /// never opened: a writer blocked on it would be released), and a
+    /// regular entry that changed since the listing is still read.
+    #[test]
+    fn list_entries_not_regular_or_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        write(r, "var/lib/dpkg/info/ok.list", b"/etc/x\n");
+        write(r, "elsewhere/evil.list", b"/etc/x\n/etc/evil\n");
+        let info = r.join("var/lib/dpkg/info");
+        std::os::unix::fs::symlink(r.join("elsewhere/evil.list"), info.join("evil.list")).unwrap();
+        std::fs::create_dir(info.join("dir.list")).unwrap();
+        let fifo = crate::sources::proc::tests::WatchedFifo::new(&info.join("fifo.list"));
+        let root = Root::open(r).unwrap();
+        let whole = load(&root);
+        let part = owners_of(&root, [&b"/etc/x"[..], b"/etc/evil"], false);
+        for o in [&whole, &*part] {
+            assert_eq!(o.owner(b"/etc/x").unwrap(), "ok");
+            assert_eq!(o.owner(b"/etc/evil").unwrap(), "");
+            let mut errors = o.errors.clone();
+            errors.sort();
+            assert_eq!(errors.len(), 3, "{errors:?}");
+            for (e, name) in errors.iter().zip(["dir.list", "evil.list", "fifo.list"]) {
+                assert!(e.contains(name) && e.contains("not a regular file"), "{e}");
+            }
+        }
+        fifo.assert_never_opened();
+
+        // The listing said another inode: probed and opened anew.
+        let dir = root.open_dir(Path::new(DPKG_INFO)).unwrap();
+        let (lists, error) = list_entries(&dir, Path::new(DPKG_INFO));
+        assert!(error.is_none());
+        let ok = lists.iter().find(|l| l.name == b"ok.list").unwrap();
+        assert!(ok.regular);
+        let st = rustix::fs::fstat(&dir).unwrap();
+        let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+        let shown = Path::new("ok.list");
+        let name = OsStr::new("ok.list");
+        let as_listed = open_list(dir.as_fd(), name, shown, Some(FileId { dev, ino: ok.ino }));
+        assert_eq!(
+            as_listed.unwrap().1,
+            Some(7),
+            "one open, sized by its fstat"
+        );
+        let stale = FileId {
+            dev,
+            ino: ok.ino + 1,
+        };
+        let (mut file, size) = open_list(dir.as_fd(), name, shown, Some(stale)).unwrap();
+        assert_eq!(size, None);
+        let kept = kept_lines(&mut file, size, shown, Filter::All, &mut Vec::new()).unwrap();
+        assert_eq!(kept, [Box::<[u8]>::from(&b"/etc/x"[..])]);
     }
 
     /// Builds a header blob the way rpm lays one out.

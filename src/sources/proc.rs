@@ -86,43 +86,79 @@ impl Stat {
     }
 }
 
+/// Where comm starts and ends in `stat`: the first `(` and the last `)`
+/// after it (found with `memchr`: the line is read for every process).
+fn comm_bounds(bytes: &[u8]) -> Result<(usize, usize), &'static str> {
+    let open = memchr::memchr(b'(', bytes).ok_or("no `(` before comm")?;
+    let close = memchr::memrchr(b')', bytes)
+        .filter(|&c| c > open)
+        .ok_or("no `)` after comm")?;
+    Ok((open, close))
+}
+
+/// The fields of `text` between runs of ASCII whitespace, as
+/// `str::split_ascii_whitespace` gives them, by a plain byte loop.
+fn ascii_fields(text: &str) -> impl Iterator<Item = &str> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        // Both ends sit next to ASCII bytes (or the ends of the text):
+        // char boundaries.
+        text.get(start..i).filter(|f| !f.is_empty())
+    })
+}
+
 /// Parses `stat`. The comm field sits between the first `(` and the *last*
 /// `)`: a process may name itself `a) b (c`, so splitting on spaces or on the
 /// first `)` would misread every later field.
 pub fn parse_stat(bytes: &[u8]) -> Result<Stat, String> {
-    let open = bytes
-        .iter()
-        .position(|&b| b == b'(')
-        .ok_or("no `(` before comm")?;
-    let close = bytes
-        .iter()
-        .rposition(|&b| b == b')')
-        .filter(|&c| c > open)
-        .ok_or("no `)` after comm")?;
-    let comm = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
+    let (open, close) = comm_bounds(bytes)?;
     let rest =
         std::str::from_utf8(&bytes[close + 1..]).map_err(|_| "fields after comm are not UTF-8")?;
     // Fields after comm start at field 3 (state); starttime is field 22.
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    let field = |n: usize| -> Result<&str, String> {
-        fields
-            .get(n - 3)
-            .copied()
-            .ok_or_else(|| format!("field {n} missing"))
-    };
-    let state = field(3)?.chars().next().ok_or("empty state")?;
-    let ppid = field(4)?
+    // Called for every process on the host: the wanted fields are picked
+    // as the split goes (no vector of all 50), and it stops at starttime.
+    let mut wanted: [Option<&str>; 5] = [None; 5];
+    for (n, f) in (3..=22).zip(ascii_fields(rest)) {
+        let slot = match n {
+            3 => 0,
+            4 => 1,
+            6 => 2,
+            9 => 3,
+            22 => 4,
+            _ => continue,
+        };
+        wanted[slot] = Some(f);
+    }
+    let [state, ppid, session, flags, starttime] = wanted;
+    fn field(v: Option<&str>, n: usize) -> Result<&str, String> {
+        v.ok_or_else(|| format!("field {n} missing"))
+    }
+    let state = field(state, 3)?.chars().next().ok_or("empty state")?;
+    let ppid = field(ppid, 4)?;
+    let ppid = ppid
         .parse()
-        .map_err(|_| format!("bad ppid {:?}", fields.get(1)))?;
-    let session = field(6)?
+        .map_err(|_| format!("bad ppid {:?}", Some(ppid)))?;
+    let session = field(session, 6)?;
+    let session = session
         .parse()
-        .map_err(|_| format!("bad session {:?}", fields.get(3)))?;
-    let flags = field(9)?
+        .map_err(|_| format!("bad session {:?}", Some(session)))?;
+    let flags = field(flags, 9)?;
+    let flags = flags
         .parse()
-        .map_err(|_| format!("bad flags {:?}", fields.get(6)))?;
-    let starttime = field(22)?
+        .map_err(|_| format!("bad flags {:?}", Some(flags)))?;
+    let starttime = field(starttime, 22)?;
+    let starttime = starttime
         .parse()
-        .map_err(|_| format!("bad starttime {:?}", fields.get(19)))?;
+        .map_err(|_| format!("bad starttime {:?}", Some(starttime)))?;
+    let comm = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
     Ok(Stat {
         comm,
         state,
@@ -137,13 +173,9 @@ pub fn parse_stat(bytes: &[u8]) -> Result<Stat, String> {
 /// process. Accepts exactly what [`parse_stat`] accepts (starttime included),
 /// so the two never disagree about which processes exist.
 pub fn parse_stat_brief(bytes: &[u8]) -> Option<(&[u8], u32)> {
-    let open = bytes.iter().position(|&b| b == b'(')?;
-    let close = bytes
-        .iter()
-        .rposition(|&b| b == b')')
-        .filter(|&c| c > open)?;
+    let (open, close) = comm_bounds(bytes).ok()?;
     let rest = std::str::from_utf8(&bytes[close + 1..]).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
+    let mut fields = ascii_fields(rest);
     fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     // starttime is field 22; the state was field 3 and ppid field 4.
@@ -702,7 +734,7 @@ impl ProcFiles {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
@@ -750,6 +782,41 @@ mod tests {
             b"\xff\xfe(\xff) \xff",
         ] {
             assert!(parse_stat(bad).is_err(), "{bad:?}");
+        }
+        // Which problem is named: the first in field order.
+        for (bad, problem) in [
+            (&b"1 (x) S notanumber"[..], r#"bad ppid Some("notanumber")"#),
+            (b"1 (x) S 1 2 3", "field 9 missing"),
+            (b"1 (x) S 1 2 y 4 5 6 7", r#"bad session Some("y")"#),
+            (b"1 (x) S 1 2 3 4 5 f", r#"bad flags Some("f")"#),
+            (b"1 (x) S 1 2 3 4 5 6", "field 22 missing"),
+            (b"1 (x)", "field 3 missing"),
+        ] {
+            assert_eq!(parse_stat(bad).unwrap_err(), problem, "{bad:?}");
+        }
+        let mut late = stat_line(b"x", 1, 2);
+        late.truncate(late.len() - 1);
+        late.extend_from_slice(b" \xff\n");
+        assert!(
+            parse_stat(&late).is_err(),
+            "every field after comm is UTF-8"
+        );
+    }
+
+    #[test]
+    fn fields_split_as_split_ascii_whitespace() {
+        for text in [
+            "",
+            " ",
+            "a",
+            " a  b\tc\n",
+            "S 1 2\x0c3\r4 ",
+            "é x\u{a0}y  z",
+            "\n\n",
+        ] {
+            let ours: Vec<&str> = ascii_fields(text).collect();
+            let std: Vec<&str> = text.split_ascii_whitespace().collect();
+            assert_eq!(ours, std, "{text:?}");
         }
     }
 
@@ -918,34 +985,58 @@ mod tests {
     /// before checking the type, and a bus's `--config-file` may name any
     /// FIFO or device. A writer blocked opening a FIFO is released by any
     /// opener, so it shows whether the FIFO was opened.
+    /// A FIFO with a writer blocked opening it: any opener releases the
+    /// writer, so it shows whether the FIFO was opened.
+    pub(crate) struct WatchedFifo {
+        path: PathBuf,
+        writer: std::thread::JoinHandle<std::io::Result<File>>,
+    }
+
+    impl WatchedFifo {
+        pub(crate) fn new(path: &Path) -> WatchedFifo {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+            let writer = {
+                let path = path.to_path_buf();
+                std::thread::spawn(move || OpenOptions::new().write(true).open(path))
+            };
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            WatchedFifo {
+                path: path.to_path_buf(),
+                writer,
+            }
+        }
+
+        /// Fails if anything opened the FIFO; then releases the writer.
+        pub(crate) fn assert_never_opened(self) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(
+                !self.writer.is_finished(),
+                "the FIFO was opened for reading"
+            );
+            let _reader = OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlags::NONBLOCK.bits() as i32)
+                .open(&self.path)
+                .unwrap();
+            assert!(self.writer.join().unwrap().is_ok());
+        }
+    }
+
     #[test]
     fn read_capped_never_opens_a_fifo_or_device() {
         let tmp = tempfile::tempdir().unwrap();
         let fifo = tmp.path().join("bus.conf");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
-        let writer = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(fifo))
-        };
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let watched = WatchedFifo::new(&fifo);
         let e = read_capped(&fifo, 10).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        assert!(!writer.is_finished(), "the FIFO was opened for reading");
-        // Release the writer.
-        let _reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(OFlags::NONBLOCK.bits() as i32)
-            .open(&fifo)
-            .unwrap();
-        assert!(writer.join().unwrap().is_ok());
+        watched.assert_never_opened();
         // Devices are refused the same way; /dev/null is harmless to try.
         let e = read_capped(Path::new("/dev/null"), 10).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);

@@ -102,6 +102,8 @@ struct Attribution<'s, 'a> {
     roots: Vec<ActRoot>,
     members: BTreeMap<u32, Member>,
     environ_denied: usize,
+    /// Pids of the systemd managers, sorted.
+    managers: Vec<u32>,
 }
 
 impl Attribution<'_, '_> {
@@ -179,17 +181,21 @@ impl Attribution<'_, '_> {
         }
     }
 
-    /// Children of systemd managers in a unit D-Bus activation names.
-    /// Within one unit the earliest such child is the one systemd started;
-    /// a later one re-parented to the manager escaped from it.
-    fn systemd_roots(&mut self, pids: &[u32]) {
-        let managers: Vec<u32> = pids
+    /// The systemd managers (pid 1 or `systemd --user`), by comm.
+    fn find_managers(&mut self, pids: &[u32]) {
+        self.managers = pids
             .iter()
             .copied()
             .filter(|&p| self.scan.stat(p).is_some_and(|s| s.comm == "systemd"))
             .collect();
+    }
+
+    /// Children of systemd managers in a unit D-Bus activation names.
+    /// Within one unit the earliest such child is the one systemd started;
+    /// a later one re-parented to the manager escaped from it.
+    fn systemd_roots(&mut self) {
         let mut found: Vec<(Stat, ActRoot)> = Vec::new();
-        for manager in managers {
+        for manager in self.managers.clone() {
             for pid in self.scan.children(manager) {
                 if self.members.contains_key(&pid) {
                     continue;
@@ -279,19 +285,18 @@ impl Attribution<'_, '_> {
     /// Whether a process could have left its activating parent: its parent
     /// is init or a systemd manager (the usual subreapers), or it leads a
     /// session of its own. Kernel threads and bus machinery never qualify.
+    /// Asked of every process: the checks on its own stat come first, and
+    /// the bus machinery (which reads more of the scan) is looked at only
+    /// for the few that pass them.
     fn could_have_escaped(&mut self, pid: u32, stat: &Stat) -> bool {
         if pid <= 2 || stat.ppid == 2 || stat.is_kernel_thread() {
             return false;
         }
-        if bus_daemon::daemon_kind(&stat.comm).is_some() || self.scan.is_machinery(pid) {
+        let subreaped = stat.ppid == 1 || self.managers.binary_search(&stat.ppid).is_ok();
+        if !(subreaped || stat.session == pid) {
             return false;
         }
-        stat.ppid == 1
-            || stat.session == pid
-            || self
-                .scan
-                .stat(stat.ppid)
-                .is_some_and(|p| p.comm == "systemd")
+        bus_daemon::daemon_kind(&stat.comm).is_none() && !self.scan.is_machinery(pid)
     }
 
     fn starter_roots(&mut self, pids: &[u32]) {
@@ -381,9 +386,11 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         roots: Vec::new(),
         members: BTreeMap::new(),
         environ_denied: 0,
+        managers: Vec::new(),
     };
     att.parent_roots();
-    att.systemd_roots(&pids);
+    att.find_managers(&pids);
+    att.systemd_roots();
     att.starter_roots(&pids);
     if att.environ_denied > 0 {
         log::warn!(
