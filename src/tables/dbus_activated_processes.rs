@@ -111,7 +111,7 @@ impl Attribution<'_, '_> {
         if self.names.is_none() {
             let root = self.fs_root.as_ref()?;
             let found = service_dirs::discover(root);
-            self.names = Some(service_names::resolve(root, &found.dirs));
+            self.names = Some(service_names::resolve(root, found.present()));
         }
         self.names.as_ref()
     }
