@@ -119,34 +119,72 @@ pub struct Owners {
 /// only for callers that verify contents).
 #[derive(Debug, Default, Clone)]
 struct Covered {
-    owners: HashSet<Box<[u8]>>,
-    digests: HashSet<Box<[u8]>>,
+    owners: PathSet,
+    digests: PathSet,
 }
 
-/// Spellings a scan looks for. Nearly every database line is none of
-/// them: the lengths present turn most away before a hash is computed.
-#[derive(Debug, Default)]
+/// Spellings a scan looks for, or a partial map has answered: paths, and
+/// directories standing for every entry directly in them (so a table can
+/// ask for a directory's entries before it lists it). Nearly every
+/// database line is none of them: the lengths present turn most away
+/// before a hash is computed.
+#[derive(Debug, Default, Clone)]
 struct PathSet {
-    paths: HashSet<Box<[u8]>>,
+    paths: Lengths,
+    dirs: Lengths,
+}
+
+/// Byte strings with the set of their lengths beside them.
+#[derive(Debug, Default, Clone)]
+struct Lengths {
+    set: HashSet<Box<[u8]>>,
     lens: Vec<bool>,
 }
 
-impl PathSet {
-    fn insert(&mut self, path: Box<[u8]>) {
-        let n = path.len();
+impl Lengths {
+    fn insert(&mut self, s: Box<[u8]>) {
+        let n = s.len();
         if self.lens.len() <= n {
             self.lens.resize(n + 1, false);
         }
         self.lens[n] = true;
+        self.set.insert(s);
+    }
+
+    fn contains(&self, s: &[u8]) -> bool {
+        self.lens.get(s.len()).copied().unwrap_or(false) && self.set.contains(s)
+    }
+
+    fn extend(&mut self, other: Lengths) {
+        for s in other.set {
+            self.insert(s);
+        }
+    }
+}
+
+impl PathSet {
+    fn insert(&mut self, path: Box<[u8]>) {
         self.paths.insert(path);
     }
 
+    /// Every entry directly in `dir` (no trailing `/`).
+    fn insert_dir(&mut self, dir: Box<[u8]>) {
+        self.dirs.insert(dir);
+    }
+
     fn contains(&self, path: &[u8]) -> bool {
-        self.lens.get(path.len()).copied().unwrap_or(false) && self.paths.contains(path)
+        self.paths.contains(path)
+            || (!self.dirs.set.is_empty()
+                && memchr::memrchr(b'/', path).is_some_and(|i| self.dirs.contains(&path[..i])))
     }
 
     fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.paths.set.is_empty() && self.dirs.set.is_empty()
+    }
+
+    fn extend(&mut self, other: PathSet) {
+        self.paths.extend(other.paths);
+        self.dirs.extend(other.dirs);
     }
 }
 
@@ -889,6 +927,19 @@ pub fn owners_of<'p>(
     paths: impl IntoIterator<Item = &'p [u8]>,
     digests: bool,
 ) -> Arc<Owners> {
+    owners_in(root, paths, [], digests)
+}
+
+/// [`owners_of`] for `paths` and for every entry directly in `dirs`
+/// (paths inside the root, no trailing `/`). A table that asks for its
+/// directories before listing them needs no listing of its own for the
+/// lookups, and a repeat query finds every entry answered, new ones too.
+pub fn owners_in<'p, 'd>(
+    root: &Root,
+    paths: impl IntoIterator<Item = &'p [u8]>,
+    dirs: impl IntoIterator<Item = &'d [u8]>,
+    digests: bool,
+) -> Arc<Owners> {
     let key = key(root);
     let mut cache = PARTIAL.lock().unwrap_or_else(|p| p.into_inner());
     let cached = cache.iter().find(|c| c.key == key).map(|c| &c.owners);
@@ -901,6 +952,23 @@ pub fn owners_of<'p>(
             }
             if digests && covered.is_none_or(|c| !c.digests.contains(p.as_slice())) {
                 want_digests.insert(p.into());
+            }
+        }
+    }
+    for dir in dirs {
+        // An entry's parent is the directory without a trailing `/`; spelled
+        // with one here so that a directory at a merged prefix itself
+        // (`/lib`) gets its other spelling too.
+        let end = dir.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+        let mut slashed = dir[..end].to_vec();
+        slashed.push(b'/');
+        for mut d in spellings(&slashed) {
+            d.pop();
+            if covered.is_none_or(|c| !c.owners.dirs.contains(&d)) {
+                want_owners.insert_dir(d.clone().into());
+            }
+            if digests && covered.is_none_or(|c| !c.digests.dirs.contains(&d)) {
+                want_digests.insert_dir(d.into());
             }
         }
     }
@@ -919,8 +987,8 @@ pub fn owners_of<'p>(
         },
     );
     let covered = owners.covered.get_or_insert_with(Covered::default);
-    covered.owners.extend(want_owners.paths);
-    covered.digests.extend(want_digests.paths);
+    covered.owners.extend(want_owners);
+    covered.digests.extend(want_digests);
     let owners = Arc::new(owners);
     remember(&mut cache, key, &owners);
     owners
@@ -1068,6 +1136,92 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let none = owners_of(&Root::open(empty.path()).unwrap(), [&b"/x"[..]], false);
         assert_eq!(none.owner(b"/x"), None);
+    }
+
+    /// A directory asked for stands for every entry directly in it, in
+    /// either merged-`/usr` spelling and with or without a trailing `/`:
+    /// those answer as the whole map does, entries of its subdirectories
+    /// and of other directories are not kept, and a later query for any
+    /// entry of it (one never listed included) reads nothing.
+    #[test]
+    fn directories_answer_for_their_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        write(
+            r,
+            "var/lib/dpkg/info/dbus.list",
+            b"/.\n/usr\n/usr/share/dbus-1/services\n/usr/share/dbus-1/services/x.service\n\
+              /usr/share/dbus-1/services/sub/deeper\n/lib/dbus-1/system-services/y.service\n\
+              /usr/share/dbus-1/system.d/z.conf\n/etc/a.conf\n",
+        );
+        write(
+            r,
+            "var/lib/dpkg/info/libx:amd64.list",
+            b"/usr/lib/dbus-1/system-services/y.service\n",
+        );
+        write(
+            r,
+            "var/lib/dpkg/info/dbus.md5sums",
+            b"0123456789abcdef0123456789abcdef  usr/share/dbus-1/services/x.service\n",
+        );
+        let root = Root::open(r).unwrap();
+        let whole = load(&root);
+        let dirs: [&[u8]; 2] = [
+            b"/usr/share/dbus-1/services/",
+            b"/usr/lib/dbus-1/system-services",
+        ];
+        let part = owners_in(&root, [&b"/etc/a.conf"[..]], dirs, true);
+        let answered: [&[u8]; 7] = [
+            b"/usr/share/dbus-1/services/x.service",
+            b"/usr/share/dbus-1/services/sub",
+            b"/usr/share/dbus-1/services/never-listed.service",
+            b"/usr/lib/dbus-1/system-services/y.service",
+            b"/lib/dbus-1/system-services/y.service",
+            b"/lib/dbus-1/system-services/z.service",
+            b"/etc/a.conf",
+        ];
+        for p in answered {
+            assert_eq!(
+                part.lookup(p),
+                whole.lookup(p),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+        assert_eq!(
+            part.owner(b"/lib/dbus-1/system-services/y.service")
+                .unwrap(),
+            "dbus, libx:amd64"
+        );
+        assert_eq!(
+            part.lookup(b"/usr/share/dbus-1/services/x.service")
+                .unwrap()
+                .digests
+                .len(),
+            1
+        );
+        assert!(!part
+            .by_path
+            .contains_key(&b"/usr/share/dbus-1/services/sub/deeper"[..]));
+        assert!(!part
+            .by_path
+            .contains_key(&b"/usr/share/dbus-1/system.d/z.conf"[..]));
+        let again = owners_of(&root, answered, true);
+        assert!(
+            Arc::ptr_eq(&part, &again),
+            "entries of asked directories read nothing"
+        );
+        let same_dirs = owners_in(&root, [], [&b"/lib/dbus-1/system-services"[..]], false);
+        assert!(
+            Arc::ptr_eq(&part, &same_dirs),
+            "either spelling of an asked directory"
+        );
+        let other = owners_of(&root, [&b"/usr/share/dbus-1/system.d/z.conf"[..]], false);
+        assert!(!Arc::ptr_eq(&part, &other));
+        assert_eq!(
+            other.owner(b"/usr/share/dbus-1/system.d/z.conf").unwrap(),
+            "dbus"
+        );
     }
 
     /// Lines across chunk boundaries, one longer than a chunk and a last

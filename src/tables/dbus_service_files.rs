@@ -281,15 +281,39 @@ pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn Row
     // only once each file is parsed, so the exec columns take the whole
     // index.
     if scan.want_packages && !scan.exec_integrity {
-        let paths = match &want_paths {
-            Some(p) => p.clone(),
-            None => entry_paths(&root, found.present().take(take), dir_set.as_ref()),
-        };
-        scan.packages = Some(packages::owners_of(
-            &root,
-            paths.iter().map(|p| p.as_os_str().as_bytes()),
-            scan.integrity,
-        ));
+        scan.packages = Some(match &want_paths {
+            Some(p) => packages::owners_of(
+                &root,
+                p.iter().map(|p| p.as_os_str().as_bytes()),
+                scan.integrity,
+            ),
+            // The directories stand for their entries: the databases are
+            // asked before anything is listed, and a repeat query finds
+            // every entry answered (the ones added since too).
+            None => {
+                let dirs: Vec<&ServiceDir> = found
+                    .present()
+                    .take(take)
+                    .filter(|d| {
+                        dir_set
+                            .as_ref()
+                            .is_none_or(|w| w.contains(d.path.as_path()))
+                    })
+                    .collect();
+                let named: Vec<PathBuf> = dirs
+                    .iter()
+                    .filter_map(|d| d.only.as_ref().map(|o| d.entry_path(o)))
+                    .collect();
+                packages::owners_in(
+                    &root,
+                    named.iter().map(|p| p.as_os_str().as_bytes()),
+                    dirs.iter()
+                        .filter(|d| d.only.is_none())
+                        .map(|d| d.path.as_os_str().as_bytes()),
+                    scan.integrity,
+                )
+            }
+        });
     }
     service_dirs::visit(&root, found.present().take(take), |dir, opened| {
         if let Some(w) = &dir_set {
@@ -391,35 +415,6 @@ impl Shadows<'_> {
             .set("effective", effective)
             .set("shadowed_by", shadowed_by);
     }
-}
-
-/// The path of every entry the directories list, for the package lookups
-/// before their rows are made (a stat-free listing, a superset of the
-/// rows' paths).
-fn entry_paths<'d>(
-    root: &Root,
-    dirs: impl IntoIterator<Item = &'d ServiceDir>,
-    dir_set: Option<&HashSet<&Path>>,
-) -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    service_dirs::visit(root, dirs, |dir, opened| {
-        if dir_set.is_some_and(|w| !w.contains(dir.path.as_path())) {
-            return;
-        }
-        let Ok(open) = opened else {
-            return;
-        };
-        match &dir.only {
-            Some(only) => paths.push(dir.entry_path(only)),
-            None => paths.extend(
-                open.entries(dir)
-                    .into_iter()
-                    .flatten()
-                    .map(|e| dir.entry_path(&e.name)),
-            ),
-        }
-    });
-    paths
 }
 
 /// Every entry of `dir` (for a config directory: its one named file).
