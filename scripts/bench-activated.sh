@@ -18,6 +18,8 @@
 # Spawns only its own processes and kills them by pid on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-bus.sh
+source scripts/bench-bus.sh
 RUNS=15 BASE="" LEADERS=0 N=10000
 while (($#)); do
   case $1 in
@@ -63,36 +65,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The bus: its own config in the temp dir, never the host's buses.
-mkdir -p "$TMP/services"
-cat >"$TMP/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path=$TMP/bus.sock</listen>
-  <servicedir>$TMP/services</servicedir>
-  <auth>EXTERNAL</auth>
-  <limit name="service_start_timeout">600000</limit>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-EOF
-for i in 1 2 3 4; do
-  printf '[D-BUS Service]\nName=org.bench.A%s\nExec=/bin/sleep 86400 %s\n' "$i" "$i" \
-    >"$TMP/services/org.bench.A$i.service"
-done
-dbus-daemon --config-file="$TMP/bus.conf" --nofork --print-address=1 >"$TMP/address" &
-BUS=$!
-for _ in $(seq 50); do [[ -s $TMP/address ]] && break; sleep 0.1; done
-for i in 1 2 3 4; do
-  # Never claims its name: the call times out, the service stays.
-  timeout 5 dbus-send --bus="$(head -1 "$TMP/address")" --print-reply --reply-timeout=100 \
-    --dest="org.bench.A$i" / org.freedesktop.DBus.Peer.Ping >/dev/null 2>&1 || true
-done
+bench_bus "$TMP" org.bench.A
+BUS=$BENCH_BUS_PID
 
 # The processes: sleepers (benches/sleepers.c), or with --leaders a Python
 # spawner whose every second child calls setsid().

@@ -25,6 +25,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# shellcheck source=scripts/bench-bus.sh
+source "$REPO/scripts/bench-bus.sh"
 
 QUICK=0 RUNS=15 GROWTH=0 OUT="" HYPERFINE=0 BASE="" EVENTS=0
 while (($#)); do
@@ -275,40 +277,8 @@ start_sleepers() { # n
 }
 
 start_bus() { # a private bus with 4 activated children (babysitter + sleep)
-  local d=$TMP/bus
-  mkdir -p "$d/services"
-  cat >"$d/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path=$d/bus.sock</listen>
-  <servicedir>$d/services</servicedir>
-  <auth>EXTERNAL</auth>
-  <limit name="service_start_timeout">600000</limit>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-EOF
-  for i in 1 2 3 4; do
-    printf '[D-BUS Service]\nName=org.bench.S%s\nExec=/bin/sleep 86400 %s\n' "$i" "$i" \
-      >"$d/services/org.bench.S$i.service"
-  done
-  dbus-daemon --config-file="$d/bus.conf" --nofork --print-address=1 >"$d/address" 2>"$d/bus.log" &
-  BUS_PID=$!
-  for _ in $(seq 50); do [[ -s $d/address ]] && break; sleep 0.1; done
-  local addr
-  addr=$(head -1 "$d/address")
-  for i in 1 2 3 4; do
-    # The service never claims its name; the call times out later, the
-    # activated process stays. dbus-send is a child of this shell, not the bus.
-    timeout 5 dbus-send --bus="$addr" --print-reply --reply-timeout=100 \
-      --dest="org.bench.S$i" / org.freedesktop.DBus.Peer.Ping >/dev/null 2>&1 || true
-  done
+  bench_bus "$TMP/bus" org.bench.S
+  BUS_PID=$BENCH_BUS_PID
   for _ in $(seq 50); do
     (($(descendants "$BUS_PID" | wc -l) >= 8)) && return 0
     sleep 0.1
