@@ -4,6 +4,12 @@
 //! so any row is a finding; deciding what is suspicious is the pack's job.
 //! Each query's severity orders the report (most severe first) and decides,
 //! against `--min-severity`, whether the hunt found something.
+//!
+//! A check whose tables could not read what they need (see [`crate::blind`])
+//! is *blind*: its rows, if any, are real, but "nothing found" from it
+//! means nothing. The report names every blind check with its reasons and
+//! never calls one clean.
+use crate::blind::{self, BlindSpot};
 use crate::hosts::sqlite::{EmbeddedHost, QueryResult};
 use crate::output::{self, Format};
 use crate::packs::{Pack, Severity};
@@ -27,6 +33,21 @@ pub enum Outcome {
     /// The query could not run (a pack written for a newer schema, say):
     /// reported, and the hunt goes on with the other checks.
     Failed(String),
+}
+
+impl Check {
+    /// What the check's tables could not read; empty when it saw all.
+    pub fn blind(&self) -> &[BlindSpot] {
+        match &self.outcome {
+            Outcome::Rows(r) => &r.blind,
+            Outcome::Failed(_) => &[],
+        }
+    }
+
+    /// Ran, saw everything it needs, and returned nothing.
+    pub fn is_clean(&self) -> bool {
+        matches!(&self.outcome, Outcome::Rows(r) if r.rows.is_empty() && r.blind.is_empty())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +80,20 @@ impl Report {
 
     pub fn found_something(&self) -> bool {
         self.findings().next().is_some()
+    }
+
+    /// Checks that could not read all they need (with or without rows).
+    pub fn blind(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.blind().is_empty())
+    }
+
+    /// Every distinct reason of every blind check, counted over the hunt.
+    pub fn blind_spots(&self) -> Vec<BlindSpot> {
+        let mut all = Vec::new();
+        for c in self.blind() {
+            blind::merge(&mut all, c.blind());
+        }
+        all
     }
 }
 
@@ -101,12 +136,14 @@ pub fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
         .filter(|c| c.severity < report.min_severity)
         .collect();
     let failures: Vec<&Check> = report.failures().collect();
+    let blind: Vec<&Check> = report.blind().collect();
     writeln!(
         out,
-        "osquery-dbus hunt: {} check(s) run, {} with findings at {} or above, {} failed",
+        "osquery-dbus hunt: {} check(s) run, {} with findings at {} or above, {} blind (could not read what they need), {} failed",
         report.checks.len(),
         findings.len(),
         report.min_severity.as_str(),
+        blind.len(),
         failures.len()
     )?;
     for c in &findings {
@@ -144,10 +181,27 @@ pub fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
             writeln!(out, "== FAILED {}/{}: {e}", c.pack, c.name)?;
         }
     }
+    for c in &blind {
+        writeln!(out)?;
+        let rows = match &c.outcome {
+            Outcome::Rows(r) => r.rows.len(),
+            Outcome::Failed(_) => 0,
+        };
+        writeln!(
+            out,
+            "== BLIND [{}] {}/{}: could not read what it needs; its {rows} row(s) are only what could be read",
+            c.severity.as_str(),
+            c.pack,
+            c.name
+        )?;
+        for s in c.blind() {
+            writeln!(out, "   {s}")?;
+        }
+    }
     let clean: Vec<&str> = report
         .checks
         .iter()
-        .filter(|c| matches!(&c.outcome, Outcome::Rows(r) if r.rows.is_empty()))
+        .filter(|c| c.is_clean())
         .map(|c| c.name.as_str())
         .collect();
     if !clean.is_empty() {
@@ -172,15 +226,16 @@ pub fn to_json(report: &Report) -> Json {
             obj.insert("severity".into(), c.severity.as_str().into());
             match &c.outcome {
                 Outcome::Rows(result) => {
-                    obj.insert(
-                        "status".into(),
-                        if result.rows.is_empty() {
-                            "clean"
-                        } else {
-                            "found"
-                        }
-                        .into(),
-                    );
+                    // "blind" only when nothing came back: rows found are
+                    // findings whatever else could not be read.
+                    let status = if !result.rows.is_empty() {
+                        "found"
+                    } else if result.blind.is_empty() {
+                        "clean"
+                    } else {
+                        "blind"
+                    };
+                    obj.insert("status".into(), status.into());
                     obj.insert("rows".into(), Json::Array(output::json_rows(result)));
                 }
                 Outcome::Failed(e) => {
@@ -189,12 +244,28 @@ pub fn to_json(report: &Report) -> Json {
                     obj.insert("rows".into(), Json::Array(Vec::new()));
                 }
             }
+            obj.insert(
+                "blind".into(),
+                Json::Array(c.blind().iter().map(spot_json).collect()),
+            );
             Json::Object(obj)
         })
         .collect();
     let mut top = Map::new();
     top.insert("found".into(), report.found_something().into());
     top.insert("min_severity".into(), report.min_severity.as_str().into());
+    top.insert("blind_checks".into(), report.blind().count().into());
     top.insert("checks".into(), Json::Array(checks));
     Json::Object(top)
+}
+
+/// One blind spot as the JSON report carries it.
+fn spot_json(s: &BlindSpot) -> Json {
+    serde_json::json!({
+        "table": s.table,
+        "what": s.what,
+        "cause": s.cause,
+        "count": s.count,
+        "examples": s.examples,
+    })
 }

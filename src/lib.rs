@@ -5,6 +5,7 @@
 //! [`context::QueryContext`], a table in [`tables`] turns that into rows by
 //! calling [`sources`], and the host hands the rows back. Schemas live in
 //! `tables/*.toml`, which `build.rs` checks and compiles into [`spec`].
+pub mod blind;
 pub mod context;
 pub mod events;
 pub mod hosts;

@@ -7,7 +7,7 @@ use osquery_dbus::hosts::{osquery as osq, sqlite};
 use osquery_dbus::output::{self, Format};
 use osquery_dbus::packs::{self, Pack};
 use osquery_dbus::tables::{Registry, Settings};
-use osquery_dbus::{events, hunt, spec};
+use osquery_dbus::{blind, events, hunt, spec};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,7 +79,12 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
-    /// Run every pack query and report what they find, most severe first (exit 1 when anything at or above --min-severity is found).
+    /// Run every pack query and report what they find, most severe first.
+    ///
+    /// Exit 1 when anything at or above --min-severity is found; 2 when a
+    /// check failed, or was blind (its tables could not read what it needs:
+    /// an unreadable directory, /proc or package database), unless
+    /// --allow-partial; 0 when everything was read and nothing found.
     Hunt {
         /// Findings below this severity are listed but do not make the exit code 1.
         #[arg(long, value_enum, default_value = "medium")]
@@ -93,6 +98,10 @@ enum Command {
         /// Run only the query with this name (repeatable).
         #[arg(long, value_name = "NAME")]
         only: Vec<String>,
+        /// Accept partial answers: blind checks are still reported, but the
+        /// exit code comes from the findings alone.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Print the built-in packs: query names, or Fleet YAML with --fleet.
     Packs {
@@ -228,6 +237,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
+            // The rows are what could be read; what could not is said once
+            // per reason, on stderr.
+            blind::log_each(&result.blind);
             let format = if json {
                 Format::Json
             } else if csv {
@@ -250,6 +262,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             pack,
             only,
+            allow_partial,
         }) => {
             let packs = if pack.is_empty() {
                 packs::builtin().context("loading built-in packs")?
@@ -273,14 +286,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.context("writing report")?,
             }
-            // 2: the hunt is incomplete; 1: something was found; 0: clean.
-            Ok(if report.failures().next().is_some() {
-                ExitCode::from(2)
-            } else if report.found_something() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            // Once per reason over the whole hunt, not once per check.
+            blind::log_each(&report.blind_spots());
+            let blind = report.blind().next().is_some();
+            // 2: the hunt is incomplete (a check failed, or could not read
+            // what it needs and partial answers were not accepted);
+            // 1: something was found; 0: everything read, nothing found.
+            Ok(
+                if report.failures().next().is_some() || (blind && !allow_partial) {
+                    ExitCode::from(2)
+                } else if report.found_something() {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                },
+            )
         }
         Some(Command::Packs { fleet }) => {
             for p in packs::builtin().context("loading built-in packs")? {

@@ -187,6 +187,7 @@ mod tests {
                     Value::Real(1.5),
                 ],
             ],
+            ..Default::default()
         }
     }
 
@@ -212,6 +213,7 @@ mod tests {
         let r = QueryResult {
             columns: vec!["x".into()],
             rows: vec![vec![Value::Text("a\tb\u{1b}[31m\r\u{202e}".into())]],
+            ..Default::default()
         };
         let got = render(&r, Format::Table);
         assert!(got.contains("| a\\tb\\u{1b}[31m\\r\\u{202e} |"), "{got}");
@@ -219,6 +221,7 @@ mod tests {
         let empty = QueryResult {
             columns: vec!["x".into()],
             rows: vec![],
+            ..Default::default()
         };
         assert_eq!(render(&empty, Format::Table), "");
     }
@@ -237,6 +240,7 @@ mod tests {
         let empty = QueryResult {
             columns: vec!["x".into()],
             rows: vec![],
+            ..Default::default()
         };
         assert_eq!(render(&empty, Format::Json), "[]\n");
     }
@@ -251,6 +255,7 @@ mod tests {
         let empty = QueryResult {
             columns: vec!["a,b".into(), "c".into()],
             rows: vec![],
+            ..Default::default()
         };
         assert_eq!(render(&empty, Format::Csv), "\"a,b\",c\n");
     }

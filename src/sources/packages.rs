@@ -18,6 +18,7 @@
 //! ([`owners_of`]) reads the same files but keeps only those paths' lines:
 //! the map of every installed file (tens of MiB on a desktop) is never
 //! built, and the answers are cached under the same key.
+use crate::blind;
 use crate::sources::fs_safe::{self, FileId, FsError, Root};
 use crate::sources::hash::Algo;
 use rustix::fd::AsFd;
@@ -110,6 +111,11 @@ pub struct Owners {
     has_database: bool,
     /// Databases that could not be read, for the log.
     pub errors: Vec<String>,
+    /// Of `errors`, the reads that failed for a reason other than absence
+    /// (path, cause, the error's text): what a query that used this map
+    /// could not see, reported to [`crate::blind`] each time the map is
+    /// handed out.
+    unreadable: Vec<(String, String, String)>,
     /// For a map of a wanted set ([`owners_of`]): the spellings answered,
     /// found or not. `None` for the whole database.
     covered: Option<Covered>,
@@ -364,7 +370,7 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
     }
     let (lists, listing_error) = list_entries(&dir, info);
     if let Some(e) = listing_error {
-        owners.errors.push(e.to_string());
+        owners.fail(&e, e.path());
     }
     let dir_dev = rustix::fs::fstat(&dir)
         .ok()
@@ -382,14 +388,14 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
             Ok(f) => f,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
-                owners.errors.push(e.to_string());
+                owners.fail(&e, &shown);
                 continue;
             }
         };
         let kept = match kept_lines(&mut file, size, &shown, filter, &mut buf) {
             Ok(k) => k,
             Err(e) => {
-                owners.errors.push(e.to_string());
+                owners.fail(&e, &shown);
                 continue;
             }
         };
@@ -424,7 +430,7 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
         {
             Ok((bytes, _)) => load_md5sums(&bytes, owners, filter),
             Err(e) if e.is_not_found() => {}
-            Err(e) => owners.errors.push(e.to_string()),
+            Err(e) => owners.fail(&e, &shown),
         }
     }
     if !filter.wants_digests() {
@@ -433,7 +439,7 @@ fn load_dpkg(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(), FsE
     match root.read_regular(Path::new(DPKG_STATUS), MAX_STATUS_BYTES) {
         Ok(bytes) => load_conffiles(&bytes, &by_name, owners, filter),
         Err(e) if e.is_not_found() => {}
-        Err(e) => owners.errors.push(e.to_string()),
+        Err(e) => owners.fail(&e, Path::new(DPKG_STATUS)),
     }
     Ok(())
 }
@@ -838,14 +844,63 @@ pub fn load(root: &Root) -> Owners {
 /// database that cannot be read is logged and left out.
 fn scan(root: &Root, owners: &mut Owners, filter: Filter) {
     owners.errors.clear();
+    // `unreadable` is kept: a partial map keeps covering what an earlier
+    // scan of it could not read.
     if let Err(e) = load_dpkg(root, owners, filter) {
-        owners.errors.push(e.to_string());
+        owners.fail(&e, e.path());
     }
     if let Err(e) = load_rpm(root, owners, filter) {
-        owners.errors.push(e.to_string());
+        match &e {
+            // The database file was opened but SQLite could not read it
+            // (corrupt, locked, not a database): as blind as an EIO.
+            PackagesError::Rpm { path, source } => {
+                owners.errors.push(e.to_string());
+                let at = fs_safe::render_path(path);
+                let cause = source.to_string();
+                if !owners
+                    .unreadable
+                    .iter()
+                    .any(|(a, c, _)| *a == at && *c == cause)
+                {
+                    owners.unreadable.push((at, cause, e.to_string()));
+                }
+            }
+            PackagesError::Fs(fs) => owners.fail(&e, fs.path()),
+        }
     }
+    // Blindness is reported where the map is used; the rest (an entry
+    // that is not a regular file, a malformed header) is logged here.
     for e in &owners.errors {
-        log::warn!("packages: {e}");
+        if !owners.unreadable.iter().any(|(_, _, text)| text == e) {
+            log::warn!("packages: {e}");
+        }
+    }
+}
+
+impl Owners {
+    /// Records a failed read of a database: in `errors`, and when the OS
+    /// refused it for a reason other than absence, as unreadable too.
+    fn fail(&mut self, e: &(dyn std::error::Error + 'static), at: &Path) {
+        let text = e.to_string();
+        if let Some(cause) = blind::os_cause(e) {
+            let at = fs_safe::render_path(at);
+            if !self
+                .unreadable
+                .iter()
+                .any(|(a, c, _)| *a == at && *c == cause)
+            {
+                self.unreadable.push((at, cause, text.clone()));
+            }
+        }
+        self.errors.push(text);
+    }
+
+    /// Tells [`crate::blind`] what this map could not read, for the query
+    /// that is about to use it.
+    fn report_blind(&self) {
+        for (at, cause, _) in &self.unreadable {
+            blind::report("cannot read package databases", cause, at);
+        }
     }
 }
 
@@ -884,10 +939,12 @@ pub fn owners(root: &Root) -> Arc<Owners> {
     // entries are still whole (they are replaced, never edited).
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = cache.iter().find(|c| c.key == key) {
+        c.owners.report_blind();
         return Arc::clone(&c.owners);
     }
     let owners = Arc::new(load(root));
     remember(&mut cache, key, &owners);
+    owners.report_blind();
     owners
 }
 
@@ -974,6 +1031,7 @@ pub fn owners_in<'p, 'd>(
     }
     if let Some(o) = cached {
         if want_owners.is_empty() && want_digests.is_empty() {
+            o.report_blind();
             return Arc::clone(o);
         }
     }
@@ -991,6 +1049,7 @@ pub fn owners_in<'p, 'd>(
     covered.digests.extend(want_digests);
     let owners = Arc::new(owners);
     remember(&mut cache, key, &owners);
+    owners.report_blind();
     owners
 }
 

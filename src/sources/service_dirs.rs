@@ -442,7 +442,16 @@ fn discover_with(root: &Root, reachable: Option<&dyn Fn(&ServiceDir) -> bool>) -
             dirs.extend(runtime_dirs(&accounts));
         }
         Err(e) if e.is_not_found() => log::debug!("no passwd under {}", root.host_path().display()),
-        Err(e) => log::warn!("dbus_service_files: per-user directories skipped: {e}"),
+        Err(e) => {
+            let what = "cannot read the account list; per-user directories skipped";
+            if !crate::blind::report_os_error(
+                what,
+                &e,
+                &crate::sources::fs_safe::render_path(e.path()),
+            ) {
+                log::warn!("per-user directories skipped: {e}");
+            }
+        }
     }
     dirs.extend(package_system_dirs());
     let (config_errors, policy_rules) = add_config_dirs(root, &mut dirs);
@@ -688,7 +697,14 @@ fn add_config_dirs(
         .errors
         .into_iter()
         .map(|e| {
-            log::warn!("dbus_service_files: {e}");
+            // A file that could not be read hides the directories and rules
+            // it names; one read but malformed is its rows' error only.
+            let what = "cannot read bus configuration";
+            crate::blind::report_os_error(
+                what,
+                &e,
+                &crate::sources::fs_safe::render_path(e.path()),
+            );
             (e.path().to_path_buf(), e.to_string())
         })
         .collect();
@@ -919,7 +935,6 @@ pub fn visit<'d>(
             }
             Err(e) => {
                 if failed.insert((dir.path.clone(), dir.only.clone())) {
-                    log::warn!("dbus_service_files: {e}");
                     f(dir, Err(&e));
                 }
             }

@@ -25,9 +25,10 @@
 //! read in full but not the attribution, which needs the whole tree. A
 //! process that vanishes mid-scan is skipped quietly. Parsing lives in the
 //! sources; the seed rule in `verdict`.
+use crate::blind;
 use crate::context::QueryContext;
 use crate::sources::bus_daemon::{self, DaemonKind};
-use crate::sources::fs_safe::Root as FsRoot;
+use crate::sources::fs_safe::{self, Root as FsRoot};
 use crate::sources::proc::{self, ProcError, Stat};
 use crate::sources::service_dirs::{self, Bus as DirBus};
 use crate::sources::service_names::{self, Names};
@@ -376,7 +377,10 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let mut scan = Scan::new(settings);
     let pids = scan.prime();
     let fs_root = FsRoot::open(&settings.root)
-        .map_err(|e| log::warn!("dbus_activated_processes: {e}"))
+        .map_err(|e| {
+            let at = fs_safe::render_path(e.path());
+            blind::report("cannot open the root", &blind::innermost(&e), &at);
+        })
         .ok();
     let mut att = Attribution {
         scan: &mut scan,

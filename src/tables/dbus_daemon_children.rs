@@ -18,6 +18,7 @@
 //! worth a look), and `via` says which path it came by. A pid reused between
 //! listing and reading could be misattributed; the window is the length of
 //! one scan and is not guarded against.
+use crate::blind;
 use crate::context::QueryContext;
 use crate::sources::bus_daemon::{self, Bus, BusType, DaemonKind};
 use crate::sources::proc::{self, Proc, ProcError, Stat};
@@ -91,6 +92,26 @@ pub(crate) struct Scan<'a> {
 pub(crate) fn skip_quietly(pid: u32, e: &ProcError) {
     if !e.is_vanished() {
         log::debug!("pid {pid}: {e}");
+        // A process whose files the OS refused is one the tree cannot
+        // place: a blind spot, unlike one that exited or one malformed.
+        let at = match e {
+            ProcError::Io { file, .. } => format!("pid {pid} ({file})"),
+            _ => format!("pid {pid}"),
+        };
+        blind::report_os_error("cannot read process files", e, &at);
+    }
+}
+
+/// The process directory could not be listed: the table answers with no
+/// process. Absent (a mounted image with no `/proc`) is an answer; any
+/// other failure is a blind spot.
+fn unlisted(e: &ProcError) {
+    let at = match e {
+        ProcError::Dir { path, .. } => path.display().to_string(),
+        other => other.to_string(),
+    };
+    if !blind::report_os_error("cannot list processes", e, &at) {
+        log::debug!("{e}");
     }
 }
 
@@ -268,7 +289,7 @@ impl<'a> Scan<'a> {
             }
         });
         if let Err(e) = listed {
-            log::warn!("{e}");
+            unlisted(&e);
             return Vec::new();
         }
         pids.sort_unstable();
@@ -379,7 +400,7 @@ impl<'a> Scan<'a> {
             listed
         };
         if let Err(e) = listed {
-            log::warn!("dbus_daemon_children: {e}");
+            unlisted(&e);
             return Vec::new();
         }
         frontier.sort_unstable();

@@ -11,6 +11,7 @@
 //! `path =` / `directory =` constraints, decides from `colsUsed` which
 //! costly columns to fill (contents, hashes, packages), and turns what the
 //! sources found into rows.
+use crate::blind;
 use crate::context::QueryContext;
 use crate::sources::fs_safe::{self, Root};
 use crate::sources::service_dirs::{self, DirError, EntryKind, OpenDir, ServiceDir};
@@ -201,7 +202,13 @@ pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn Row
     let root = match Root::open(&settings.root) {
         Ok(r) => r,
         Err(e) => {
-            log::warn!("dbus_service_files: {e}");
+            // Whatever the reason, even absence: the root asked for is
+            // what was to be read.
+            blind::report(
+                "cannot open the root",
+                &blind::innermost(&e),
+                &fs_safe::render_path(e.path()),
+            );
             let mut row = Row::new();
             row.set("path", "/").set("error", e.to_string());
             sink.push(row);
@@ -323,6 +330,7 @@ pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn Row
         }
         match opened {
             Err(e) => {
+                report_dir_error(e);
                 let path = error_row_path(dir);
                 if want_paths.as_ref().is_none_or(|w| w.contains(&path)) {
                     rows.push(dir_error_row(&scan.plain, dir, e));
@@ -438,7 +446,7 @@ fn list_all(scan: &mut Scan, dir: &ServiceDir, open: &OpenDir, rows: &mut Emit) 
                 ))
             }
             Err(e) => {
-                log::warn!("dbus_service_files: {e}");
+                report_dir_error(&e);
                 rows.push(dir_error_row(&scan.plain, dir, &e));
             }
         }
@@ -516,6 +524,11 @@ fn entry_row(
         Ok(m) => m,
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
+            blind::report_os_error(
+                "cannot stat service files",
+                &e,
+                &fs_safe::render_path(&e.path),
+            );
             plain.set(&mut row, Plain::Type, || dirent_kind.map(FileKind::as_str));
             errors.push(e);
             errors.apply(&mut row);
@@ -730,6 +743,7 @@ fn service_columns(
         Ok(r) => r,
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
+            blind::report_os_error("cannot read service files", &e, &fs_safe::render_path(path));
             errors.push(e);
             return Some(());
         }
@@ -1024,6 +1038,23 @@ fn exec_target(scan: &Scan, program: &str, row: &mut Row, errors: &mut Errors) {
             Err(e) => errors.push(format!("Exec target {e}")),
         }
     }
+}
+
+/// A directory that exists but could not be opened or listed leaves its
+/// entries unseen: a blind spot. One that is not a directory (a file where
+/// a directory may be) was seen, and is only its row's error.
+fn report_dir_error(e: &DirError) {
+    let what = match e {
+        DirError::Open { .. } => "cannot open service directories",
+        DirError::List { .. } => "cannot list service directories",
+        DirError::NotADirectory { .. } => return,
+    };
+    let at = match e {
+        DirError::Open { source, .. } => source.path(),
+        DirError::List { path, .. } | DirError::NotADirectory { path, .. } => path,
+    };
+    let at = fs_safe::render_path(at);
+    blind::report_os_error(what, e, &at);
 }
 
 /// Where a directory failure is reported: at the directory itself, or for

@@ -8,7 +8,9 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let parsed = match accounts::read_group(&settings.root) {
         Ok(p) => p,
         Err(e) => {
-            log::warn!("groups: {e}");
+            if !crate::blind::report_os_error("cannot read the account list", &e, &at(&e)) {
+                log::debug!("groups: {e}");
+            }
             return Vec::new();
         }
     };
@@ -29,4 +31,10 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             row
         })
         .collect()
+}
+
+/// Where an account-list failure struck, as a blind spot shows it.
+fn at(e: &accounts::AccountsError) -> String {
+    let accounts::AccountsError::Fs(fs) = e;
+    crate::sources::fs_safe::render_path(fs.path())
 }

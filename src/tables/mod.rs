@@ -4,6 +4,7 @@
 //! never sees SQL, Thrift or SQLite. Columns are named in `tables/*.toml`;
 //! a row may leave any of them out (NULL) but never carries one the spec
 //! lacks (a test holds every table to that).
+use crate::blind;
 use crate::context::QueryContext;
 use crate::spec::{self, TableSpec};
 use std::path::{Path, PathBuf};
@@ -206,28 +207,30 @@ pub struct Table {
 }
 
 impl Table {
+    /// Every row at once. What the table could not read is reported to
+    /// [`crate::blind`] under this table's name, as by `generate_into`.
     pub fn generate(&self, settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
-        match self.generator {
+        blind::in_table(&self.spec.name, || match self.generator {
             Generator::Whole(generate) => generate(settings, ctx),
             Generator::Streamed(stream) => {
                 let mut rows = Vec::new();
                 stream(settings, ctx, &mut rows);
                 rows
             }
-        }
+        })
     }
 
     /// The same rows as [`Table::generate`], in the same order, handed to
     /// `sink` one at a time; a streaming table never holds them all.
     pub fn generate_into(&self, settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
-        match self.generator {
+        blind::in_table(&self.spec.name, || match self.generator {
             Generator::Whole(generate) => {
                 for row in generate(settings, ctx) {
                     sink.push(row);
                 }
             }
             Generator::Streamed(stream) => stream(settings, ctx, sink),
-        }
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use super::bindings::{
 use super::encoded::EncodedRows;
 use super::reply::{Reply, StreamingHandler};
 use super::routes;
+use crate::blind;
 use crate::context::QueryContext;
 use crate::tables::{Registry, Row, Table};
 use log::{debug, warn};
@@ -94,7 +95,12 @@ impl Handler {
                 let ctx = QueryContext::from_json(context).map_err(|e| e.to_string())?;
                 // A panicking table fails its query, not the process; what
                 // it made so far is dropped with the closure.
-                catch_unwind(AssertUnwindSafe(|| rows(table, &ctx)))
+                // Each distinct reason the table could not read something
+                // is logged once per generate, however many paths it hit.
+                let (answer, blind) =
+                    blind::collect(|| catch_unwind(AssertUnwindSafe(|| rows(table, &ctx))));
+                blind::log_each(&blind);
+                answer
                     .map(Answer::Rows)
                     .map_err(|_| format!("table {} failed while generating rows", table.spec.name))
             }

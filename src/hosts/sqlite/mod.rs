@@ -5,6 +5,7 @@
 //! This module owns the connection and turns statements into a
 //! [`QueryResult`]; [`vtab`] adapts SQLite's planner calls to the table API.
 //! Rendering results is left to [`crate::output`].
+use crate::blind::{self, BlindSpot};
 use crate::tables::{Registry, Value};
 use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::types::ValueRef;
@@ -33,6 +34,9 @@ pub enum SqliteHostError {
 pub struct QueryResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
+    /// What the tables could not read while answering (every statement of
+    /// the batch): the rows are only what could be seen.
+    pub blind: Vec<BlindSpot>,
 }
 
 pub struct EmbeddedHost {
@@ -81,6 +85,11 @@ impl EmbeddedHost {
     /// one's result (a statement without rows gives an empty result), as a
     /// script's final SELECT is the answer its author wants.
     pub fn query(&self, sql: &str) -> Result<QueryResult, SqliteHostError> {
+        let (result, blind) = blind::collect(|| self.run(sql));
+        result.map(|r| QueryResult { blind, ..r })
+    }
+
+    fn run(&self, sql: &str) -> Result<QueryResult, SqliteHostError> {
         let mut batch = rusqlite::Batch::new(&self.conn, sql);
         let mut last = QueryResult::default();
         while let Some(mut stmt) = batch.next()? {
@@ -95,7 +104,11 @@ impl EmbeddedHost {
                 }
                 rows.push(out);
             }
-            last = QueryResult { columns, rows };
+            last = QueryResult {
+                columns,
+                rows,
+                blind: Vec::new(),
+            };
         }
         Ok(last)
     }
