@@ -27,6 +27,7 @@
 //! no collection open (a table called directly, as a benchmark does) is
 //! logged at once, so it is never lost.
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 
 /// How many example paths a blind spot keeps: enough to find the trouble,
@@ -43,10 +44,14 @@ pub struct BlindSpot {
     /// The reason, the same text for every path it struck, e.g.
     /// "Input/output error (os error 5)".
     pub cause: String,
-    /// How many times it struck within the query.
+    /// How many distinct paths it struck (a report without a path counts
+    /// each time): a directory named twice, or met by two checks of a
+    /// hunt, counts once.
     pub count: u64,
     /// The first [`EXAMPLES`] paths it struck, in the order met.
     pub examples: Vec<String>,
+    /// Every path struck, for `count`.
+    seen: HashSet<String>,
 }
 
 impl BlindSpot {
@@ -59,7 +64,7 @@ impl fmt::Display for BlindSpot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}: {}", self.table, self.what, self.cause)?;
         match self.examples.first() {
-            Some(e) if self.count > 1 => write!(f, " ({} times, e.g. {e})", self.count),
+            Some(e) if self.count > 1 => write!(f, " ({} paths, e.g. {e})", self.count),
             Some(e) => write!(f, " ({e})"),
             None if self.count > 1 => write!(f, " ({} times)", self.count),
             None => Ok(()),
@@ -82,18 +87,34 @@ pub fn add(spots: &mut Vec<BlindSpot>, table: &str, what: &'static str, cause: &
                 cause: cause.to_string(),
                 count: 0,
                 examples: Vec::new(),
+                seen: HashSet::new(),
             });
             spots.last_mut().expect("just pushed")
         }
     };
-    spot.count += 1;
-    if spot.examples.len() < EXAMPLES && !at.is_empty() && !spot.examples.iter().any(|e| e == at) {
-        spot.examples.push(at.to_string());
+    spot.strike(at);
+}
+
+impl BlindSpot {
+    /// Counts `at` unless already struck, and keeps it as an example
+    /// while there is room.
+    fn strike(&mut self, at: &str) {
+        if at.is_empty() {
+            self.count += 1;
+            return;
+        }
+        if !self.seen.insert(at.to_string()) {
+            return;
+        }
+        self.count += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(at.to_string());
+        }
     }
 }
 
-/// Adds every spot of `from` to `into`, counts summed, examples kept up to
-/// [`EXAMPLES`]: the distinct reasons of several queries (a whole hunt).
+/// Adds every spot of `from` to `into`: the distinct reasons of several
+/// queries (a whole hunt), each path counted once over all of them.
 pub fn merge(into: &mut Vec<BlindSpot>, from: &[BlindSpot]) {
     for s in from {
         let i = match into
@@ -105,18 +126,22 @@ pub fn merge(into: &mut Vec<BlindSpot>, from: &[BlindSpot]) {
                 into.push(BlindSpot {
                     examples: Vec::new(),
                     count: 0,
+                    seen: HashSet::new(),
                     ..s.clone()
                 });
                 into.len() - 1
             }
         };
         let t = &mut into[i];
-        t.count += s.count;
-        for e in &s.examples {
-            if t.examples.len() < EXAMPLES && !t.examples.contains(e) {
-                t.examples.push(e.clone());
-            }
+        // Examples first, in their order, then the other paths sorted (so
+        // a report's examples do not depend on hashing).
+        let unnamed = s.count - s.seen.len() as u64;
+        let mut rest: Vec<&String> = s.seen.iter().collect();
+        rest.sort();
+        for e in s.examples.iter().chain(rest) {
+            t.strike(e);
         }
+        t.count += unnamed;
     }
 }
 
@@ -268,7 +293,7 @@ mod tests {
             line.starts_with("t: cannot list directories: Input/output error"),
             "{line}"
         );
-        assert!(line.contains("400 times, e.g. /d0"), "{line}");
+        assert!(line.contains("400 paths, e.g. /d0"), "{line}");
     }
 
     #[test]
@@ -283,6 +308,13 @@ mod tests {
         assert_eq!(first[0].count, 1);
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].count, 2);
+        let ((), again) = collect(|| {
+            report("w", &eio(), &"/same");
+            report("w", &eio(), &"/same");
+            report("w", &eio(), &"");
+            report("w", &eio(), &"");
+        });
+        assert_eq!(again[0].count, 3, "one path, and two reports without one");
         assert_eq!(second[0].examples, ["/b", "/d"]);
         // Nothing left open after.
         assert!(OPEN.with(|o| o.borrow().is_none()));
@@ -296,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_sums_counts_across_queries() {
+    fn merge_counts_each_path_once_across_queries() {
         let mut all = Vec::new();
         let ((), a) = collect(|| report("w", &eio(), &"/a"));
         let ((), b) = collect(|| {
@@ -306,7 +338,8 @@ mod tests {
         merge(&mut all, &a);
         merge(&mut all, &b);
         assert_eq!(all.len(), 1);
-        assert_eq!(all[0].count, 3);
+        // "/a" struck in both queries: one path.
+        assert_eq!(all[0].count, 2);
         assert_eq!(all[0].examples, ["/a", "/b"]);
     }
 

@@ -284,7 +284,7 @@ fn query_prints_what_it_read_and_logs_each_cause_once() {
         lines[0]
     );
     assert!(
-        lines[0].contains(&format!("{refused} times")),
+        lines[0].contains(&format!("{refused} paths")),
         "{}",
         lines[0]
     );
@@ -347,5 +347,54 @@ fn a_root_that_cannot_be_opened_makes_every_check_blind() {
     assert_eq!(
         home,
         ["dbus_service_files: cannot open the root: No such file or directory (os error 2)"]
+    );
+}
+
+#[test]
+fn an_unreadable_bus_configuration_is_blind_a_malformed_one_is_not() {
+    if !namespaces_work() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "usr/share/dbus-1/system.conf",
+        "<busconfig><includedir>/etc/dbus-1/system.d</includedir>\
+         <include>/etc/dbus-1/local.conf</include></busconfig>",
+    );
+    write(r, "etc/dbus-1/system.d/broken.conf", "<busconfig><policy");
+    write(r, "etc/dbus-1/local.conf", "<busconfig/>");
+    let root = r.to_str().unwrap();
+    let sql = "SELECT path, error FROM dbus_service_files WHERE path LIKE '%/broken.conf'";
+    let malformed = run(true, &["--root", root, "query", "--json", sql]);
+    assert!(blind_lines(&malformed).is_empty(), "{}", stderr(&malformed));
+    let rows: Vec<Value> = serde_json::from_slice(&malformed.stdout).unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["error"].as_str().is_some_and(|e| e.contains("XML"))),
+        "{rows:#?}"
+    );
+
+    refuse(&r.join("etc/dbus-1/system.d"));
+    refuse(&r.join("etc/dbus-1/local.conf"));
+    let out = run(
+        true,
+        &[
+            "--root",
+            root,
+            "query",
+            "SELECT count(*) FROM dbus_policy_rules",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let lines = blind_lines(&out);
+    // The directory and the included file: one cause, counted twice.
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("dbus_policy_rules: cannot read bus configuration: Permission denied")
+            && lines[0].contains("2 paths"),
+        "{}",
+        lines[0]
     );
 }

@@ -154,11 +154,14 @@ pub enum ConfigError {
     TooLarge { path: PathBuf },
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{}: includes {}, which cannot be read: {reason}", crate::sources::fs_safe::render_path(.path), crate::sources::fs_safe::render_path(.include))]
+    #[error("{}: includes {}, which cannot be read: {source}", crate::sources::fs_safe::render_path(.path), crate::sources::fs_safe::render_path(.include))]
     Include {
         path: PathBuf,
         include: PathBuf,
-        reason: String,
+        /// Kept whole (not as text): whether the OS refused the read or
+        /// the file is absent decides whether a scan was blind.
+        #[source]
+        source: FsError,
     },
     #[error("{}: includes nested deeper than {MAX_DEPTH}; not followed", crate::sources::fs_safe::render_path(.path))]
     TooDeep { path: PathBuf },
@@ -440,11 +443,11 @@ impl<T: Copy> Walker<'_, T> {
                         });
                     } else if let Err(e) = self.file(inc, tag, depth + 1) {
                         if is_missing(&e) && *ignore_missing {
-                        } else if let ConfigError::Fs(fs) = &e {
+                        } else if let ConfigError::Fs(fs) = e {
                             self.out.errors.push(ConfigError::Include {
                                 path: path.to_path_buf(),
                                 include: inc.clone(),
-                                reason: fs.to_string(),
+                                source: fs,
                             });
                         } else {
                             self.out.errors.push(e);
