@@ -1,7 +1,7 @@
 //! Never a silent clean: when the kernel refuses a read the tables need,
 //! `hunt` names the blind checks with their causes and exits 2 (or by its
 //! findings with `--allow-partial`), and `query` still prints its rows and
-//! says each cause once on stderr.
+//! says each cause once on stderr, as the extension does in osquery's log.
 //!
 //! The refusals are real. Root reads everything, so the binary runs in a
 //! user namespace (`unshare -U --map-root-user`): uid 0 is still mapped,
@@ -9,6 +9,8 @@
 //! 0700 directory owned by such a uid fails with `EACCES` exactly as on a
 //! host whose tool lacks the right. The same root read without the
 //! namespace is the control: every difference comes from the refusals.
+mod common;
+
 use serde_json::Value;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
@@ -397,4 +399,52 @@ fn an_unreadable_bus_configuration_is_blind_a_malformed_one_is_not() {
         "{}",
         lines[0]
     );
+}
+
+#[test]
+fn the_extension_logs_each_cause_once_per_generate() {
+    if !namespaces_work() {
+        return;
+    }
+    let root = planted_root();
+    let python = common::peer_python();
+    let work = tempfile::tempdir().unwrap();
+    let reps = 3;
+    // The fake core, and the extension it starts, in the refusing namespace.
+    let out = Command::new("unshare")
+        .args(["-U", "--map-root-user"])
+        .arg(python)
+        .arg(common::peer_script("fake_core.py"))
+        .args(["blind", "--bin", BIN, "--workdir"])
+        .arg(work.path())
+        .arg("--root")
+        .arg(root.path())
+        .args(["--reps", &reps.to_string()])
+        .output()
+        .expect("run fake core");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let obs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for g in obs["generates"].as_array().unwrap() {
+        // The table still answers with what it could read.
+        assert_eq!(g["status"]["code"], 0, "{g}");
+        let rows = g["response"].as_array().unwrap();
+        assert!(rows
+            .iter()
+            .any(|r| r["path"] == "/usr/share/dbus-1/system-services/org.example.Implant.service"));
+    }
+    let log = obs["stderr"].as_str().unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("blind: ")).collect();
+    // Two causes (the homes, and the package database every column's
+    // `package` needs), each once per generate, not once per home.
+    let causes = [
+        "dbus_service_files: cannot open service directories: Permission denied",
+        "dbus_service_files: cannot read package databases: Permission denied",
+    ];
+    assert_eq!(lines.len(), reps * causes.len(), "{log}");
+    for cause in causes {
+        let n = lines.iter().filter(|l| l.contains(cause)).count();
+        assert_eq!(n, reps, "{cause}: {log}");
+    }
+    let homes = format!("({} paths, e.g. /home/u0/", 2 * HOMES);
+    assert!(lines.iter().any(|l| l.contains(&homes)), "{log}");
 }

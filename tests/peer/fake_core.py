@@ -762,8 +762,35 @@ def scenario_bench(a):
         core.die()
 
 
+def scenario_blind(a):
+    """--reps generates of --table (every column), then the extension's stderr:
+    what a table could not read must be logged once per generate."""
+    core_sock = os.path.join(a.workdir, "core.sock")
+    core = FakeCore(core_sock)
+    proc = start_extension(
+        a.bin, ["--socket", core_sock, "--timeout", "3", "--interval", "1", "--root", a.root], a.workdir
+    )
+    try:
+        wait_serving(core, proc)
+        ext = ext_socket(core_sock)
+        reg = core.registry
+        ctx = context_json(reg, [], [r["name"] for r in reg["table"][a.table]])
+        obs = {"generates": []}
+        for _ in range(a.reps):
+            obs["generates"].append(call(ext, "table", a.table, {"action": "generate", "context": ctx}))
+        core.die()
+        obs["exit"] = wait_exit(proc, 6)
+        obs["stderr"] = stderr_of(proc)
+        return obs
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        core.die()
+
+
 SCENARIOS = {
     "main": scenario_main,
+    "blind": scenario_blind,
     "sigterm": scenario_sigterm,
     "shutdown": scenario_shutdown,
     "duplicate": scenario_duplicate,
