@@ -221,6 +221,9 @@ pub fn log_each(spots: &[BlindSpot]) {
 /// The OS error under `e` (itself or a source, however deep), as text for a
 /// blind spot's cause; `None` when there is none or it means the thing is
 /// absent (`ENOENT`, `ENOTDIR`): absence is an answer, not blindness.
+/// An I/O error of kind `Other` with no errno counts as an OS refusal: it
+/// is how a resolver that is not the kernel (the confined walk used where
+/// `openat2` is missing) says it would not go on.
 pub fn os_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = at {
@@ -228,6 +231,7 @@ pub fn os_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
             return match io.raw_os_error() {
                 Some(libc::ENOENT | libc::ENOTDIR) => None,
                 Some(_) => Some(io.to_string()),
+                None if io.kind() == std::io::ErrorKind::Other => Some(io.to_string()),
                 None => None,
             };
         }
@@ -360,7 +364,14 @@ mod tests {
             };
             assert_eq!(os_cause(&w), None);
         }
-        let plain = std::io::Error::other("not an OS error");
-        assert_eq!(os_cause(&plain), None);
+        let refused = std::io::Error::other("resolver refused the path");
+        assert_eq!(
+            os_cause(&refused).as_deref(),
+            Some("resolver refused the path")
+        );
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(os_cause(&eof), None);
+        let malformed = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad bytes");
+        assert_eq!(os_cause(&malformed), None);
     }
 }
