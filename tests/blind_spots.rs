@@ -448,3 +448,61 @@ fn the_extension_logs_each_cause_once_per_generate() {
     let homes = format!("({} paths, e.g. /home/u0/", 2 * HOMES);
     assert!(lines.iter().any(|l| l.contains(&homes)), "{log}");
 }
+
+/// The old-kernel harness (a second binary of this package), when this
+/// tree has it.
+const OLD_KERNEL: Option<&str> = option_env!("CARGO_BIN_EXE_old-kernel");
+
+#[test]
+fn every_listing_failing_with_eio_is_blind_not_clean() {
+    let Some(old_kernel) = OLD_KERNEL else {
+        eprintln!("SKIPPED: this tree has no old-kernel harness");
+        return;
+    };
+    let root = planted_root();
+    let r = root.path().to_str().unwrap();
+    let under_eio = |args: &[&str]| {
+        Command::new(old_kernel)
+            .args(["--errno", "getdents64=EIO", "--", BIN])
+            .args(args)
+            .output()
+            .expect("run under old-kernel")
+    };
+    let out = under_eio(&["--root", r, "hunt", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // No directory could be listed: the implant is unseen, and nothing
+    // that needed a listing says clean.
+    assert_eq!(check(&report, "risky_service_exec")["status"], "blind");
+    let spots = causes(check(&report, "risky_service_exec"));
+    assert!(
+        spots.iter().any(|c| c
+            == "dbus_service_files: cannot list service directories: Input/output error (os error 5)"),
+        "{spots:?}"
+    );
+    assert!(report["blind_checks"].as_u64().unwrap() >= 12, "{report:#}");
+    // One stderr line per distinct cause, not one per directory.
+    let lines = blind_lines(&out);
+    let mut distinct: Vec<String> = Vec::new();
+    for c in report["checks"].as_array().unwrap() {
+        for cause in causes(c) {
+            if !distinct.contains(&cause) {
+                distinct.push(cause);
+            }
+        }
+    }
+    assert_eq!(lines.len(), distinct.len(), "{lines:#?}");
+    assert!(lines.len() < 10, "{lines:#?}");
+
+    let partial = under_eio(&["--root", r, "hunt", "--allow-partial"]);
+    let text = String::from_utf8_lossy(&partial.stdout);
+    assert_eq!(partial.status.code(), Some(0), "{text}");
+    assert!(
+        text.lines().next().unwrap().contains(" 0 with findings"),
+        "{text}"
+    );
+    assert!(
+        text.contains("== BLIND [high] dbus-persistence/risky_service_exec"),
+        "{text}"
+    );
+}
