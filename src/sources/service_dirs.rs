@@ -733,7 +733,26 @@ pub enum DirError {
     },
 }
 
+/// What a table could not do with a service directory's entries, as its
+/// blind spots say it: one wording for every reader of the directories, so
+/// a path met by two of them counts once.
+pub const CANNOT_STAT: &str = "cannot stat service files";
+pub const CANNOT_READ: &str = "cannot read service files";
+
 impl DirError {
+    /// Reports the directory as a blind spot when its entries went unseen
+    /// for a reason other than absence. One that is not a directory (a file
+    /// where a directory may be) was seen, and is only its row's error.
+    pub fn report_blind(&self) {
+        let (what, at) = match self {
+            DirError::Open { source, .. } => ("cannot open service directories", source.path()),
+            DirError::List { path, .. } => ("cannot list service directories", path.as_path()),
+            DirError::NotADirectory { .. } => return,
+        };
+        let at = crate::sources::fs_safe::render_path(at);
+        crate::blind::report_os_error(what, self, &at);
+    }
+
     /// The file type of the thing at the directory's path, when known.
     pub fn kind(&self) -> Option<FileKind> {
         match self {

@@ -185,12 +185,16 @@ struct DirRead {
     files: Vec<Provider>,
 }
 
+/// What cannot be read is reported as a blind spot (a table that lists the
+/// same directory reports the same paths, counted once) and left out.
 fn read_dir(root: &Root, dir: &ServiceDir) -> Option<DirRead> {
-    let open = service_dirs::open(root, dir).ok()??;
+    let open = service_dirs::open(root, dir)
+        .map_err(|e| e.report_blind())
+        .ok()??;
     let files = open
         .entries(dir)
         .into_iter()
-        .filter_map(Result::ok)
+        .filter_map(|e| e.map_err(|e| e.report_blind()).ok())
         .filter(|e| dir.kind_of(&e.name) == EntryKind::Service)
         .filter_map(|e| read_one(&open, dir, &e.name))
         .collect();
@@ -563,19 +567,24 @@ fn judge_one(
 }
 
 /// Reads one regular `.service` entry of `open` without following it;
-/// `None` when it cannot be read (the error is `dbus_service_files`' to
-/// report). Its own `statx` is the probe before the open, and the read is
-/// sized by the `fstat` after it, as for the table's rows: five syscalls.
-/// Not judged yet: no place in an order, no verdict.
+/// `None` when it cannot be read (the row's error is `dbus_service_files`'
+/// to give; a refusal is reported as a blind spot here too, for the tables
+/// that only resolve names). Its own `statx` is the probe before the open,
+/// and the read is sized by the `fstat` after it, as for the table's rows:
+/// five syscalls. Not judged yet: no place in an order, no verdict.
 fn read_one(open: &OpenDir, dir: &ServiceDir, name: &OsStr) -> Option<Provider> {
-    // The path is shown only in errors, which are dropped here.
-    let meta = stat::stat_entry(open.fd(), name, PathBuf::new()).ok()?;
+    let shown = || fs_safe::render_path(&dir.entry_path(name));
+    // The path is built only for a report: not on the common path.
+    let meta = stat::stat_entry(open.fd(), name, PathBuf::new())
+        .map_err(|e| crate::blind::report_os_error(service_dirs::CANNOT_STAT, &e, &shown()))
+        .ok()?;
     if meta.kind != FileKind::Regular {
         return None;
     }
     let path = dir.entry_path(name);
     let (bytes, truncated) = fs_safe::open_entry_as_stated(open.fd(), name, &path, meta.id())
         .and_then(|o| o.read_capped(service_file::MAX_SERVICE_FILE_BYTES, &path))
+        .map_err(|e| crate::blind::report_os_error(service_dirs::CANNOT_READ, &e, &shown()))
         .ok()?;
     let parsed = service_file::parse(&bytes).ok()?;
     let filename_ok = parsed

@@ -333,7 +333,7 @@ pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn Row
         }
         match opened {
             Err(e) => {
-                report_dir_error(e);
+                e.report_blind();
                 let path = error_row_path(dir);
                 if want_paths.as_ref().is_none_or(|w| w.contains(&path)) {
                     rows.push(dir_error_row(&scan.plain, dir, e));
@@ -449,7 +449,7 @@ fn list_all(scan: &mut Scan, dir: &ServiceDir, open: &OpenDir, rows: &mut Emit) 
                 ))
             }
             Err(e) => {
-                report_dir_error(&e);
+                e.report_blind();
                 rows.push(dir_error_row(&scan.plain, dir, &e));
             }
         }
@@ -528,7 +528,7 @@ fn entry_row(
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
             blind::report_os_error(
-                "cannot stat service files",
+                service_dirs::CANNOT_STAT,
                 &e,
                 &fs_safe::render_path(&e.path),
             );
@@ -747,7 +747,7 @@ fn service_columns(
         Ok(r) => r,
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
-            blind::report_os_error("cannot read service files", &e, &fs_safe::render_path(path));
+            blind::report_os_error(service_dirs::CANNOT_READ, &e, &fs_safe::render_path(path));
             errors.push(e);
             return Some(());
         }
@@ -1042,23 +1042,6 @@ fn exec_target(scan: &Scan, program: &str, row: &mut Row, errors: &mut Errors) {
             Err(e) => errors.push(format!("Exec target {e}")),
         }
     }
-}
-
-/// A directory that exists but could not be opened or listed leaves its
-/// entries unseen: a blind spot. One that is not a directory (a file where
-/// a directory may be) was seen, and is only its row's error.
-fn report_dir_error(e: &DirError) {
-    let what = match e {
-        DirError::Open { .. } => "cannot open service directories",
-        DirError::List { .. } => "cannot list service directories",
-        DirError::NotADirectory { .. } => return,
-    };
-    let at = match e {
-        DirError::Open { source, .. } => source.path(),
-        DirError::List { path, .. } | DirError::NotADirectory { path, .. } => path,
-    };
-    let at = fs_safe::render_path(at);
-    blind::report_os_error(what, e, &at);
 }
 
 /// Where a directory failure is reported: at the directory itself, or for
