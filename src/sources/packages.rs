@@ -855,15 +855,7 @@ fn scan(root: &Root, owners: &mut Owners, filter: Filter) {
             // (corrupt, locked, not a database): as blind as an EIO.
             PackagesError::Rpm { path, source } => {
                 owners.errors.push(e.to_string());
-                let at = fs_safe::render_path(path);
-                let cause = source.to_string();
-                if !owners
-                    .unreadable
-                    .iter()
-                    .any(|(a, c, _)| *a == at && *c == cause)
-                {
-                    owners.unreadable.push((at, cause, e.to_string()));
-                }
+                owners.note_unreadable(path, source.to_string(), e.to_string());
             }
             PackagesError::Fs(fs) => owners.fail(&e, fs.path()),
         }
@@ -883,16 +875,21 @@ impl Owners {
     fn fail(&mut self, e: &(dyn std::error::Error + 'static), at: &Path) {
         let text = e.to_string();
         if let Some(cause) = blind::os_cause(e) {
-            let at = fs_safe::render_path(at);
-            if !self
-                .unreadable
-                .iter()
-                .any(|(a, c, _)| *a == at && *c == cause)
-            {
-                self.unreadable.push((at, cause, text.clone()));
-            }
+            self.note_unreadable(at, cause, text.clone());
         }
         self.errors.push(text);
+    }
+
+    /// Notes `at` as unreadable for `cause`, once.
+    fn note_unreadable(&mut self, at: &Path, cause: String, text: String) {
+        let at = fs_safe::render_path(at);
+        if !self
+            .unreadable
+            .iter()
+            .any(|(a, c, _)| *a == at && *c == cause)
+        {
+            self.unreadable.push((at, cause, text));
+        }
     }
 
     /// Tells [`crate::blind`] what this map could not read, for the query
