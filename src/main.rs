@@ -81,10 +81,10 @@ enum Command {
     },
     /// Run every pack query and report what they find, most severe first.
     ///
-    /// Exit 1 when anything at or above --min-severity is found; 2 when a
-    /// check failed, or was blind (its tables could not read what it needs:
-    /// an unreadable directory, /proc or package database), unless
-    /// --allow-partial; 0 when everything was read and nothing found.
+    /// Exit 2 when a check failed, or when a check was blind (its tables
+    /// could not read what it needs: an unreadable directory, /proc or
+    /// package database) and --allow-partial is not given; else 1 when
+    /// anything at or above --min-severity is found; 0 when nothing is.
     Hunt {
         /// Findings below this severity are listed but do not make the exit code 1.
         #[arg(long, value_enum, default_value = "medium")]
