@@ -269,3 +269,101 @@ fn spot_json(s: &BlindSpot) -> Json {
         "examples": s.examples,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::Value;
+
+    fn check(name: &str, rows: usize, blind: bool) -> Check {
+        let ((), spots) = blind::collect(|| {
+            if blind {
+                blind::in_table("dbus_service_files", || {
+                    let eio = std::io::Error::from_raw_os_error(libc::EIO);
+                    for d in ["/a", "/b"] {
+                        blind::report("cannot list service directories", &eio, &d);
+                    }
+                });
+            }
+        });
+        Check {
+            pack: "p".into(),
+            name: name.into(),
+            description: "d".into(),
+            value: "v".into(),
+            severity: Severity::High,
+            outcome: Outcome::Rows(QueryResult {
+                columns: vec!["path".into()],
+                rows: vec![vec![Value::Text("/x".into())]; rows],
+                blind: spots,
+            }),
+        }
+    }
+
+    fn report(checks: Vec<Check>) -> Report {
+        Report {
+            checks,
+            min_severity: Severity::Medium,
+        }
+    }
+
+    fn text(r: &Report) -> String {
+        let mut out = Vec::new();
+        write_text(&mut out, r).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_blind_check_is_named_with_its_causes_and_never_clean() {
+        let r = report(vec![
+            check("seen_all", 0, false),
+            check("blind_empty", 0, true),
+            check("blind_found", 1, true),
+        ]);
+        let t = text(&r);
+        let summary = t.lines().next().unwrap();
+        assert!(
+            summary.contains("1 with findings at medium or above, 2 blind"),
+            "{summary}"
+        );
+        assert!(
+            t.contains("== BLIND [high] p/blind_empty: could not read what it needs; its 0 row(s)")
+        );
+        assert!(t.contains(
+            "   dbus_service_files: cannot list service directories: Input/output error (os error 5) (2 paths, e.g. /a)"
+        ));
+        assert!(t.contains("== FINDING [high] p/blind_found"));
+        assert!(t.ends_with("Nothing found by: seen_all\n"), "{t}");
+
+        let j = to_json(&r);
+        assert_eq!(j["blind_checks"], 2);
+        let status: Vec<&str> = j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(status, ["clean", "blind", "found"]);
+        assert_eq!(j["checks"][0]["blind"], serde_json::json!([]));
+        let spot = &j["checks"][1]["blind"][0];
+        assert_eq!(spot["table"], "dbus_service_files");
+        assert_eq!(spot["count"], 2);
+        assert_eq!(spot["examples"], serde_json::json!(["/a", "/b"]));
+        // Over the hunt, the two checks' shared paths count once.
+        let all = r.blind_spots();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].count, 2);
+    }
+
+    #[test]
+    fn a_hunt_that_saw_everything_says_zero_blind() {
+        let t = text(&report(vec![check("seen_all", 0, false)]));
+        assert!(
+            t.starts_with(
+                "osquery-dbus hunt: 1 check(s) run, 0 with findings at medium or above, 0 blind"
+            ),
+            "{t}"
+        );
+        assert!(!t.contains("BLIND"));
+    }
+}
