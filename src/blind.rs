@@ -44,7 +44,7 @@ pub struct BlindSpot {
     /// The reason, the same text for every path it struck, e.g.
     /// "Input/output error (os error 5)".
     pub cause: String,
-    /// How many distinct paths it struck (a report without a path counts
+    /// How many distinct paths (or pids) it struck (a report without one counts
     /// each time): a directory named twice, or met by two checks of a
     /// hunt, counts once.
     pub count: u64,
@@ -64,7 +64,7 @@ impl fmt::Display for BlindSpot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}: {}", self.table, self.what, self.cause)?;
         match self.examples.first() {
-            Some(e) if self.count > 1 => write!(f, " ({} paths, e.g. {e})", self.count),
+            Some(e) if self.count > 1 => write!(f, " ({} affected, e.g. {e})", self.count),
             Some(e) => write!(f, " ({e})"),
             None if self.count > 1 => write!(f, " ({} times)", self.count),
             None => Ok(()),
@@ -297,7 +297,7 @@ mod tests {
             line.starts_with("t: cannot list directories: Input/output error"),
             "{line}"
         );
-        assert!(line.contains("400 paths, e.g. /d0"), "{line}");
+        assert!(line.contains("400 affected, e.g. /d0"), "{line}");
     }
 
     #[test]

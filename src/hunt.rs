@@ -330,7 +330,7 @@ mod tests {
             t.contains("== BLIND [high] p/blind_empty: could not read what it needs; its 0 row(s)")
         );
         assert!(t.contains(
-            "   dbus_service_files: cannot list service directories: Input/output error (os error 5) (2 paths, e.g. /a)"
+            "   dbus_service_files: cannot list service directories: Input/output error (os error 5) (2 affected, e.g. /a)"
         ));
         assert!(t.contains("== FINDING [high] p/blind_found"));
         assert!(t.ends_with("Nothing found by: seen_all\n"), "{t}");

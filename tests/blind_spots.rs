@@ -286,7 +286,7 @@ fn query_prints_what_it_read_and_logs_each_cause_once() {
         lines[0]
     );
     assert!(
-        lines[0].contains(&format!("{refused} paths")),
+        lines[0].contains(&format!("{refused} affected")),
         "{}",
         lines[0]
     );
@@ -395,7 +395,7 @@ fn an_unreadable_bus_configuration_is_blind_a_malformed_one_is_not() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(
         lines[0].contains("dbus_policy_rules: cannot read bus configuration: Permission denied")
-            && lines[0].contains("2 paths"),
+            && lines[0].contains("2 affected"),
         "{}",
         lines[0]
     );
@@ -445,7 +445,7 @@ fn the_extension_logs_each_cause_once_per_generate() {
         let n = lines.iter().filter(|l| l.contains(cause)).count();
         assert_eq!(n, reps, "{cause}: {log}");
     }
-    let homes = format!("({} paths, e.g. /home/u0/", 2 * HOMES);
+    let homes = format!("({} affected, e.g. /home/u0/", 2 * HOMES);
     assert!(lines.iter().any(|l| l.contains(&homes)), "{log}");
 }
 

@@ -102,7 +102,6 @@ struct Attribution<'s, 'a> {
     want_service: bool,
     roots: Vec<ActRoot>,
     members: BTreeMap<u32, Member>,
-    environ_denied: usize,
     /// Pids of the systemd managers, sorted.
     managers: Vec<u32>,
 }
@@ -317,7 +316,13 @@ impl Attribution<'_, '_> {
                 Err(ProcError::Io { source, .. })
                     if source.kind() == ErrorKind::PermissionDenied =>
                 {
-                    self.environ_denied += 1;
+                    // Not root, typically: a blind spot, as the starter
+                    // environment is the only evidence for some processes.
+                    blind::report(
+                        "cannot read process environments (not root?): starter_env evidence unavailable",
+                        &source,
+                        &format!("pid {pid}"),
+                    );
                     continue;
                 }
                 Err(e) => {
@@ -389,20 +394,12 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         want_service: SERVICE_COLUMNS.iter().any(|c| ctx.uses(c)),
         roots: Vec::new(),
         members: BTreeMap::new(),
-        environ_denied: 0,
         managers: Vec::new(),
     };
     att.parent_roots();
     att.find_managers(&pids);
     att.systemd_roots();
     att.starter_roots(&pids);
-    if att.environ_denied > 0 {
-        log::warn!(
-            "dbus_activated_processes: environ of {} processes unreadable (not root?): \
-             starter_env evidence unavailable for them",
-            att.environ_denied
-        );
-    }
     let Attribution {
         fs_root,
         roots,
