@@ -44,9 +44,9 @@ pub struct BlindSpot {
     /// The reason, the same text for every path it struck, e.g.
     /// "Input/output error (os error 5)".
     pub cause: String,
-    /// How many distinct paths (or pids) it struck (a report without one counts
-    /// each time): a directory named twice, or met by two checks of a
-    /// hunt, counts once.
+    /// How many distinct paths (or pids) it struck; a report naming none
+    /// counts each time. A directory named twice, or met by two checks of
+    /// a hunt, counts once.
     pub count: u64,
     /// The first [`EXAMPLES`] paths it struck, in the order met.
     pub examples: Vec<String>,
@@ -55,47 +55,21 @@ pub struct BlindSpot {
 }
 
 impl BlindSpot {
+    fn new(table: &str, what: &'static str, cause: &str) -> BlindSpot {
+        BlindSpot {
+            table: table.to_string(),
+            what,
+            cause: cause.to_string(),
+            count: 0,
+            examples: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
     fn same_reason(&self, table: &str, what: &str, cause: &str) -> bool {
         self.table == table && self.what == what && self.cause == cause
     }
-}
 
-impl fmt::Display for BlindSpot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.table, self.what, self.cause)?;
-        match self.examples.first() {
-            Some(e) if self.count > 1 => write!(f, " ({} affected, e.g. {e})", self.count),
-            Some(e) => write!(f, " ({e})"),
-            None if self.count > 1 => write!(f, " ({} times)", self.count),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Adds one occurrence to `spots`: a new entry for a new reason, else a
-/// count (and, while there is room, an example) on the existing one.
-pub fn add(spots: &mut Vec<BlindSpot>, table: &str, what: &'static str, cause: &str, at: &str) {
-    let spot = match spots
-        .iter_mut()
-        .position(|s| s.same_reason(table, what, cause))
-    {
-        Some(i) => &mut spots[i],
-        None => {
-            spots.push(BlindSpot {
-                table: table.to_string(),
-                what,
-                cause: cause.to_string(),
-                count: 0,
-                examples: Vec::new(),
-                seen: HashSet::new(),
-            });
-            spots.last_mut().expect("just pushed")
-        }
-    };
-    spot.strike(at);
-}
-
-impl BlindSpot {
     /// Counts `at` unless already struck, and keeps it as an example
     /// while there is room.
     fn strike(&mut self, at: &str) {
@@ -113,6 +87,34 @@ impl BlindSpot {
     }
 }
 
+impl fmt::Display for BlindSpot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.table, self.what, self.cause)?;
+        match self.examples.first() {
+            Some(e) if self.count > 1 => write!(f, " ({} affected, e.g. {e})", self.count),
+            Some(e) => write!(f, " ({e})"),
+            None if self.count > 1 => write!(f, " ({} times)", self.count),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Adds one occurrence to `spots`: a new entry for a new reason, else a
+/// count (and, while there is room, an example) on the existing one.
+fn add(spots: &mut Vec<BlindSpot>, table: &str, what: &'static str, cause: &str, at: &str) {
+    let spot = match spots
+        .iter_mut()
+        .position(|s| s.same_reason(table, what, cause))
+    {
+        Some(i) => &mut spots[i],
+        None => {
+            spots.push(BlindSpot::new(table, what, cause));
+            spots.last_mut().expect("just pushed")
+        }
+    };
+    spot.strike(at);
+}
+
 /// Adds every spot of `from` to `into`: the distinct reasons of several
 /// queries (a whole hunt), each path counted once over all of them.
 pub fn merge(into: &mut Vec<BlindSpot>, from: &[BlindSpot]) {
@@ -123,12 +125,7 @@ pub fn merge(into: &mut Vec<BlindSpot>, from: &[BlindSpot]) {
         {
             Some(i) => i,
             None => {
-                into.push(BlindSpot {
-                    examples: Vec::new(),
-                    count: 0,
-                    seen: HashSet::new(),
-                    ..s.clone()
-                });
+                into.push(BlindSpot::new(&s.table, s.what, &s.cause));
                 into.len() - 1
             }
         };
