@@ -408,9 +408,29 @@ fn select(ask: &Ask) -> Vec<Rule> {
     by_call.into_values().flatten().collect()
 }
 
-/// seccompiler's JSON document for `rules`: one filter per errno (a filter
-/// has a single match action), each allowing every call it does not match.
-/// Keys are `errno-N`.
+/// The errnos of `rules`, one filter each (a filter has a single match
+/// action), in the order they are installed.
+///
+/// Invariant: the filter that refuses `seccomp(2)` itself (kernels before
+/// 3.17) is installed last, since seccompiler installs each filter with
+/// that call.
+fn install_order(rules: &[Rule]) -> Vec<i32> {
+    let mut errnos: Vec<i32> = rules.iter().map(|r| r.errno).collect();
+    errnos.sort_unstable();
+    errnos.dedup();
+    if let Some(last) = rules.iter().find(|r| r.syscall == "seccomp") {
+        errnos.retain(|&e| e != last.errno);
+        errnos.push(last.errno);
+    }
+    errnos
+}
+
+fn filter_key(errno: i32) -> String {
+    format!("errno-{errno}")
+}
+
+/// seccompiler's JSON document for `rules`: one filter per errno, keyed
+/// [`filter_key`], each allowing every call it does not match.
 fn filter_document(rules: &[Rule]) -> serde_json::Value {
     let mut filters: BTreeMap<i32, Vec<serde_json::Value>> = BTreeMap::new();
     for r in rules {
@@ -435,7 +455,7 @@ fn filter_document(rules: &[Rule]) -> serde_json::Value {
     let mut doc = serde_json::Map::new();
     for (errno, entries) in filters {
         doc.insert(
-            format!("errno-{errno}"),
+            filter_key(errno),
             serde_json::json!({
                 "mismatch_action": "allow",
                 "filter_action": { "errno": errno },
@@ -446,14 +466,22 @@ fn filter_document(rules: &[Rule]) -> serde_json::Value {
     serde_json::Value::Object(doc)
 }
 
-/// Compiles `rules` for this machine's architecture.
+/// Compiles `rules` for this machine's architecture, in
+/// [`install_order`].
 fn compile(rules: &[Rule]) -> Result<Vec<seccompiler::BpfProgram>> {
     let arch = seccompiler::TargetArch::try_from(std::env::consts::ARCH)
         .with_context(|| format!("seccompiler has no filters for {}", std::env::consts::ARCH))?;
     let doc = serde_json::to_vec(&filter_document(rules)).context("filter document")?;
-    let programs = seccompiler::compile_from_json(doc.as_slice(), arch)
+    let mut programs = seccompiler::compile_from_json(doc.as_slice(), arch)
         .context("compiling the seccomp filters")?;
-    Ok(programs.into_values().collect())
+    install_order(rules)
+        .into_iter()
+        .map(|errno| {
+            programs
+                .remove(&filter_key(errno))
+                .with_context(|| format!("no compiled filter for errno {errno}"))
+        })
+        .collect()
 }
 
 #[derive(Parser, Debug)]
@@ -715,6 +743,27 @@ mod tests {
                     width: Width::Qword,
                     bit: 0x100
                 }));
+    }
+
+    #[test]
+    fn the_filter_refusing_seccomp_itself_is_installed_last() {
+        let mut ask = kernel("3.10");
+        // EIO sorts first, ENOSYS (which holds `seccomp`) must still be last.
+        ask.errnos = vec![
+            ("getdents64".into(), libc::EIO),
+            ("openat2".into(), libc::EPERM),
+        ];
+        assert_eq!(
+            install_order(&select(&ask)),
+            [libc::EPERM, libc::EIO, libc::EINVAL, libc::ENOSYS]
+        );
+        // `--errno seccomp=EPERM` moves it to that filter.
+        ask.errnos.push(("seccomp".into(), libc::EPERM));
+        assert_eq!(
+            install_order(&select(&ask)),
+            [libc::EIO, libc::EINVAL, libc::ENOSYS, libc::EPERM]
+        );
+        assert_eq!(compile(&select(&ask)).unwrap().len(), 4);
     }
 
     #[test]
