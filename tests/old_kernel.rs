@@ -199,6 +199,31 @@ fn deny_and_errno_make_any_call_fail() {
     }
 }
 
+#[test]
+fn the_harness_is_never_packaged() {
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap(),
+    )
+    .unwrap();
+    let meta = &manifest["package"]["metadata"];
+    let sources: Vec<String> = ["deb", "generate-rpm"]
+        .iter()
+        .flat_map(|tool| meta[tool]["assets"].as_array().expect("explicit assets"))
+        .map(|a| match a {
+            toml::Value::Array(v) => v[0].as_str().unwrap().to_string(),
+            toml::Value::Table(t) => t["source"].as_str().unwrap().to_string(),
+            other => panic!("asset {other}"),
+        })
+        .collect();
+    assert!(sources.iter().any(|s| s.ends_with("/osquery-dbus")));
+    assert!(
+        !sources
+            .iter()
+            .any(|s| s.contains("old-kernel") || s.contains("old_kernel")),
+        "{sources:?}"
+    );
+}
+
 // ---------------------------------------------------------------------
 // Comparing answers.
 
@@ -650,6 +675,7 @@ fn measure_planted_root_with_and_without_the_filter() {
         let mut errors = 0;
         let mut findings = (0, 0);
         let mut code = None;
+        let mut log = (0, 0);
         for _ in 0..5 {
             let (r, run) = query(k, &p, SERVICE_FILES);
             rows = r.len();
@@ -663,15 +689,26 @@ fn measure_planted_root_with_and_without_the_filter() {
                 found.iter().map(|c| rows_of(c).len()).sum::<usize>(),
             );
             code = run.code;
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for m in messages(&run.stderr) {
+                *counts.entry(m).or_default() += 1;
+            }
+            log = (
+                run.stderr.lines().count(),
+                counts.values().copied().max().unwrap_or(0),
+            );
             h.push(run.elapsed);
         }
         eprintln!(
             "{k:?}: dbus_service_files {rows} rows ({errors} with error) in {:?}; \
-             hunt {} checks found, {} finding rows, exit {code:?}, in {:?}",
+             hunt {} checks found, {} finding rows, exit {code:?}, in {:?}, \
+             {} log lines (one repeated {} times)",
             median(q),
             findings.0,
             findings.1,
-            median(h)
+            median(h),
+            log.0,
+            log.1
         );
     }
 }
