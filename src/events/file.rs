@@ -400,6 +400,7 @@ impl Collector {
         }
         self.again |= watched.configures;
         let mut row = self.entry_row(watched, c.action.as_str(), &c.name);
+        self.backend_columns(&mut row, c.dir);
         if let Some(pid) = c.pid {
             row.set("pid", pid);
             self.writer_columns(&mut row, pid);
@@ -643,7 +644,11 @@ impl Collector {
         let mut rows = Vec::new();
         for (i, fd) in fresh {
             if let Some(w) = self.wanted.get(i).and_then(|w| w.dir.as_ref()) {
+                let start = rows.len();
                 rows.extend(self.found_rows(w, fd));
+                for row in &mut rows[start..] {
+                    self.backend_columns(row, *i);
+                }
             }
         }
         rows
@@ -695,9 +700,19 @@ impl Collector {
         row.set("action", action)
             .set("path", fs_safe::render_path(&inner.join(name)))
             .set("directory", fs_safe::render_path(inner))
-            .set("filename", fs_safe::render(name.as_bytes()))
-            .set("backend", self.watcher.backend().as_str());
+            .set("filename", fs_safe::render(name.as_bytes()));
         row
+    }
+
+    /// `backend` and `backend_reason` of a row about the directory
+    /// `index`: fanotify may watch most directories and inotify the few
+    /// it refused, so each row says which, and why its writer is unknown.
+    fn backend_columns(&self, row: &mut Row, index: usize) {
+        let (backend, why) = self.watcher.backend_of(index);
+        row.set("backend", backend.as_str());
+        if let Some(why) = why {
+            row.set("backend_reason", why);
+        }
     }
 
     fn entry_row_in(&self, watched: &Watched, action: &str, name: &OsStr, dirfd: &OwnedFd) -> Row {

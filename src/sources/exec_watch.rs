@@ -35,6 +35,9 @@ pub enum ExecWatchError {
     Init(#[source] std::io::Error),
     #[error("reading fanotify events: {0}")]
     Read(#[source] Errno),
+    /// The kernel refuses `FAN_OPEN_EXEC` marks: Linux before 5.0.
+    #[error("fanotify_mark(FAN_OPEN_EXEC): {0} (exec events need Linux 5.0)")]
+    NoExecEvents(#[source] std::io::Error),
 }
 
 /// A marked binary: its name as a program (the file name it was found
@@ -107,6 +110,14 @@ impl ExecWatch {
             buf: vec![0u8; 16 * 1024],
         };
         w.refresh();
+        // One probe says whether exec events exist at all: on a kernel
+        // without them every mark fails alike, and a watch with nothing
+        // marked would pass for one that saw no client.
+        if w.binaries.is_empty() {
+            if let Some(Errno::INVAL) = w.probe_exec_mark() {
+                return Err(ExecWatchError::NoExecEvents(Errno::INVAL.into()));
+            }
+        }
         Ok(w)
     }
 
@@ -206,6 +217,27 @@ impl ExecWatch {
             }
         }
         marked
+    }
+
+    /// Marks the root directory itself for `FAN_OPEN_EXEC` and takes the
+    /// mark off again: the error a kernel without exec events gives.
+    fn probe_exec_mark(&self) -> Option<Errno> {
+        let root = self.root.clone();
+        let err = self.mark(&root).err();
+        if err.is_none() {
+            let c = CString::new(root.as_os_str().as_bytes()).ok()?;
+            // SAFETY: valid fanotify fd and NUL-terminated path.
+            unsafe {
+                libc::fanotify_mark(
+                    self.fd.as_raw_fd(),
+                    libc::FAN_MARK_REMOVE,
+                    libc::FAN_OPEN_EXEC,
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                );
+            }
+        }
+        err
     }
 
     fn mark(&self, path: &Path) -> Result<(), Errno> {

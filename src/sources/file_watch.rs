@@ -23,11 +23,12 @@
 //! ([`Subject::Itself`]): the path then needs resolving again.
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -318,16 +319,69 @@ impl Interest {
     }
 }
 
-/// How the kernel names a mark.
+/// Why fanotify would not watch one directory.
+#[derive(Debug)]
+enum FanRefusal {
+    /// The filesystem gives no file handle (`name_to_handle_at`), which
+    /// FID reporting names directories by: overlayfs without
+    /// `nfs_export`, FUSE, many network filesystems.
+    Handle(Errno),
+    /// `fanotify_mark` itself was refused.
+    Mark(Errno),
+}
+
+impl std::fmt::Display for FanRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FanRefusal::Handle(e) => write!(f, "no file handle: {}", std::io::Error::from(*e)),
+            FanRefusal::Mark(e) => write!(f, "fanotify_mark: {}", std::io::Error::from(*e)),
+        }
+    }
+}
+
+/// The name of the filesystem type `fd` is on, for the kinds fanotify
+/// is known to refuse (so a reason can say which).
+fn fs_name(fd: BorrowedFd<'_>) -> Option<&'static str> {
+    let s = rustix::fs::fstatfs(fd).ok()?;
+    // f_type magic numbers from linux/magic.h.
+    Some(match s.f_type as i64 {
+        0x794c_7630 => "overlayfs",
+        0x6573_5546 => "fuse",
+        0x6969 => "nfs",
+        0xff53_4d42 | 0xfe53_4d42 => "cifs/smb",
+        0x0102_1997 => "9p",
+        0x00c3_6400 => "ceph",
+        0x0102_1994 => "tmpfs",
+        0x9123_683e => "btrfs",
+        0xef53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x7366_7173 => "squashfs",
+        _ => return None,
+    })
+}
+
+/// How the kernel names a mark: a fanotify directory handle, or an inotify
+/// watch with the reason fanotify was not used for that directory.
 #[derive(Debug)]
 enum Mark {
     Handle(Vec<u8>),
-    Wd(i32),
+    Wd(i32, Arc<str>),
 }
 
+/// One collector's kernel watches. fanotify (directory-FID mode) is used
+/// for every directory it accepts; a directory it refuses (overlayfs,
+/// FUSE, network filesystems, which have no file handles or refuse the
+/// mark) and every directory on a kernel without FID reporting is watched
+/// with inotify instead, so a refusal costs the writer columns of that
+/// directory only, never its events.
 pub struct Watcher {
-    backend: Backend,
-    fd: OwnedFd,
+    /// The fanotify group, when the kernel gave one.
+    fan: Option<OwnedFd>,
+    /// Why there is no fanotify group.
+    fan_refused: Option<Arc<str>>,
+    /// The inotify instance: opened at once without fanotify, else on the
+    /// first directory fanotify refuses.
+    ino: Option<OwnedFd>,
     next_index: usize,
     /// fanotify: handle key → directory index; inotify: wd → index.
     by_handle: HashMap<Vec<u8>, usize>,
@@ -335,6 +389,8 @@ pub struct Watcher {
     /// Index → its key in one of the maps above, and the fanotify mask
     /// already given (a repeat needs no `fanotify_mark`).
     marks: HashMap<usize, (Mark, u64)>,
+    /// Reasons for an inotify watch already logged: each once.
+    logged: HashSet<Arc<str>>,
     buf: Vec<u8>,
 }
 
@@ -349,42 +405,72 @@ impl Watcher {
         let event_flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE) as libc::c_uint;
         // SAFETY: plain syscall with integer arguments.
         let raw = unsafe { libc::fanotify_init(flags, event_flags) };
-        let why = if raw >= 0 {
+        if raw >= 0 {
             // SAFETY: a fresh descriptor we own from here on.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            return Ok((Watcher::new(Backend::Fanotify, fd), None));
-        } else {
-            format!(
-                "fanotify_init(FAN_REPORT_DFID_NAME): {}",
-                std::io::Error::last_os_error()
-            )
+            return Ok((Watcher::new(Some(fd), None, None), None));
+        }
+        let err = std::io::Error::last_os_error();
+        let hint = match err.raw_os_error() {
+            Some(libc::EINVAL) => " (FID reporting needs Linux 5.9)",
+            Some(libc::EPERM) => " (needs CAP_SYS_ADMIN)",
+            Some(libc::ENOSYS) => " (kernel built without fanotify)",
+            _ => "",
         };
-        Ok((Watcher::open_inotify()?, Some(why)))
+        let why = format!("fanotify_init(FAN_REPORT_DFID_NAME): {err}{hint}");
+        let w = Watcher::new(None, Some(why.as_str().into()), Some(Watcher::inotify()?));
+        Ok((w, Some(why)))
     }
 
     /// inotify even where fanotify works (for tests of the fallback).
     pub fn open_inotify() -> Result<Watcher, WatchError> {
-        let fd = rustix::fs::inotify::init(
-            rustix::fs::inotify::CreateFlags::CLOEXEC | rustix::fs::inotify::CreateFlags::NONBLOCK,
-        )
-        .map_err(WatchError::Inotify)?;
-        Ok(Watcher::new(Backend::Inotify, fd))
+        Ok(Watcher::new(
+            None,
+            Some("inotify was asked for".into()),
+            Some(Watcher::inotify()?),
+        ))
     }
 
-    fn new(backend: Backend, fd: OwnedFd) -> Watcher {
+    fn inotify() -> Result<OwnedFd, WatchError> {
+        rustix::fs::inotify::init(
+            rustix::fs::inotify::CreateFlags::CLOEXEC | rustix::fs::inotify::CreateFlags::NONBLOCK,
+        )
+        .map_err(WatchError::Inotify)
+    }
+
+    fn new(fan: Option<OwnedFd>, fan_refused: Option<Arc<str>>, ino: Option<OwnedFd>) -> Watcher {
         Watcher {
-            backend,
-            fd,
+            fan,
+            fan_refused,
+            ino,
             next_index: 0,
             by_handle: HashMap::new(),
             by_wd: HashMap::new(),
             marks: HashMap::new(),
+            logged: HashSet::new(),
             buf: vec![0u8; 64 * 1024],
         }
     }
 
+    /// The backend the collector started with: fanotify when the kernel
+    /// gave a group (single directories may still be on inotify, see
+    /// [`Watcher::backend_of`]).
     pub fn backend(&self) -> Backend {
-        self.backend
+        if self.fan.is_some() {
+            Backend::Fanotify
+        } else {
+            Backend::Inotify
+        }
+    }
+
+    /// How the directory `index` is watched, and, for inotify, why (so
+    /// why its changes come without a writer).
+    pub fn backend_of(&self, index: usize) -> (Backend, Option<&str>) {
+        match self.marks.get(&index) {
+            Some((Mark::Wd(_, why), _)) => (Backend::Inotify, Some(why)),
+            Some((Mark::Handle(_), _)) => (Backend::Fanotify, None),
+            None => (self.backend(), self.fan_refused.as_deref()),
+        }
     }
 
     /// How many directories are watched.
@@ -407,60 +493,100 @@ impl Watcher {
         shown: &Path,
         interest: Interest,
     ) -> Result<usize, WatchError> {
-        let mark_err = |source| WatchError::Mark {
-            path: shown.to_path_buf(),
-            source,
-        };
-        match self.backend {
-            Backend::Fanotify => {
-                let key = dir_handle(dir).map_err(mark_err)?;
-                let mask = interest.fan_mask();
-                let known = self.by_handle.get(&key).copied();
-                if let Some(i) = known {
-                    if self.marks.get(&i).is_some_and(|(_, m)| m & mask == mask) {
-                        return Ok(i);
-                    }
-                }
-                // SAFETY: valid fanotify fd and directory fd; a null path
-                // marks the directory the descriptor refers to.
-                let rc = unsafe {
-                    libc::fanotify_mark(
-                        self.fd.as_raw_fd(),
-                        libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR,
-                        mask,
-                        dir.as_raw_fd(),
-                        std::ptr::null(),
-                    )
-                };
-                if rc != 0 {
-                    return Err(mark_err(last_errno()));
-                }
-                if let Some(i) = known {
-                    if let Some((_, m)) = self.marks.get_mut(&i) {
-                        *m |= mask;
-                    }
-                    return Ok(i);
-                }
-                let i = self.new_index();
-                self.by_handle.insert(key.clone(), i);
-                self.marks.insert(i, (Mark::Handle(key), mask));
-                Ok(i)
+        let fan = self.fan.as_ref().map(AsRawFd::as_raw_fd);
+        let why = match fan.map(|fan| self.fan_watch(fan, dir, interest)) {
+            Some(Ok(i)) => return Ok(i),
+            Some(Err(e)) => {
+                let fs = fs_name(dir).map_or(String::new(), |n| format!(" ({n})"));
+                format!("fanotify refused this directory{fs}: {e}").into()
             }
-            Backend::Inotify => {
-                // inotify takes a path: our own descriptor's, which names
-                // the very inode opened.
-                let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
-                let wd = rustix::fs::inotify::add_watch(&self.fd, path, interest.inotify_mask())
-                    .map_err(mark_err)?;
-                if let Some(&i) = self.by_wd.get(&wd) {
-                    return Ok(i);
-                }
-                let i = self.new_index();
-                self.by_wd.insert(wd, i);
-                self.marks.insert(i, (Mark::Wd(wd), 0));
-                Ok(i)
+            None => self
+                .fan_refused
+                .clone()
+                .unwrap_or_else(|| "fanotify unavailable".into()),
+        };
+        if self.fan.is_some() && self.logged.insert(Arc::clone(&why)) {
+            log::warn!(
+                "{}: {why}; watched with inotify, without writer processes",
+                crate::sources::fs_safe::render_path(shown)
+            );
+        }
+        self.ino_watch(dir, interest, why)
+            .map_err(|source| WatchError::Mark {
+                path: shown.to_path_buf(),
+                source,
+            })
+    }
+
+    /// A fanotify mark (group `fan`) on the inode `dir` holds; the index
+    /// it has, or the reason the kernel gave for refusing it.
+    fn fan_watch(
+        &mut self,
+        fan: std::os::fd::RawFd,
+        dir: BorrowedFd<'_>,
+        interest: Interest,
+    ) -> Result<usize, FanRefusal> {
+        let key = dir_handle(dir).map_err(FanRefusal::Handle)?;
+        let mask = interest.fan_mask();
+        let known = self.by_handle.get(&key).copied();
+        if let Some(i) = known {
+            if self.marks.get(&i).is_some_and(|(_, m)| m & mask == mask) {
+                return Ok(i);
             }
         }
+        // SAFETY: `fan` is our fanotify group's descriptor (held by
+        // `self.fan`) and `dir` a valid directory fd; a null path marks the
+        // directory the descriptor refers to.
+        let rc = unsafe {
+            libc::fanotify_mark(
+                fan,
+                libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR,
+                mask,
+                dir.as_raw_fd(),
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(FanRefusal::Mark(last_errno()));
+        }
+        if let Some(i) = known {
+            if let Some((_, m)) = self.marks.get_mut(&i) {
+                *m |= mask;
+            }
+            return Ok(i);
+        }
+        let i = self.new_index();
+        self.by_handle.insert(key.clone(), i);
+        self.marks.insert(i, (Mark::Handle(key), mask));
+        Ok(i)
+    }
+
+    fn ino_watch(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        interest: Interest,
+        why: Arc<str>,
+    ) -> Result<usize, Errno> {
+        if self.ino.is_none() {
+            self.ino = Some(Watcher::inotify().map_err(|e| match e {
+                WatchError::Inotify(e) => e,
+                _ => Errno::INVAL,
+            })?);
+        }
+        let Some(ino) = self.ino.as_ref() else {
+            return Err(Errno::INVAL);
+        };
+        // inotify takes a path: our own descriptor's, which names the
+        // very inode opened.
+        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        let wd = rustix::fs::inotify::add_watch(ino, path, interest.inotify_mask())?;
+        if let Some(&i) = self.by_wd.get(&wd) {
+            return Ok(i);
+        }
+        let i = self.new_index();
+        self.by_wd.insert(wd, i);
+        self.marks.insert(i, (Mark::Wd(wd, why), 0));
+        Ok(i)
     }
 
     fn new_index(&mut self) -> usize {
@@ -481,6 +607,9 @@ impl Watcher {
                 let Some(dir) = dir.filter(|d| dir_handle(*d).is_ok_and(|k| k == key)) else {
                     return;
                 };
+                let Some(fan) = self.fan.as_ref() else {
+                    return;
+                };
                 let all = [Interest::Entries, Interest::Subdirs, Interest::Files]
                     .iter()
                     .fold(0, |m, i| m | i.fan_mask());
@@ -488,7 +617,7 @@ impl Watcher {
                 // names the directory the descriptor refers to.
                 let rc = unsafe {
                     libc::fanotify_mark(
-                        self.fd.as_raw_fd(),
+                        fan.as_raw_fd(),
                         libc::FAN_MARK_REMOVE,
                         all,
                         dir.as_raw_fd(),
@@ -499,10 +628,12 @@ impl Watcher {
                     log::debug!("fanotify: removing a mark: {}", last_errno());
                 }
             }
-            Some((Mark::Wd(wd), _)) => {
+            Some((Mark::Wd(wd, _), _)) => {
                 self.by_wd.remove(&wd);
                 // The kernel may have dropped it already (directory deleted).
-                let _ = rustix::fs::inotify::remove_watch(&self.fd, wd);
+                if let Some(ino) = self.ino.as_ref() {
+                    let _ = rustix::fs::inotify::remove_watch(ino, wd);
+                }
             }
             None => {}
         }
@@ -514,25 +645,43 @@ impl Watcher {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        let mut fds = [rustix::event::PollFd::new(
-            &self.fd,
-            rustix::event::PollFlags::IN,
-        )];
+        let queues: Vec<&OwnedFd> = self.fan.iter().chain(self.ino.iter()).collect();
+        let mut fds: Vec<_> = queues
+            .iter()
+            .map(|fd| rustix::event::PollFd::new(*fd, rustix::event::PollFlags::IN))
+            .collect();
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(0) | Err(Errno::INTR) => return Ok(Batch::default()),
             Ok(_) => {}
             Err(e) => return Err(WatchError::Read(e)),
         }
-        match self.backend {
-            Backend::Fanotify => self.read_fanotify(),
-            Backend::Inotify => self.read_inotify(),
+        let ready: Vec<bool> = fds.iter().map(|p| !p.revents().is_empty()).collect();
+        let (fan_ready, ino_ready) = match (self.fan.is_some(), ready.as_slice()) {
+            (true, [f, i]) => (*f, *i),
+            (true, [f]) => (*f, false),
+            (false, [i]) => (false, *i),
+            _ => (false, false),
+        };
+        let mut batch = if fan_ready {
+            self.read_fanotify()?
+        } else {
+            Batch::default()
+        };
+        if ino_ready {
+            let more = self.read_inotify()?;
+            batch.changes.extend(more.changes);
+            batch.overflowed |= more.overflowed;
         }
+        Ok(batch)
     }
 
     fn read_fanotify(&mut self) -> Result<Batch, WatchError> {
         let mut batch = Batch::default();
+        let Some(fan) = self.fan.as_ref() else {
+            return Ok(batch);
+        };
         while let Some(events) =
-            read_fanotify_queue(&self.fd, &mut self.buf).map_err(WatchError::Read)?
+            read_fanotify_queue(fan, &mut self.buf).map_err(WatchError::Read)?
         {
             for ev in events {
                 if ev.fd >= 0 {
@@ -590,7 +739,10 @@ impl Watcher {
         use rustix::fs::inotify::ReadFlags as R;
         let mut batch = Batch::default();
         let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
-        let mut reader = rustix::fs::inotify::Reader::new(self.fd.as_fd(), &mut buf);
+        let Some(ino) = self.ino.as_ref() else {
+            return Ok(batch);
+        };
+        let mut reader = rustix::fs::inotify::Reader::new(ino.as_fd(), &mut buf);
         loop {
             let ev = match reader.next() {
                 Ok(ev) => ev,
@@ -724,11 +876,17 @@ mod tests {
 
     /// The marks the kernel holds for a watcher, from its fdinfo.
     fn kernel_marks(w: &Watcher) -> usize {
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", w.fd.as_raw_fd()))
-            .expect("fdinfo");
-        info.lines()
-            .filter(|l| l.starts_with("fanotify ino:") || l.starts_with("inotify wd:"))
-            .count()
+        w.fan
+            .iter()
+            .chain(w.ino.iter())
+            .map(|fd| {
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+                    .expect("fdinfo");
+                info.lines()
+                    .filter(|l| l.starts_with("fanotify ino:") || l.starts_with("inotify wd:"))
+                    .count()
+            })
+            .sum()
     }
 
     #[test]

@@ -11,6 +11,20 @@
 //! must not follow the last component (entries of a directory) use
 //! `statx(dirfd, name, AT_SYMLINK_NOFOLLOW)` in `sources::stat`.
 //!
+//! Kernels before 5.6 have no `openat2` (and some container seccomp
+//! profiles refuse it). The first open of the process probes it once; where
+//! it is missing, every path resolves in userspace through the `pathrs`
+//! crate instead: an `O_PATH` walk one component at a time from the root
+//! descriptor, symlinks resolved inside the root (absolute ones from the
+//! root, `..` never above it), each step checked against `/proc/self/fd`
+//! so a directory moved during the walk fails the lookup rather than
+//! leaving the root. The file at the end is then re-opened from that
+//! `O_PATH` handle through `/proc/self/fd`, so it is the very inode
+//! resolved. The confinement promised above holds on both paths;
+//! `cap-std` was not taken because its resolution is `RESOLVE_BENEATH`
+//! (an absolute link is an error), where an image's `lib -> /usr/lib`
+//! must mean the image's `/usr/lib`.
+//!
 //! Nothing here writes, and nothing reads a FIFO or device: directories
 //! are opened with `O_DIRECTORY`, files (`O_NONBLOCK`) only after a probe
 //! (an `O_PATH` handle, or the entry's own `statx`) showed a regular file,
@@ -25,7 +39,7 @@
 //! column text: valid UTF-8 is kept as is, each byte that is not is written
 //! `\xNN`, so distinct non-UTF-8 names stay distinct.
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -121,6 +135,42 @@ fn resolve_flags() -> ResolveFlags {
     ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
 }
 
+/// How confined paths are resolved in this process, decided once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolver {
+    /// The kernel's `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
+    Openat2,
+    /// `pathrs`'s userspace `O_PATH` walk, with the reason `openat2` could
+    /// not be used.
+    Walk(String),
+}
+
+/// The resolver of this process: `openat2` is probed once on `.` (which
+/// must open), and any refusal there (`ENOSYS` before Linux 5.6, `EPERM`
+/// or `ENOSYS` from a seccomp profile, `E2BIG`/`EINVAL` for flags a kernel
+/// lacks) chooses the walk for the life of the process.
+pub fn resolver() -> &'static Resolver {
+    static CHOSEN: std::sync::OnceLock<Resolver> = std::sync::OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        match rustix::fs::openat2(
+            rustix::fs::CWD,
+            ".",
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve_flags(),
+        ) {
+            Ok(_) => Resolver::Openat2,
+            Err(e) => {
+                let why = format!("openat2: {}", std::io::Error::from(e));
+                log::warn!(
+                    "{why}; paths inside the root resolve in userspace (O_PATH walk), with the same confinement"
+                );
+                Resolver::Walk(why)
+            }
+        }
+    })
+}
+
 impl Root {
     /// Opens `path` (the host path of the root, `/` by default). The root
     /// itself is the operator's choice, so a symlink there is followed.
@@ -208,6 +258,16 @@ impl Root {
         self.fd.as_fd()
     }
 
+    /// Opens `inner` inside the root with `flags`, symlinks (the last one
+    /// included) followed inside it, by whichever [`resolver`] this
+    /// process uses.
+    fn open_in(&self, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
+        match resolver() {
+            Resolver::Openat2 => self.openat2(inner, flags),
+            Resolver::Walk(_) => self.walk(inner, flags),
+        }
+    }
+
     fn openat2(&self, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
         // openat2 refuses O_PATH with anything but O_CLOEXEC, O_DIRECTORY
         // and O_NOFOLLOW.
@@ -232,20 +292,65 @@ impl Root {
         }
     }
 
+    /// The userspace resolution: `pathrs` resolves `inner` to an `O_PATH`
+    /// handle inside the root; anything but an `O_PATH` open re-opens that
+    /// handle (the same inode, never the name again). `O_DIRECTORY` is
+    /// checked on the handle first, so a non-directory is never re-opened
+    /// for listing.
+    fn walk(&self, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
+        let err = |e: pathrs::error::Error| FsError::Open {
+            path: inner.to_path_buf(),
+            source: match e.kind() {
+                pathrs::error::ErrorKind::OsError(Some(errno)) => {
+                    std::io::Error::from_raw_os_error(errno)
+                }
+                _ => std::io::Error::other(e.to_string()),
+            },
+        };
+        let root = pathrs::RootRef::from_fd(self.fd.as_fd());
+        let mut tries = 0;
+        let handle = loop {
+            match root.resolve(inner) {
+                Err(e) if e.can_retry() && tries < EAGAIN_RETRIES => tries += 1,
+                other => break other.map_err(err)?,
+            }
+        };
+        if flags.contains(OFlags::PATH) {
+            return Ok(OwnedFd::from(handle));
+        }
+        if flags.contains(OFlags::DIRECTORY) {
+            let st = rustix::fs::fstat(&handle).map_err(|e| FsError::Open {
+                path: inner.to_path_buf(),
+                source: e.into(),
+            })?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                return Err(FsError::Open {
+                    path: inner.to_path_buf(),
+                    source: rustix::io::Errno::NOTDIR.into(),
+                });
+            }
+        }
+        let flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let file = handle
+            .reopen(pathrs::flags::OpenFlags::from_bits_retain(flags.bits() as _))
+            .map_err(err)?;
+        Ok(OwnedFd::from(file))
+    }
+
     /// Opens the directory at `inner` (a path as seen inside the root;
     /// absolute or not, it is resolved from the root) for listing. Symlinks
     /// on the way, the last one included, are followed inside the root.
     /// `O_DIRECTORY` makes the kernel refuse anything but a directory
     /// before opening it, so a FIFO or device is never opened.
     pub fn open_dir(&self, inner: &Path) -> Result<OwnedFd, FsError> {
-        self.openat2(inner, OFlags::RDONLY | OFlags::DIRECTORY)
+        self.open_in(inner, OFlags::RDONLY | OFlags::DIRECTORY)
     }
 
     /// An `O_PATH` handle on whatever `inner` names (symlinks followed
     /// inside the root): good for `fstat`, never for reading, and opening
     /// it has no side effect on a device or FIFO.
     pub fn open_path(&self, inner: &Path) -> Result<OwnedFd, FsError> {
-        self.openat2(inner, OFlags::PATH)
+        self.open_in(inner, OFlags::PATH)
     }
 
     /// Opens a regular file at `inner` for reading, symlinks followed
@@ -255,7 +360,7 @@ impl Root {
     pub fn open_regular(&self, inner: &Path) -> Result<std::fs::File, FsError> {
         let probe = self.open_path(inner)?;
         checked_open(&probe, inner, || {
-            without_atime(|extra| self.openat2(inner, OFlags::RDONLY | OFlags::NONBLOCK | extra))
+            without_atime(|extra| self.open_in(inner, OFlags::RDONLY | OFlags::NONBLOCK | extra))
         })
     }
 
@@ -281,7 +386,7 @@ impl Root {
 }
 
 /// Opens the entry `name` of the open directory `dirfd` for reading, never
-/// following it: probed with `statx(AT_SYMLINK_NOFOLLOW)`, then opened and
+/// following it: probed with `fstatat(AT_SYMLINK_NOFOLLOW)`, then opened and
 /// checked as [`open_entry_as_stated`] does. `shown` names it in errors.
 /// This is how a file found in a possibly user-writable directory is read.
 pub fn open_entry_regular(
@@ -294,13 +399,10 @@ pub fn open_entry_regular(
             path: shown.to_path_buf(),
         });
     }
+    // fstatat, not statx: the type and identity are all the probe needs,
+    // and it exists on every kernel.
     let probe = loop {
-        match rustix::fs::statx(
-            dirfd,
-            name,
-            AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
-            StatxFlags::TYPE | StatxFlags::INO,
-        ) {
+        match rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Err(rustix::io::Errno::INTR) => continue,
             Ok(s) => break s,
             Err(e) => {
@@ -311,14 +413,17 @@ pub fn open_entry_regular(
             }
         }
     };
-    if FileType::from_raw_mode(u32::from(probe.stx_mode)) != FileType::RegularFile {
+    if FileType::from_raw_mode(probe.st_mode) != FileType::RegularFile {
         return Err(FsError::NotRegular {
             path: shown.to_path_buf(),
         });
     }
     let id = FileId {
-        dev: (probe.stx_dev_major, probe.stx_dev_minor),
-        ino: probe.stx_ino,
+        dev: (
+            rustix::fs::major(probe.st_dev),
+            rustix::fs::minor(probe.st_dev),
+        ),
+        ino: probe.st_ino,
     };
     open_entry_as_stated(dirfd, name, shown, id).map(|o| o.file)
 }

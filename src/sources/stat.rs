@@ -1,5 +1,11 @@
 //! File metadata without following symlinks, birth time included (statx).
 //!
+//! `statx` needs Linux 4.11 (and some container seccomp profiles refuse it
+//! with `EPERM`). The first refusal switches the process to `fstatat` /
+//! `fstat`, which give everything but the birth time: `btime` is then
+//! `None` and [`Metadata::btime_missing`] says why, so a row shows NULL
+//! with its reason, never a made-up 0.
+//!
 //! Hunts ask who owns a service file and when it was born, changed and
 //! touched; `std::fs::Metadata` hides the birth time's absence and follows
 //! nothing-or-everything by path. Here every call is relative to an open
@@ -11,6 +17,7 @@ use rustix::fd::AsFd;
 use rustix::fs::{AtFlags, StatxFlags};
 use std::ffi::OsStr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -88,7 +95,14 @@ pub struct Metadata {
     pub ctime: i64,
     /// `None` when the filesystem (or kernel) did not report a birth time.
     pub btime: Option<i64>,
+    /// Why `btime` is `None`.
+    pub btime_missing: Option<&'static str>,
 }
+
+/// Why a birth time is unknown.
+pub const BTIME_NO_STATX: &str =
+    "statx unavailable (Linux before 4.11, or refused by a seccomp filter)";
+pub const BTIME_NOT_RECORDED: &str = "not recorded by this filesystem";
 
 impl Metadata {
     /// The mode as osquery's `file` table shows it: four octal digits.
@@ -127,6 +141,7 @@ fn from_statx(s: &rustix::fs::Statx) -> Metadata {
     let btime = StatxFlags::from_bits_retain(s.stx_mask)
         .contains(StatxFlags::BTIME)
         .then_some(s.stx_btime.tv_sec);
+    let btime_missing = btime.is_none().then_some(BTIME_NOT_RECORDED);
     Metadata {
         kind: FileKind::from_mode(mode),
         perm: mode & 0o7777,
@@ -140,6 +155,73 @@ fn from_statx(s: &rustix::fs::Statx) -> Metadata {
         mtime: s.stx_mtime.tv_sec,
         ctime: s.stx_ctime.tv_sec,
         btime,
+        btime_missing,
+    }
+}
+
+fn from_stat(s: &rustix::fs::Stat) -> Metadata {
+    let mode = s.st_mode;
+    Metadata {
+        kind: FileKind::from_mode(mode),
+        perm: mode & 0o7777,
+        uid: s.st_uid,
+        gid: s.st_gid,
+        size: u64::try_from(s.st_size).unwrap_or(0),
+        dev: (rustix::fs::major(s.st_dev), rustix::fs::minor(s.st_dev)),
+        ino: s.st_ino,
+        nlink: u32::try_from(s.st_nlink).unwrap_or(u32::MAX),
+        atime: s.st_atime,
+        mtime: s.st_mtime,
+        ctime: s.st_ctime,
+        btime: None,
+        btime_missing: Some(BTIME_NO_STATX),
+    }
+}
+
+/// Set once `statx` was refused as unimplemented: every later call goes
+/// straight to `fstatat`.
+static NO_STATX: AtomicBool = AtomicBool::new(false);
+
+/// True when this process stats without `statx` (so without birth times).
+pub fn statx_missing() -> bool {
+    NO_STATX.load(Ordering::Relaxed)
+}
+
+/// Whether an error from `statx` means the call itself is unavailable
+/// (not that the file is): `ENOSYS` from a kernel before 4.11, `EPERM`
+/// from container seccomp profiles written before it existed (stat
+/// itself never answers `EPERM`).
+fn statx_refused(e: rustix::io::Errno) -> bool {
+    matches!(e, rustix::io::Errno::NOSYS | rustix::io::Errno::PERM)
+}
+
+/// `statx(dirfd, name, flags)` for the basic fields and birth time, or
+/// `fstatat` where statx is unavailable. `name` empty with
+/// `AT_EMPTY_PATH` is `dirfd` itself.
+fn stat_at(dirfd: impl AsFd, name: &OsStr, flags: AtFlags) -> Result<Metadata, rustix::io::Errno> {
+    if !statx_missing() {
+        match statx_retrying(dirfd.as_fd(), name, flags) {
+            Err(e) if statx_refused(e) => {
+                if !NO_STATX.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "statx: {}; file birth times are unknown (btime NULL)",
+                        std::io::Error::from(e)
+                    );
+                }
+            }
+            other => return other.map(|s| from_statx(&s)),
+        }
+    }
+    loop {
+        let r = if flags.contains(AtFlags::EMPTY_PATH) && name.is_empty() {
+            rustix::fs::fstat(dirfd.as_fd())
+        } else {
+            rustix::fs::statat(dirfd.as_fd(), name, flags & !AtFlags::NO_AUTOMOUNT)
+        };
+        match r {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return other.map(|s| from_stat(&s)),
+        }
     }
 }
 
@@ -164,22 +246,18 @@ fn statx_retrying(
 /// Metadata of the entry `name` of the open directory `dirfd`, not
 /// following it if it is a symlink. `shown` names it in errors.
 pub fn stat_entry(dirfd: impl AsFd, name: &OsStr, shown: PathBuf) -> Result<Metadata, StatError> {
-    statx_retrying(dirfd, name, AtFlags::SYMLINK_NOFOLLOW)
-        .map(|s| from_statx(&s))
-        .map_err(|e| StatError {
-            path: shown,
-            source: e.into(),
-        })
+    stat_at(dirfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| StatError {
+        path: shown,
+        source: e.into(),
+    })
 }
 
 /// Metadata of an open file descriptor itself (`AT_EMPTY_PATH`).
 pub fn stat_fd(fd: impl AsFd, shown: PathBuf) -> Result<Metadata, StatError> {
-    statx_retrying(fd, OsStr::new(""), AtFlags::EMPTY_PATH)
-        .map(|s| from_statx(&s))
-        .map_err(|e| StatError {
-            path: shown,
-            source: e.into(),
-        })
+    stat_at(fd, OsStr::new(""), AtFlags::EMPTY_PATH).map_err(|e| StatError {
+        path: shown,
+        source: e.into(),
+    })
 }
 
 #[cfg(test)]

@@ -83,13 +83,14 @@ enum Plain {
     Mtime,
     Ctime,
     Btime,
+    BtimeMissing,
     Inode,
     HardLinks,
     WorldWritable,
 }
 
 impl Plain {
-    const ALL: [Plain; 19] = [
+    const ALL: [Plain; 20] = [
         Plain::Directory,
         Plain::Filename,
         Plain::Bus,
@@ -106,6 +107,7 @@ impl Plain {
         Plain::Mtime,
         Plain::Ctime,
         Plain::Btime,
+        Plain::BtimeMissing,
         Plain::Inode,
         Plain::HardLinks,
         Plain::WorldWritable,
@@ -129,6 +131,7 @@ impl Plain {
             Plain::Mtime => "mtime",
             Plain::Ctime => "ctime",
             Plain::Btime => "btime",
+            Plain::BtimeMissing => "btime_missing",
             Plain::Inode => "inode",
             Plain::HardLinks => "hard_links",
             Plain::WorldWritable => "world_writable",
@@ -530,7 +533,8 @@ fn entry_row(
     plain.set(&mut row, Plain::Atime, || meta.atime);
     plain.set(&mut row, Plain::Mtime, || meta.mtime);
     plain.set(&mut row, Plain::Ctime, || meta.ctime);
-    plain.set(&mut row, Plain::Btime, || meta.btime.unwrap_or(0));
+    plain.set(&mut row, Plain::Btime, || meta.btime);
+    plain.set(&mut row, Plain::BtimeMissing, || meta.btime_missing);
     plain.set(&mut row, Plain::Inode, || meta.ino);
     plain.set(&mut row, Plain::HardLinks, || meta.nlink);
     // A symlink's own mode is always 0777 and means nothing.
@@ -1296,7 +1300,12 @@ nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
         assert_eq!(text(suid, "kind").unwrap(), "service");
         assert_eq!(text(suid, "bus").unwrap(), "session");
         assert_eq!(int(suid, "user_uid"), None);
-        assert!(int(suid, "btime").is_some());
+        // A birth time, or NULL with the reason (tmpfs records none; a
+        // kernel without statx gives none).
+        match int(suid, "btime") {
+            Some(b) => assert!(b > 1_600_000_000 && text(suid, "btime_missing").is_none()),
+            None => assert!(text(suid, "btime_missing").is_some_and(|w| !w.is_empty())),
+        }
         assert!(int(suid, "mtime").unwrap() > 1_600_000_000);
         let ty = |p: &str| text(&m[&format!("/usr/share/dbus-1/services/{p}")], "type");
         assert_eq!(ty("link.service").unwrap(), "symlink");
@@ -1778,6 +1787,7 @@ ben:x:1001:1001::/home/ben:/bin/sh\ncat:x:1002:1002::/home/cat:/bin/sh\n",
             mtime: 0,
             ctime: 0,
             btime: None,
+            btime_missing: None,
         };
         assert!(!writable_by_non_root(&m(0, 0, 0o755)));
         assert!(!writable_by_non_root(&m(0, 0, 0o775)), "root group");
