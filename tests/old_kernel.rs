@@ -6,7 +6,9 @@
 //! `statx` cannot give (NULL there, with the reason in the row).
 //!
 //! Kernels: 4.18 (RHEL 8: `statx` but no `openat2`, no fanotify FID
-//! reporting) and 3.10 (RHEL 7: neither). The first tests prove the harness
+//! reporting) and 3.10 (RHEL 7: neither); and this kernel behind a
+//! container seccomp profile written for 5.4 (`--profile 5.4`: `openat2`,
+//! `faccessat2` and later calls answer EPERM, as Docker's did before 20.10). The first tests prove the harness
 //! itself, so that agreement cannot come from a filter that does nothing.
 mod common;
 
@@ -36,13 +38,17 @@ enum Kernel {
     This,
     /// Under `old-kernel --kernel V`.
     Old(&'static str),
+    /// Under `old-kernel --profile V`: a container seccomp profile written
+    /// for kernel V on this kernel (newer calls answer EPERM).
+    Profile(&'static str),
 }
 
 impl Kernel {
     /// Whether `statx` exists there (it came in 4.11).
     fn has_statx(self) -> bool {
         match self {
-            Kernel::This => true,
+            // Every profile version tested is past 4.11.
+            Kernel::This | Kernel::Profile(_) => true,
             Kernel::Old(v) => {
                 let (major, minor) = v.split_once('.').expect("MAJOR.MINOR");
                 let (major, minor): (u32, u32) = (major.parse().unwrap(), minor.parse().unwrap());
@@ -57,6 +63,11 @@ impl Kernel {
             Kernel::Old(v) => {
                 let mut c = Command::new(OLD_KERNEL);
                 c.args(["--kernel", v, "--", program]);
+                c
+            }
+            Kernel::Profile(v) => {
+                let mut c = Command::new(OLD_KERNEL);
+                c.args(["--profile", v, "--", program]);
                 c
             }
         }
@@ -519,7 +530,11 @@ fn a_planted_root_answers_the_same_on_old_kernels() {
     // Under the filters first: a fallback that touched access times would
     // then show in the direct runs after it (the direct run is repeated
     // as a control: it leaves every atime alone).
-    let kernels = [Kernel::Old("3.10"), Kernel::Old("4.18")];
+    let kernels = [
+        Kernel::Old("3.10"),
+        Kernel::Old("4.18"),
+        Kernel::Profile("5.4"),
+    ];
     let mut old_runs = Vec::new();
     for k in kernels {
         let files = query(k, &p, SERVICE_FILES);
@@ -620,7 +635,11 @@ fn a_private_bus_activation_is_seen_the_same_on_old_kernels() {
         if table == "dbus_activated_processes" {
             assert_eq!(cell(&want, "service_name"), NAME, "{want:?}");
         }
-        for k in [Kernel::Old("4.18"), Kernel::Old("3.10")] {
+        for k in [
+            Kernel::Old("4.18"),
+            Kernel::Old("3.10"),
+            Kernel::Profile("5.4"),
+        ] {
             let old = bus_rows(k, table, &bus);
             let got = planted_row(&old, "old-kernel-planted.sh")
                 .unwrap_or_else(|| panic!("{table} under {k:?}: no row for the service: {old:?}"));
@@ -664,10 +683,13 @@ fn the_extension_serves_the_same_rows_through_thrift_on_old_kernels() {
             .any(|r| cell(r, "path").ends_with("org.example.Lib.service")),
         "{plain:?}"
     );
-    for k in ["4.18", "3.10"] {
-        let wrap = format!("{OLD_KERNEL} --kernel {k} --");
+    for (kernel, wrap) in [
+        (Kernel::Old("4.18"), "--kernel 4.18"),
+        (Kernel::Old("3.10"), "--kernel 3.10"),
+        (Kernel::Profile("5.4"), "--profile 5.4"),
+    ] {
+        let wrap = format!("{OLD_KERNEL} {wrap} --");
         let (old, log) = peer_generate(&p, Some(&wrap));
-        let kernel = Kernel::Old(k);
         let text = serde_json::to_string(&old).unwrap();
         assert_no_enosys("Thrift generate", kernel, &text);
         // Over Thrift every cell is a string: NULL comes as "".
@@ -692,7 +714,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[ignore = "measurement, not a check"]
 fn measure_planted_root_with_and_without_the_filter() {
     let p = planted::planted();
-    for k in [Kernel::This, Kernel::Old("4.18"), Kernel::Old("3.10")] {
+    for k in [
+        Kernel::This,
+        Kernel::Old("4.18"),
+        Kernel::Old("3.10"),
+        Kernel::Profile("5.4"),
+    ] {
         let mut q = Vec::new();
         let mut h = Vec::new();
         let mut rows = 0;

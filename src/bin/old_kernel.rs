@@ -5,8 +5,8 @@
 //! among them).
 //!
 //! ```text
-//! old-kernel [--kernel VERSION] [--deny NAME,NAME...] [--errno NAME=ERRNO ...]
-//!            [--print] -- CMD [ARGS...]
+//! old-kernel [--kernel VERSION] [--profile VERSION] [--deny NAME,NAME...]
+//!            [--errno NAME=ERRNO ...] [--print] -- CMD [ARGS...]
 //! ```
 //!
 //! It installs seccomp filters, then execs `CMD` in the same process (no
@@ -19,6 +19,12 @@
 //!   than it makes its call answer `EINVAL`, which is what an older kernel
 //!   answers for a flag it does not know (`fanotify_init` with
 //!   `FAN_REPORT_FID` before 5.1, say).
+//! - `--profile 5.4`: what a container's seccomp profile written for 5.4
+//!   does on a newer kernel — every call of [`SYSCALLS`] newer than 5.4
+//!   answers `EPERM` (Docker's default profile before 20.10 did, for
+//!   `openat2`, `faccessat2`, `clone3` and the rest); flags are left alone.
+//!   It wins over `--kernel` for the same call, as a profile runs before the
+//!   kernel sees the call.
 //! - `--deny openat2,statx`: those calls answer `ENOSYS`, whatever the
 //!   version.
 //! - `--errno getdents64=EIO` (repeatable): that call always fails with that
@@ -342,6 +348,7 @@ struct Rule {
 #[derive(Debug, Default)]
 struct Ask {
     kernel: Option<Version>,
+    profile: Option<Version>,
     deny: Vec<String>,
     errnos: Vec<(String, i32)>,
 }
@@ -381,6 +388,21 @@ fn select(ask: &Ask) -> Vec<Rule> {
                 errno: libc::EINVAL,
                 why: format!("{} since {}", f.name, f.since),
             });
+        }
+    }
+    // A container's seccomp profile runs before the kernel looks at the
+    // call, so its EPERM wins over the kernel's ENOSYS.
+    if let Some(p) = ask.profile {
+        for &(name, since) in SYSCALLS.iter().filter(|(_, since)| *since > p) {
+            by_call.insert(
+                name.to_string(),
+                vec![Rule {
+                    syscall: name.to_string(),
+                    when: When::Always,
+                    errno: libc::EPERM,
+                    why: format!("since {since}, unknown to a profile for {p}"),
+                }],
+            );
         }
     }
     for name in &ask.deny {
@@ -493,6 +515,11 @@ struct Cli {
     /// Kernel version to look like (MAJOR.MINOR; `uname -r` output works).
     #[arg(long, value_parser = |s: &str| s.parse::<Version>())]
     kernel: Option<Version>,
+    /// Look like a container seccomp profile written for this kernel
+    /// version: newer system calls answer EPERM (as Docker's did before
+    /// 20.10); flags are left to the kernel.
+    #[arg(long, value_parser = |s: &str| s.parse::<Version>())]
+    profile: Option<Version>,
     /// System calls that answer ENOSYS whatever the version, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| parse_syscall(s))]
     deny: Vec<String>,
@@ -510,6 +537,7 @@ struct Cli {
 fn run(cli: Cli) -> Result<ExitCode> {
     let ask = Ask {
         kernel: cli.kernel,
+        profile: cli.profile,
         deny: cli.deny,
         errnos: cli.errnos,
     };
@@ -767,6 +795,43 @@ mod tests {
     }
 
     #[test]
+    fn an_old_container_profile_answers_eperm_over_the_kernel() {
+        let ask = Ask {
+            kernel: Some(v(4, 18)),
+            profile: Some(v(5, 4)),
+            ..Ask::default()
+        };
+        let rules = select(&ask);
+        let errno_of = |name: &str| {
+            rules
+                .iter()
+                .find(|r| r.syscall == name && r.when == When::Always)
+                .map(|r| r.errno)
+        };
+        assert_eq!(errno_of("openat2"), Some(libc::EPERM));
+        assert_eq!(errno_of("faccessat2"), Some(libc::EPERM));
+        assert_eq!(
+            errno_of("clone3"),
+            Some(libc::ENOSYS),
+            "known to a 5.4 profile"
+        );
+        assert_eq!(errno_of("io_uring_setup"), Some(libc::ENOSYS));
+        assert_eq!(errno_of("rseq"), None);
+        assert!(rules
+            .iter()
+            .any(|r| r.syscall == "fanotify_init" && r.errno == libc::EINVAL));
+        // On its own a profile leaves the flags to this kernel.
+        let alone = select(&Ask {
+            profile: Some(v(5, 4)),
+            ..Ask::default()
+        });
+        assert!(alone
+            .iter()
+            .all(|r| r.errno == libc::EPERM && r.when == When::Always));
+        assert!(alone.iter().any(|r| r.syscall == "openat2"));
+    }
+
+    #[test]
     fn a_current_kernel_selects_nothing() {
         assert!(select(&kernel("99.0")).is_empty());
         assert!(select(&Ask::default()).is_empty());
@@ -776,6 +841,7 @@ mod tests {
     fn errno_rules_replace_the_table_and_deny_adds_to_it() {
         let ask = Ask {
             kernel: Some(v(4, 18)),
+            profile: None,
             deny: vec!["statx".into()],
             errnos: vec![
                 ("openat2".into(), libc::EPERM),
