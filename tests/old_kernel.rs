@@ -6,7 +6,8 @@
 //! `statx` cannot give (NULL there, with the reason in the row).
 //!
 //! Kernels: 4.18 (RHEL 8: `statx` but no `openat2`, no fanotify FID
-//! reporting) and 3.10 (RHEL 7: neither); and this kernel behind a
+//! reporting), 3.10 (RHEL 7: neither), 5.4 (Ubuntu 20.04: the new mount
+//! API but no `openat2` or `faccessat2`); and this kernel behind a
 //! container seccomp profile written for 5.4 (`--profile 5.4`: `openat2`,
 //! `faccessat2` and later calls answer EPERM, as Docker's did before 20.10). The first tests prove the harness
 //! itself, so that agreement cannot come from a filter that does nothing.
@@ -533,6 +534,7 @@ fn a_planted_root_answers_the_same_on_old_kernels() {
     let kernels = [
         Kernel::Old("3.10"),
         Kernel::Old("4.18"),
+        Kernel::Old("5.4"),
         Kernel::Profile("5.4"),
     ];
     let mut old_runs = Vec::new();
@@ -638,6 +640,7 @@ fn a_private_bus_activation_is_seen_the_same_on_old_kernels() {
         for k in [
             Kernel::Old("4.18"),
             Kernel::Old("3.10"),
+            Kernel::Old("5.4"),
             Kernel::Profile("5.4"),
         ] {
             let old = bus_rows(k, table, &bus);
@@ -686,6 +689,7 @@ fn the_extension_serves_the_same_rows_through_thrift_on_old_kernels() {
     for (kernel, wrap) in [
         (Kernel::Old("4.18"), "--kernel 4.18"),
         (Kernel::Old("3.10"), "--kernel 3.10"),
+        (Kernel::Old("5.4"), "--kernel 5.4"),
         (Kernel::Profile("5.4"), "--profile 5.4"),
     ] {
         let wrap = format!("{OLD_KERNEL} {wrap} --");
@@ -718,6 +722,7 @@ fn measure_planted_root_with_and_without_the_filter() {
         Kernel::This,
         Kernel::Old("4.18"),
         Kernel::Old("3.10"),
+        Kernel::Old("5.4"),
         Kernel::Profile("5.4"),
     ] {
         let mut q = Vec::new();
