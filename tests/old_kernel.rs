@@ -704,6 +704,117 @@ fn the_extension_serves_the_same_rows_through_thrift_on_old_kernels() {
 }
 
 // ---------------------------------------------------------------------
+// File events: fanotify's FID reporting is refused before 5.9.
+
+/// A running `osquery-dbus --root R watch --table dbus_file_events`,
+/// killed on drop.
+struct FileWatch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for FileWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl FileWatch {
+    fn start(kernel: Kernel, root: &std::path::Path) -> FileWatch {
+        use std::io::BufRead;
+        let mut child = kernel
+            .command(BIN)
+            .arg("--root")
+            .arg(root)
+            .args(["watch", "--table", "dbus_file_events"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        FileWatch { child, lines }
+    }
+
+    /// Writes service files into `dir` until one streams (the collector
+    /// marks its directories shortly after start); that file's row.
+    fn row_for_a_write(&mut self, kernel: Kernel, dir: &std::path::Path) -> JsonRow {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for n in 0.. {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("watch under {kernel:?} exited: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no dbus_file_events row under {kernel:?}"
+            );
+            let name = format!("org.example.Written{n}.service");
+            std::fs::write(dir.join(&name), "[D-BUS Service]\nName=x\nExec=/bin/x\n")
+                .expect("write");
+            let until = Instant::now() + Duration::from_millis(300);
+            while let Ok(line) = self
+                .lines
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                let v: Value = serde_json::from_str(&line).expect("a JSON line");
+                let row: JsonRow = serde_json::from_value(v["row"].clone())
+                    .or_else(|_| serde_json::from_value(v.clone()))
+                    .expect("an object");
+                if cell(&row, "filename") == name
+                    && ["created", "modified"].contains(&cell(&row, "action"))
+                {
+                    return row;
+                }
+            }
+        }
+        unreachable!()
+    }
+}
+
+#[test]
+fn a_written_service_file_is_recorded_on_old_kernels() {
+    let me = std::process::id().to_string();
+    for kernel in [Kernel::This, Kernel::Old("4.18"), Kernel::Old("3.10")] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("usr/share/dbus-1/services");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\n",
+        )
+        .unwrap();
+        let mut watch = FileWatch::start(kernel, root.path());
+        let row = watch.row_for_a_write(kernel, &dir);
+        let line = format!("{row:?}");
+        assert_no_enosys("dbus_file_events", kernel, &line);
+        if kernel == Kernel::This {
+            // This kernel has FID reporting: the writer is named.
+            assert_eq!(cell(&row, "backend"), "fanotify", "{line}");
+            assert_eq!(text(row.get("pid")), me, "{line}");
+        } else {
+            // Before 5.9 fanotify gives no FID group: inotify, the writer
+            // columns NULL, and the row says why.
+            assert_eq!(cell(&row, "backend"), "inotify", "{kernel:?}: {line}");
+            assert!(text(row.get("pid")).is_empty(), "{kernel:?}: {line}");
+            assert!(
+                !cell(&row, "backend_reason").is_empty(),
+                "{kernel:?}: no reason: {line}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
 // Figures.
 
 fn median(mut v: Vec<Duration>) -> Duration {
