@@ -298,25 +298,17 @@ impl Root {
     /// checked on the handle first, so a non-directory is never re-opened
     /// for listing.
     fn walk(&self, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
-        let err = |e: pathrs::error::Error| FsError::Open {
-            path: inner.to_path_buf(),
-            source: match e.kind() {
-                pathrs::error::ErrorKind::OsError(Some(errno)) => {
-                    std::io::Error::from_raw_os_error(errno)
-                }
-                _ => std::io::Error::other(e.to_string()),
-            },
-        };
         let root = pathrs::RootRef::from_fd(self.fd.as_fd());
         let mut tries = 0;
         let handle = loop {
             match root.resolve(inner) {
                 Err(e) if e.can_retry() && tries < EAGAIN_RETRIES => tries += 1,
-                other => break other.map_err(err)?,
+                other => break other.map_err(|e| pathrs_error(inner, e))?,
             }
         };
+        let handle = OwnedFd::from(handle);
         if flags.contains(OFlags::PATH) {
-            return Ok(OwnedFd::from(handle));
+            return Ok(handle);
         }
         if flags.contains(OFlags::DIRECTORY) {
             let st = rustix::fs::fstat(&handle).map_err(|e| FsError::Open {
@@ -330,11 +322,7 @@ impl Root {
                 });
             }
         }
-        let flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY;
-        let file = handle
-            .reopen(pathrs::flags::OpenFlags::from_bits_retain(flags.bits() as _))
-            .map_err(err)?;
-        Ok(OwnedFd::from(file))
+        reopen(&handle, inner, flags)
     }
 
     /// Opens the directory at `inner` (a path as seen inside the root;
@@ -357,10 +345,19 @@ impl Root {
     /// inside the root. The file is probed with `O_PATH` first and opened
     /// (`O_NONBLOCK`) only if it is a regular file, then checked to be that
     /// same file, so a FIFO or device swapped in is never opened.
+    ///
+    /// Without `openat2`, the probe's `O_PATH` handle itself is re-opened
+    /// (see [`Root::walk`]): one userspace walk instead of two, and the
+    /// file read is the probed inode by construction.
     pub fn open_regular(&self, inner: &Path) -> Result<std::fs::File, FsError> {
         let probe = self.open_path(inner)?;
         checked_open(&probe, inner, || {
-            without_atime(|extra| self.open_in(inner, OFlags::RDONLY | OFlags::NONBLOCK | extra))
+            without_atime(|extra| match resolver() {
+                Resolver::Openat2 => self.openat2(inner, OFlags::RDONLY | OFlags::NONBLOCK | extra),
+                Resolver::Walk(_) => {
+                    reopen(&probe, inner, OFlags::RDONLY | OFlags::NONBLOCK | extra)
+                }
+            })
         })
     }
 
@@ -382,6 +379,31 @@ impl Root {
     pub fn read_regular(&self, inner: &Path, cap: u64) -> Result<Vec<u8>, FsError> {
         let file = self.open_regular(inner)?;
         Ok(read_capped(file, cap, inner)?.0)
+    }
+}
+
+/// Re-opens the `O_PATH` handle `handle` (of `inner`) with `flags`,
+/// through `/proc/self/fd` as `pathrs` does it: the same inode, whatever
+/// its name now leads to.
+fn reopen(handle: &OwnedFd, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
+    let flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY;
+    pathrs::HandleRef::from_fd(handle.as_fd())
+        .reopen(pathrs::flags::OpenFlags::from_bits_retain(flags.bits() as _))
+        .map(OwnedFd::from)
+        .map_err(|e| pathrs_error(inner, e))
+}
+
+/// A `pathrs` error as the [`FsError`] an `openat2` failure would give:
+/// the errno kept where there is one (so `ENOENT` still reads as absent).
+fn pathrs_error(inner: &Path, e: pathrs::error::Error) -> FsError {
+    FsError::Open {
+        path: inner.to_path_buf(),
+        source: match e.kind() {
+            pathrs::error::ErrorKind::OsError(Some(errno)) => {
+                std::io::Error::from_raw_os_error(errno)
+            }
+            _ => std::io::Error::other(e.to_string()),
+        },
     }
 }
 
