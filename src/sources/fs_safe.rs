@@ -13,17 +13,15 @@
 //!
 //! Kernels before 5.6 have no `openat2` (and some container seccomp
 //! profiles refuse it). The first open of the process probes it once; where
-//! it is missing, every path resolves in userspace through the `pathrs`
-//! crate instead: an `O_PATH` walk one component at a time from the root
-//! descriptor, symlinks resolved inside the root (absolute ones from the
-//! root, `..` never above it), each step checked against `/proc/self/fd`
-//! so a directory moved during the walk fails the lookup rather than
-//! leaving the root. The file at the end is then re-opened from that
-//! `O_PATH` handle through `/proc/self/fd`, so it is the very inode
-//! resolved. The confinement promised above holds on both paths;
-//! `cap-std` was not taken because its resolution is `RESOLVE_BENEATH`
-//! (an absolute link is an error), where an image's `lib -> /usr/lib`
-//! must mean the image's `/usr/lib`.
+//! it is missing, every path resolves in userspace instead
+//! (`sources::in_root`): one component at a time from the root descriptor
+//! with `O_PATH | O_NOFOLLOW`, symlinks resolved inside the root (absolute
+//! ones from the root, `..` never above it). A file is then opened by name
+//! from the directory the walk ended in, `O_NOFOLLOW`, and kept only if it
+//! is the inode the walk found; a directory is opened from its own handle.
+//! Under a root other than `/`, where the result really is is checked
+//! through `/proc/self/fd`, for a directory moved out of the root during
+//! the walk. The confinement promised above holds on both paths.
 //!
 //! Nothing here writes, and nothing reads a FIFO or device: directories
 //! are opened with `O_DIRECTORY`, files (`O_NONBLOCK`) only after a probe
@@ -45,6 +43,8 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
+
+use super::in_root;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -110,6 +110,8 @@ pub struct Root {
     /// Directories opened by [`Root::open_dir`] and kept for a later
     /// [`Root::take_dir`] of the same path (see [`Root::keep_dir`]).
     kept: std::sync::Mutex<KeptDirs>,
+    /// See [`Root::canonical`].
+    canonical: std::sync::OnceLock<Option<PathBuf>>,
 }
 
 #[derive(Debug, Default)]
@@ -140,8 +142,8 @@ fn resolve_flags() -> ResolveFlags {
 pub enum Resolver {
     /// The kernel's `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
     Openat2,
-    /// `pathrs`'s userspace `O_PATH` walk, with the reason `openat2` could
-    /// not be used.
+    /// The userspace walk of `sources::in_root`, with the reason `openat2`
+    /// could not be used.
     Walk(String),
 }
 
@@ -188,6 +190,7 @@ impl Root {
             fd,
             path: path.to_path_buf(),
             kept: std::sync::Mutex::default(),
+            canonical: std::sync::OnceLock::new(),
         })
     }
 
@@ -292,37 +295,82 @@ impl Root {
         }
     }
 
-    /// The userspace resolution: `pathrs` resolves `inner` to an `O_PATH`
-    /// handle inside the root; anything but an `O_PATH` open re-opens that
-    /// handle (the same inode, never the name again). `O_DIRECTORY` is
-    /// checked on the handle first, so a non-directory is never re-opened
-    /// for listing.
-    fn walk(&self, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
-        let root = pathrs::RootRef::from_fd(self.fd.as_fd());
-        let mut tries = 0;
-        let handle = loop {
-            match root.resolve(inner) {
-                Err(e) if e.can_retry() && tries < EAGAIN_RETRIES => tries += 1,
-                other => break other.map_err(|e| pathrs_error(inner, e))?,
-            }
+    /// The userspace resolution (`sources::in_root`) of `inner`, checked to
+    /// have stayed inside the root.
+    fn walk_to(&self, inner: &Path) -> Result<in_root::Resolved, FsError> {
+        let open_err = |source: std::io::Error| FsError::Open {
+            path: inner.to_path_buf(),
+            source,
         };
-        let handle = OwnedFd::from(handle);
+        let r = in_root::resolve(self.fd.as_fd(), inner).map_err(|e| open_err(e.into()))?;
+        if let Some(base) = self.canonical() {
+            use std::os::fd::AsRawFd;
+            // Unverifiable without /proc; the walk itself never leaves.
+            let link = format!("/proc/self/fd/{}", r.handle.as_raw_fd());
+            if let Ok(host) = std::fs::read_link(link) {
+                if !host.starts_with(base) {
+                    return Err(open_err(std::io::Error::other(
+                        "moved out of the root while it was resolved",
+                    )));
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// [`Root::open_in`] without `openat2`: an `O_PATH` open is the walk's
+    /// own handle; a directory is opened from its handle (`openat(fd,
+    /// ".")`, the same inode), and only once it is known to be one; a
+    /// file is opened by name from the directory the walk ended in,
+    /// `O_NOFOLLOW`, and kept only if it is the inode the walk found.
+    fn walk(&self, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
+        let r = self.walk_to(inner)?;
         if flags.contains(OFlags::PATH) {
-            return Ok(handle);
+            return Ok(r.handle);
+        }
+        let open_err = |e: rustix::io::Errno| FsError::Open {
+            path: inner.to_path_buf(),
+            source: e.into(),
+        };
+        let flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW;
+        if r.kind == FileType::Directory {
+            return rustix::fs::openat(&r.handle, ".", flags, Mode::empty()).map_err(open_err);
         }
         if flags.contains(OFlags::DIRECTORY) {
-            let st = rustix::fs::fstat(&handle).map_err(|e| FsError::Open {
-                path: inner.to_path_buf(),
-                source: e.into(),
-            })?;
-            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                return Err(FsError::Open {
-                    path: inner.to_path_buf(),
-                    source: rustix::io::Errno::NOTDIR.into(),
-                });
-            }
+            return Err(open_err(rustix::io::Errno::NOTDIR));
         }
-        reopen(&handle, inner, flags)
+        let Some(parent) = r.parent.as_ref() else {
+            return Err(open_err(rustix::io::Errno::ISDIR));
+        };
+        let fd = rustix::fs::openat(parent, OsStr::from_bytes(&r.name), flags, Mode::empty())
+            .map_err(|e| match e {
+                rustix::io::Errno::LOOP => FsError::Changed {
+                    path: inner.to_path_buf(),
+                },
+                e => open_err(e),
+            })?;
+        let (was, now) = (
+            rustix::fs::fstat(&r.handle).map_err(open_err)?,
+            rustix::fs::fstat(&fd).map_err(open_err)?,
+        );
+        if was.st_dev != now.st_dev || was.st_ino != now.st_ino {
+            return Err(FsError::Changed {
+                path: inner.to_path_buf(),
+            });
+        }
+        Ok(fd)
+    }
+
+    /// The canonical host path of the root, when it is not `/` (under `/`
+    /// nothing is outside), computed once.
+    fn canonical(&self) -> Option<&Path> {
+        self.canonical
+            .get_or_init(|| {
+                std::fs::canonicalize(&self.path)
+                    .ok()
+                    .filter(|p| p != Path::new("/"))
+            })
+            .as_deref()
     }
 
     /// Opens the directory at `inner` (a path as seen inside the root;
@@ -345,19 +393,10 @@ impl Root {
     /// inside the root. The file is probed with `O_PATH` first and opened
     /// (`O_NONBLOCK`) only if it is a regular file, then checked to be that
     /// same file, so a FIFO or device swapped in is never opened.
-    ///
-    /// Without `openat2`, the probe's `O_PATH` handle itself is re-opened
-    /// (see [`Root::walk`]): one userspace walk instead of two, and the
-    /// file read is the probed inode by construction.
     pub fn open_regular(&self, inner: &Path) -> Result<std::fs::File, FsError> {
         let probe = self.open_path(inner)?;
         checked_open(&probe, inner, || {
-            without_atime(|extra| match resolver() {
-                Resolver::Openat2 => self.openat2(inner, OFlags::RDONLY | OFlags::NONBLOCK | extra),
-                Resolver::Walk(_) => {
-                    reopen(&probe, inner, OFlags::RDONLY | OFlags::NONBLOCK | extra)
-                }
-            })
+            without_atime(|extra| self.open_in(inner, OFlags::RDONLY | OFlags::NONBLOCK | extra))
         })
     }
 
@@ -369,8 +408,8 @@ impl Root {
     pub fn inner_path(&self, fd: BorrowedFd<'_>) -> Option<PathBuf> {
         use std::os::fd::AsRawFd;
         let host = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-        let base = std::fs::canonicalize(&self.path).ok()?;
-        let rest = host.strip_prefix(&base).ok()?;
+        let base = self.canonical().unwrap_or(Path::new("/"));
+        let rest = host.strip_prefix(base).ok()?;
         Some(Path::new("/").join(rest))
     }
 
@@ -379,31 +418,6 @@ impl Root {
     pub fn read_regular(&self, inner: &Path, cap: u64) -> Result<Vec<u8>, FsError> {
         let file = self.open_regular(inner)?;
         Ok(read_capped(file, cap, inner)?.0)
-    }
-}
-
-/// Re-opens the `O_PATH` handle `handle` (of `inner`) with `flags`,
-/// through `/proc/self/fd` as `pathrs` does it: the same inode, whatever
-/// its name now leads to.
-fn reopen(handle: &OwnedFd, inner: &Path, flags: OFlags) -> Result<OwnedFd, FsError> {
-    let flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY;
-    pathrs::HandleRef::from_fd(handle.as_fd())
-        .reopen(pathrs::flags::OpenFlags::from_bits_retain(flags.bits() as _))
-        .map(OwnedFd::from)
-        .map_err(|e| pathrs_error(inner, e))
-}
-
-/// A `pathrs` error as the [`FsError`] an `openat2` failure would give:
-/// the errno kept where there is one (so `ENOENT` still reads as absent).
-fn pathrs_error(inner: &Path, e: pathrs::error::Error) -> FsError {
-    FsError::Open {
-        path: inner.to_path_buf(),
-        source: match e.kind() {
-            pathrs::error::ErrorKind::OsError(Some(errno)) => {
-                std::io::Error::from_raw_os_error(errno)
-            }
-            _ => std::io::Error::other(e.to_string()),
-        },
     }
 }
 

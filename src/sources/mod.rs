@@ -7,6 +7,7 @@ pub mod exec_watch;
 pub mod file_watch;
 pub mod fs_safe;
 pub mod hash;
+pub mod in_root;
 pub mod packages;
 pub mod proc;
 pub mod proc_connector;

@@ -3,7 +3,11 @@
 (the PyPI `osquery` package) and the `thrift` runtime, for driving the
 `osquery-dbus` binary the way osqueryd does.
 
-Usage: fake_core.py SCENARIO --bin BIN --workdir DIR [--root ROOT]
+Usage: fake_core.py SCENARIO --bin BIN --workdir DIR [--root ROOT] [--wrap CMD]
+
+`--wrap "old-kernel --kernel 4.18 --"` launches the extension through that
+command line (split as a shell would, then BIN and its arguments appended),
+so a scenario can run under a wrapper that execs it.
 
 Each scenario starts the core and/or the extension, plays its part, and
 prints one JSON object of *observations* on stdout (codes, messages, rows,
@@ -14,6 +18,7 @@ Diagnostics go to stderr.
 import argparse
 import json
 import os
+import shlex
 import signal
 import socket
 import struct
@@ -249,11 +254,17 @@ def raw_reply(path, request_bytes, timeout=40.0):
         s.close()
 
 
+# The `--wrap` command line, prepended to every launch of the extension.
+# The wrapper must exec the extension (not fork it), so killing the process
+# started here kills the extension.
+WRAP = []
+
+
 def start_extension(binary, args, workdir, name="ext"):
     env = dict(os.environ)
     env.pop("RUST_LOG", None)
     stderr = open(os.path.join(workdir, name + ".stderr"), "wb")
-    proc = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    proc = subprocess.Popen(WRAP + [binary] + args, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     proc.stderr_path = stderr.name
     return proc
 
@@ -813,7 +824,9 @@ def main():
     p.add_argument("--table", default="dbus_service_files")
     p.add_argument("--context", default="{}")
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--wrap", default="")
     a = p.parse_args()
+    WRAP.extend(shlex.split(a.wrap))
     # Never outlive a stuck run (the Rust side has no timeout of its own);
     # raising, not dying, lets each scenario's `finally` kill the extension.
     def timed_out(signum, frame):
