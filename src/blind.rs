@@ -218,9 +218,10 @@ pub fn log_each(spots: &[BlindSpot]) {
 /// The OS error under `e` (itself or a source, however deep), as text for a
 /// blind spot's cause; `None` when there is none or it means the thing is
 /// absent (`ENOENT`, `ENOTDIR`): absence is an answer, not blindness.
-/// An I/O error of kind `Other` with no errno counts as an OS refusal: it
-/// is how a resolver that is not the kernel (the confined walk used where
-/// `openat2` is missing) says it would not go on.
+/// An I/O error of kind `Other` with no errno counts as a refusal too: it
+/// is how the confined resolution in userspace (where `openat2` is
+/// missing) says it would not go on, e.g. a path moved out of the root
+/// while it was resolved.
 pub fn os_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = at {
