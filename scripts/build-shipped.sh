@@ -8,12 +8,13 @@
 # cargo-zigbuild links with `zig cc`, which carries the symbol lists of every
 # glibc release and so links against 2.17's without a second toolchain or
 # sysroot; the bundled SQLite is compiled by zig's clang for the same target.
-# The tools are pinned and installed on first use under target/ (a second
-# run reuses them):
-#   target/tools/bin/cargo-zigbuild   `cargo install --locked --root target/tools`
-#   target/zig-venv/                  a venv holding PyPI's `ziglang` (zig itself)
-# cargo-zigbuild finds zig as `python3 -m ziglang` (CARGO_ZIGBUILD_PYTHON_PATH
-# names the venv's python3) before any `zig` on PATH.
+# The tools are pinned and installed on first use into one venv,
+# target/zig-venv (a second run reuses it), both from PyPI: `ziglang` (zig
+# itself) and `cargo-zigbuild`, whose wheel holds the same binary as the
+# crate (its maintainers build it): about 10 s, where `cargo install
+# cargo-zigbuild` compiles for a minute and a half on 2 cores. cargo-zigbuild
+# finds zig as `python3 -m ziglang` (CARGO_ZIGBUILD_PYTHON_PATH names the
+# venv's python3) before any `zig` on PATH.
 #
 # Output: target/x86_64-unknown-linux-gnu/release/osquery-dbus. The script
 # then reads its dynamic symbol table (`objdump -T`), fails listing every
@@ -29,7 +30,6 @@ CARGO_ZIGBUILD_VERSION=${CARGO_ZIGBUILD_VERSION:-0.24.1}
 ZIGLANG_VERSION=${ZIGLANG_VERSION:-0.14.1}
 TRIPLE=x86_64-unknown-linux-gnu
 GLIBC_BASELINE=2.17
-TOOLS=$PWD/target/tools
 VENV=$PWD/target/zig-venv
 BIN=target/$TRIPLE/release/osquery-dbus
 
@@ -71,20 +71,17 @@ if [ "${1:-}" = --check ]; then
 fi
 [ $# = 0 ] || fail "usage: $0 [--check FILE]"
 
-step "cargo-zigbuild $CARGO_ZIGBUILD_VERSION"
-if ! "$TOOLS/bin/cargo-zigbuild" --version 2>/dev/null | grep -qxF "cargo-zigbuild $CARGO_ZIGBUILD_VERSION"; then
-  cargo install --locked --quiet cargo-zigbuild --version "$CARGO_ZIGBUILD_VERSION" --root "$TOOLS"
-fi
-
-step "zig (PyPI ziglang $ZIGLANG_VERSION)"
-if [ "$("$VENV/bin/python3" -m ziglang version 2>/dev/null)" != "$ZIGLANG_VERSION" ]; then
+step "cargo-zigbuild $CARGO_ZIGBUILD_VERSION and zig $ZIGLANG_VERSION (PyPI, in $VENV)"
+if [ "$("$VENV/bin/cargo-zigbuild" --version 2>/dev/null)" != "cargo-zigbuild $CARGO_ZIGBUILD_VERSION" ] ||
+  [ "$("$VENV/bin/python3" -m ziglang version 2>/dev/null)" != "$ZIGLANG_VERSION" ]; then
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "ziglang==$ZIGLANG_VERSION"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" "ziglang==$ZIGLANG_VERSION"
 fi
 export CARGO_ZIGBUILD_PYTHON_PATH=$VENV/bin/python3
-export PATH=$TOOLS/bin:$VENV/bin:$PATH
-echo "cargo-zigbuild $("$TOOLS/bin/cargo-zigbuild" --version | cut -d' ' -f2), zig $("$VENV/bin/python3" -m ziglang version)"
+export PATH=$VENV/bin:$PATH
+echo "$("$VENV/bin/cargo-zigbuild" --version), zig $("$VENV/bin/python3" -m ziglang version)"
 
 step "cargo zigbuild --release --target $TRIPLE.$GLIBC_BASELINE"
 # Only the shipped binary: other [[bin]] targets are test tools.

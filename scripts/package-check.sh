@@ -9,18 +9,20 @@
 # machine. Whatever happens, a trap purges the test package and puts
 # /etc/osquery/extensions.load (and /etc/osquery) back as they were.
 #
+# The package carries the shipped binary: scripts/build-shipped.sh builds it
+# (glibc 2.17 baseline, target/x86_64-unknown-linux-gnu/release/; a no-op
+# when it is current) and `cargo deb --no-build --target
+# x86_64-unknown-linux-gnu` packages it (cargo-deb reads the asset path
+# `target/release/` as `target/<triple>/release/`). The installed dbus.ext
+# is checked again for glibc symbol versions newer than 2.17, and the
+# package's libc6 dependency for the same baseline.
+#
 # Env: CARGO_DEB_VERSION pins the cargo-deb installed when it is missing.
-#      PACKAGE_CHECK_PROFILE is the cargo profile whose binary goes into the
-#      package: `release` (the default, what ships) or `dev`, which .ci/run
-#      uses to package the binary `cargo test` already built instead of
-#      waiting minutes for a thin-LTO release build (cargo-deb 3.8 warns
-#      that it means dev profiles for testing only; the files, scripts and
-#      paths under test are the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-3.8.0}
-PROFILE=${PACKAGE_CHECK_PROFILE:-release}
+TRIPLE=x86_64-unknown-linux-gnu
 PKG=osquery-dbus
 LIBDIR=/usr/lib/osquery-dbus
 EXT=$LIBDIR/dbus.ext
@@ -140,6 +142,7 @@ check_installed() {
   for entry in "${SOURCES[@]}"; do
     cmp -s "${entry% *}" "${entry#* }" || fail "${entry% *} differs from ${entry#* }"
   done
+  scripts/build-shipped.sh --check "$EXT"
   got=$("$EXT" --version)
   [ "$got" = "osquery-dbus $crate_version" ] || fail "$EXT --version: '$got'"
 }
@@ -166,12 +169,20 @@ if ! cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION";
 fi
 cargo deb --version
 
-step "build the .deb ($PROFILE profile)"
+step "the shipped binary (scripts/build-shipped.sh)"
+scripts/build-shipped.sh
+
+step "build the .deb from it"
 crate_version=$(cargo pkgid)
 crate_version=${crate_version##*[#@]}
-deb=$(cargo deb --locked --fast --profile "$PROFILE" --output "target/debian/package-check-$PROFILE.deb" | tail -n 1)
+deb=$(cargo deb --locked --no-build --target "$TRIPLE" --fast --output target/debian/package-check.deb | tail -n 1)
 [ -f "$deb" ] || fail "cargo deb printed no package path ('$deb')"
 dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\): /  \1: /p'
+# The dependency is set in Cargo.toml, not derived by dpkg-shlibdeps (which
+# reads the build machine's glibc): it must name the baseline the binary
+# was just checked against, or dpkg refuses the package on older releases.
+depends=$(dpkg-deb --field "$deb" Depends)
+[ "$depends" = "libc6 (>= 2.17)" ] || fail "Depends: '$depends', want 'libc6 (>= 2.17)'"
 
 # --- round 1: no autoload file ------------------------------------------------
 step "install with no autoload file"
