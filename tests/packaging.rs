@@ -356,7 +356,8 @@ const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// builds it; a plain `cargo deb` would build and ship a binary that needs
 /// the build host's glibc. cargo-deb must not build it (`--no-build`): its
 /// own `cargo build --target` would relink the same path with the host's
-/// linker.
+/// linker. The rpm's payload is gzip: rpm before 4.14 (RHEL/CentOS 7)
+/// cannot read cargo-generate-rpm's default, zstd.
 #[test]
 fn packaging_commands_take_the_shipped_binary() {
     let script = read(&repo("scripts/build-shipped.sh"));
@@ -398,6 +399,10 @@ fn packaging_commands_take_the_shipped_binary() {
             );
             if deb {
                 assert!(line.contains("--no-build"), "{file}: {line}");
+            }
+            // zstd, the default payload, needs rpm 4.14 (not on RHEL 7).
+            if rpm {
+                assert!(line.contains("--payload-compress gzip"), "{file}: {line}");
             }
         }
     }
