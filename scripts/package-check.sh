@@ -4,6 +4,8 @@
 # line), runs the installed extension against the Thrift peer
 # (tests/peer/fake_core.py via the ignored `installed_package` test), then
 # removes and purges it and checks that the line and the files are gone.
+# Before that, the same .deb is installed and purged in the Debian 11 root
+# of scripts/bullseye-root.sh (on an overlay, the root left unchanged).
 #
 # Needs root. Refuses to run if an osquery-dbus package is already on the
 # machine. Whatever happens, a trap purges the test package and puts
@@ -183,6 +185,41 @@ dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\): /  \1: /p'
 # was just checked against, or dpkg refuses the package on older releases.
 depends=$(dpkg-deb --field "$deb" Depends)
 [ "$depends" = "libc6 (>= 2.17)" ] || fail "Depends: '$depends', want 'libc6 (>= 2.17)'"
+
+# --- the same .deb on Debian 11 ----------------------------------------------
+# dpkg of the Debian 11 root (scripts/bullseye-root.sh) installs the package,
+# so its Depends holds there, its postinst runs under that release's sh, the
+# installed dbus.ext starts on glibc 2.31, and purge takes the line out
+# again. The root is an overlayfs lower layer in a private mount namespace:
+# every change lands in a temp upper layer, removed afterwards, and the
+# cached root stays as it was. Required under CI=true, skipped otherwise
+# when the root is missing.
+bullseye_root=${OSQUERY_DBUS_BULLSEYE_ROOT:-target/bullseye-root}
+if [ -f "$bullseye_root/.osquery-dbus-root-complete" ]; then
+  step "install on Debian 11 ($bullseye_root, an overlay)"
+  layer=$(mktemp -d)
+  rc=0
+  unshare -m --fork sh -euc '
+    root=$1 layer=$2 deb=$3 ext=$4 version=$5
+    mkdir "$layer/upper" "$layer/work" "$layer/merged"
+    mount -t overlay overlay -o "lowerdir=$root,upperdir=$layer/upper,workdir=$layer/work" "$layer/merged"
+    mount -t proc proc "$layer/merged/proc"
+    cp "$deb" "$layer/merged/tmp/osquery-dbus.deb"
+    inside() { chroot "$layer/merged" "$@"; }
+    inside dpkg -i /tmp/osquery-dbus.deb
+    got=$(inside "$ext" --version)
+    [ "$got" = "osquery-dbus $version" ] || { echo "$ext --version: $got" >&2; exit 1; }
+    [ "$(inside cat /etc/osquery/extensions.load)" = "$ext" ] || { echo "extensions.load not as expected" >&2; exit 1; }
+    inside dpkg --purge osquery-dbus
+    [ ! -e "$layer/merged/etc/osquery/extensions.load" ] || { echo "extensions.load left after purge" >&2; exit 1; }
+  ' sh "$(realpath "$bullseye_root")" "$layer" "$(realpath "$deb")" "$EXT" "$crate_version" || rc=$?
+  rm -rf "$layer"
+  [ "$rc" = 0 ] || fail "the .deb on Debian 11 (above)"
+elif [ "${CI:-}" = true ]; then
+  fail "no Debian 11 root at $bullseye_root (scripts/bullseye-root.sh builds it)"
+else
+  step "no Debian 11 root at $bullseye_root: not installing the .deb there (scripts/bullseye-root.sh)"
+fi
 
 # --- round 1: no autoload file ------------------------------------------------
 step "install with no autoload file"
