@@ -4,23 +4,27 @@
 # line), runs the installed extension against the Thrift peer
 # (tests/peer/fake_core.py via the ignored `installed_package` test), then
 # removes and purges it and checks that the line and the files are gone.
+# Before that, the same .deb is installed and purged in the Debian 11 root
+# of scripts/bullseye-root.sh (on an overlay, the root left unchanged).
 #
 # Needs root. Refuses to run if an osquery-dbus package is already on the
 # machine. Whatever happens, a trap purges the test package and puts
 # /etc/osquery/extensions.load (and /etc/osquery) back as they were.
 #
+# The package carries the shipped binary: scripts/build-shipped.sh builds it
+# (glibc 2.17 baseline, target/x86_64-unknown-linux-gnu/release/; a no-op
+# when it is current) and `cargo deb --no-build --target
+# x86_64-unknown-linux-gnu` packages it (cargo-deb reads the asset path
+# `target/release/` as `target/<triple>/release/`). The installed dbus.ext
+# is checked again for glibc symbol versions newer than 2.17, and the
+# package's libc6 dependency for the same baseline.
+#
 # Env: CARGO_DEB_VERSION pins the cargo-deb installed when it is missing.
-#      PACKAGE_CHECK_PROFILE is the cargo profile whose binary goes into the
-#      package: `release` (the default, what ships) or `dev`, which .ci/run
-#      uses to package the binary `cargo test` already built instead of
-#      waiting minutes for a thin-LTO release build (cargo-deb 3.8 warns
-#      that it means dev profiles for testing only; the files, scripts and
-#      paths under test are the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-3.8.0}
-PROFILE=${PACKAGE_CHECK_PROFILE:-release}
+TRIPLE=x86_64-unknown-linux-gnu
 PKG=osquery-dbus
 LIBDIR=/usr/lib/osquery-dbus
 EXT=$LIBDIR/dbus.ext
@@ -140,6 +144,7 @@ check_installed() {
   for entry in "${SOURCES[@]}"; do
     cmp -s "${entry% *}" "${entry#* }" || fail "${entry% *} differs from ${entry#* }"
   done
+  scripts/build-shipped.sh --check "$EXT"
   got=$("$EXT" --version)
   [ "$got" = "osquery-dbus $crate_version" ] || fail "$EXT --version: '$got'"
 }
@@ -166,12 +171,55 @@ if ! cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION";
 fi
 cargo deb --version
 
-step "build the .deb ($PROFILE profile)"
+step "the shipped binary (scripts/build-shipped.sh)"
+scripts/build-shipped.sh
+
+step "build the .deb from it"
 crate_version=$(cargo pkgid)
 crate_version=${crate_version##*[#@]}
-deb=$(cargo deb --locked --fast --profile "$PROFILE" --output "target/debian/package-check-$PROFILE.deb" | tail -n 1)
+deb=$(cargo deb --locked --no-build --target "$TRIPLE" --fast --output target/debian/package-check.deb | tail -n 1)
 [ -f "$deb" ] || fail "cargo deb printed no package path ('$deb')"
 dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\): /  \1: /p'
+# The dependency is set in Cargo.toml, not derived by dpkg-shlibdeps (which
+# reads the build machine's glibc): it must name the baseline the binary
+# was just checked against, or dpkg refuses the package on older releases.
+depends=$(dpkg-deb --field "$deb" Depends)
+[ "$depends" = "libc6 (>= 2.17)" ] || fail "Depends: '$depends', want 'libc6 (>= 2.17)'"
+
+# --- the same .deb on Debian 11 ----------------------------------------------
+# dpkg of the Debian 11 root (scripts/bullseye-root.sh) installs the package,
+# so its Depends holds there, its postinst runs under that release's sh, the
+# installed dbus.ext starts on glibc 2.31, and purge takes the line out
+# again. The root is an overlayfs lower layer in a private mount namespace:
+# every change lands in a temp upper layer, removed afterwards, and the
+# cached root stays as it was. Required under CI=true, skipped otherwise
+# when the root is missing.
+bullseye_root=${OSQUERY_DBUS_BULLSEYE_ROOT:-target/bullseye-root}
+if [ -f "$bullseye_root/.osquery-dbus-root-complete" ]; then
+  step "install on Debian 11 ($bullseye_root, an overlay)"
+  layer=$(mktemp -d)
+  rc=0
+  unshare -m --fork sh -euc '
+    root=$1 layer=$2 deb=$3 ext=$4 version=$5
+    mkdir "$layer/upper" "$layer/work" "$layer/merged"
+    mount -t overlay overlay -o "lowerdir=$root,upperdir=$layer/upper,workdir=$layer/work" "$layer/merged"
+    mount -t proc proc "$layer/merged/proc"
+    cp "$deb" "$layer/merged/tmp/osquery-dbus.deb"
+    inside() { chroot "$layer/merged" "$@"; }
+    inside dpkg -i /tmp/osquery-dbus.deb
+    got=$(inside "$ext" --version)
+    [ "$got" = "osquery-dbus $version" ] || { echo "$ext --version: $got" >&2; exit 1; }
+    [ "$(inside cat /etc/osquery/extensions.load)" = "$ext" ] || { echo "extensions.load not as expected" >&2; exit 1; }
+    inside dpkg --purge osquery-dbus
+    [ ! -e "$layer/merged/etc/osquery/extensions.load" ] || { echo "extensions.load left after purge" >&2; exit 1; }
+  ' sh "$(realpath "$bullseye_root")" "$layer" "$(realpath "$deb")" "$EXT" "$crate_version" || rc=$?
+  rm -rf "$layer"
+  [ "$rc" = 0 ] || fail "the .deb on Debian 11 (above)"
+elif [ "${CI:-}" = true ]; then
+  fail "no Debian 11 root at $bullseye_root (scripts/bullseye-root.sh builds it)"
+else
+  step "no Debian 11 root at $bullseye_root: not installing the .deb there (scripts/bullseye-root.sh)"
+fi
 
 # --- round 1: no autoload file ------------------------------------------------
 step "install with no autoload file"

@@ -1,8 +1,9 @@
 //! Packaging without a package manager: the extensions.load editor
 //! (`packaging/extensions-load.sh`) on temp files, the generated .deb and
 //! .rpm maintainer scripts run against a temp copy of the autoload file, the
-//! cargo-deb and cargo-generate-rpm asset lists held to each other, and the
-//! version the binary reports. `scripts/package-check.sh` does the rest with
+//! cargo-deb and cargo-generate-rpm asset lists held to each other, every
+//! packaging command taking the shipped binary, and the version the binary
+//! reports. `scripts/package-check.sh` does the rest with
 //! a real `dpkg -i`.
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -276,6 +277,9 @@ fn deb_and_rpm_install_the_same_files() {
     let deb = assets(meta, "deb");
     let rpm = assets(meta, "generate-rpm");
     assert_eq!(deb, rpm);
+    // Both packagers read `target/release/` as `target/<triple>/release/`
+    // when given `--target` (cargo-deb accepts no other prefix for built
+    // files): see packaging_commands_take_the_shipped_binary.
     let binary = (
         "target/release/osquery-dbus".to_string(),
         EXT.to_string(),
@@ -339,6 +343,70 @@ fn deb_and_rpm_install_the_same_files() {
         let path = meta["generate-rpm"][key].as_str().unwrap();
         assert!(repo(path).is_file(), "{key}: {path}");
     }
+}
+
+/// The triple whose release directory holds the shipped binary.
+const TRIPLE: &str = "x86_64-unknown-linux-gnu";
+
+/// Every `cargo deb` / `cargo generate-rpm` command in the scripts and docs
+/// packages the shipped binary (scripts/build-shipped.sh's glibc 2.17
+/// build): it passes `--target x86_64-unknown-linux-gnu`, so the asset
+/// `target/release/osquery-dbus` is read from
+/// `target/x86_64-unknown-linux-gnu/release/`, which is where that script
+/// builds it; a plain `cargo deb` would build and ship a binary that needs
+/// the build host's glibc. cargo-deb must not build it (`--no-build`): its
+/// own `cargo build --target` would relink the same path with the host's
+/// linker. The rpm's payload is gzip: rpm before 4.14 (RHEL/CentOS 7)
+/// cannot read cargo-generate-rpm's default, zstd.
+#[test]
+fn packaging_commands_take_the_shipped_binary() {
+    let script = read(&repo("scripts/build-shipped.sh"));
+    assert!(
+        script
+            .lines()
+            .any(|l| l == "BIN=target/$TRIPLE/release/osquery-dbus"),
+        "scripts/build-shipped.sh builds elsewhere"
+    );
+    assert!(
+        script.contains("--target \"$TRIPLE.$GLIBC_BASELINE\"")
+            && script.contains(&format!("TRIPLE={TRIPLE}\n"))
+            && script.contains("GLIBC_BASELINE=2.17\n"),
+        "scripts/build-shipped.sh no longer builds for {TRIPLE}.2.17"
+    );
+    // The .deb's dependency is the baseline the script checks the symbols
+    // against (set by hand: dpkg-shlibdeps would read the build host's glibc).
+    let manifest: toml::Value = toml::from_str(&read(&repo("Cargo.toml"))).unwrap();
+    assert_eq!(
+        manifest["package"]["metadata"]["deb"]["depends"].as_str(),
+        Some("libc6 (>= 2.17)")
+    );
+    let target = [format!("--target {TRIPLE}"), "--target \"$TRIPLE\"".into()];
+    let mut seen = 0;
+    for file in ["scripts/package-check.sh", "README.md", "docs/deploy.md"] {
+        for line in read(&repo(file)).lines() {
+            let line = line.trim_start();
+            // Commands, as the docs and scripts write them (`cargo deb
+            // --version` and messages are not).
+            let deb = line.contains("cargo deb --locked");
+            let rpm = line.contains("cargo generate-rpm");
+            if !(deb || rpm) || line.starts_with('#') || line.contains("cargo install") {
+                continue;
+            }
+            seen += 1;
+            assert!(
+                target.iter().any(|t| line.contains(t.as_str())),
+                "{file}: packages without --target {TRIPLE}: {line}"
+            );
+            if deb {
+                assert!(line.contains("--no-build"), "{file}: {line}");
+            }
+            // zstd, the default payload, needs rpm 4.14 (not on RHEL 7).
+            if rpm {
+                assert!(line.contains("--payload-compress gzip"), "{file}: {line}");
+            }
+        }
+    }
+    assert!(seen >= 3, "found only {seen} packaging commands");
 }
 
 #[test]
