@@ -52,6 +52,11 @@ pub struct BlindSpot {
     pub examples: Vec<String>,
     /// Every path struck, for `count`.
     seen: HashSet<String>,
+    /// Set when what is unknown is one column (every row's value there),
+    /// not rows: a check is blind for it only where its condition reads
+    /// that column ([`crate::hunt`]); shown but not tested, the column
+    /// decides nothing the check finds.
+    pub column: Option<&'static str>,
 }
 
 impl BlindSpot {
@@ -63,6 +68,7 @@ impl BlindSpot {
             count: 0,
             examples: Vec::new(),
             seen: HashSet::new(),
+            column: None,
         }
     }
 
@@ -125,7 +131,9 @@ pub fn merge(into: &mut Vec<BlindSpot>, from: &[BlindSpot]) {
         {
             Some(i) => i,
             None => {
-                into.push(BlindSpot::new(&s.table, s.what, &s.cause));
+                let mut spot = BlindSpot::new(&s.table, s.what, &s.cause);
+                spot.column = s.column;
+                into.push(spot);
                 into.len() - 1
             }
         };
@@ -179,6 +187,28 @@ pub fn report(what: &'static str, cause: &dyn fmt::Display, at: &dyn fmt::Displa
     if unheard {
         let mut one = Vec::new();
         add(&mut one, &table, what, &cause, &at);
+        log_each(&one);
+    }
+}
+
+/// Reports that the current table could not fill `column` in any row
+/// because of `cause` (a kernel that gives no birth times, say).
+pub fn report_column(column: &'static str, what: &'static str, cause: &dyn fmt::Display) {
+    let cause = cause.to_string();
+    let table = TABLE.with(|t| t.borrow().clone());
+    let mut one = Vec::new();
+    add(&mut one, &table, what, &cause, "");
+    if let Some(s) = one.first_mut() {
+        s.column = Some(column);
+    }
+    let unheard = OPEN.with(|open| match open.borrow_mut().as_mut() {
+        Some(spots) => {
+            merge(spots, &one);
+            false
+        }
+        None => true,
+    });
+    if unheard {
         log_each(&one);
     }
 }

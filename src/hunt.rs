@@ -109,7 +109,12 @@ pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String], min_severity: S
                 continue;
             }
             let outcome = match host.query(&q.query) {
-                Ok(result) => Outcome::Rows(result),
+                Ok(mut result) => {
+                    result
+                        .blind
+                        .retain(|s| s.column.is_none_or(|c| condition_reads(&q.query, c)));
+                    Outcome::Rows(result)
+                }
                 Err(e) => Outcome::Failed(e.to_string()),
             };
             report.checks.push(Check {
@@ -125,6 +130,24 @@ pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String], min_severity: S
     // Stable: within a severity, pack and query order as written.
     report.checks.sort_by_key(|c| std::cmp::Reverse(c.severity));
     report
+}
+
+/// Whether the condition of `sql` (what follows its first `WHERE`) names
+/// `column` as a word: a column missing everywhere blinds a check that
+/// tests it, not one that only shows it. Textual, so it errs towards
+/// blind (a subquery's or a string's mention counts).
+fn condition_reads(sql: &str, column: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let Some(at) = lower.find(" where ") else {
+        return false;
+    };
+    let cond = &lower[at..];
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    cond.match_indices(column).any(|(i, _)| {
+        let before = cond.as_bytes().get(i.wrapping_sub(1)).copied();
+        let after = cond.as_bytes().get(i + column.len()).copied();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
 }
 
 /// The human report: findings first, each with why it matters and its rows,
@@ -311,6 +334,23 @@ mod tests {
         let mut out = Vec::new();
         write_text(&mut out, r).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_column_blinds_only_checks_that_test_it() {
+        assert!(condition_reads(
+            "SELECT path FROM f WHERE f.btime > 0 AND x",
+            "btime"
+        ));
+        assert!(!condition_reads(
+            "SELECT datetime(f.btime) AS b FROM f WHERE max(f.mtime, f.ctime) > 1",
+            "btime"
+        ));
+        assert!(!condition_reads(
+            "SELECT x FROM f WHERE f.btime_missing IS NULL",
+            "btime"
+        ));
+        assert!(!condition_reads("SELECT btime FROM f", "btime"));
     }
 
     #[test]

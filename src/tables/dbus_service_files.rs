@@ -201,7 +201,23 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
 
 /// The rows, each handed to `sink` once made: a host that encodes them
 /// as they come never holds a whole scan's rows.
+///
+/// A query that reads `btime` where the kernel gives no birth times
+/// (`statx` missing) is blind in that column: every row says NULL with the
+/// reason, and the query is reported blind too, so a check that looks for
+/// backdated files cannot pass for one that found none.
 pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
+    scan_into(settings, ctx, sink);
+    if ctx.uses("btime") && crate::sources::stat::statx_missing() {
+        blind::report_column(
+            "btime",
+            "cannot read file birth times",
+            &crate::sources::stat::BTIME_NO_STATX,
+        );
+    }
+}
+
+fn scan_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
     let root = match Root::open(&settings.root) {
         Ok(r) => r,
         Err(e) => {
