@@ -144,6 +144,19 @@ fn causes(check: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Every distinct cause over all the checks of a hunt report, in order.
+fn distinct_causes(report: &Value) -> Vec<String> {
+    let mut distinct: Vec<String> = Vec::new();
+    for c in report["checks"].as_array().unwrap() {
+        for cause in causes(c) {
+            if !distinct.contains(&cause) {
+                distinct.push(cause);
+            }
+        }
+    }
+    distinct
+}
+
 #[test]
 fn hunt_names_the_blind_checks_and_exits_2() {
     if !namespaces_work() {
@@ -202,14 +215,7 @@ fn hunt_names_the_blind_checks_and_exits_2() {
     // One stderr line per distinct cause over the whole hunt, not one per
     // home or per check.
     let lines = blind_lines(&out);
-    let mut distinct: Vec<String> = Vec::new();
-    for c in report["checks"].as_array().unwrap() {
-        for cause in causes(c) {
-            if !distinct.contains(&cause) {
-                distinct.push(cause);
-            }
-        }
-    }
+    let distinct = distinct_causes(&report);
     assert_eq!(lines.len(), distinct.len(), "{lines:#?}\n{distinct:#?}");
     assert!(lines.len() <= 3, "{lines:#?}");
 }
@@ -480,14 +486,7 @@ fn every_listing_failing_with_eio_is_blind_not_clean() {
     assert!(report["blind_checks"].as_u64().unwrap() >= 12, "{report:#}");
     // One stderr line per distinct cause, not one per directory.
     let lines = blind_lines(&out);
-    let mut distinct: Vec<String> = Vec::new();
-    for c in report["checks"].as_array().unwrap() {
-        for cause in causes(c) {
-            if !distinct.contains(&cause) {
-                distinct.push(cause);
-            }
-        }
-    }
+    let distinct = distinct_causes(&report);
     assert_eq!(lines.len(), distinct.len(), "{lines:#?}");
     assert!(lines.len() < 10, "{lines:#?}");
 
