@@ -2,7 +2,12 @@
 //! kernel tells it: fanotify in directory-FID mode (`FAN_REPORT_DFID_NAME`,
 //! Linux 5.9+, root) reports creations, deletions, renames and close-after-
 //! write with the writing process; inotify, the fallback, reports the same
-//! changes without any process. `events::file` turns changes into rows.
+//! changes without any process. The fallback is per directory: a kernel
+//! without FID reporting puts every directory on inotify, and a directory
+//! fanotify refuses (no file handles on overlayfs, FUSE and many network
+//! filesystems, or a refused mark) goes to inotify alone while the others
+//! keep fanotify; [`Watcher::backend_of`] says which and why, for the rows.
+//! `events::file` turns changes into rows.
 //!
 //! fanotify in FID mode names the directory by file handle, not path: each
 //! watched directory's handle (`name_to_handle_at`) is recorded when it is
