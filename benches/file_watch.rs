@@ -19,8 +19,9 @@
 //! discovery) once one more home got its services directory a component
 //! at a time.
 use osquery_dbus::events::file::Collector;
+use osquery_dbus::row::Value;
+use osquery_dbus::settings::Settings;
 use osquery_dbus::sources::file_watch::Watcher;
-use osquery_dbus::tables::{Settings, Value};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -20,10 +20,11 @@
 //! then repeats. Each line is
 //! `label median_ms min_ms max_ms rows`.
 use osquery_dbus::context::{Op, QueryContext};
+use osquery_dbus::settings::Settings;
 use osquery_dbus::sources::fs_safe::Root;
 use osquery_dbus::sources::packages;
 use osquery_dbus::sources::proc::{self, Proc};
-use osquery_dbus::tables::{Registry, Settings};
+use osquery_dbus::tables::Registry;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -105,7 +106,7 @@ fn main() {
         }
     };
     let gen = |table: &str, c: &QueryContext| registry.generate(table, c).unwrap_or_default();
-    let text = |v: Option<&osquery_dbus::tables::Value>| {
+    let text = |v: Option<&osquery_dbus::row::Value>| {
         v.and_then(|v| v.to_osquery_string()).unwrap_or_default()
     };
     match args.mode.as_str() {

@@ -296,7 +296,7 @@ fn spot_json(s: &BlindSpot) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::Value;
+    use crate::row::Value;
 
     fn check(name: &str, rows: usize, blind: bool) -> Check {
         let ((), spots) = blind::collect(|| {

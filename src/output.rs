@@ -6,7 +6,7 @@
 //! osquery's string form, NULL as the empty string. Running queries is the
 //! host's job; this module only writes what it is given.
 use crate::hosts::sqlite::QueryResult;
-use crate::tables::Value;
+use crate::row::Value;
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

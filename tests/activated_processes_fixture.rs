@@ -10,7 +10,9 @@ mod common;
 use common::cli::{cell, query_rows, JsonRow};
 use common::procfs::{cgroup, process, process_in_session, write, P};
 use osquery_dbus::context::QueryContext;
-use osquery_dbus::tables::{Registry, Settings, Value};
+use osquery_dbus::row::Value;
+use osquery_dbus::settings::Settings;
+use osquery_dbus::tables::Registry;
 use std::collections::BTreeMap;
 use std::path::Path;
 

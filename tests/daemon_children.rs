@@ -7,7 +7,9 @@ mod common;
 
 use common::bus::{Bus, UsrLibDir};
 use osquery_dbus::context::QueryContext;
-use osquery_dbus::tables::{Registry, Row, Settings, Value};
+use osquery_dbus::row::{Row, Value};
+use osquery_dbus::settings::Settings;
+use osquery_dbus::tables::Registry;
 use std::time::{Duration, Instant};
 
 const NAME: &str = "org.example.Planted";

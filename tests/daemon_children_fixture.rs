@@ -7,7 +7,9 @@ mod common;
 use common::procfs::{process, write, P};
 
 use osquery_dbus::context::{Op, QueryContext};
-use osquery_dbus::tables::{Registry, Row, Settings, Value};
+use osquery_dbus::row::{Row, Value};
+use osquery_dbus::settings::Settings;
+use osquery_dbus::tables::Registry;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;

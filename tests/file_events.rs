@@ -7,8 +7,10 @@
 use osquery_dbus::context::QueryContext;
 use osquery_dbus::events::file::Collector;
 use osquery_dbus::events::{self, State};
+use osquery_dbus::row::{Row, Value};
+use osquery_dbus::settings::Settings;
 use osquery_dbus::sources::file_watch::Watcher;
-use osquery_dbus::tables::{Registry, Row, Settings, Value};
+use osquery_dbus::tables::Registry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};

@@ -8,7 +8,9 @@ mod common;
 use common::bus::Bus;
 use osquery_dbus::context::{Op, QueryContext};
 use osquery_dbus::events::{self, State};
-use osquery_dbus::tables::{Registry, Row, Settings, Value};
+use osquery_dbus::row::{Row, Value};
+use osquery_dbus::settings::Settings;
+use osquery_dbus::tables::Registry;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

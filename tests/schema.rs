@@ -2,8 +2,9 @@
 //! anything derived from it drifts: the committed table reference, the
 //! `schema` command, or rows carrying columns the spec does not declare.
 use osquery_dbus::context::QueryContext;
+use osquery_dbus::settings::Settings;
 use osquery_dbus::spec;
-use osquery_dbus::tables::{Registry, Settings};
+use osquery_dbus::tables::Registry;
 use std::os::unix::fs::chown;
 use std::path::Path;
 use std::process::Command;

@@ -4,9 +4,11 @@
 //! its rows carry only columns of the spec, and its package ownership
 //! agrees with `dpkg -S`.
 use osquery_dbus::context::QueryContext;
+use osquery_dbus::row::{Row, Value};
+use osquery_dbus::settings::Settings;
 use osquery_dbus::sources::fs_safe::{self, Root};
 use osquery_dbus::sources::service_dirs;
-use osquery_dbus::tables::{Registry, Row, Settings, Value};
+use osquery_dbus::tables::Registry;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;

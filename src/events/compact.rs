@@ -7,7 +7,7 @@
 //! Layout, per column present: column number (u8, an index into the
 //! store's [`Columns`]), tag (0 NULL, 1 integer, 2 real, 3 text), then 8
 //! bytes for a number or a u32 length and UTF-8 bytes for text.
-use crate::tables::{Row, Value};
+use crate::row::{Row, Value};
 
 /// The column names a store has seen, numbered in order of appearance.
 #[derive(Debug, Default)]

@@ -25,12 +25,13 @@
 //! stays). `package_manager` is 1 when the writer or one of its two nearest
 //! ancestors is a package manager (dpkg runs maintainer scripts as `sh`).
 use super::{publish, Store, FILE_TABLE};
+use crate::row::Row;
+use crate::settings::Settings;
 use crate::sources::file_watch::{Action, Change, Interest, Subject, WatchError, Watcher};
 use crate::sources::proc::Proc;
 use crate::sources::service_dirs::{self, ServiceDir};
 use crate::sources::watch_target::{self, Target};
 use crate::sources::{fs_safe, stat};
-use crate::tables::{Row, Settings};
 use rustix::fd::{AsFd, OwnedFd};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};

@@ -5,9 +5,9 @@
 //! pid for a short while. Deciding what a row says stays in `process`.
 use super::process::is_client;
 use super::{Store, PROCESS_TABLE};
+use crate::settings::Settings;
 use crate::sources::exec_watch::{self, ExecWatch};
 use crate::sources::proc_connector;
-use crate::tables::Settings;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 

@@ -12,7 +12,8 @@
 //! its evented tables answer with no rows and a warning saying so. When the
 //! kernel refuses a collector (not root, no connector), its table answers
 //! with no rows and the reason is logged, never a failed query.
-use crate::tables::{Row, Settings, Value};
+use crate::row::{Row, Value};
+use crate::settings::Settings;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};

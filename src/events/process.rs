@@ -38,12 +38,13 @@
 //! moment it execs. A client's exec may then be read up to 2 ms late.
 use super::launches::Launches;
 use super::{publish, Config, Store, PROCESS_TABLE};
+use crate::row::Row;
+use crate::settings::Settings;
 use crate::sources::exec_watch;
 use crate::sources::proc::ProcFiles;
 use crate::sources::proc_connector::{self, Connector, ConnectorError, Event, Kind, Received};
 use crate::sources::{bus_daemon, fs_safe};
 use crate::tables::dbus_daemon_children::{Origin, Scan, Via};
-use crate::tables::{Row, Settings};
 use crate::verdict;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

@@ -27,6 +27,8 @@
 //! sources; the seed rule in `verdict`.
 use crate::blind;
 use crate::context::QueryContext;
+use crate::row::Row;
+use crate::settings::Settings;
 use crate::sources::bus_daemon::{self, DaemonKind};
 use crate::sources::fs_safe::{self, Root as FsRoot};
 use crate::sources::proc::{self, ProcError, Stat};
@@ -36,7 +38,6 @@ use crate::sources::{packages, systemd_unit};
 use crate::tables::dbus_daemon_children::{
     best_service, process_row, skip_quietly, wanted_pids, Facts, Scan,
 };
-use crate::tables::{Row, Settings};
 use crate::verdict;
 use std::collections::BTreeMap;
 use std::io::ErrorKind;

@@ -20,10 +20,11 @@
 //! one scan and is not guarded against.
 use crate::blind;
 use crate::context::QueryContext;
+use crate::row::Row;
+use crate::settings::Settings;
 use crate::sources::bus_daemon::{self, Bus, BusType, DaemonKind};
 use crate::sources::proc::{self, Proc, ProcError, Stat};
 use crate::sources::{accounts, fs_safe, service_file};
-use crate::tables::{Row, Settings};
 use crate::verdict;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};

@@ -9,10 +9,11 @@
 //! reader); ownership from `sources::packages`. This module orders the
 //! rules as dbus-daemon applies them and turns them into rows.
 use crate::context::QueryContext;
+use crate::row::Row;
+use crate::settings::Settings;
 use crate::sources::bus_config::{FoundRule, PolicyContext};
 use crate::sources::fs_safe::{self, Root};
 use crate::sources::{packages, service_dirs};
-use crate::tables::{Row, Settings};
 use std::os::unix::ffi::OsStrExt;
 
 /// Rule attributes with a column each: (attribute, column).

@@ -4,7 +4,8 @@
 //! buffer's bounds and what happens without a collector live in `events`.
 use crate::context::QueryContext;
 use crate::events;
-use crate::tables::{Row, Settings};
+use crate::row::Row;
+use crate::settings::Settings;
 
 pub fn generate(_settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     events::rows(events::PROCESS_TABLE, events::time_lower_bound(ctx))

@@ -13,11 +13,12 @@
 //! sources found into rows.
 use crate::blind;
 use crate::context::QueryContext;
+use crate::row::{Row, RowSink, Value};
+use crate::settings::Settings;
 use crate::sources::fs_safe::{self, Root};
 use crate::sources::service_dirs::{self, DirError, EntryKind, OpenDir, ServiceDir};
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
 use crate::sources::{hash, packages, service_file, service_names, unit_files};
-use crate::tables::{Row, RowSink, Settings, Value};
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -426,7 +427,7 @@ struct Shadows<'n>(&'n service_names::Names);
 impl Shadows<'_> {
     fn apply(&self, row: &mut Row) {
         let names = self.0;
-        let Some(crate::tables::Value::Text(path)) = row.get("path") else {
+        let Some(crate::row::Value::Text(path)) = row.get("path") else {
             return;
         };
         let Some(p) = fs_safe::readings(path)

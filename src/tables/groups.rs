@@ -1,8 +1,9 @@
 //! `groups`: osquery's Linux `groups` table for the embedded host, the
 //! partner of `users` in the hunt's owner joins.
 use crate::context::QueryContext;
+use crate::row::Row;
+use crate::settings::Settings;
 use crate::sources::accounts;
-use crate::tables::{Row, Settings};
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let parsed = match accounts::read_group(&settings.root) {

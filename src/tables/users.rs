@@ -2,8 +2,9 @@
 //! that joins on `users` runs unchanged without osquery. Never registered
 //! with a real core, which has its own.
 use crate::context::QueryContext;
+use crate::row::Row;
+use crate::settings::Settings;
 use crate::sources::accounts;
-use crate::tables::{Row, Settings};
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let parsed = match accounts::read_passwd(&settings.root) {

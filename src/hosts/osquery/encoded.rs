@@ -15,7 +15,7 @@
 //! so the buffer grows without copying what it holds, and each chunk is
 //! freed once its rows are written.
 use super::reply::{self, RowWriter};
-use crate::tables::{Row, RowSink, Value};
+use crate::row::{Row, RowSink, Value};
 use std::fmt::Write;
 
 /// Big enough that a chunk holds dozens of rows, small enough that the

@@ -11,7 +11,8 @@ use super::reply::{Reply, StreamingHandler};
 use super::routes;
 use crate::blind;
 use crate::context::QueryContext;
-use crate::tables::{Registry, Row, Table};
+use crate::row::Row;
+use crate::tables::{Registry, Table};
 use log::{debug, warn};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -273,7 +274,7 @@ impl ExtensionSyncHandler for Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::Settings;
+    use crate::settings::Settings;
 
     fn handler() -> Handler {
         let settings = Settings {

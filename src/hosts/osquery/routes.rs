@@ -37,7 +37,7 @@ pub fn registration(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::Settings;
+    use crate::settings::Settings;
 
     #[test]
     fn routes_follow_the_spec_and_skip_embedded_tables() {

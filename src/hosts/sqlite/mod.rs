@@ -6,7 +6,8 @@
 //! [`QueryResult`]; [`vtab`] adapts SQLite's planner calls to the table API.
 //! Rendering results is left to [`crate::output`].
 use crate::blind::{self, BlindSpot};
-use crate::tables::{Registry, Value};
+use crate::row::Value;
+use crate::tables::Registry;
 use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::types::ValueRef;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ fn to_value(v: ValueRef<'_>) -> Value {
 mod tests {
     use super::*;
     use crate::context::Op;
-    use crate::tables::Settings;
+    use crate::settings::Settings;
     use rusqlite::types::ValueRef;
     use std::sync::Mutex;
 

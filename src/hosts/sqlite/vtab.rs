@@ -6,8 +6,9 @@
 //! the same code whichever host calls them. Nothing here knows what a table
 //! does; schemas come from the specs, rows from `Table::generate`.
 use crate::context::{Op, QueryContext};
+use crate::row::{Row, Value};
 use crate::spec::{ColumnOption, TableSpec};
-use crate::tables::{Registry, Row, Table, Value};
+use crate::tables::{Registry, Table};
 use rusqlite::ffi;
 use rusqlite::types::{Null, ValueRef};
 use rusqlite::vtab::{
