@@ -11,8 +11,8 @@
 # The tools are pinned and installed on first use into one venv,
 # target/zig-venv (a second run reuses it), both from PyPI: `ziglang` (zig
 # itself) and `cargo-zigbuild`, whose wheel holds the same binary as the
-# crate (its maintainers build it): about 10 s, where `cargo install
-# cargo-zigbuild` compiles for a minute and a half on 2 cores. cargo-zigbuild
+# crate (its maintainers build it): a download, where `cargo install
+# cargo-zigbuild` compiles it and its dependencies from source. cargo-zigbuild
 # finds zig as `python3 -m ziglang` (CARGO_ZIGBUILD_PYTHON_PATH names the
 # venv's python3) before any `zig` on PATH.
 #

@@ -77,8 +77,8 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 /// One output row: column name to value; an absent column is NULL.
 ///
 /// Kept as a vector sorted by column name rather than a map: a row holds a
-/// few dozen columns, and a 10,000-row result held as maps cost twice the
-/// memory (tree nodes) for no faster lookup.
+/// few dozen columns, where a map's tree nodes would add memory to every
+/// row of a large result for no faster lookup.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Row(Vec<(&'static str, Value)>);
 

@@ -4,8 +4,8 @@
 //! routes, the embedded `CREATE TABLE`, `osquery-dbus schema` and
 //! `docs/tables.md` are all rendered from it, so they cannot drift apart.
 //! The TOML is parsed and checked when the crate is built: every process
-//! starts by loading the specs, and parsing them was most of what a
-//! one-line query cost.
+//! starts by loading the specs, so a process start pays no parse and a bad
+//! spec fails the build rather than a query.
 use std::fmt::Write as _;
 
 mod model;

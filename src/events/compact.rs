@@ -1,8 +1,8 @@
 //! Rows as the evented buffers hold them: one byte string per row instead
-//! of a [`Row`] map, because a map of ~19 columns costs about 1.8 KB and the
-//! buffers must hold a busy host's day in a few MB. Encoded rows take the
-//! bytes of their values plus a few per column (about 300 bytes for a
-//! typical `dbus_process_events` row).
+//! of a [`Row`] map, because a map pays a cell, a name and a heap string per
+//! column and the buffers must hold a busy host's day within their
+//! per-table bounds (`Config`). An encoded row takes the bytes of its
+//! values plus a few per column, and nothing for a column it lacks.
 //!
 //! Layout, per column present: column number (u8, an index into the
 //! store's [`Columns`]), tag (0 NULL, 1 integer, 2 real, 3 text), then 8

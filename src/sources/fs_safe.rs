@@ -616,7 +616,7 @@ pub fn read_capped(
 /// [`read_capped`], with the size `fstat` gave when there is one. Service
 /// and config files are a few hundred bytes: a buffer of the known size
 /// (plus the byte that tells the file grew) or of 8 KiB fills in one read,
-/// where growing from empty took four. A read that stops short at exactly
+/// where growing from empty takes several. A read that stops short at exactly
 /// the known size is the end of a regular file; without a size (or when
 /// the file changed size meanwhile) the end is the read that returns 0.
 fn read_upto(

@@ -87,9 +87,9 @@ fn digest_reader<D: Digest>(
 
 /// SHA-256 of an opened file, see [`sha256_reader`].
 /// A file whose size already exceeds the cap is refused before a byte is
-/// read: streaming 256 MiB of a 2 GiB (possibly sparse) file only to
-/// discard the digest cost seconds per file. The streaming check still
-/// guards a file that grows while it is read.
+/// read: otherwise a (possibly sparse) file past the cap would be read and
+/// hashed up to the cap only to discard the digest. The streaming check
+/// still guards a file that grows while it is read.
 pub fn sha256_file(file: std::fs::File, shown: &Path) -> Result<String, HashError> {
     let size = file.metadata().map_err(|source| HashError::Read {
         path: shown.to_path_buf(),
@@ -137,8 +137,8 @@ mod tests {
     }
 
     /// Found by tests/hostile_tree.rs: a 2 GiB sparse `.service` file made
-    /// `SELECT sha256` read (and hash) 256 MiB before refusing it, 30 s in
-    /// a debug build.
+    /// `SELECT sha256` read (and hash) up to the cap before refusing it; a
+    /// file already over the cap must be refused before its first read.
     #[test]
     fn sha256_of_a_sparse_file_over_the_cap_reads_nothing() {
         let tmp = tempfile::tempdir().unwrap();

@@ -11,13 +11,13 @@
 //! a database may list either spelling. Diversions and rpm's Berkeley DB
 //! / NDB backends are not read.
 //!
-//! Building the map costs a few hundred milliseconds on a desktop, so the
+//! Building the map reads every file list of the database, so the
 //! result is kept in a process-wide cache keyed by the root and the change
 //! times of the databases: repeat queries reuse it, a package install
 //! invalidates it. A query that knows the few paths it will ask about
 //! ([`owners_of`]) reads the same files but keeps only those paths' lines:
-//! the map of every installed file (tens of MiB on a desktop) is never
-//! built, and the answers are cached under the same key.
+//! the map of every installed file (which grows with the installed
+//! packages) is never built, and the answers are cached under the same key.
 use crate::blind;
 use crate::sources::fs_safe::{self, FileId, FsError, Root};
 use crate::sources::hash::Algo;

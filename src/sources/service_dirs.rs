@@ -373,9 +373,9 @@ pub struct Discovered {
     /// Every policy rule of the configs, in the order each bus merges them.
     pub policy_rules: Vec<bus_config::FoundRule<Bus>>,
     /// Whether each of `dirs` was found absent (ENOENT) while discovering,
-    /// so [`visit`] need not walk its path again; most per-user directories
-    /// do not exist, and on a host of hundreds of accounts the second walk
-    /// was a third of the scan.
+    /// so [`visit`] need not walk its path again: most per-user directories
+    /// do not exist, so a second walk would repeat a failed resolution per
+    /// account for nothing.
     pub absent: Vec<bool>,
     /// For [`discover_narrowed`], which of `dirs` the scan can reach;
     /// empty after a full discovery (all of them).

@@ -2,14 +2,16 @@
 //! them, until the reply can go out.
 //!
 //! The reply's list header carries the row count, so nothing can be
-//! written before the table is done. Held as `Row`s meanwhile, a 45-column
-//! row cost ~2.5 KB (48-byte cells in a vector that grew by doubling, a
-//! heap string per text cell); 10,000 of them were most of the extension's
-//! peak memory. Packed, a row is a bitmap of which of the table's columns
-//! it carries, then each value's length and bytes: the column names, the
-//! same in every row, are written from the spec only when the reply is,
-//! and a row is dropped as soon as it is packed. NULLs and columns the
-//! spec lacks are left out, as osquery reads a missing key as NULL.
+//! written before the table is done. Held as `Row`s meanwhile, every row
+//! would keep a cell per column (in a vector grown by doubling) and a heap
+//! string per text cell until the reply is written, so the extension's
+//! peak memory would grow with rows times columns of overhead, not with
+//! the bytes of the values. Packed, a row is a bitmap of which of the
+//! table's columns it carries, then each value's length and bytes: the
+//! column names, the same in every row, are written from the spec only
+//! when the reply is, and a row is dropped as soon as it is packed. NULLs
+//! and columns the spec lacks are left out, as osquery reads a missing key
+//! as NULL.
 //!
 //! Rows are packed into chunks of [`CHUNK`] bytes and never straddle two,
 //! so the buffer grows without copying what it holds, and each chunk is

@@ -226,12 +226,12 @@ impl StreamingHandler for Handler {
 /// Hands what a generate freed back to the kernel once its reply is out.
 /// glibc keeps freed memory in the arena of the thread that freed it, and
 /// each connection has a thread of its own: the next one may be given
-/// another arena, so a large generate's memory stayed resident beside the
-/// next one's (10,000 rows of every column peaked at 21 or 27 MB from one
-/// run to the next), and osquery's watchdog counts resident memory between
-/// queries too. Trimming returns the free pages of every arena: after a
-/// 10,000-row reply of every column, ~170 `madvise` calls taking ~3 ms in
-/// the kernel (under strace), next to a reply of half a second or more.
+/// another arena, so a large generate's memory can stay resident beside
+/// the next one's, and the peak then depends on which arena each thread
+/// got rather than on the query; osquery's watchdog counts resident memory
+/// between queries too. Trimming returns the free pages of every arena,
+/// once per reply: its `madvise` calls are small next to writing the reply
+/// they follow.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` takes no pointers; it only returns free pages

@@ -4,9 +4,9 @@
 //!
 //! Why `call` is written by hand: the generated processor asks the handler
 //! for a whole `ExtensionResponse`, i.e. every row as a
-//! `BTreeMap<String, String>`, before it writes a byte. For a 10,000-row
-//! generate that second copy of the result (tree nodes and owned keys,
-//! ~2 KB a row) was most of the extension's peak memory. Here the rows are
+//! `BTreeMap<String, String>`, before it writes a byte: a second, larger
+//! copy of the whole result (tree nodes and an owned key per cell) held
+//! beside the first until the last byte is out. Here the rows are
 //! written one at a time from their packed form (`encoded`, filled while
 //! the table runs), through the same `TOutputProtocol` calls in the same order as the generated
 //! `ExtensionCallResult::write_to_out_protocol`, so the bytes on the wire
