@@ -1,10 +1,12 @@
-//! The service files' package columns read the root's dpkg database for
-//! the entries asked about only: a scan of every entry and a lookup of one
-//! path must give each row the same owner, verification and provenance.
+//! The package columns read the root's dpkg database for the paths asked
+//! about only: a scan of every entry and a lookup of one path must give
+//! each row the same owner, verification and provenance, and a table that
+//! asks only for its own files the answer of the whole index.
 mod common;
 
 use common::cli::{cell, query_rows};
 use md5::Digest;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 const SYS: &str = "usr/share/dbus-1/system-services";
@@ -84,4 +86,122 @@ fn a_path_lookup_gives_the_rows_of_a_full_scan() {
         );
         assert_eq!(one.as_slice(), std::slice::from_ref(row(n)), "{n}");
     }
+}
+
+/// `dbus_policy_rules` asks the databases only about the configuration
+/// files its rows come from; each file's `package` and `provenance` must
+/// be what `dbus_service_files` answers from the index of every installed
+/// file (its `exec_package` column needs the whole index, so asking for it
+/// makes the table build one), unowned, shared, merged-`/usr` and
+/// unparsable files included.
+#[test]
+fn policy_rules_owners_are_the_whole_index_answer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let r = tmp.path();
+    write(
+        r,
+        "usr/share/dbus-1/system.conf",
+        b"<busconfig><type>system</type>\
+<policy context=\"default\"><deny own=\"*\"/></policy>\
+<includedir>/usr/share/dbus-1/system.d</includedir>\
+<includedir>/etc/dbus-1/system.d</includedir></busconfig>",
+    );
+    let fragment = |name: &str| {
+        format!(
+            "<busconfig><policy user=\"root\"><allow own=\"{name}\"/></policy>\
+<policy context=\"default\"><allow send_destination=\"{name}\"/></policy></busconfig>"
+        )
+    };
+    for f in ["owned", "shared", "stray"] {
+        write(
+            r,
+            &format!("etc/dbus-1/system.d/{f}.conf"),
+            fragment(&format!("org.t.{f}")).as_bytes(),
+        );
+    }
+    write(
+        r,
+        "usr/share/dbus-1/system.d/vendor.conf",
+        fragment("org.t.vendor").as_bytes(),
+    );
+    write(r, "etc/dbus-1/system.d/broken.conf", b"<busconfig><policy>");
+    write(
+        r,
+        "var/lib/dpkg/info/dbus.list",
+        b"/.\n/usr\n/usr/share/dbus-1/system.conf\n/etc/dbus-1/system.d/owned.conf\n",
+    );
+    write(
+        r,
+        "var/lib/dpkg/info/a:amd64.list",
+        b"/etc/dbus-1/system.d/shared.conf\n/etc/dbus-1/system.d/broken.conf\n",
+    );
+    write(
+        r,
+        "var/lib/dpkg/info/b.list",
+        b"/etc/dbus-1/system.d/shared.conf\n/usr/share/dbus-1/system.d/vendor.conf\n",
+    );
+    let mut many = String::new();
+    for i in 0..5000 {
+        many.push_str(&format!("/usr/share/doc/other/file-{i}\n"));
+    }
+    write(r, "var/lib/dpkg/info/other.list", many.as_bytes());
+    write(r, "var/lib/dpkg/status", b"");
+
+    let owners = |rows: &[common::cli::JsonRow]| {
+        let mut by_path: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for x in rows {
+            let facts = (cell(x, "package"), cell(x, "provenance"));
+            let path = cell(x, "path");
+            let seen = by_path.entry(path.clone()).or_insert_with(|| facts.clone());
+            assert_eq!(*seen, facts, "{path}: one answer for every row of a file");
+        }
+        by_path
+    };
+    let rules = query_rows(
+        None,
+        Some(r),
+        "SELECT path, package, provenance FROM dbus_policy_rules",
+    );
+    let rules = owners(&rules);
+    let files = query_rows(
+        None,
+        Some(r),
+        "SELECT path, kind, package, provenance, exec_package FROM dbus_service_files",
+    );
+    let files: Vec<_> = files
+        .into_iter()
+        .filter(|x| ["policy", "config"].contains(&cell(x, "kind").as_str()))
+        .collect();
+    assert_eq!(rules, owners(&files));
+    let fact = |p: &str| {
+        let (pkg, prov) = rules.get(p).unwrap_or_else(|| panic!("{p}: {rules:#?}"));
+        [pkg.as_str(), prov.as_str()]
+    };
+    assert_eq!(fact("/usr/share/dbus-1/system.conf"), ["dbus", "dpkg"]);
+    assert_eq!(fact("/etc/dbus-1/system.d/owned.conf"), ["dbus", "dpkg"]);
+    assert_eq!(
+        fact("/etc/dbus-1/system.d/shared.conf"),
+        ["a:amd64, b", "dpkg"]
+    );
+    assert_eq!(fact("/etc/dbus-1/system.d/stray.conf"), ["", "none"]);
+    assert_eq!(
+        fact("/etc/dbus-1/system.d/broken.conf"),
+        ["a:amd64", "dpkg"]
+    );
+    assert_eq!(
+        fact("/usr/share/dbus-1/system.d/vendor.conf"),
+        ["b", "dpkg"]
+    );
+    assert_eq!(rules.len(), 6, "{rules:#?}");
+    // One file asked for: the same answer.
+    let one = query_rows(
+        None,
+        Some(r),
+        "SELECT path, package, provenance FROM dbus_policy_rules \
+         WHERE path = '/etc/dbus-1/system.d/shared.conf'",
+    );
+    assert_eq!(
+        owners(&one).get("/etc/dbus-1/system.d/shared.conf"),
+        rules.get("/etc/dbus-1/system.d/shared.conf")
+    );
 }

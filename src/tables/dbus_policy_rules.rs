@@ -56,11 +56,12 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         }
     };
     let found = service_dirs::discover(&root);
-    let owners = (ctx.uses("package") || ctx.uses("provenance")).then(|| packages::owners(&root));
     let want_paths = ctx.eq_values("path");
     let wanted = |p: &str| want_paths.as_ref().is_none_or(|w| w.iter().any(|v| v == p));
     let positions = positions(&found.policy_rules);
     let mut rows = Vec::new();
+    // The file each row comes from, as the package databases spell it.
+    let mut from: Vec<&[u8]> = Vec::new();
     for (r, position) in found.policy_rules.iter().zip(positions) {
         let path = fs_safe::render_path(&r.from);
         if !wanted(&path) {
@@ -68,10 +69,8 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         }
         let mut row = rule_row(r, position);
         row.set("path", path);
-        if let Some(o) = &owners {
-            ownership(&mut row, o, r.from.as_os_str().as_bytes());
-        }
         rows.push(row);
+        from.push(r.from.as_os_str().as_bytes());
     }
     for (path, error) in &found.config_errors {
         let shown = fs_safe::render_path(path);
@@ -80,10 +79,16 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         }
         let mut row = Row::new();
         row.set("path", shown).set("error", error.as_str());
-        if let Some(o) = &owners {
-            ownership(&mut row, o, path.as_os_str().as_bytes());
-        }
         rows.push(row);
+        from.push(path.as_os_str().as_bytes());
+    }
+    // The databases are asked about the configuration files the rows come
+    // from and no other path: a map of every installed file is never built.
+    if (ctx.uses("package") || ctx.uses("provenance")) && !rows.is_empty() {
+        let owners = packages::owners_of(&root, from.iter().copied(), false);
+        for (row, path) in rows.iter_mut().zip(&from) {
+            ownership(row, &owners, path);
+        }
     }
     rows
 }
