@@ -8,6 +8,7 @@ pub mod file_watch;
 pub mod fs_safe;
 pub mod hash;
 pub mod in_root;
+pub mod lineage;
 pub mod packages;
 pub mod proc;
 pub mod proc_connector;

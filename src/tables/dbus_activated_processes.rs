@@ -31,13 +31,12 @@ use crate::row::Row;
 use crate::settings::Settings;
 use crate::sources::bus_daemon::{self, DaemonKind};
 use crate::sources::fs_safe::{self, Root as FsRoot};
+use crate::sources::lineage::{best_service, skip_quietly, Scan};
 use crate::sources::proc::{self, ProcError, Stat};
 use crate::sources::service_dirs::{self, Bus as DirBus};
 use crate::sources::service_names::{self, Names};
 use crate::sources::{packages, systemd_unit};
-use crate::tables::dbus_daemon_children::{
-    best_service, process_row, skip_quietly, wanted_pids, Facts, Scan,
-};
+use crate::tables::process_columns::{process_row, wanted_pids, Facts};
 use crate::verdict;
 use std::collections::BTreeMap;
 use std::io::ErrorKind;

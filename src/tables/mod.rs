@@ -17,6 +17,7 @@ pub mod dbus_policy_rules;
 pub mod dbus_process_events;
 pub mod dbus_service_files;
 pub mod groups;
+pub mod process_columns;
 pub mod users;
 
 type GenerateFn = fn(&Settings, &QueryContext) -> Vec<Row>;
