@@ -150,15 +150,19 @@ fn events_config(cli: &Cli) -> events::Config {
 
 /// `watch`: start the collectors, stream their events until a signal.
 fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Result<ExitCode> {
+    // The evented tables are those their specs say are.
+    let evented: Vec<&str> = registry
+        .tables()
+        .iter()
+        .filter(|t| t.spec.evented)
+        .map(|t| t.spec.name.as_str())
+        .collect();
     for t in tables {
-        if !events::TABLES.contains(&t.as_str()) {
-            bail!(
-                "{t} is not an evented table ({})",
-                events::TABLES.join(", ")
-            );
+        if !evented.contains(&t.as_str()) {
+            bail!("{t} is not an evented table ({})", evented.join(", "));
         }
     }
-    let wanted: Vec<&'static str> = events::TABLES
+    let wanted: Vec<&str> = evented
         .iter()
         .copied()
         .filter(|t| tables.is_empty() || tables.iter().any(|w| w == t))

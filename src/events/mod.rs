@@ -156,8 +156,6 @@ pub fn now_secs() -> u64 {
 
 pub const PROCESS_TABLE: &str = "dbus_process_events";
 pub const FILE_TABLE: &str = "dbus_file_events";
-/// Every evented table, for `watch --table`.
-pub const TABLES: &[&str] = &[PROCESS_TABLE, FILE_TABLE];
 
 static PROCESS_STORE: OnceLock<Arc<Store>> = OnceLock::new();
 static FILE_STORE: OnceLock<Arc<Store>> = OnceLock::new();
@@ -306,6 +304,18 @@ pub fn time_lower_bound(ctx: &crate::context::QueryContext) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::context::{Op, QueryContext};
+
+    /// The specs say which tables are evented; each of those has a
+    /// collector here, and no other table does.
+    #[test]
+    fn evented_specs_are_the_collected_tables() {
+        let evented: Vec<String> = crate::spec::load_all()
+            .into_iter()
+            .filter(|t| t.evented)
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(evented, [PROCESS_TABLE, FILE_TABLE]);
+    }
 
     fn typical_row(pid: u32) -> Row {
         let mut row = Row::new();

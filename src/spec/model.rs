@@ -102,6 +102,18 @@ pub struct TableSpec {
     /// only in the embedded host: osquery refuses a second table of that name.
     #[serde(default)]
     pub embedded_only: bool,
+    /// The function that makes the rows, as a path under `crate::tables`
+    /// (`users::generate`): `build.rs` writes the registry's dispatch
+    /// from it, so a name that does not resolve fails the build.
+    pub implementation: String,
+    /// The implementation takes a `RowSink` (rows handed on as made)
+    /// rather than returning them all.
+    #[serde(default)]
+    pub streamed: bool,
+    /// Rows come from a collector that runs between queries (`watch`
+    /// streams these tables).
+    #[serde(default)]
+    pub evented: bool,
     pub columns: Vec<ColumnSpec>,
     #[serde(default)]
     pub examples: Vec<Example>,
@@ -144,6 +156,16 @@ impl TableSpec {
         }
         if self.columns.is_empty() {
             return Err(invalid("no columns".into()));
+        }
+        // Written into generated code: a module and a function, nothing else.
+        match self.implementation.split_once("::") {
+            Some((module, function)) if is_ident(module) && is_ident(function) => {}
+            _ => {
+                return Err(invalid(format!(
+                    "implementation {:?} is not module::function",
+                    self.implementation
+                )))
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for c in &self.columns {
