@@ -5,6 +5,7 @@
 //! read only this type, so both hosts drive identical table code. Constraints
 //! are hints for narrowing a scan: the caller's SQLite re-checks every WHERE
 //! term, so a table may return extra rows but never too few.
+use crate::row::{Column, Row};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -216,10 +217,16 @@ impl QueryContext {
 
     /// Whether the query reads `column`; true when the caller did not say,
     /// so a costly column is skipped only when it is certainly unused.
-    pub fn uses(&self, column: &str) -> bool {
+    pub fn uses(&self, column: impl AsRef<str>) -> bool {
         self.cols_used
             .as_ref()
-            .is_none_or(|used| used.contains(column))
+            .is_none_or(|used| used.contains(column.as_ref()))
+    }
+
+    /// Which of a table's columns (`all`, its spec's handles in order) the
+    /// query reads, decided once: a bitset by spec position.
+    pub fn used(&self, all: &[Column]) -> Used {
+        Used(all.iter().map(|c| self.uses(c)).collect())
     }
 
     pub fn cols_used(&self) -> Option<&BTreeSet<String>> {
@@ -320,6 +327,34 @@ mod tests {
             r#"{"colsUsed":[1]}"#,
         ] {
             assert!(QueryContext::from_json(bad).is_err(), "{bad} should fail");
+        }
+    }
+}
+
+/// The columns of one table a query reads (see [`QueryContext::used`]).
+#[derive(Debug, Clone)]
+pub struct Used(Vec<bool>);
+
+impl Used {
+    pub fn has(&self, c: Column) -> bool {
+        self.0.get(c.index).copied().unwrap_or(true)
+    }
+
+    /// Whether any of `cs` is read.
+    pub fn any(&self, cs: &[Column]) -> bool {
+        cs.iter().any(|c| self.has(*c))
+    }
+
+    /// Sets `c` to what `value` makes, only when the query reads it: a
+    /// column costs its insert and its allocation only where asked for.
+    pub fn set<V: Into<crate::row::Value>>(
+        &self,
+        row: &mut Row,
+        c: Column,
+        value: impl FnOnce() -> V,
+    ) {
+        if self.has(c) {
+            row.set(c, value());
         }
     }
 }

@@ -74,6 +74,40 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
+/// A column of a table, as `build.rs` writes a handle for each from the
+/// spec (`spec::columns::<table>::<COLUMN>`): code names columns through
+/// these, so a misspelt or removed column is a compile error, and `index`
+/// (its place in the spec) lets a query's used columns be a bitset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub index: usize,
+}
+
+impl AsRef<str> for Column {
+    fn as_ref(&self) -> &str {
+        self.name
+    }
+}
+
+/// What [`Row::set`] takes: a spec's [`Column`] handle, or a bare name for
+/// code that fills the same columns for several tables.
+pub trait ColumnName: Copy {
+    fn column_name(self) -> &'static str;
+}
+
+impl ColumnName for Column {
+    fn column_name(self) -> &'static str {
+        self.name
+    }
+}
+
+impl ColumnName for &'static str {
+    fn column_name(self) -> &'static str {
+        self
+    }
+}
+
 /// One output row: column name to value; an absent column is NULL.
 ///
 /// Kept as a vector sorted by column name rather than a map: a row holds a
@@ -91,7 +125,8 @@ impl Row {
         self.0.binary_search_by(|(k, _)| (*k).cmp(column))
     }
 
-    pub fn set(&mut self, column: &'static str, value: impl Into<Value>) -> &mut Row {
+    pub fn set(&mut self, column: impl ColumnName, value: impl Into<Value>) -> &mut Row {
+        let column = column.column_name();
         let value = value.into();
         match self.find(column) {
             Ok(i) => self.0[i].1 = value,
@@ -100,18 +135,20 @@ impl Row {
         self
     }
 
-    pub fn get(&self, column: &str) -> Option<&Value> {
+    pub fn get(&self, column: impl AsRef<str>) -> Option<&Value> {
+        let column = column.as_ref();
         self.find(column).ok().map(|i| &self.0[i].1)
     }
 
     /// Moves a value out (hosts that hand rows on by value).
-    pub fn take(&mut self, column: &str) -> Option<Value> {
+    pub fn take(&mut self, column: impl AsRef<str>) -> Option<Value> {
+        let column = column.as_ref();
         self.find(column).ok().map(|i| self.0.remove(i).1)
     }
 
     /// Column names, in name order.
     /// A text cell; `None` for NULL, an absent column or a number.
-    pub fn text(&self, column: &str) -> Option<&str> {
+    pub fn text(&self, column: impl AsRef<str>) -> Option<&str> {
         match self.get(column) {
             Some(Value::Text(t)) => Some(t),
             _ => None,
@@ -119,7 +156,7 @@ impl Row {
     }
 
     /// An integer cell; `None` for NULL, an absent column or text.
-    pub fn int(&self, column: &str) -> Option<i64> {
+    pub fn int(&self, column: impl AsRef<str>) -> Option<i64> {
         match self.get(column) {
             Some(Value::Integer(i)) => Some(*i),
             _ => None,

@@ -112,6 +112,12 @@ impl TableSpec {
     }
 }
 
+/// Every table's column handles, from its spec (see `build.rs`):
+/// `spec::columns::dbus_service_files::BTIME`.
+pub mod columns {
+    include!(concat!(env!("OUT_DIR"), "/columns.rs"));
+}
+
 /// Every table's spec, in registration order: constructors `build.rs`
 /// wrote from `tables/*.toml` after checking them.
 pub fn load_all() -> Vec<TableSpec> {

@@ -65,6 +65,12 @@ pub struct ColumnSpec {
     pub description: String,
     #[serde(default)]
     pub options: Vec<ColumnOption>,
+    /// What a table must do beyond listing to fill this column (`content`:
+    /// read and parse the file; …), named by the table: `build.rs` writes
+    /// each name's columns as one list (`spec::columns::<table>::NEEDS_<NAME>`),
+    /// so the schema alone says which columns cost what.
+    #[serde(default)]
+    pub needs: Vec<String>,
 }
 
 impl ColumnSpec {
@@ -177,6 +183,9 @@ impl TableSpec {
             }
             if c.description.trim().is_empty() {
                 return Err(invalid(format!("column {} has no description", c.name)));
+            }
+            if let Some(n) = c.needs.iter().find(|n| !is_ident(n)) {
+                return Err(invalid(format!("column {}: bad needs {n:?}", c.name)));
             }
         }
         Ok(())

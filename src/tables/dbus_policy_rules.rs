@@ -152,7 +152,7 @@ fn rule_row(r: &FoundRule<service_dirs::Bus>, position: usize) -> Row {
     for (name, value) in &r.rule.attributes {
         match ATTRIBUTES.iter().find(|(a, _)| a == name) {
             Some((_, col)) => {
-                row.set(col, value.as_str());
+                row.set(*col, value.as_str());
             }
             None => errors.push(format!(
                 "unknown attribute {name}: dbus-daemon refuses the file"
