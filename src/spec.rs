@@ -179,6 +179,7 @@ mod tests {
             r#"
 name = "t"
 description = "d"
+implementation = "t::generate"
 [[columns]]
 name = "a"
 type = "BIGINT"
@@ -206,6 +207,7 @@ options = ["hidden", "additional"]
         let dup = r#"
 name = "t"
 description = "d"
+implementation = "t::generate"
 [[columns]]
 name = "a"
 type = "TEXT"
@@ -219,12 +221,21 @@ description = "x"
             TableSpec::parse("t.toml", dup),
             Err(SpecError::Invalid { .. })
         ));
-        let bad_type = "name = \"t\"\ndescription = \"d\"\n[[columns]]\nname = \"a\"\ntype = \"BLOB\"\ndescription = \"x\"\n";
+        let bad_type = "name = \"t\"\ndescription = \"d\"\nimplementation = \"t::generate\"\n[[columns]]\nname = \"a\"\ntype = \"BLOB\"\ndescription = \"x\"\n";
         assert!(matches!(
             TableSpec::parse("t.toml", bad_type),
             Err(SpecError::Parse { .. })
         ));
-        let unknown_key = "name = \"t\"\ndescription = \"d\"\nfoo = 1\n[[columns]]\nname = \"a\"\ntype = \"TEXT\"\ndescription = \"x\"\n";
+        let unknown_key = "name = \"t\"\ndescription = \"d\"\nimplementation = \"t::generate\"\nfoo = 1\n[[columns]]\nname = \"a\"\ntype = \"TEXT\"\ndescription = \"x\"\n";
         assert!(TableSpec::parse("t.toml", unknown_key).is_err());
+        // The implementation is written into generated code: a module and
+        // a function, nothing more.
+        let one = "name = \"t\"\ndescription = \"d\"\nimplementation = \"t::generate\"\n[[columns]]\nname = \"a\"\ntype = \"TEXT\"\ndescription = \"x\"\n";
+        assert!(TableSpec::parse("t.toml", one).is_ok());
+        let code = one.replace("t::generate", "t::generate(); std::process::exit(0)");
+        assert!(matches!(
+            TableSpec::parse("t.toml", &code),
+            Err(SpecError::Invalid { .. })
+        ));
     }
 }

@@ -428,7 +428,9 @@ fn entry_row(
     plain.set(&mut row, c::BTIME_MISSING, || meta.btime_missing);
     plain.set(&mut row, c::INODE, || meta.ino);
     plain.set(&mut row, c::HARD_LINKS, || meta.nlink);
-    plain.set(&mut row, c::DEVICE, || format!("{}:{}", meta.dev.0, meta.dev.1));
+    plain.set(&mut row, c::DEVICE, || {
+        format!("{}:{}", meta.dev.0, meta.dev.1)
+    });
     // A symlink's own mode is always 0777 and means nothing.
     plain.set(&mut row, c::WORLD_WRITABLE, || {
         meta.kind != FileKind::Symlink && meta.perm & 0o002 != 0

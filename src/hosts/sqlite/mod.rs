@@ -364,6 +364,7 @@ big:x:4294967294:4294967294::/nonexistent:/bin/false\n";
             r#"
 name = "t"
 description = "d"
+implementation = "t::generate"
 [[columns]]
 name = "id"
 type = "BIGINT"
