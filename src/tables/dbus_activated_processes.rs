@@ -36,6 +36,7 @@ use crate::sources::proc::{self, ProcError, Stat};
 use crate::sources::service_dirs::{self, Bus as DirBus};
 use crate::sources::service_names::{self, Names};
 use crate::sources::{packages, systemd_unit};
+use crate::spec::columns::dbus_activated_processes as c;
 use crate::tables::process_columns::{process_row, wanted_pids, Facts};
 use crate::verdict;
 use std::collections::BTreeMap;
@@ -411,7 +412,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     // The package databases are read only for the service files of the
     // rows shown, and only for those paths: most hosts have no activated
     // process to judge, and none needs a map of every installed file.
-    let want_owners = ctx.uses("suspicious") || ctx.uses("reason");
+    let want_owners = ctx.uses(c::SUSPICIOUS) || ctx.uses(c::REASON);
     let files: Vec<&[u8]> = members
         .iter()
         .filter(|(pid, _)| want_owners && shown(pid))
@@ -470,18 +471,18 @@ fn fill(
     // Below an escaped starter_env root the lineage to the activated
     // process is cut: how far below it is unknown.
     let depth = (root.via != Via::StarterEnv).then_some(m.depth);
-    row.set("parent", f.stat.ppid)
-        .set("via", root.via.as_str())
-        .set("unit", root.unit.clone())
-        .set("bus_type", root.bus_type.clone())
-        .set("bus_address", root.bus_address.clone())
-        .set("bus_pid", root.bus_pid)
-        .set("bus_daemon", root.bus_kind.map(DaemonKind::as_str))
-        .set("service_name", root.service_name.clone())
-        .set("service_file", root.service_file.clone())
-        .set("depth", depth)
-        .set("escaped", escaped);
-    if !(ctx.uses("unusual") || ctx.uses("suspicious") || ctx.uses("reason")) {
+    row.set(c::PARENT, f.stat.ppid)
+        .set(c::VIA, root.via.as_str())
+        .set(c::UNIT, root.unit.clone())
+        .set(c::BUS_TYPE, root.bus_type.clone())
+        .set(c::BUS_ADDRESS, root.bus_address.clone())
+        .set(c::BUS_PID, root.bus_pid)
+        .set(c::BUS_DAEMON, root.bus_kind.map(DaemonKind::as_str))
+        .set(c::SERVICE_NAME, root.service_name.clone())
+        .set(c::SERVICE_FILE, root.service_file.clone())
+        .set(c::DEPTH, depth)
+        .set(c::ESCAPED, escaped);
+    if !(ctx.uses(c::UNUSUAL) || ctx.uses(c::SUSPICIOUS) || ctx.uses(c::REASON)) {
         return;
     }
     let exe = f.exe.path.as_deref();
@@ -510,9 +511,9 @@ fn fill(
         }
     }
     let suspicious = v.unusual || reasons.len() > 1;
-    row.set("unusual", v.unusual)
-        .set("suspicious", suspicious)
-        .set("reason", reasons.join("; "));
+    row.set(c::UNUSUAL, v.unusual)
+        .set(c::SUSPICIOUS, suspicious)
+        .set(c::REASON, reasons.join("; "));
 }
 
 #[cfg(test)]

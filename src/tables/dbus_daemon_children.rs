@@ -23,6 +23,7 @@ use crate::row::Row;
 use crate::settings::Settings;
 use crate::sources::lineage::{best_service, skip_quietly, Origin, Scan};
 use crate::sources::proc::{self, ProcError};
+use crate::spec::columns::dbus_daemon_children as c;
 use crate::tables::process_columns::{process_row, wanted_pids};
 use crate::verdict;
 
@@ -59,18 +60,18 @@ fn build_row(
     let bus = scan.bus(origin.bus_pid, origin.kind);
     let bus_args = scan.cmdline(origin.bus_pid).unwrap_or_default();
     let v = verdict::assess(&f.args, &f.name, f.exe.path.as_deref(), bus.rule_session);
-    row.set("parent", origin.parent)
-        .set("bus_pid", origin.bus_pid)
-        .set("bus_daemon", origin.kind.as_str())
-        .set("bus_type", bus.bus_type.as_str())
-        .set("bus_cmdline", bus_args.join(" "))
-        .set("via", origin.via.as_str())
-        .set("unusual", v.unusual)
-        .set("reason", v.reason);
-    if ctx.uses("service_file") {
+    row.set(c::PARENT, origin.parent)
+        .set(c::BUS_PID, origin.bus_pid)
+        .set(c::BUS_DAEMON, origin.kind.as_str())
+        .set(c::BUS_TYPE, bus.bus_type.as_str())
+        .set(c::BUS_CMDLINE, bus_args.join(" "))
+        .set(c::VIA, origin.via.as_str())
+        .set(c::UNUSUAL, v.unusual)
+        .set(c::REASON, v.reason);
+    if ctx.uses(c::SERVICE_FILE) {
         let services = scan.services(origin.bus_pid, &bus);
         row.set(
-            "service_file",
+            c::SERVICE_FILE,
             best_service(&services, &f.args, f.exe.path.as_deref()).map(|s| s.path.as_str()),
         );
     }

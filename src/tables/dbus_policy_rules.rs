@@ -14,6 +14,7 @@ use crate::settings::Settings;
 use crate::sources::bus_config::{FoundRule, PolicyContext};
 use crate::sources::fs_safe::{self, Root};
 use crate::sources::{packages, service_dirs};
+use crate::spec::columns::dbus_policy_rules as c;
 use std::os::unix::ffi::OsStrExt;
 
 /// Rule attributes with a column each: (attribute, column).
@@ -51,7 +52,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             let at = fs_safe::render_path(e.path());
             crate::blind::report("cannot open the root", &crate::blind::innermost(&e), &at);
             let mut row = Row::new();
-            row.set("path", "/").set("error", e.to_string());
+            row.set(c::PATH, "/").set(c::ERROR, e.to_string());
             return vec![row];
         }
     };
@@ -68,7 +69,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             continue;
         }
         let mut row = rule_row(r, position);
-        row.set("path", path);
+        row.set(c::PATH, path);
         rows.push(row);
         from.push(r.from.as_os_str().as_bytes());
     }
@@ -78,13 +79,13 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             continue;
         }
         let mut row = Row::new();
-        row.set("path", shown).set("error", error.as_str());
+        row.set(c::PATH, shown).set(c::ERROR, error.as_str());
         rows.push(row);
         from.push(path.as_os_str().as_bytes());
     }
     // The databases are asked about the configuration files the rows come
     // from and no other path: a map of every installed file is never built.
-    if (ctx.uses("package") || ctx.uses("provenance")) && !rows.is_empty() {
+    if (ctx.uses(c::PACKAGE) || ctx.uses(c::PROVENANCE)) && !rows.is_empty() {
         let owners = packages::owners_of(&root, from.iter().copied(), false);
         for (row, path) in rows.iter_mut().zip(&from) {
             ownership(row, &owners, path);
@@ -98,8 +99,8 @@ fn ownership(row: &mut Row, owners: &packages::Owners, path: &[u8]) {
     let provenance = owned
         .as_ref()
         .map(|o| o.packages.first().map_or("none", |p| p.format.as_str()));
-    row.set("package", owners.owner(path))
-        .set("provenance", provenance);
+    row.set(c::PACKAGE, owners.owner(path))
+        .set(c::PROVENANCE, provenance);
 }
 
 /// Each rule's 1-based position in its bus's order of application
@@ -142,13 +143,13 @@ fn rule_row(r: &FoundRule<service_dirs::Bus>, position: usize) -> Row {
             ("invalid", None, None, None)
         }
     };
-    row.set("bus", r.tag.as_str())
-        .set("context", context)
-        .set("user", user)
-        .set("group", group)
-        .set("at_console", at_console)
-        .set("position", i64::try_from(position).unwrap_or(i64::MAX))
-        .set("verdict", if r.rule.allow { "allow" } else { "deny" });
+    row.set(c::BUS, r.tag.as_str())
+        .set(c::CONTEXT, context)
+        .set(c::USER, user)
+        .set(c::GROUP, group)
+        .set(c::AT_CONSOLE, at_console)
+        .set(c::POSITION, i64::try_from(position).unwrap_or(i64::MAX))
+        .set(c::VERDICT, if r.rule.allow { "allow" } else { "deny" });
     for (name, value) in &r.rule.attributes {
         match ATTRIBUTES.iter().find(|(a, _)| a == name) {
             Some((_, col)) => {
@@ -160,7 +161,7 @@ fn rule_row(r: &FoundRule<service_dirs::Bus>, position: usize) -> Row {
         }
     }
     if !errors.is_empty() {
-        row.set("error", errors.join("; "));
+        row.set(c::ERROR, errors.join("; "));
     }
     row
 }

@@ -4,6 +4,7 @@ use crate::context::QueryContext;
 use crate::row::Row;
 use crate::settings::Settings;
 use crate::sources::accounts;
+use crate::spec::columns::groups as c;
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let parsed = match accounts::read_group(&settings.root) {
@@ -26,9 +27,9 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         })
         .map(|g| {
             let mut row = Row::new();
-            row.set("gid", g.gid)
-                .set("gid_signed", g.gid as i32)
-                .set("groupname", g.groupname);
+            row.set(c::GID, g.gid)
+                .set(c::GID_SIGNED, g.gid as i32)
+                .set(c::GROUPNAME, g.groupname);
             row
         })
         .collect()

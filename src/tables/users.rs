@@ -5,6 +5,7 @@ use crate::context::QueryContext;
 use crate::row::Row;
 use crate::settings::Settings;
 use crate::sources::accounts;
+use crate::spec::columns::users as c;
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let parsed = match accounts::read_passwd(&settings.root) {
@@ -27,16 +28,16 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         })
         .map(|a| {
             let mut row = Row::new();
-            row.set("uid", a.uid)
-                .set("gid", a.gid)
+            row.set(c::UID, a.uid)
+                .set(c::GID, a.gid)
                 // osquery reports the id reinterpreted as signed 32-bit.
-                .set("uid_signed", a.uid as i32)
-                .set("gid_signed", a.gid as i32)
-                .set("username", a.username)
-                .set("description", a.description)
-                .set("directory", a.directory)
-                .set("shell", a.shell)
-                .set("uuid", "");
+                .set(c::UID_SIGNED, a.uid as i32)
+                .set(c::GID_SIGNED, a.gid as i32)
+                .set(c::USERNAME, a.username)
+                .set(c::DESCRIPTION, a.description)
+                .set(c::DIRECTORY, a.directory)
+                .set(c::SHELL, a.shell)
+                .set(c::UUID, "");
             row
         })
         .collect()
