@@ -32,6 +32,7 @@ use crate::sources::proc::Proc;
 use crate::sources::service_dirs::{self, ServiceDir};
 use crate::sources::watch_target::{self, Target};
 use crate::sources::{fs_safe, stat};
+use crate::spec::columns::dbus_file_events as c;
 use rustix::fd::{AsFd, OwnedFd};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -364,7 +365,7 @@ impl Collector {
         polled.rows = rows
             .into_iter()
             .map(|mut r| {
-                r.set("time", time);
+                r.set(c::TIME, time);
                 (time, r)
             })
             .collect();
@@ -403,7 +404,7 @@ impl Collector {
         let mut row = self.entry_row(watched, c.action.as_str(), &c.name);
         self.backend_columns(&mut row, c.dir);
         if let Some(pid) = c.pid {
-            row.set("pid", pid);
+            row.set(c::PID, pid);
             self.writer_columns(&mut row, pid);
         }
         Some(row)
@@ -698,10 +699,10 @@ impl Collector {
     fn bare_row(&self, watched: &Watched, action: &str, name: &OsStr) -> Row {
         let inner = &watched.dir.path;
         let mut row = Row::new();
-        row.set("action", action)
-            .set("path", fs_safe::render_path(&inner.join(name)))
-            .set("directory", fs_safe::render_path(inner))
-            .set("filename", fs_safe::render(name.as_bytes()));
+        row.set(c::ACTION, action)
+            .set(c::PATH, fs_safe::render_path(&inner.join(name)))
+            .set(c::DIRECTORY, fs_safe::render_path(inner))
+            .set(c::FILENAME, fs_safe::render(name.as_bytes()));
         row
     }
 
@@ -710,38 +711,38 @@ impl Collector {
     /// it refused, so each row says which, and why its writer is unknown.
     fn backend_columns(&self, row: &mut Row, index: usize) {
         let (backend, why) = self.watcher.backend_of(index);
-        row.set("backend", backend.as_str());
+        row.set(c::BACKEND, backend.as_str());
         if let Some(why) = why {
-            row.set("backend_reason", why);
+            row.set(c::BACKEND_REASON, why);
         }
     }
 
     fn entry_row_in(&self, watched: &Watched, action: &str, name: &OsStr, dirfd: &OwnedFd) -> Row {
         let mut row = self.bare_row(watched, action, name);
         if let Ok(m) = stat::stat_entry(dirfd, name, watched.dir.path.join(name)) {
-            row.set("type", m.kind.as_str())
-                .set("mode", m.mode_string())
-                .set("size", m.size)
-                .set("owner_uid", m.uid)
-                .set("owner_gid", m.gid)
-                .set("inode", m.ino)
-                .set("mtime", m.mtime)
-                .set("ctime", m.ctime);
+            row.set(c::TYPE, m.kind.as_str())
+                .set(c::MODE, m.mode_string())
+                .set(c::SIZE, m.size)
+                .set(c::OWNER_UID, m.uid)
+                .set(c::OWNER_GID, m.gid)
+                .set(c::INODE, m.ino)
+                .set(c::MTIME, m.mtime)
+                .set(c::CTIME, m.ctime);
         }
         row
     }
 
     fn writer_columns(&self, row: &mut Row, pid: u32) {
         if let Ok(exe) = self.proc.exe(pid) {
-            row.set("process_path", exe.path);
+            row.set(c::PROCESS_PATH, exe.path);
         }
         if let Ok(ids) = self.proc.ids(pid) {
-            row.set("uid", ids.uid);
+            row.set(c::UID, ids.uid);
         }
         let Ok(stat) = self.proc.stat(pid) else {
             return;
         };
-        row.set("process_name", stat.comm.as_str());
+        row.set(c::PROCESS_NAME, stat.comm.as_str());
         let mut pm = is_package_manager(&stat.comm);
         let mut up = stat.ppid;
         for _ in 0..2 {
@@ -756,7 +757,7 @@ impl Collector {
                 Err(_) => break,
             }
         }
-        row.set("package_manager", pm);
+        row.set(c::PACKAGE_MANAGER, pm);
     }
 }
 

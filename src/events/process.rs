@@ -45,6 +45,7 @@ use crate::sources::lineage::{Origin, Scan, Via};
 use crate::sources::proc::ProcFiles;
 use crate::sources::proc_connector::{self, Connector, ConnectorError, Event, Kind, Received};
 use crate::sources::{bus_daemon, fs_safe};
+use crate::spec::columns::dbus_process_events as c;
 use crate::verdict;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -347,8 +348,8 @@ impl Collector {
                 if let Some(p) = self.pending.remove(&tgid) {
                     let duration = e.timestamp_ns.saturating_sub(p.exec_ns) / 1_000_000;
                     let updated = self.store.update(p.seq, |row| {
-                        row.set("exit_code", exit_code(status))
-                            .set("duration_ms", duration);
+                        row.set(c::EXIT_CODE, exit_code(status))
+                            .set(c::DURATION_MS, duration);
                     });
                     if let Some(row) = updated {
                         publish(PROCESS_TABLE, "exit", &row);
@@ -453,7 +454,7 @@ impl Collector {
 
     fn record(&mut self, pid: u32, ts_ns: u64, mut row: Row, image: Option<u64>) {
         let time = wall_secs(ts_ns);
-        row.set("time", time);
+        row.set(c::TIME, time);
         publish(PROCESS_TABLE, "exec", &row);
         let seq = self.store.push(time, &row);
         if self.pending.len() >= self.max_pending {
@@ -542,10 +543,10 @@ impl Collector {
         let args = scan.proc.cmdline(pid).unwrap_or_default();
         let exe = scan.proc.exe(pid).ok().and_then(|e| e.path);
         let mut row = Row::new();
-        row.set("pid", pid);
+        row.set(c::PID, pid);
         match (&stat, fork) {
-            (Some(st), _) => row.set("parent", st.ppid),
-            (None, Some(f)) => row.set("parent", f.parent),
+            (Some(st), _) => row.set(c::PARENT, st.ppid),
+            (None, Some(f)) => row.set(c::PARENT, f.parent),
             (None, None) => &mut row,
         };
         // A zombie still has its stat, but no command line or executable.
@@ -563,31 +564,31 @@ impl Collector {
         let mut image = None;
         if gone {
             if let Some(b) = launch {
-                row.set("path", fs_safe::render_path(&b.path));
+                row.set(c::PATH, fs_safe::render_path(&b.path));
             }
         } else {
             image = Some(image_hash(exe.as_deref(), &args));
-            row.set("path", exe.clone())
-                .set("cmdline", args.join(" "))
-                .set("args_count", args.len() as i64)
-                .set("cwd", scan.proc.cwd(pid).ok());
+            row.set(c::PATH, exe.clone())
+                .set(c::CMDLINE, args.join(" "))
+                .set(c::ARGS_COUNT, args.len() as i64)
+                .set(c::CWD, scan.proc.cwd(pid).ok());
             if let Ok(ids) = scan.proc.ids(pid) {
-                row.set("uid", ids.uid)
-                    .set("euid", ids.euid)
-                    .set("gid", ids.gid);
+                row.set(c::UID, ids.uid)
+                    .set(c::EUID, ids.euid)
+                    .set(c::GID, ids.gid);
             }
         }
-        row.set("name", name.clone());
+        row.set(c::NAME, name.clone());
         let gone_reason = match launch {
             Some(_) if gone => format!("{GONE} (name and path from the exec of that binary)"),
             _ => GONE.to_string(),
         };
         match origin {
             Some(origin) => {
-                row.set("kind", "activation");
+                row.set(c::KIND, "activation");
                 let bus = origin_columns(&mut scan, &mut row, &origin);
                 if gone {
-                    row.set("reason", gone_reason);
+                    row.set(c::REASON, gone_reason);
                 } else {
                     let v = verdict::assess(
                         &args,
@@ -595,13 +596,13 @@ impl Collector {
                         exe.as_deref(),
                         bus.rule_session,
                     );
-                    row.set("unusual", v.unusual).set("reason", v.reason);
+                    row.set(c::UNUSUAL, v.unusual).set(c::REASON, v.reason);
                 }
             }
             None => {
-                row.set("kind", "client");
+                row.set(c::KIND, "client");
                 if gone {
-                    row.set("reason", gone_reason);
+                    row.set(c::REASON, gone_reason);
                 }
             }
         }
@@ -616,10 +617,10 @@ impl Collector {
 
 fn origin_columns(scan: &mut Scan<'_>, row: &mut Row, origin: &Origin) -> bus_daemon::Bus {
     let bus = scan.bus(origin.bus_pid, origin.kind);
-    row.set("parent", origin.parent)
-        .set("bus_pid", origin.bus_pid)
-        .set("bus_type", bus.bus_type.as_str())
-        .set("via", origin.via.as_str());
+    row.set(c::PARENT, origin.parent)
+        .set(c::BUS_PID, origin.bus_pid)
+        .set(c::BUS_TYPE, bus.bus_type.as_str())
+        .set(c::VIA, origin.via.as_str());
     bus
 }
 
