@@ -190,7 +190,8 @@ fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Resu
     let mut stdout = std::io::stdout().lock();
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((table, line)) if wanted.contains(&table) => {
+            Ok(ev) if wanted.contains(&ev.table) => {
+                let line = output::event_line(ev.table, ev.event, &ev.row);
                 match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
                     other => other.context("writing events")?,

@@ -6,7 +6,7 @@
 //! osquery's string form, NULL as the empty string. Running queries is the
 //! host's job; this module only writes what it is given.
 use crate::hosts::sqlite::QueryResult;
-use crate::row::Value;
+use crate::row::{Row, Value};
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +126,25 @@ pub fn json_rows(result: &QueryResult) -> Vec<serde_json::Value> {
 }
 
 /// One object per line inside a JSON array. `[]` for no rows.
+/// One event as `watch` streams it: a JSON object on one line with the
+/// table, the kind of event and the row's cells, numbers kept as numbers
+/// (a consumer of the stream filters on them) and NULL as `null`.
+pub fn event_line(table: &str, event: &str, row: &Row) -> String {
+    let mut obj = serde_json::Map::new();
+    obj.insert("table".into(), table.into());
+    obj.insert("event".into(), event.into());
+    for (k, v) in row.iter() {
+        let j = match v {
+            Value::Null => serde_json::Value::Null,
+            Value::Integer(i) => (*i).into(),
+            Value::Real(f) => (*f).into(),
+            Value::Text(s) => s.as_str().into(),
+        };
+        obj.insert(k.to_string(), j);
+    }
+    serde_json::Value::Object(obj).to_string()
+}
+
 fn write_json(out: &mut dyn Write, result: &QueryResult) -> std::io::Result<()> {
     let rows = json_rows(result);
     if rows.is_empty() {
@@ -224,6 +243,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(render(&empty, Format::Table), "");
+    }
+
+    #[test]
+    fn an_event_line_keeps_numbers_and_nulls() {
+        let mut row = Row::new();
+        row.set("pid", 42).set("path", "/x").set("uid", Value::Null);
+        let line = event_line("t", "exec", &row);
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["table"], "t");
+        assert_eq!(v["event"], "exec");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["path"], "/x");
+        assert!(v["uid"].is_null());
     }
 
     #[test]

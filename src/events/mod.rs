@@ -12,7 +12,7 @@
 //! its evented tables answer with no rows and a warning saying so. When the
 //! kernel refuses a collector (not root, no connector), its table answers
 //! with no rows and the reason is logged, never a failed query.
-use crate::row::{Row, Value};
+use crate::row::Row;
 use crate::settings::Settings;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -159,7 +159,17 @@ pub const FILE_TABLE: &str = "dbus_file_events";
 
 static PROCESS_STORE: OnceLock<Arc<Store>> = OnceLock::new();
 static FILE_STORE: OnceLock<Arc<Store>> = OnceLock::new();
-static SUBSCRIBERS: Mutex<Vec<Sender<(&'static str, String)>>> = Mutex::new(Vec::new());
+static SUBSCRIBERS: Mutex<Vec<Sender<Published>>> = Mutex::new(Vec::new());
+
+/// One event as the collectors hand it to watchers: its table, what kind
+/// of event it is (`exec`, `exit`, `file`) and its row. How it is written
+/// out is `output`'s business (`output::event_line`).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub table: &'static str,
+    pub event: &'static str,
+    pub row: Row,
+}
 
 /// Starts every collector once per process (later calls are no-ops). A
 /// collector the kernel refuses leaves its store in [`State::Failed`].
@@ -255,32 +265,24 @@ pub fn rows(table: &'static str, since: Option<u64>) -> Vec<Row> {
 
 /// A stream of `(table, JSON line)`, one per event of every evented table,
 /// for `osquery-dbus watch`.
-pub fn subscribe() -> Receiver<(&'static str, String)> {
+pub fn subscribe() -> Receiver<Published> {
     let (tx, rx) = mpsc::channel();
     lock(&SUBSCRIBERS).push(tx);
     rx
 }
 
-/// Sends a row to the watchers as `{"table":…,"event":…,columns…}`.
-pub(crate) fn publish(table: &'static str, event: &str, row: &Row) {
+/// Sends a row to the watchers.
+pub(crate) fn publish(table: &'static str, event: &'static str, row: &Row) {
     let mut subs = lock(&SUBSCRIBERS);
     if subs.is_empty() {
         return;
     }
-    let mut obj = serde_json::Map::new();
-    obj.insert("table".into(), table.into());
-    obj.insert("event".into(), event.into());
-    for (k, v) in row.iter() {
-        let j = match v {
-            Value::Null => serde_json::Value::Null,
-            Value::Integer(i) => (*i).into(),
-            Value::Real(f) => (*f).into(),
-            Value::Text(s) => s.as_str().into(),
-        };
-        obj.insert(k.to_string(), j);
-    }
-    let line = serde_json::Value::Object(obj).to_string();
-    subs.retain(|tx| tx.send((table, line.clone())).is_ok());
+    let published = Published {
+        table,
+        event,
+        row: row.clone(),
+    };
+    subs.retain(|tx| tx.send(published.clone()).is_ok());
 }
 
 /// The lower bound a `time >`, `>=` or `=` constraint puts on event times.
@@ -304,6 +306,7 @@ pub fn time_lower_bound(ctx: &crate::context::QueryContext) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::context::{Op, QueryContext};
+    use crate::row::Value;
 
     /// The specs say which tables are evented; each of those has a
     /// collector here, and no other table does.
