@@ -63,7 +63,7 @@ fn build_row(
     row.set(c::PARENT, origin.parent)
         .set(c::BUS_PID, origin.bus_pid)
         .set(c::BUS_DAEMON, origin.kind.as_str())
-        .set(c::BUS_TYPE, bus.bus_type.as_str())
+        .set(c::BUS, bus.bus_type.as_str())
         .set(c::BUS_CMDLINE, bus_args.join(" "))
         .set(c::VIA, origin.via.as_str())
         .set(c::UNUSUAL, v.unusual)
