@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
-const COLS: &str = "pid, parent, via, bus_type, bus_address, bus_pid, service_name, \
+const COLS: &str = "pid, parent, via, bus, bus_address, bus_pid, service_name, \
 service_file, depth, escaped, unusual, suspicious, reason, cmdline";
 
 fn query(sql: &str) -> Vec<JsonRow> {
@@ -73,7 +73,7 @@ fn a_setsid_grandchild_is_attributed_through_its_environment() {
     let _guard = KillOnDrop(pid);
     assert_eq!(cell(stage2, "via"), "starter_env");
     assert_eq!(cell(stage2, "escaped"), "1");
-    assert_eq!(cell(stage2, "bus_type"), "custom");
+    assert_eq!(cell(stage2, "bus"), "custom");
     let address = cell(stage2, "bus_address");
     assert!(
         address.starts_with(&format!("unix:path={},guid=", socket.display())),
@@ -92,7 +92,11 @@ fn a_setsid_grandchild_is_attributed_through_its_environment() {
     assert_eq!(cell(sleeper, "escaped"), "0");
 
     let service = row(&rows, "benign.sh");
-    assert_eq!(cell(service, "via"), "parent");
+    assert_eq!(
+        cell(service, "via"),
+        "babysitter",
+        "as dbus_daemon_children says"
+    );
     assert_eq!(cell(service, "depth"), "0");
     assert_eq!(cell(service, "escaped"), "0");
     assert_eq!(cell(service, "service_file"), kept.display().to_string());
@@ -101,15 +105,16 @@ fn a_setsid_grandchild_is_attributed_through_its_environment() {
         format!("unix:path={}", socket.display())
     );
     let child = row(&rows, "sleep 298");
-    assert_eq!(cell(child, "via"), "parent");
+    assert_eq!(cell(child, "via"), "babysitter", "its root's");
     assert_eq!(cell(child, "depth"), "1");
     assert_eq!(cell(child, "escaped"), "0");
     assert_eq!(cell(child, "parent"), cell(service, "pid"));
 
-    // depth 0 via parent is exactly dbus_daemon_children.
+    // depth 0 through a bus daemon is exactly dbus_daemon_children, with
+    // the same via and bus.
     let same = query(&format!(
         "SELECT a.pid FROM dbus_activated_processes a JOIN dbus_daemon_children c USING (pid) \
-         WHERE a.pid = {}",
+         WHERE a.pid = {} AND a.via = c.via AND a.bus = c.bus",
         cell(service, "pid")
     ));
     assert_eq!(same.len(), 1);

@@ -21,6 +21,10 @@ const SYS: &str = "usr/share/dbus-1/system-services";
 const STARTER: &str =
     "DBUS_STARTER_ADDRESS=unix:path=/var/run/dbus/system_bus_socket,guid=0123abcd \
 DBUS_STARTER_BUS_TYPE=system";
+/// A bus whose config names its own `<type>`, which dbus-daemon passes
+/// through: the `bus` column says custom, as for that daemon's children.
+const STARTER_CUSTOM: &str = "DBUS_STARTER_ADDRESS=unix:path=/run/user/1000/app.sock,guid=4567 \
+DBUS_STARTER_BUS_TYPE=appbus";
 
 fn p<'a>(pid: u32, ppid: u32, comm: &'a [u8], args: &'a [&'a str], uid: u32, start: u64) -> P<'a> {
     P {
@@ -170,7 +174,7 @@ fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
     // in a process that could not have escaped (sshd's child, no session
     // of its own): inherited, not evidence.
     let mut beacon = p(42, 40, b"beacon", &["/tmp/beacon"], 1000, 310);
-    beacon.environ = STARTER;
+    beacon.environ = STARTER_CUSTOM;
     process(pr, &beacon, None);
     cgroup(pr, 42, &user_unit("app-x.scope"));
     let mut login = p(44, 70, b"bash", &["-bash"], 0, 320);
@@ -204,7 +208,7 @@ fn by_pid(rows: Vec<JsonRow>) -> BTreeMap<u32, JsonRow> {
         .collect()
 }
 
-const COLS: &str = "pid, parent, via, unit, bus_type, bus_address, bus_pid, service_name, \
+const COLS: &str = "pid, parent, via, unit, bus, bus_address, bus_pid, service_name, \
 service_file, depth, escaped, unusual, suspicious, reason, cmdline";
 
 #[test]
@@ -225,7 +229,7 @@ fn systemd_and_starter_env_activations_from_a_fixture_proc() {
     let r = &rows[&20];
     assert_eq!(cell(r, "via"), "systemd_unit");
     assert_eq!(cell(r, "unit"), "dbus-:1.7-org.example.Foo@0.service");
-    assert_eq!(cell(r, "bus_type"), "system");
+    assert_eq!(cell(r, "bus"), "system");
     assert_eq!(cell(r, "service_name"), "org.example.Foo");
     assert_eq!(cell(r, "service_file"), sys("org.example.Foo.service"));
     assert_eq!(
@@ -259,7 +263,7 @@ fn systemd_and_starter_env_activations_from_a_fixture_proc() {
 
     let r = &rows[&41];
     assert_eq!(cell(r, "via"), "systemd_unit");
-    assert_eq!(cell(r, "bus_type"), "session");
+    assert_eq!(cell(r, "bus"), "session");
     assert_eq!(cell(r, "service_name"), "org.example.UserThing");
     assert_eq!(
         cell(r, "service_file"),
@@ -270,7 +274,7 @@ fn systemd_and_starter_env_activations_from_a_fixture_proc() {
     assert_eq!(cell(r, "via"), "starter_env");
     assert_eq!(cell(r, "escaped"), "1");
     assert_eq!(cell(r, "depth"), "", "lineage cut: depth unknown");
-    assert_eq!(cell(r, "bus_type"), "system");
+    assert_eq!(cell(r, "bus"), "system");
     assert_eq!(
         cell(r, "bus_address"),
         "unix:path=/var/run/dbus/system_bus_socket,guid=0123abcd"
@@ -283,6 +287,8 @@ fn systemd_and_starter_env_activations_from_a_fixture_proc() {
     assert_eq!(cell(r, "via"), "starter_env");
     assert_eq!(cell(r, "escaped"), "1");
     assert_eq!(cell(r, "parent"), "40");
+    assert_eq!(cell(r, "bus"), "custom", "DBUS_STARTER_BUS_TYPE=appbus");
+    assert_eq!(cell(r, "bus_pid"), "", "no live bus on that socket");
 
     let r = &rows[&61];
     assert_eq!(cell(r, "via"), "starter_env");

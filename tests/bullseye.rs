@@ -107,7 +107,7 @@ dbus-send --bus="$(cat "$out/bus.address")" --print-reply --reply-timeout=30000 
 i=0
 while :; do
   rc=0
-  "$w/osquery-dbus" query --json "SELECT pid, parent, bus_pid, bus_daemon, bus_type, via, name, \
+  "$w/osquery-dbus" query --json "SELECT pid, parent, bus_pid, bus_daemon, bus, via, name, \
 cmdline, service_file, unusual, reason FROM dbus_daemon_children" \
     >"$out/children.json" 2>"$out/children.err" || rc=$?
   echo "$rc" >"$out/children.rc"
@@ -250,7 +250,7 @@ fn shipped_binary_on_bullseye_sees_its_bus_child_and_hunts() {
         });
     assert_eq!(row["bus_pid"], bus_pid.as_str(), "{row:#}");
     assert_eq!(row["bus_daemon"], "dbus-daemon", "{row:#}");
-    assert_eq!(row["bus_type"], "custom", "{row:#}");
+    assert_eq!(row["bus"], "custom", "{row:#}");
     assert_eq!(row["via"], "babysitter", "{row:#}");
     assert_eq!(row["name"], "planted.sh", "{row:#}");
     assert_eq!(row["unusual"], "1", "{row:#}");

@@ -64,7 +64,7 @@ fn planted_script_is_unusual_on_a_custom_bus() {
     assert_eq!(int(&r, "bus_pid"), i64::from(bus.pid()));
     assert_eq!(text(&r, "via"), "babysitter");
     assert_eq!(text(&r, "bus_daemon"), "dbus-daemon");
-    assert_eq!(text(&r, "bus_type"), "custom");
+    assert_eq!(text(&r, "bus"), "custom");
     assert_eq!(text(&r, "name"), "planted.sh");
     assert_eq!(text(&r, "service_file"), service.display().to_string());
     assert_eq!(int(&r, "unusual"), 1, "{}", text(&r, "reason"));
@@ -105,7 +105,7 @@ fn planted_script_is_not_unusual_on_a_session_bus() {
     bus.activate(NAME);
     let r = wait_for_row(&bus, "planted.sh");
     assert_eq!(text(&r, "via"), "babysitter");
-    assert_eq!(text(&r, "bus_type"), "session");
+    assert_eq!(text(&r, "bus"), "session");
     assert_eq!(text(&r, "service_file"), service.display().to_string());
     assert_eq!(int(&r, "unusual"), 0);
     assert!(text(&r, "reason").contains("--session"));

@@ -10,7 +10,7 @@ use osquery_dbus::context::{Op, QueryContext};
 use osquery_dbus::row::{Row, Value};
 use osquery_dbus::settings::Settings;
 use osquery_dbus::tables::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -309,15 +309,15 @@ fn check_full_scan(rows: &BTreeMap<i64, Row>) {
     let r = &rows[&102];
     assert_eq!(int(r, "bus_pid"), 101);
     assert_eq!(text(r, "bus_daemon"), "dbus-broker");
-    assert_eq!(text(r, "bus_type"), "system");
+    assert_eq!(text(r, "bus"), "system");
     assert_eq!(text(r, "via"), "direct");
     assert_eq!(int(r, "unusual"), 1, "{}", text(r, "reason"));
 
     let r = &rows[&202];
     assert_eq!(int(r, "parent"), 201);
     assert_eq!(int(r, "bus_pid"), 200);
-    assert_eq!(text(r, "via"), "launch-helper");
-    assert_eq!(text(r, "bus_type"), "system");
+    assert_eq!(text(r, "via"), "launch_helper");
+    assert_eq!(text(r, "bus"), "system");
     assert_eq!(text(r, "path"), "/opt/sys-svc");
     assert_eq!(int(r, "on_disk"), 0);
     assert_eq!(int(r, "unusual"), 1);
@@ -332,7 +332,7 @@ fn check_full_scan(rows: &BTreeMap<i64, Row>) {
     assert_eq!(int(r, "parent"), 301);
     assert_eq!(int(r, "bus_pid"), 300);
     assert_eq!(text(r, "via"), "babysitter");
-    assert_eq!(text(r, "bus_type"), "session");
+    assert_eq!(text(r, "bus"), "session");
     assert_eq!(int(r, "uid"), 1000);
     assert_eq!(int(r, "args_count"), 3);
     assert_eq!(int(r, "on_disk"), 1);
@@ -473,8 +473,32 @@ fn binary_query_over_fixture_proc() {
         "SELECT via, on_disk FROM dbus_daemon_children WHERE pid = 202",
     );
     let row = &v.as_array().expect("array")[0];
-    assert_eq!(row["via"], "launch-helper");
+    assert_eq!(row["via"], "launch_helper");
     assert_eq!(row["on_disk"].to_string().trim_matches('"'), "0");
+
+    // dbus_activated_processes names the same paths with the same words:
+    // its depth-0 rows through a bus daemon are these rows, with the same
+    // via and bus.
+    let v = query_json(
+        proc.path(),
+        root.path(),
+        "SELECT c.pid, c.via, c.bus, a.via AS a_via, a.bus AS a_bus, a.depth \
+         FROM dbus_daemon_children c LEFT JOIN dbus_activated_processes a USING (pid) \
+         ORDER BY c.pid",
+    );
+    let rows = v.as_array().expect("array");
+    assert_eq!(rows.len(), 6, "{v:#}");
+    for r in rows {
+        assert_eq!(r["a_via"], r["via"], "{r}");
+        assert_eq!(r["a_bus"], r["bus"], "{r}");
+        assert_eq!(r["depth"].to_string().trim_matches('"'), "0", "{r}");
+    }
+    let vias: BTreeSet<&str> = rows.iter().filter_map(|r| r["via"].as_str()).collect();
+    assert_eq!(
+        vias,
+        BTreeSet::from(["babysitter", "direct", "launch_helper"]),
+        "every bus path is covered"
+    );
 }
 
 /// A JSON row as column → text, NULLs left out: the shape osquery's Thrift

@@ -200,7 +200,7 @@ fn a_write_by_this_process_names_it() {
         std::env::current_exe().expect("exe").to_string_lossy()
     );
     assert_eq!(int(&r, "package_manager"), 0);
-    assert_eq!(int(&r, "uid"), 0);
+    assert_eq!(int(&r, "process_uid"), 0);
     let m = wait_row(&name, "modified");
     assert_eq!(int(&m, "size"), 16);
     assert_eq!(text(&m, "type"), "regular");

@@ -128,7 +128,7 @@ wait $w || true
         "pid",
         "process_name",
         "process_path",
-        "uid",
+        "process_uid",
         "package_manager",
     ] {
         assert_eq!(text(&overlay, c), "", "{c} must be NULL: {overlay}");

@@ -290,7 +290,7 @@ fn unusual_children_query_finds_the_planted_service_and_no_decoy() {
         .unwrap_or("")
         .contains("planted.sh --beacon 10.0.0.1"));
     assert_eq!(row["bus_pid"], custom.pid().to_string());
-    assert_eq!(row["bus_type"], "custom");
+    assert_eq!(row["bus"], "custom");
     assert_eq!(row["via"], "babysitter");
     assert_eq!(row["username"], "root", "joined from users");
     assert!(row["service_file"]

@@ -121,7 +121,7 @@ fn a_service_that_exits_at_once_is_recorded() {
     let r = wait_activation(&bus);
     assert_eq!(int(&r, "bus_pid"), i64::from(bus.pid()));
     assert_eq!(text(&r, "via"), "babysitter");
-    assert_eq!(text(&r, "bus_type"), "custom");
+    assert_eq!(text(&r, "bus"), "custom");
     assert_eq!(int(&r, "exit_code"), 1);
     let ms = int(&r, "duration_ms");
     assert!(ms < 10, "/bin/false ran {ms} ms");
@@ -360,7 +360,7 @@ fn a_session_bus_activation_is_not_unusual() {
     bus.plant("org.example.Sess", &format!("/bin/false {marker} x"));
     activate_and_wait(&bus, "org.example.Sess");
     let r = wait_activation(&bus);
-    assert_eq!(text(&r, "bus_type"), "session");
+    assert_eq!(text(&r, "bus"), "session");
     assert_eq!(text(&r, "kind"), "activation");
     if r.get("cmdline").is_some() {
         assert_eq!(int(&r, "unusual"), 0, "{r:?}");
@@ -370,7 +370,7 @@ fn a_session_bus_activation_is_not_unusual() {
 
 /// A bus that activates through `<servicehelper>` (as the system bus runs
 /// `dbus-daemon-launch-helper`): the helper execs the service in its own
-/// pid, so the service's row says `via = launch-helper`, and the helper's
+/// pid, so the service's row says `via = launch_helper`, and the helper's
 /// exec is a row of its own naming the service.
 #[test]
 fn a_launch_helper_activation_says_so() {
@@ -418,7 +418,7 @@ fn a_launch_helper_activation_says_so() {
         None,
         "the helper exec'd, never exited"
     );
-    assert_eq!(text(&service, "via"), "launch-helper", "{service:?}");
+    assert_eq!(text(&service, "via"), "launch_helper", "{service:?}");
     assert_eq!(int(&service, "parent"), int(helper, "parent"));
     assert_eq!(int(&service, "exit_code"), 1);
     assert_eq!(of_bus.len(), 2, "{of_bus:?}");

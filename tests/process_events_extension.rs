@@ -103,7 +103,7 @@ fn events_flow_through_a_running_extension() {
             && r.get("kind").map(String::as_str) == Some("activation")
     });
     assert_eq!(service["via"], "babysitter", "{service:?}");
-    assert_eq!(service["bus_type"], "custom");
+    assert_eq!(service["bus"], "custom");
     assert_eq!(service["exit_code"], "1");
     assert_ne!(service["pid"], client_pid);
     if let Some(cmdline) = service.get("cmdline") {

@@ -737,7 +737,7 @@ impl Collector {
             row.set(c::PROCESS_PATH, exe.path);
         }
         if let Ok(ids) = self.proc.ids(pid) {
-            row.set(c::UID, ids.uid);
+            row.set(c::PROCESS_UID, ids.uid);
         }
         let Ok(stat) = self.proc.stat(pid) else {
             return;

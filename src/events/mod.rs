@@ -326,7 +326,7 @@ mod tests {
             .set("pid", pid)
             .set("parent", 1234u32)
             .set("bus_pid", 99u32)
-            .set("bus_type", "system")
+            .set("bus", "system")
             .set("via", "babysitter")
             .set("kind", "activation")
             .set("name", "geoclue")

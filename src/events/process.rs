@@ -20,7 +20,7 @@
 //!
 //! The system bus runs a service through `dbus-daemon-launch-helper`, which
 //! execs the service in its own pid: the collector remembers per pid that
-//! the helper ran, so the service's row says `via = launch-helper`. The
+//! the helper ran, so the service's row says `via = launch_helper`. The
 //! helper's own exec is a row too (it names the service asked for, the only
 //! trace when that service fails or vanishes), judged by the same rule. A
 //! helper that has already exec'd the service when its exec is read is not
@@ -619,7 +619,7 @@ fn origin_columns(scan: &mut Scan<'_>, row: &mut Row, origin: &Origin) -> bus_da
     let bus = scan.bus(origin.bus_pid, origin.kind);
     row.set(c::PARENT, origin.parent)
         .set(c::BUS_PID, origin.bus_pid)
-        .set(c::BUS_TYPE, bus.bus_type.as_str())
+        .set(c::BUS, bus.bus_type.as_str())
         .set(c::VIA, origin.via.as_str());
     bus
 }

@@ -71,6 +71,9 @@ pub fn full_name<'a>(comm: &str, candidates: impl IntoIterator<Item = &'a str>) 
     comm.to_string()
 }
 
+/// Which bus a daemon runs, with the words every table's `bus` column
+/// uses: `system` and `session` as `dbus_service_files.bus` spells them,
+/// `custom` for any other bus (only process tables can meet one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BusType {
     System,
@@ -79,6 +82,18 @@ pub enum BusType {
 }
 
 impl BusType {
+    /// The bus a config's `<type>` or a `DBUS_STARTER_BUS_TYPE` names.
+    /// dbus-daemon passes its `<type>` into the starter environment
+    /// unchanged and libdbus compares it byte for byte with `system` and
+    /// `session`, so any other name, case included, is a custom bus.
+    pub fn from_type_name(name: &str) -> BusType {
+        match name {
+            "system" => BusType::System,
+            "session" => BusType::Session,
+            _ => BusType::Custom,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             BusType::System => "system",
@@ -225,11 +240,10 @@ pub fn describe(
             } else if let Some(cfg) = &parsed.config_file {
                 match read_config(root, cfg) {
                     Ok(c) => {
-                        let t = match c.bus_type.as_deref() {
-                            Some("session") => BusType::Session,
-                            Some("system") => BusType::System,
-                            _ => BusType::Custom,
-                        };
+                        let t = c
+                            .bus_type
+                            .as_deref()
+                            .map_or(BusType::Custom, BusType::from_type_name);
                         (t, Some(c))
                     }
                     Err(e) => {
@@ -491,6 +505,15 @@ mod tests {
             root.path(),
         );
         assert_eq!(b.bus_type, BusType::System);
+    }
+
+    #[test]
+    fn type_names_are_the_bus_column_words() {
+        assert_eq!(BusType::from_type_name("system"), BusType::System);
+        assert_eq!(BusType::from_type_name("session"), BusType::Session);
+        assert_eq!(BusType::from_type_name("Session"), BusType::Custom);
+        assert_eq!(BusType::from_type_name("").as_str(), "custom");
+        assert_eq!(BusType::from_type_name("mybus").as_str(), "custom");
     }
 
     #[test]

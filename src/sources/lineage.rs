@@ -21,10 +21,17 @@ const MAX_DEPTH: usize = 3;
 /// cannot stall the query.
 const MAX_HASH_BYTES: u64 = 512 * 1024 * 1024;
 
+/// How a bus daemon started a process: the `via` values of every table of
+/// bus-started processes (`dbus_activated_processes` adds its other
+/// evidence beside these), snake_case as every column value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
+    /// Its parent is the bus daemon.
     Direct,
+    /// Its parent is the classic dbus-daemon's forked babysitter.
     Babysitter,
+    /// Its parent (or, for an exec seen as it happened, its own pid's
+    /// previous program) is the system bus's `dbus-daemon-launch-helper`.
     LaunchHelper,
 }
 
@@ -33,7 +40,7 @@ impl Via {
         match self {
             Via::Direct => "direct",
             Via::Babysitter => "babysitter",
-            Via::LaunchHelper => "launch-helper",
+            Via::LaunchHelper => "launch_helper",
         }
     }
 }

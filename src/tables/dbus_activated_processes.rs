@@ -6,8 +6,10 @@
 //!
 //! Three kinds of evidence, strongest first; a process takes the first
 //! that applies to it or to an ancestor (its *activation root*):
-//! - `parent`: the bus (through its babysitter or launch helper) is the
-//!   parent, exactly `dbus_daemon_children`'s rows, found by its `Scan`.
+//! - a bus daemon (directly, through its babysitter or launch helper) is
+//!   the parent: exactly `dbus_daemon_children`'s rows, found by the same
+//!   `Scan`, and `via` says which of those paths with the same word
+//!   (`direct`, `babysitter`, `launch_helper`).
 //! - `systemd_unit`: a child of a systemd manager (pid 1 or `systemd
 //!   --user`) whose cgroup unit is a dbus-broker transient unit or the unit
 //!   a service file's `SystemdService=` names (`sources::systemd_unit`,
@@ -29,9 +31,9 @@ use crate::blind;
 use crate::context::QueryContext;
 use crate::row::Row;
 use crate::settings::Settings;
-use crate::sources::bus_daemon::{self, DaemonKind};
+use crate::sources::bus_daemon::{self, BusType, DaemonKind};
 use crate::sources::fs_safe::{self, Root as FsRoot};
-use crate::sources::lineage::{best_service, skip_quietly, Scan};
+use crate::sources::lineage::{self, best_service, skip_quietly, Scan};
 use crate::sources::proc::{self, ProcError, Stat};
 use crate::sources::service_dirs::{self, Bus as DirBus};
 use crate::sources::service_names::{self, Names};
@@ -52,9 +54,11 @@ const STARTER_KEYS: [&str; 2] = ["DBUS_STARTER_ADDRESS", "DBUS_STARTER_BUS_TYPE"
 /// Columns that need the service file (and so the bus's files read).
 const SERVICE_COLUMNS: [&str; 4] = ["service_file", "service_name", "suspicious", "reason"];
 
+/// How an activation reached its root: the bus paths `dbus_daemon_children`
+/// names, in its words, or the two kinds of evidence only this table has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
-    Parent,
+    Bus(lineage::Via),
     SystemdUnit,
     StarterEnv,
 }
@@ -62,7 +66,7 @@ enum Via {
 impl Via {
     fn as_str(self) -> &'static str {
         match self {
-            Via::Parent => "parent",
+            Via::Bus(via) => via.as_str(),
             Via::SystemdUnit => "systemd_unit",
             Via::StarterEnv => "starter_env",
         }
@@ -76,7 +80,7 @@ struct ActRoot {
     pid: u32,
     via: Via,
     unit: Option<String>,
-    bus_type: Option<String>,
+    bus: Option<BusType>,
     bus_address: Option<String>,
     bus_pid: Option<u32>,
     bus_kind: Option<DaemonKind>,
@@ -168,9 +172,9 @@ impl Attribution<'_, '_> {
             let escaped = self.scan.stat(pid).is_some_and(|s| s.session == pid);
             self.add(ActRoot {
                 pid,
-                via: Via::Parent,
+                via: Via::Bus(origin.via),
                 unit: None,
-                bus_type: Some(bus.bus_type.as_str().to_string()),
+                bus: Some(bus.bus_type),
                 bus_address: bus.addresses.first().cloned(),
                 bus_pid: Some(origin.bus_pid),
                 bus_kind: Some(origin.kind),
@@ -238,10 +242,10 @@ impl Attribution<'_, '_> {
         placement: &systemd_unit::Placement,
     ) -> Option<ActRoot> {
         let user = placement.user_manager || manager != 1;
-        let bus = if user {
-            DirBus::Session
+        let (bus, bus_type) = if user {
+            (DirBus::Session, BusType::Session)
         } else {
-            DirBus::System
+            (DirBus::System, BusType::System)
         };
         let uid = if user {
             self.scan.proc.ids(pid).ok().map(|i| i.uid)
@@ -272,7 +276,7 @@ impl Attribution<'_, '_> {
             pid,
             via: Via::SystemdUnit,
             unit: Some(unit),
-            bus_type: Some(bus.as_str().to_string()),
+            bus: Some(bus_type),
             bus_address: None,
             bus_pid: None,
             bus_kind: None,
@@ -312,7 +316,7 @@ impl Attribution<'_, '_> {
             if !self.could_have_escaped(pid, &stat) {
                 continue;
             }
-            let [address, bus_type] = match self.scan.proc.environ_vars(pid, STARTER_KEYS) {
+            let [address, starter_bus] = match self.scan.proc.environ_vars(pid, STARTER_KEYS) {
                 Ok(v) => v,
                 Err(ProcError::Io { source, .. })
                     if source.kind() == ErrorKind::PermissionDenied =>
@@ -344,12 +348,13 @@ impl Attribution<'_, '_> {
                 Some((bus_pid, kind)) => self.service_by_exec(bus_pid, kind, pid),
                 None => (None, None),
             };
-            let rule_session = bus_type.as_deref() == Some("session");
+            let starter_bus = starter_bus.as_deref().map(BusType::from_type_name);
+            let rule_session = starter_bus == Some(BusType::Session);
             self.add(ActRoot {
                 pid,
                 via: Via::StarterEnv,
                 unit: None,
-                bus_type,
+                bus: starter_bus,
                 bus_address: Some(address),
                 bus_pid: bus.map(|b| b.0),
                 bus_kind: bus.map(|b| b.1),
@@ -474,7 +479,7 @@ fn fill(
     row.set(c::PARENT, f.stat.ppid)
         .set(c::VIA, root.via.as_str())
         .set(c::UNIT, root.unit.clone())
-        .set(c::BUS_TYPE, root.bus_type.clone())
+        .set(c::BUS, root.bus.map(BusType::as_str))
         .set(c::BUS_ADDRESS, root.bus_address.clone())
         .set(c::BUS_PID, root.bus_pid)
         .set(c::BUS_DAEMON, root.bus_kind.map(DaemonKind::as_str))
@@ -522,7 +527,12 @@ mod tests {
 
     #[test]
     fn via_names() {
-        assert_eq!(Via::Parent.as_str(), "parent");
+        assert_eq!(Via::Bus(lineage::Via::Direct).as_str(), "direct");
+        assert_eq!(Via::Bus(lineage::Via::Babysitter).as_str(), "babysitter");
+        assert_eq!(
+            Via::Bus(lineage::Via::LaunchHelper).as_str(),
+            "launch_helper"
+        );
         assert_eq!(Via::SystemdUnit.as_str(), "systemd_unit");
         assert_eq!(Via::StarterEnv.as_str(), "starter_env");
     }

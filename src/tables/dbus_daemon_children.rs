@@ -14,7 +14,7 @@
 //!
 //! The rule itself only looks at processes whose parent is named
 //! `dbus-daemon`; here its other conditions are applied to every row,
-//! however it descends (a launch-helper or dbus-broker child is no less
+//! however it descends (a child of the launch helper or of dbus-broker is no less
 //! worth a look), and `via` says which path it came by. A pid reused between
 //! listing and reading could be misattributed; the window is the length of
 //! one scan and is not guarded against.
@@ -63,7 +63,7 @@ fn build_row(
     row.set(c::PARENT, origin.parent)
         .set(c::BUS_PID, origin.bus_pid)
         .set(c::BUS_DAEMON, origin.kind.as_str())
-        .set(c::BUS_TYPE, bus.bus_type.as_str())
+        .set(c::BUS, bus.bus_type.as_str())
         .set(c::BUS_CMDLINE, bus_args.join(" "))
         .set(c::VIA, origin.via.as_str())
         .set(c::UNUSUAL, v.unusual)
