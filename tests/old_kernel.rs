@@ -310,6 +310,16 @@ fn assert_same_rows_as(
             .any(|b| !text(pr.get(*b)).is_empty() && text(or.get(*b)).is_empty());
         for col in pk {
             let (a, b) = (text(pr.get(col)), text(or.get(col)));
+            // Reading a symlink's target (`symlink_target`) moves its
+            // access time (there is no O_NOATIME for readlink), so the run
+            // before may have changed it: a later one, never an earlier one.
+            if col == "atime" && text(pr.get("type")) == "symlink" {
+                assert!(
+                    b >= a,
+                    "{what} under {kernel:?}: symlink atime went back in {or:?}"
+                );
+                continue;
+            }
             if BIRTH.contains(&col.as_str()) {
                 if kernel.has_statx() {
                     assert_eq!(a, b, "{what} under {kernel:?}: {col} of {pr:?}");
