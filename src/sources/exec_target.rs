@@ -222,3 +222,106 @@ pub fn hijackable(
     }
     Some(any)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// A root with `/usr/bin/real` (0755, root-owned), a symlink to it, a
+    /// regular file where a directory is expected, and a world-writable
+    /// `/opt/drop` holding a program.
+    fn image() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(r.join("opt/drop")).unwrap();
+        std::fs::write(r.join("usr/bin/real"), b"x").unwrap();
+        std::fs::set_permissions(r.join("usr/bin/real"), PermissionsExt::from_mode(0o755)).unwrap();
+        symlink("real", r.join("usr/bin/link")).unwrap();
+        std::fs::write(r.join("usr/bin/file"), b"").unwrap();
+        std::fs::set_permissions(r.join("opt/drop"), PermissionsExt::from_mode(0o777)).unwrap();
+        std::fs::write(r.join("opt/drop/prog"), b"").unwrap();
+        tmp
+    }
+
+    #[test]
+    fn examine_follows_symlinks_and_tells_missing_from_found() {
+        let tmp = image();
+        let root = Root::open(tmp.path()).unwrap();
+        match examine(&root, "/usr/bin/link", true) {
+            Some(Target::Found { meta, sha256 }) => {
+                let m = meta.unwrap();
+                assert_eq!(m.kind, FileKind::Regular, "the link's target is described");
+                assert_eq!(m.mode_string(), "0755");
+                assert_eq!(
+                    sha256.unwrap().unwrap(),
+                    "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match examine(&root, "usr/bin/real", false) {
+            Some(Target::Found { meta, sha256 }) => {
+                assert!(meta.is_ok(), "a relative program counts from /");
+                assert!(sha256.is_none(), "hashed only when asked");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            examine(&root, "/usr/bin/absent", true),
+            Some(Target::Missing)
+        ));
+        assert!(matches!(
+            examine(&root, "/usr/bin/file/x", true),
+            Some(Target::Missing)
+        ));
+    }
+
+    #[test]
+    fn attribute_resolves_and_judges_who_may_replace_it() {
+        let tmp = image();
+        let root = Root::open(tmp.path()).unwrap();
+        let a = attribute(&root, "/usr/bin/link", || None, || Some(0)).unwrap();
+        assert_eq!(a.written, Path::new("/usr/bin/link"));
+        assert_eq!(a.canonical, Path::new("/usr/bin/real"));
+        assert_eq!(a.hijackable, Some(false));
+        assert!(a.packaged.is_none(), "no databases to ask");
+        assert_eq!(a.provenance, None, "NULL without a package database");
+        let a = attribute(&root, "/opt/drop/prog", || None, || Some(0)).unwrap();
+        assert_eq!(
+            a.hijackable,
+            Some(true),
+            "a world-writable directory on the way"
+        );
+        let mut asked = false;
+        assert!(attribute(
+            &root,
+            "/usr/bin/absent",
+            || None,
+            || {
+                asked = true;
+                Some(0)
+            }
+        )
+        .is_none());
+        assert!(!asked, "the runner is asked only for a program that opens");
+    }
+
+    #[test]
+    fn provenance_without_a_package() {
+        let empty = packages::Ownership::default();
+        let flatpak = Path::new("/var/lib/flatpak/app/org.x/current/bin/x");
+        assert_eq!(provenance(None, flatpak), Some(Provenance::Flatpak));
+        assert_eq!(
+            provenance(Some(&empty), Path::new("/snap/x/1/bin/x")),
+            Some(Provenance::Snap)
+        );
+        assert_eq!(
+            provenance(Some(&empty), Path::new("/usr/bin/x")),
+            Some(Provenance::Unowned)
+        );
+        assert_eq!(provenance(None, Path::new("/usr/bin/x")), None);
+        assert_eq!(Provenance::Unowned.as_str(), "none");
+    }
+}

@@ -12,6 +12,7 @@ use crate::sources::service_dirs::{self, ServiceDir};
 use crate::sources::{fs_safe, service_file, unit_files};
 use crate::spec::columns::dbus_service_files as c;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// dbus-daemon refuses to load a service file larger than this
 /// (`bus/desktop-file.c`).
@@ -48,43 +49,12 @@ pub(super) fn columns(
 
 /// Reads and parses a regular `.service` entry (never following it, at
 /// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
-/// columns. A file larger than the cap has its first 64 KiB parsed, up to
-/// the last whole line, and says so in `error`. `None` when the file
-/// vanished since it was listed. The row's own `statx` (`meta`, which
-/// showed a regular file) is the probe before the open.
+/// columns. `None` when the file vanished since it was listed.
 fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -> Option<()> {
-    let Entry {
-        open,
-        name,
-        path,
-        meta,
-        ..
-    } = *entry;
-    let size = meta.size;
-    let read = fs_safe::open_entry_as_stated(open.fd(), name, path, meta.id())
-        .and_then(|o| o.read_capped(MAX_SERVICE_BYTES, path));
-    let (mut bytes, truncated) = match read {
-        Ok(r) => r,
-        Err(e) if e.is_not_found() => return None,
-        Err(e) => {
-            blind::report_os_error(service_dirs::CANNOT_READ, &e, &fs_safe::render_path(path));
-            errors.push(e);
-            return Some(());
-        }
+    let path = entry.path;
+    let Some(bytes) = read_capped(entry, errors)? else {
+        return Some(());
     };
-    if truncated {
-        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        bytes.truncate(keep);
-        let refused = if size > DBUS_DAEMON_MAX_SERVICE_BYTES {
-            " (dbus-daemon refuses files over 128 KiB)"
-        } else {
-            ""
-        };
-        errors.push(format!(
-            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
-            fs_safe::render_path(path)
-        ));
-    }
     let parsed = match service_file::parse(&bytes) {
         Ok(p) => p,
         Err(e) => {
@@ -99,7 +69,7 @@ fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -
             parsed.problems.join(", ")
         ));
     }
-    let filename = name.as_bytes();
+    let filename = entry.name.as_bytes();
     row.set(
         c::NAME_MATCHES_FILENAME,
         parsed.name.as_ref().map(|n| {
@@ -109,23 +79,7 @@ fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -
         }),
     );
     if let Some(exec) = &parsed.exec {
-        match service_file::split_exec(exec) {
-            Ok(argv) => {
-                if let Some(program) = argv.first() {
-                    row.set(c::EXEC_PATH, program.as_str());
-                    if program.is_empty() {
-                        // dbus-daemon would exec "" and fail.
-                        errors.push(format!(
-                            "{}: Exec names no program",
-                            fs_safe::render_path(path)
-                        ));
-                    } else if scan.exec_target {
-                        exec::target_columns(scan, program, row, errors);
-                    }
-                }
-            }
-            Err(e) => errors.push(format!("{}: {e}", fs_safe::render_path(path))),
-        }
+        exec_columns(scan, path, exec, row, errors);
     }
     row.set(c::SERVICE_NAME, parsed.name)
         .set(c::EXEC, parsed.exec_as_written)
@@ -133,6 +87,69 @@ fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -
         .set(c::SYSTEMD_SERVICE, parsed.systemd_service)
         .set(c::ASSUMED_APPARMOR_LABEL, parsed.assumed_apparmor_label);
     Some(())
+}
+
+/// The bytes of a regular `.service` entry to parse. A file larger than
+/// the cap has its first 64 KiB kept, up to the last whole line, and says
+/// so in `errors`. The row's own `statx` (`meta`, which showed a regular
+/// file) is the probe before the open. `None` when the file vanished since
+/// it was listed; `Some(None)` when it cannot be read (the reason is in
+/// `errors`).
+fn read_capped(entry: &Entry, errors: &mut Errors) -> Option<Option<Vec<u8>>> {
+    let Entry {
+        open,
+        name,
+        path,
+        meta,
+        ..
+    } = *entry;
+    let read = fs_safe::open_entry_as_stated(open.fd(), name, path, meta.id())
+        .and_then(|o| o.read_capped(MAX_SERVICE_BYTES, path));
+    let (mut bytes, truncated) = match read {
+        Ok(r) => r,
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            blind::report_os_error(service_dirs::CANNOT_READ, &e, &fs_safe::render_path(path));
+            errors.push(e);
+            return Some(None);
+        }
+    };
+    if truncated {
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        bytes.truncate(keep);
+        let refused = if meta.size > DBUS_DAEMON_MAX_SERVICE_BYTES {
+            " (dbus-daemon refuses files over 128 KiB)"
+        } else {
+            ""
+        };
+        errors.push(format!(
+            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
+            fs_safe::render_path(path)
+        ));
+    }
+    Some(Some(bytes))
+}
+
+/// `exec_path` from an `Exec=` line, and the Exec-target columns for the
+/// program it names when used.
+fn exec_columns(scan: &Scan, path: &Path, exec: &str, row: &mut Row, errors: &mut Errors) {
+    match service_file::split_exec(exec) {
+        Ok(argv) => {
+            if let Some(program) = argv.first() {
+                row.set(c::EXEC_PATH, program.as_str());
+                if program.is_empty() {
+                    // dbus-daemon would exec "" and fail.
+                    errors.push(format!(
+                        "{}: Exec names no program",
+                        fs_safe::render_path(path)
+                    ));
+                } else if scan.exec_target {
+                    exec::target_columns(scan, program, row, errors);
+                }
+            }
+        }
+        Err(e) => errors.push(format!("{}: {e}", fs_safe::render_path(path))),
+    }
 }
 /// Where `SystemdService=` leads: the unit file systemd would load for it
 /// (system units for the system bus, the owning account's user units for
