@@ -6,7 +6,9 @@
 use super::plan::Scan;
 use super::row::Errors;
 use crate::row::{Row, Value};
+use crate::sources::accounts::{self, Account};
 use crate::sources::exec_target::{self, Target};
+use crate::sources::fs_safe::Root;
 use crate::sources::service_dirs::{self, ServiceDir};
 use crate::spec::columns::dbus_service_files as c;
 
@@ -88,10 +90,10 @@ pub(super) fn integrity_columns(
 /// absent) on the system bus, the home's owner for a per-user session
 /// file. `None` for a system-wide session file, which every user's session
 /// may run: then only root may own what it runs. The root's passwd is read
-/// into `accounts` on first use.
+/// into `known` on first use.
 fn runner_uid(
-    root: &crate::sources::fs_safe::Root,
-    accounts: &mut Option<Vec<crate::sources::accounts::Account>>,
+    root: &Root,
+    known: &mut Option<Vec<Account>>,
     dir: &ServiceDir,
     user: Option<&str>,
 ) -> Option<u32> {
@@ -102,12 +104,12 @@ fn runner_uid(
                 return Some(0);
             };
             let host = root.host_path().to_path_buf();
-            let accounts = accounts.get_or_insert_with(|| {
-                crate::sources::accounts::read_passwd(&host)
+            let known = known.get_or_insert_with(|| {
+                accounts::read_passwd(&host)
                     .map(|p| p.entries)
                     .unwrap_or_default()
             });
-            accounts
+            known
                 .iter()
                 .find(|a| a.username == user)
                 .map(|a| a.uid)
