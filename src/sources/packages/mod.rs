@@ -30,6 +30,7 @@ mod cache;
 mod dpkg;
 mod filter;
 mod rpm;
+pub mod verify;
 
 pub use cache::{owners, owners_in, owners_of};
 pub use rpm::{parse_rpm_header, RpmHeader};

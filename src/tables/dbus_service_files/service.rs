@@ -1,0 +1,209 @@
+//! The columns a `.service` file's keys answer: what it is named, what it
+//! runs and as whom, and where `SystemdService=` hands activation. The
+//! file is read once, capped and never followed; the program it runs is
+//! described by `exec`.
+use super::exec;
+use super::plan::Scan;
+use super::row::{Entry, Errors};
+use super::MAX_SERVICE_BYTES;
+use crate::blind;
+use crate::row::{Row, Value};
+use crate::sources::service_dirs::{self, ServiceDir};
+use crate::sources::{fs_safe, service_file, unit_files};
+use crate::spec::columns::dbus_service_files as c;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// dbus-daemon refuses to load a service file larger than this
+/// (`bus/desktop-file.c`).
+const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
+
+/// Every column a regular `.service` entry's contents answer: its keys,
+/// the program `Exec=` names, the systemd unit it hands over to, and the
+/// exec integrity columns for what finally runs (the unit's `ExecStart=`
+/// when there is one, else `Exec=`). `None` when the file vanished since
+/// it was listed.
+pub(super) fn columns(
+    scan: &mut Scan,
+    entry: &Entry,
+    row: &mut Row,
+    errors: &mut Errors,
+) -> Option<()> {
+    key_columns(scan, entry, row, errors)?;
+    let unit_program = if scan.systemd {
+        systemd_columns(scan, entry.dir, row, errors)
+    } else {
+        None
+    };
+    if scan.exec_integrity {
+        let program = unit_program.or_else(|| match row.get(c::EXEC_PATH) {
+            Some(Value::Text(p)) if !p.is_empty() => Some(p.clone()),
+            _ => None,
+        });
+        if let Some(program) = program {
+            exec::integrity_columns(scan, entry.dir, &program, row, errors);
+        }
+    }
+    Some(())
+}
+
+/// Reads and parses a regular `.service` entry (never following it, at
+/// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
+/// columns. `None` when the file vanished since it was listed.
+fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -> Option<()> {
+    let path = entry.path;
+    let Some(bytes) = read_capped(entry, errors)? else {
+        return Some(());
+    };
+    let parsed = match service_file::parse(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(format!("{}: {e}", fs_safe::render_path(path)));
+            return Some(());
+        }
+    };
+    if !parsed.problems.is_empty() {
+        errors.push(format!(
+            "{}: dbus-daemon would refuse this file: {}",
+            fs_safe::render_path(path),
+            parsed.problems.join(", ")
+        ));
+    }
+    let filename = entry.name.as_bytes();
+    row.set(
+        c::NAME_MATCHES_FILENAME,
+        parsed.name.as_ref().map(|n| {
+            let mut want = n.as_bytes().to_vec();
+            want.extend_from_slice(b".service");
+            want == filename
+        }),
+    );
+    if let Some(exec) = &parsed.exec {
+        exec_columns(scan, path, exec, row, errors);
+    }
+    row.set(c::SERVICE_NAME, parsed.name)
+        .set(c::EXEC, parsed.exec_as_written)
+        .set(c::RUN_AS_USER, parsed.user)
+        .set(c::SYSTEMD_SERVICE, parsed.systemd_service)
+        .set(c::ASSUMED_APPARMOR_LABEL, parsed.assumed_apparmor_label);
+    Some(())
+}
+
+/// The bytes of a regular `.service` entry to parse. A file larger than
+/// the cap has its first 64 KiB kept, up to the last whole line, and says
+/// so in `errors`. The row's own `statx` (`meta`, which showed a regular
+/// file) is the probe before the open. `None` when the file vanished since
+/// it was listed; `Some(None)` when it cannot be read (the reason is in
+/// `errors`).
+fn read_capped(entry: &Entry, errors: &mut Errors) -> Option<Option<Vec<u8>>> {
+    let Entry {
+        open,
+        name,
+        path,
+        meta,
+        ..
+    } = *entry;
+    let read = fs_safe::open_entry_as_stated(open.fd(), name, path, meta.id())
+        .and_then(|o| o.read_capped(MAX_SERVICE_BYTES, path));
+    let (mut bytes, truncated) = match read {
+        Ok(r) => r,
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            blind::report_os_error(service_dirs::CANNOT_READ, &e, &fs_safe::render_path(path));
+            errors.push(e);
+            return Some(None);
+        }
+    };
+    if truncated {
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        bytes.truncate(keep);
+        let refused = if meta.size > DBUS_DAEMON_MAX_SERVICE_BYTES {
+            " (dbus-daemon refuses files over 128 KiB)"
+        } else {
+            ""
+        };
+        errors.push(format!(
+            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
+            fs_safe::render_path(path)
+        ));
+    }
+    Some(Some(bytes))
+}
+
+/// `exec_path` from an `Exec=` line, and the Exec-target columns for the
+/// program it names when used.
+fn exec_columns(scan: &Scan, path: &Path, exec: &str, row: &mut Row, errors: &mut Errors) {
+    match service_file::split_exec(exec) {
+        Ok(argv) => {
+            if let Some(program) = argv.first() {
+                row.set(c::EXEC_PATH, program.as_str());
+                if program.is_empty() {
+                    // dbus-daemon would exec "" and fail.
+                    errors.push(format!(
+                        "{}: Exec names no program",
+                        fs_safe::render_path(path)
+                    ));
+                } else if scan.exec_target {
+                    exec::target_columns(scan, program, row, errors);
+                }
+            }
+        }
+        Err(e) => errors.push(format!("{}: {e}", fs_safe::render_path(path))),
+    }
+}
+/// Where `SystemdService=` leads: the unit file systemd would load for it
+/// (system units for the system bus, the owning account's user units for
+/// a session file in a home) and its effective `ExecStart=` lines, which
+/// is what really runs when the bus hands activation to systemd.
+///
+/// Returns the program the unit's first `ExecStart=` runs (prefixes
+/// `-@+!:|` stripped), the target the exec integrity columns describe.
+fn systemd_columns(
+    scan: &Scan,
+    dir: &ServiceDir,
+    row: &mut Row,
+    errors: &mut Errors,
+) -> Option<String> {
+    let Some(Value::Text(unit)) = row.get(c::SYSTEMD_SERVICE).cloned() else {
+        return None;
+    };
+    let scope = match dir.bus {
+        service_dirs::Bus::System => unit_files::Scope::System,
+        service_dirs::Bus::Session => unit_files::Scope::User {
+            uid: dir.owner.as_ref().map(|o| o.uid),
+            home: dir.owner.as_ref().map(|o| o.home.clone()),
+        },
+    };
+    match unit_files::resolve(scan.root, &unit, &scope) {
+        Ok(Some(u)) => {
+            row.set(c::SYSTEMD_UNIT_PATH, fs_safe::render_path(&u.path));
+            // A masked unit runs nothing: empty, unlike NULL (no unit).
+            let exec = if u.masked {
+                String::new()
+            } else {
+                u.exec_start.join(" ; ")
+            };
+            row.set(c::SYSTEMD_EXEC, exec);
+            if !u.masked {
+                return u.exec_start.first().and_then(|l| exec_start_program(l));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => errors.push(format!("SystemdService={unit}: {e}")),
+    }
+    None
+}
+
+/// The program of one `ExecStart=` line: special prefixes (`-@+!:|`, in
+/// any combination) stripped, then the first word, unquoted by the same
+/// rules as `Exec=`.
+pub(super) fn exec_start_program(line: &str) -> Option<String> {
+    let rest = line
+        .trim_start()
+        .trim_start_matches(['-', '@', '+', '!', ':', '|']);
+    service_file::split_exec(rest)
+        .ok()?
+        .into_iter()
+        .next()
+        .filter(|p| !p.is_empty())
+}
