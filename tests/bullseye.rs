@@ -19,6 +19,8 @@
 //! `OSQUERY_DBUS_BULLSEYE_ROOT` (default `target/bullseye-root`). When one
 //! is missing (or the test is not root), the test fails under `CI=true` and
 //! otherwise says why and passes without running.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -166,27 +168,10 @@ fn shipped_binary_on_bullseye_sees_its_bus_child_and_hunts() {
         format!("[D-BUS Service]\nName={NAME}\nExec={w}/planted.sh one two\n"),
     )
     .unwrap();
-    // A custom bus, the policy of tests/common/bus.rs.
+    // A custom bus with the policy of every private test bus.
     std::fs::write(
         here.join("bus.conf"),
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path={w}/bus/bus.sock</listen>
-  <servicedir>{w}/services</servicedir>
-  <auth>EXTERNAL</auth>
-  <limit name="service_start_timeout">60000</limit>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-"#
-        ),
+        common::bus::private_config(&format!("{w}/bus"), &format!("{w}/services"), ""),
     )
     .unwrap();
 

@@ -165,25 +165,7 @@ impl Bus {
     fn custom_with(extra: &str) -> Bus {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().display().to_string();
-        let conf = format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path={d}/bus.sock</listen>
-  <servicedir>{d}/services</servicedir>
-  {extra}
-  <auth>EXTERNAL</auth>
-  <limit name="service_start_timeout">60000</limit>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-"#
-        );
+        let conf = private_config(&d, &format!("{d}/services"), extra);
         std::fs::write(dir.path().join("bus.conf"), conf).expect("bus.conf");
         let mut cmd = Command::new("dbus-daemon");
         cmd.arg(format!("--config-file={d}/bus.conf"))
@@ -281,4 +263,29 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         kill(self.0);
     }
+}
+
+/// The configuration of a private test bus listening at `<dir>/bus.sock`
+/// and activating from `services`, with `extra` elements: its policy lets
+/// anyone own and send to anything (clients of a stricter test bus hang).
+pub fn private_config(dir: &str, services: &str, extra: &str) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>custom</type>
+  <listen>unix:path={dir}/bus.sock</listen>
+  <servicedir>{services}</servicedir>
+  {extra}
+  <auth>EXTERNAL</auth>
+  <limit name="service_start_timeout">60000</limit>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+    <allow user="*"/>
+  </policy>
+</busconfig>
+"#
+    )
 }

@@ -135,11 +135,7 @@ mod tests {
     fn integrity_columns_from_a_dpkg_database() {
         let tmp = tempfile::tempdir().unwrap();
         let r = tmp.path();
-        let w = |p: &str, b: &[u8]| {
-            let p = r.join(p);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, b).unwrap();
-        };
+        let w = |p: &str, b: &[u8]| write_under(r, p, b);
         let good = b"[D-BUS Service]\nName=org.good\nExec=/usr/bin/good\n";
         let orig = b"[D-BUS Service]\nName=org.edit\nExec=/usr/bin/edit\n";
         w("usr/share/dbus-1/system-services/org.good.service", good);

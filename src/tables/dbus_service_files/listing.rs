@@ -235,11 +235,7 @@ mod tests {
     fn a_directory_named_in_two_roles_is_read_both_ways_once() {
         let tmp = tempfile::tempdir().unwrap();
         let r = tmp.path();
-        let w = |p: &str, b: &[u8]| {
-            let p = r.join(p);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, b).unwrap();
-        };
+        let w = |p: &str, b: &[u8]| write_under(r, p, b);
         w(
             "etc/dbus-1/system-local.conf",
             b"<busconfig><servicedir>/etc/dbus-1/system.d</servicedir>\

@@ -9,6 +9,14 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Writes `bytes` at `rel` under `root`, making its directories.
+pub(super) fn write_under(root: &Path, rel: &str, bytes: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
 pub(super) fn text(row: &Row, col: &str) -> Option<String> {
     row.text(col).map(str::to_string)
 }
