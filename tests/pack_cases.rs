@@ -100,6 +100,10 @@ const PACKAGED_POLICY: &str =
 
 const FAKE_FLATPAK: &str =
     "/var/lib/flatpak/exports/share/dbus-1/services/org.evil.FakeFlatpak.service";
+const FORGED_FLATPAK: &str =
+    "/var/lib/flatpak/exports/share/dbus-1/services/org.evil.Staged.service";
+const ALICE_FLATPAK: &str = "/srv/alice/.local/share/flatpak/exports/share/dbus-1/services";
+const FORGED_SNAP: &str = "/var/lib/snapd/dbus-1/system-services/org.evil.SnapDir.service";
 
 /// dpkg's md5sums digest (lowercase hex MD5).
 fn md5_hex(bytes: &[u8]) -> String {
@@ -362,21 +366,48 @@ fn planted() -> Fixture {
     );
     f.service(&svc(BOB_SVC, "org.bob.Only"), "org.bob.Only", helper, None);
     // Flatpak exports: never findings of the unowned or home queries.
+    let user_deployment = "/srv/alice/.local/share/flatpak/app/org.flatpak.User/x86_64/stable/77aa";
+    f.write(&format!("{user_deployment}/deploy"), "");
     f.service(
-        "/srv/alice/.local/share/flatpak/exports/share/dbus-1/services/org.flatpak.User.service",
+        &format!("{user_deployment}/export/share/dbus-1/services/org.flatpak.User.service"),
         "org.flatpak.User",
-        "/usr/bin/flatpak run org.flatpak.User",
+        "/usr/bin/flatpak run --branch=stable --arch=x86_64 --command=user-app org.flatpak.User",
         None,
     );
-    // The system export is a symlink into the app's deployment, as
-    // flatpak makes it; a regular file planted beside it is no export.
-    let deployed = "/var/lib/flatpak/app/org.flatpak.App/current/active/export/share/dbus-1/services/org.flatpak.App.service";
+    std::fs::create_dir_all(f.path(ALICE_FLATPAK)).expect("mkdir");
+    std::os::unix::fs::symlink(
+        format!("../../../../app/org.flatpak.User/x86_64/stable/77aa/export/share/dbus-1/services/org.flatpak.User.service"),
+        f.path(&format!("{ALICE_FLATPAK}/org.flatpak.User.service")),
+    )
+    .expect("symlink");
+    // A regular file in the user's flatpak exports: no flatpak made it.
     f.service(
-        deployed,
-        "org.flatpak.App",
-        "/usr/bin/flatpak run org.flatpak.App",
+        &format!("{ALICE_FLATPAK}/org.evil.UserFlatpak.service"),
+        "org.evil.UserFlatpak",
+        "/srv/alice/.cache/agent",
         None,
     );
+    // The system export is a symlink into the app's recorded deployment,
+    // with the Exec= line flatpak writes, as flatpak makes it; a regular
+    // file planted beside it is no export.
+    let deployment = "/var/lib/flatpak/app/org.flatpak.App/x86_64/stable/5d1c0ffee";
+    f.write(&format!("{deployment}/deploy"), "");
+    f.service(
+        &format!("{deployment}/export/share/dbus-1/services/org.flatpak.App.service"),
+        "org.flatpak.App",
+        "/usr/bin/flatpak run --branch=stable --arch=x86_64 --command=app org.flatpak.App",
+        None,
+    );
+    std::os::unix::fs::symlink(
+        "x86_64/stable",
+        f.path("/var/lib/flatpak/app/org.flatpak.App/current"),
+    )
+    .expect("symlink");
+    std::os::unix::fs::symlink(
+        "5d1c0ffee",
+        f.path("/var/lib/flatpak/app/org.flatpak.App/x86_64/stable/active"),
+    )
+    .expect("symlink");
     std::fs::create_dir_all(f.path("/var/lib/flatpak/exports/share/dbus-1/services"))
         .expect("mkdir");
     std::os::unix::fs::symlink(
@@ -390,11 +421,37 @@ fn planted() -> Fixture {
         "/usr/lib/example/helper",
         None,
     );
-    // A file snapd generated: not a finding.
+    // A link into a directory laid out like a deployment that flatpak
+    // never recorded (no deploy file), with a payload for Exec=.
+    let staged = "/var/lib/flatpak/app/org.evil.Staged/x86_64/stable/1";
     f.service(
+        &format!("{staged}/export/share/dbus-1/services/org.evil.Staged.service"),
+        "org.evil.Staged",
+        "/usr/lib/example/helper",
+        None,
+    );
+    std::os::unix::fs::symlink(
+        format!("{staged}/export/share/dbus-1/services/org.evil.Staged.service"),
+        f.path(FORGED_FLATPAK),
+    )
+    .expect("symlink");
+    // A file snapd generated for an installed snap: not a finding.
+    f.write(
         "/var/lib/snapd/dbus-1/system-services/org.snap.Svc.service",
-        "org.snap.Svc",
-        "/usr/bin/snap run svc",
+        "[D-BUS Service]\nName=org.snap.Svc\nComment=Bus name for snap application svc.daemon\nSystemdService=snap.svc.daemon.service\nExec=/usr/bin/snap run svc.daemon\nAssumedAppArmorLabel=snap.svc.daemon\nUser=root\nX-Snap=svc\n",
+    );
+    f.write("/var/lib/snapd/snaps/svc_42.snap", "");
+    std::fs::create_dir_all(f.path("/snap/svc")).expect("mkdir");
+    std::os::unix::fs::symlink("42", f.path("/snap/svc/current")).expect("symlink");
+    f.write(
+        "/etc/systemd/system/snap.svc.daemon.service",
+        "[Service]\nExecStart=/usr/bin/snap run svc.daemon\n",
+    );
+    // A root service planted in snapd's directory: snapd wrote no such file.
+    f.service(
+        FORGED_SNAP,
+        "org.evil.SnapDir",
+        "/usr/lib/example/helper",
         Some("root"),
     );
     // Not a D-Bus service directory at all.
@@ -436,6 +493,8 @@ fn unowned_dbus_files() {
             svc(LOCAL_SYS, "org.evil.Writable"),
             svc(LOCAL_SYS, "org.example.Bus"),
             FAKE_FLATPAK.into(),
+            FORGED_FLATPAK.into(),
+            FORGED_SNAP.into(),
             "/etc/dbus-1/session.d/org.evil.Session.conf".into(),
         ])
     );
@@ -494,6 +553,7 @@ fn home_session_services() {
             svc(ALICE_SVC, "org.alice.Agent"),
             svc(ALICE_SVC, "org.example.Shadowed"),
             svc(BOB_SVC, "org.bob.Only"),
+            format!("{ALICE_FLATPAK}/org.evil.UserFlatpak.service"),
         ])
     );
     assert_eq!(
@@ -696,6 +756,8 @@ fn unpackaged_or_modified_services() {
             svc(LOCAL_SYS, "org.example.Bus"),
             svc(SYS, "org.example.Tampered"),
             FAKE_FLATPAK.into(),
+            FORGED_FLATPAK.into(),
+            FORGED_SNAP.into(),
         ])
     );
 }

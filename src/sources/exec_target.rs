@@ -12,8 +12,9 @@
 //! written once.
 use crate::sources::fs_safe::{self, FsError, Root};
 use crate::sources::hash::{self, HashError};
+use crate::sources::packages;
 use crate::sources::packages::verify::{verify, VerifyError};
-use crate::sources::packages::{self, Format};
+use crate::sources::provenance::{self, Provenance};
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -70,30 +71,6 @@ pub fn examine(root: &Root, program: &str, sha256: bool) -> Option<Target> {
         hash::sha256_file(file, &inner).map_err(ExecTargetError::Hash)
     });
     Some(Target::Found { meta, sha256 })
-}
-
-/// Who installed a program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provenance {
-    /// A package manager's database lists it.
-    Package(Format),
-    /// It lies in a flatpak app deployment.
-    Flatpak,
-    /// It lies under `/snap`.
-    Snap,
-    /// The databases were read and none of the above holds.
-    Unowned,
-}
-
-impl Provenance {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provenance::Package(f) => f.as_str(),
-            Provenance::Flatpak => "flatpak",
-            Provenance::Snap => "snap",
-            Provenance::Unowned => "none",
-        }
-    }
 }
 
 /// What the package databases say of the program.
@@ -155,11 +132,11 @@ pub fn attribute<'o>(
                 .map(|o| o.packages.iter().map(|p| p.name.clone()).collect());
             let verified = verify(owned.as_ref(), &canonical, || root.open_regular(&canonical));
             (
-                provenance(owned.as_ref(), &canonical),
+                provenance::of_program(root, owned.as_ref(), &canonical),
                 Some(Packaged { names, verified }),
             )
         }
-        None => (provenance(None, &canonical), None),
+        None => (provenance::of_program(root, None, &canonical), None),
     };
     Some(Attribution {
         written,
@@ -168,22 +145,6 @@ pub fn attribute<'o>(
         provenance,
         packaged,
     })
-}
-
-/// Who a program is installed by: its package manager, a flatpak app
-/// deployment, a snap, else none (`None` without a package database).
-fn provenance(owned: Option<&packages::Ownership>, canonical: &Path) -> Option<Provenance> {
-    if let Some(p) = owned.and_then(|o| o.packages.first()) {
-        return Some(Provenance::Package(p.format));
-    }
-    let s = canonical.to_string_lossy();
-    if s.starts_with("/var/lib/flatpak/app/") || s.contains("/.local/share/flatpak/app/") {
-        return Some(Provenance::Flatpak);
-    }
-    if s.starts_with("/snap/") {
-        return Some(Provenance::Snap);
-    }
-    owned.map(|_| Provenance::Unowned)
 }
 
 /// Whether an account other than root and `runner` could replace what
@@ -306,22 +267,5 @@ mod tests {
         )
         .is_none());
         assert!(!asked, "the runner is asked only for a program that opens");
-    }
-
-    #[test]
-    fn provenance_without_a_package() {
-        let empty = packages::Ownership::default();
-        let flatpak = Path::new("/var/lib/flatpak/app/org.x/current/bin/x");
-        assert_eq!(provenance(None, flatpak), Some(Provenance::Flatpak));
-        assert_eq!(
-            provenance(Some(&empty), Path::new("/snap/x/1/bin/x")),
-            Some(Provenance::Snap)
-        );
-        assert_eq!(
-            provenance(Some(&empty), Path::new("/usr/bin/x")),
-            Some(Provenance::Unowned)
-        );
-        assert_eq!(provenance(None, Path::new("/usr/bin/x")), None);
-        assert_eq!(Provenance::Unowned.as_str(), "none");
     }
 }

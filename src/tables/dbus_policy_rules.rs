@@ -13,6 +13,7 @@ use crate::row::Row;
 use crate::settings::Settings;
 use crate::sources::bus_config::{FoundRule, PolicyContext};
 use crate::sources::fs_safe::{self, Root};
+use crate::sources::provenance::{self, Provenance};
 use crate::sources::{packages, service_dirs};
 use crate::spec::columns::dbus_policy_rules as c;
 use std::os::unix::ffi::OsStrExt;
@@ -96,11 +97,9 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
 
 fn ownership(row: &mut Row, owners: &packages::Owners, path: &[u8]) {
     let owned = owners.lookup(path);
-    let provenance = owned
-        .as_ref()
-        .map(|o| o.packages.first().map_or("none", |p| p.format.as_str()));
+    let provenance = provenance::packaged(owned.as_ref());
     row.set(c::PACKAGE, owners.owner(path))
-        .set(c::PROVENANCE, provenance);
+        .set(c::PROVENANCE, provenance.map(Provenance::as_str));
 }
 
 /// Each rule's 1-based position in its bus's order of application

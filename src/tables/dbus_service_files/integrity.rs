@@ -8,12 +8,12 @@ use super::row::{Entry, Errors};
 use crate::row::Row;
 use crate::sources::fs_safe;
 use crate::sources::packages::{self, verify::verify};
+use crate::sources::provenance::{self, Place, Provenance};
 use crate::sources::service_dirs;
+use crate::sources::service_file;
 use crate::sources::stat::FileKind;
 use crate::spec::columns::dbus_service_files as c;
-use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 
 /// How much later than its package's install an entry's ctime may be and
 /// still count as that install: dpkg writes the `.list` after unpacking
@@ -31,6 +31,7 @@ pub(super) fn package_columns(scan: &mut Scan, entry: &Entry, row: &mut Row, err
         ..
     } = *entry;
     let integrity = scan.integrity;
+    let root = scan.root;
     let Some(owners) = scan.owners() else {
         return;
     };
@@ -51,12 +52,11 @@ pub(super) fn package_columns(scan: &mut Scan, entry: &Entry, row: &mut Row, err
     } else {
         None
     };
-    row.set(c::PACKAGE_VERIFIED, verified)
-        .set(
-            c::CHANGED_AFTER_INSTALL,
-            changed_after_install(owned.as_ref(), meta.ctime),
-        )
-        .set(c::PROVENANCE, provenance(owned.as_ref(), entry));
+    row.set(c::PACKAGE_VERIFIED, verified).set(
+        c::CHANGED_AFTER_INSTALL,
+        changed_after_install(owned.as_ref(), meta.ctime),
+    );
+    provenance_columns(root, owned.as_ref(), entry, row);
 }
 
 /// `changed_after_install`: ctime later than the owners' latest install
@@ -66,10 +66,13 @@ fn changed_after_install(owned: Option<&packages::Ownership>, ctime: i64) -> Opt
     Some(ctime > installed.saturating_add(INSTALL_SLACK_SECS))
 }
 
-/// `provenance`: the package manager that owns the entry, else flatpak for
-/// an export symlink into an installed app's deployment, snap for snapd's
-/// own directory, else none (NULL with no package database at all).
-fn provenance(owned: Option<&packages::Ownership>, entry: &Entry) -> Option<&'static str> {
+/// `provenance` and `provenance_reason`: see [`provenance::of_file`].
+fn provenance_columns(
+    root: &fs_safe::Root,
+    owned: Option<&packages::Ownership>,
+    entry: &Entry,
+    row: &mut Row,
+) {
     let Entry {
         dir,
         open,
@@ -77,57 +80,32 @@ fn provenance(owned: Option<&packages::Ownership>, entry: &Entry) -> Option<&'st
         path,
         meta,
     } = *entry;
-    if let Some(p) = owned.and_then(|o| o.packages.first()) {
-        return Some(p.format.as_str());
-    }
-    if path.starts_with("/var/lib/snapd/dbus-1") {
-        return Some("snap");
-    }
-    if dir.origin == service_dirs::Origin::Flatpak && meta.kind == FileKind::Symlink {
-        if let Ok(target) = fs_safe::read_link_entry(open.fd(), name) {
-            let resolved = lexical_join(&dir.path, Path::new(OsStr::from_bytes(&target)));
-            let mut apps = vec![PathBuf::from("/var/lib/flatpak/app")];
-            if let Some(o) = &dir.owner {
-                apps.push(o.home.join(".local/share/flatpak/app"));
-            }
-            if apps
-                .iter()
-                .any(|a| resolved.starts_with(a) && resolved != *a)
-            {
-                return Some("flatpak");
-            }
-        }
-    }
-    owned.map(|_| "none")
-}
-
-/// `base` joined with `target` (kept when absolute), `.` and `..`
-/// resolved without touching the filesystem, as a symlink target reads.
-pub(super) fn lexical_join(base: &Path, target: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::from("/");
-    let joined = base.join(target);
-    for c in joined.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
+    let place = Place::of_dir(
+        &dir.path,
+        dir.origin == service_dirs::Origin::Snap,
+        dir.origin == service_dirs::Origin::Flatpak,
+    );
+    let content = || {
+        let file = fs_safe::open_entry_regular(open.fd(), name, path).map_err(|e| e.to_string())?;
+        fs_safe::read_capped(file, service_file::MAX_SERVICE_FILE_BYTES, path)
+            .map(|(bytes, _)| bytes)
+            .map_err(|e| e.to_string())
+    };
+    let answer = provenance::of_file(root, owned, place, path, meta.kind, content);
+    row.set(c::PROVENANCE, answer.provenance.map(Provenance::as_str))
+        .set(
+            c::PROVENANCE_REASON,
+            answer.not_theirs.map(|why| why.to_string()),
+        );
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::context::QueryContext;
     use crate::tables::dbus_service_files::generate;
     use crate::tables::dbus_service_files::test_support::*;
 
     use std::os::unix::fs::symlink;
-    use std::path::Path;
 
     /// A dpkg database with an edited (mtime put back), an untouched, a
     /// conffile and an unowned file, a flatpak export and a snapd file.
@@ -183,8 +161,24 @@ mod tests {
             )
             .as_bytes(),
         );
-        // A flatpak export into an app's deployment, one pointing
-        // elsewhere, and a file snapd wrote.
+        // A flatpak export into an app's recorded deployment, one pointing
+        // elsewhere, a file snapd generated and a forged one.
+        let deployment = "var/lib/flatpak/app/org.app/x86_64/stable/0123abc";
+        w(&format!("{deployment}/deploy"), b"");
+        w(
+            &format!("{deployment}/export/share/dbus-1/services/org.app.service"),
+            b"[D-BUS Service]\nName=org.app\nExec=/usr/bin/flatpak run --branch=stable --arch=x86_64 --command=app org.app\n",
+        );
+        symlink(
+            "x86_64/stable",
+            r.join("var/lib/flatpak/app/org.app/current"),
+        )
+        .unwrap();
+        symlink(
+            "0123abc",
+            r.join("var/lib/flatpak/app/org.app/x86_64/stable/active"),
+        )
+        .unwrap();
         std::fs::create_dir_all(r.join("var/lib/flatpak/exports/share/dbus-1/services")).unwrap();
         symlink(
             "../../../../app/org.app/current/active/export/share/dbus-1/services/org.app.service",
@@ -198,7 +192,15 @@ mod tests {
         .unwrap();
         w(
             "var/lib/snapd/dbus-1/system-services/org.snap.service",
-            b"[D-BUS Service]\nName=org.snap\n",
+            b"[D-BUS Service]\nName=org.snap\nComment=Bus name for snap application foo.svc\nSystemdService=snap.foo.svc.service\nExec=/usr/bin/snap run foo.svc\nAssumedAppArmorLabel=snap.foo.svc\nUser=root\nX-Snap=foo\n",
+        );
+        w("var/lib/snapd/snaps/foo_12.snap", b"");
+        std::fs::create_dir_all(r.join("snap/foo")).unwrap();
+        symlink("12", r.join("snap/foo/current")).unwrap();
+        w("etc/systemd/system/snap.foo.svc.service", b"[Service]\n");
+        w(
+            "var/lib/snapd/dbus-1/system-services/org.forged.service",
+            b"[D-BUS Service]\nName=org.forged\nExec=/usr/local/bin/payload\nUser=root\n",
         );
         let mut ctx = QueryContext::new();
         ctx.set_cols_used([
@@ -207,6 +209,7 @@ mod tests {
             "package_verified",
             "changed_after_install",
             "provenance",
+            "provenance_reason",
         ]);
         let m = by_path(&generate(&settings(r), &ctx));
         let cols = |p: &str| {
@@ -247,6 +250,34 @@ mod tests {
             cols("/var/lib/snapd/dbus-1/system-services/org.snap.service"),
             (s("snap"), None, None)
         );
+        assert_eq!(
+            cols("/var/lib/snapd/dbus-1/system-services/org.forged.service"),
+            (s("none"), None, None),
+            "snapd's directory alone is not snap"
+        );
+        let reason = |p: &str| text(&m[p], "provenance_reason");
+        assert!(
+            reason("/var/lib/snapd/dbus-1/system-services/org.forged.service")
+                .unwrap()
+                .contains("not the file snapd generates")
+        );
+        assert!(
+            reason("/var/lib/flatpak/exports/share/dbus-1/services/org.fake.service")
+                .unwrap()
+                .contains("does not resolve")
+        );
+        assert_eq!(
+            reason("/var/lib/snapd/dbus-1/system-services/org.snap.service"),
+            None
+        );
+        assert_eq!(
+            reason("/var/lib/flatpak/exports/share/dbus-1/services/org.app.service"),
+            None
+        );
+        assert_eq!(
+            reason("/usr/share/dbus-1/system-services/org.good.service"),
+            None
+        );
         // Not asked for: not computed.
         let mut ctx = QueryContext::new();
         ctx.set_cols_used(["path", "package"]);
@@ -266,18 +297,6 @@ mod tests {
             )
             .unwrap(),
             "snap"
-        );
-    }
-
-    #[test]
-    fn lexical_join_resolves_dots() {
-        assert_eq!(
-            lexical_join(Path::new("/a/b/c"), Path::new("../../x/./y")),
-            Path::new("/a/x/y")
-        );
-        assert_eq!(
-            lexical_join(Path::new("/a"), Path::new("/../../z")),
-            Path::new("/z")
         );
     }
 }
