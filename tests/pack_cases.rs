@@ -376,7 +376,7 @@ fn planted() -> Fixture {
     );
     std::fs::create_dir_all(f.path(ALICE_FLATPAK)).expect("mkdir");
     std::os::unix::fs::symlink(
-        format!("../../../../app/org.flatpak.User/x86_64/stable/77aa/export/share/dbus-1/services/org.flatpak.User.service"),
+        "../../../../app/org.flatpak.User/x86_64/stable/77aa/export/share/dbus-1/services/org.flatpak.User.service",
         f.path(&format!("{ALICE_FLATPAK}/org.flatpak.User.service")),
     )
     .expect("symlink");
