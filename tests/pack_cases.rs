@@ -254,6 +254,40 @@ fn planted() -> Fixture {
     );
     f.write("/var/lib/dpkg/info/tampered.list", &format!("{tampered}\n"));
     f.backdate_secs("/var/lib/dpkg/info/tampered.list", 7200);
+    f.backdate_secs("/var/lib/dpkg/info/tampered.md5sums", 7200);
+    // Packaged by `swapped`: the path it recorded as a file is now a link
+    // to a root service in /tmp.
+    let swapped = svc(SYS, "org.example.Swapped");
+    f.write(
+        "/var/lib/dpkg/info/swapped.md5sums",
+        &format!("{}  {}\n", md5_hex(original.as_bytes()), &swapped[1..]),
+    );
+    f.write("/var/lib/dpkg/info/swapped.list", &format!("{swapped}\n"));
+    f.service(
+        "/tmp/swap.service",
+        "org.example.Swapped",
+        "/tmp/.swap/payload",
+        Some("root"),
+    );
+    std::os::unix::fs::symlink("/tmp/swap.service", f.path(&swapped)).expect("symlink");
+    // Packaged by `rewritten`: edited, and its digest list rewritten to
+    // match, after the install.
+    let rewritten = svc(SYS, "org.example.Rewritten");
+    f.service(
+        &rewritten,
+        "org.example.Rewritten",
+        "/usr/libexec/packaged-daemon --debug-shell",
+        Some("root"),
+    );
+    f.write(
+        "/var/lib/dpkg/info/rewritten.list",
+        &format!("{rewritten}\n"),
+    );
+    f.backdate_secs("/var/lib/dpkg/info/rewritten.list", 7200);
+    f.write(
+        "/var/lib/dpkg/info/rewritten.md5sums",
+        &format!("{}  {}\n", md5_file(&f.path(&rewritten)), &rewritten[1..]),
+    );
     f.backdate(&tampered, 30);
     f.write(
         "/var/lib/dpkg/status",
@@ -535,8 +569,17 @@ fn risky_service_exec() {
             svc(SES, "org.evil.Missing"),
             "Exec target does not exist".to_string(),
         ),
-        (svc(ALICE_SVC, "org.alice.Agent"), temp),
+        (svc(ALICE_SVC, "org.alice.Agent"), temp.clone()),
         (svc(ALICE_SVC, "org.example.Shadowed"), inline),
+        // Read through the link, as the bus reads it.
+        (
+            svc(SYS, "org.example.Swapped"),
+            format!("Exec target does not exist; {temp}"),
+        ),
+        (
+            format!("{ALICE_FLATPAK}/org.evil.UserFlatpak.service"),
+            format!("Exec target does not exist; {temp}"),
+        ),
     ]
     .into_iter()
     .collect();
@@ -755,6 +798,8 @@ fn unpackaged_or_modified_services() {
             svc(LOCAL_SYS, "org.evil.Writable"),
             svc(LOCAL_SYS, "org.example.Bus"),
             svc(SYS, "org.example.Tampered"),
+            svc(SYS, "org.example.Swapped"),
+            svc(SYS, "org.example.Rewritten"),
             FAKE_FLATPAK.into(),
             FORGED_FLATPAK.into(),
             FORGED_SNAP.into(),
@@ -768,10 +813,32 @@ fn packaged_files_failing_verification() {
     let rows = f.hunt("packaged_files_failing_verification");
     assert_eq!(
         column(&rows, "path"),
-        set([svc(SYS, "org.example.Tampered")])
+        set([
+            svc(SYS, "org.example.Tampered"),
+            svc(SYS, "org.example.Swapped"),
+            svc(SYS, "org.example.Rewritten"),
+        ])
     );
-    assert_eq!(rows[0]["package"], "tampered");
-    assert_eq!(rows[0]["changed_after_install"], "1");
+    let row = |p: String| rows.iter().find(|r| r["path"] == p).expect("row");
+    let tampered = row(svc(SYS, "org.example.Tampered"));
+    assert_eq!(tampered["package"], "tampered");
+    assert_eq!(tampered["changed_after_install"], "1");
+    let swapped = row(svc(SYS, "org.example.Swapped"));
+    assert_eq!(swapped["package"], "swapped");
+    assert_eq!(
+        swapped["verify_reason"],
+        "its package recorded a regular file; now a symlink to /tmp/swap.service"
+    );
+    assert_eq!(swapped["target_path"], "/tmp/swap.service");
+    assert_eq!(swapped["target_package"], "", "no package owns the target");
+    let rewritten = row(svc(SYS, "org.example.Rewritten"));
+    assert!(
+        rewritten["verify_reason"]
+            .as_str()
+            .unwrap()
+            .contains("digest list of rewritten changed after its install"),
+        "{rewritten}"
+    );
 }
 
 #[test]

@@ -406,6 +406,14 @@ refuse this file: line 3: invalid escape \\\" in Exec"
     );
     inside.ty = "symlink".into();
     inside.symlink_target = "../system-services/org.good.service".into();
+    // The bus reads a link's target, and so does the table (inside the
+    // root): the system service's keys, named for another file.
+    inside.service_name = "org.good".into();
+    inside.exec = "/usr/libexec/good --flag".into();
+    inside.exec_path = "/usr/libexec/good".into();
+    inside.run_as_user = "root".into();
+    inside.name_matches_filename = "0".into();
+    inside.exec_exists = "1".into();
     v.push(inside);
     let mut out = file(
         &format!("{ss}/out.service"),
@@ -415,6 +423,10 @@ refuse this file: line 3: invalid escape \\\" in Exec"
     );
     out.ty = "symlink".into();
     out.symlink_target = "/etc/shadow".into();
+    // Resolved inside the root, where there is no /etc/shadow.
+    out.error = format!(
+        "{ss}/out.service: symlink to nothing inside the root; the bus reads no service from it until its target is created"
+    );
     v.push(out);
     let mut pipe = file(
         &format!("{ss}/pipe.service"),

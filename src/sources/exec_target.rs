@@ -13,7 +13,7 @@
 use crate::sources::fs_safe::{self, FsError, Root};
 use crate::sources::hash::{self, HashError};
 use crate::sources::packages;
-use crate::sources::packages::verify::{verify, VerifyError};
+use crate::sources::packages::verify::{verify, Verification, VerifyError};
 use crate::sources::provenance::{self, Provenance};
 use crate::sources::stat::{self, FileKind, Metadata, StatError};
 use std::os::unix::ffi::OsStrExt;
@@ -79,8 +79,8 @@ pub struct Packaged {
     /// The owning packages' names in database order; `None` when the
     /// databases know nothing of the path.
     pub names: Option<Vec<String>>,
-    /// Whether it matches a recorded digest (`Ok(None)`: none recorded).
-    pub verified: Result<Option<bool>, VerifyError>,
+    /// Whether it matches what its package recorded.
+    pub verified: Result<Verification, VerifyError>,
 }
 
 /// Where a program comes from and who could replace it.

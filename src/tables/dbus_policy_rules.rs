@@ -16,7 +16,9 @@ use crate::sources::fs_safe::{self, Root};
 use crate::sources::provenance::{self, Provenance};
 use crate::sources::{packages, service_dirs};
 use crate::spec::columns::dbus_policy_rules as c;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 /// Rule attributes with a column each: (attribute, column).
 const ATTRIBUTES: [(&str, &str); 24] = [
@@ -86,13 +88,40 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     }
     // The databases are asked about the configuration files the rows come
     // from and no other path: a map of every installed file is never built.
+    // The bus reads a linked file's target, so that is the file judged:
+    // a link where a package put a file lends the target no trust.
     if (ctx.uses(c::PACKAGE) || ctx.uses(c::PROVENANCE)) && !rows.is_empty() {
-        let owners = packages::owners_of(&root, from.iter().copied(), false);
-        for (row, path) in rows.iter_mut().zip(&from) {
-            ownership(row, &owners, path);
+        let mut read: Vec<(&[u8], PathBuf)> = Vec::new();
+        let targets: Vec<PathBuf> = from
+            .iter()
+            .map(|p| {
+                if let Some((_, t)) = read.iter().find(|(q, _)| q == p) {
+                    return t.clone();
+                }
+                let t = read_as(&root, Path::new(OsStr::from_bytes(p)));
+                read.push((p, t.clone()));
+                t
+            })
+            .collect();
+        let owners = packages::owners_of(
+            &root,
+            targets.iter().map(|t| t.as_os_str().as_bytes()),
+            false,
+        );
+        for (row, target) in rows.iter_mut().zip(&targets) {
+            ownership(row, &owners, target.as_os_str().as_bytes());
         }
     }
     rows
+}
+
+/// The file the bus reads for `path`: every symlink resolved inside the
+/// root; `path` itself when it is no link or cannot be resolved.
+fn read_as(root: &Root, path: &Path) -> PathBuf {
+    root.open_path(path)
+        .ok()
+        .and_then(|fd| root.inner_path(rustix::fd::AsFd::as_fd(&fd)))
+        .unwrap_or_else(|| path.to_path_buf())
 }
 
 fn ownership(row: &mut Row, owners: &packages::Owners, path: &[u8]) {
@@ -370,5 +399,40 @@ mod tests {
             assert_eq!(text(r, "package").as_deref(), Some(pkg), "{path}");
             assert_eq!(text(r, "provenance").as_deref(), Some(prov), "{path}");
         }
+    }
+
+    /// A packaged policy path swapped for a link: the rules read are the
+    /// target's, and so are their package and provenance.
+    #[test]
+    fn a_link_carries_its_targets_provenance() {
+        let tmp = fixture();
+        let r = tmp.path();
+        write(
+            r,
+            "var/lib/dpkg/info/dbus.list",
+            "/usr/share/dbus-1/system.conf\n/etc/dbus-1/system.d/a.conf\n/usr/share/dbus-1/shipped.conf\n",
+        );
+        write(
+            r,
+            "tmp/evil.conf",
+            "<busconfig><policy context=\"default\"><allow own=\"*\"/></policy></busconfig>",
+        );
+        std::fs::remove_file(r.join("etc/dbus-1/system.d/a.conf")).unwrap();
+        std::os::unix::fs::symlink("/tmp/evil.conf", r.join("etc/dbus-1/system.d/a.conf")).unwrap();
+        let mut ctx = QueryContext::new();
+        ctx.set_cols_used(["path", "package", "provenance", "own"]);
+        let rows = generate(&settings(r), &ctx);
+        let linked: Vec<&Row> = rows
+            .iter()
+            .filter(|r| text(r, "path").as_deref() == Some("/etc/dbus-1/system.d/a.conf"))
+            .collect();
+        assert_eq!(linked.len(), 1, "{rows:#?}");
+        assert_eq!(
+            text(linked[0], "own").as_deref(),
+            Some("*"),
+            "the target's rule"
+        );
+        assert_eq!(text(linked[0], "package").as_deref(), Some(""));
+        assert_eq!(text(linked[0], "provenance").as_deref(), Some("none"));
     }
 }

@@ -3,7 +3,7 @@
 //! recorded digests). The package name is the `.list`'s stem, as
 //! `dpkg -S` shows it; its install time is the `.list`'s mtime.
 use super::filter::{normalized, Filter};
-use super::{Format, Owners, Package};
+use super::{Format, Owners, Package, INSTALL_SLACK_SECS};
 use crate::sources::fs_safe::{self, FileId, FsError, Root};
 use crate::sources::hash::Algo;
 use rustix::fd::AsFd;
@@ -70,17 +70,45 @@ pub(super) fn load(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(
             }
         };
         let name = list.name;
-        let stem = || String::from_utf8_lossy(&name[..name.len() - 5]).into_owned();
+        let stem = String::from_utf8_lossy(&name[..name.len() - 5]).into_owned();
+        // dpkg rewrites the .list on every install and upgrade of the
+        // package: its mtime is the install time dpkg does not record
+        // anywhere else.
+        let list_stat = rustix::fs::fstat(&file).ok();
+        let installed = list_stat.as_ref().map(|st| st.st_mtime);
+        // dpkg moves the digest list into place and writes the .list in one
+        // unpack, so their mtimes and their ctimes are seconds apart; a copy
+        // of the whole database (a container layer, a restore) moves both
+        // ctimes together. A digest list whose mtime or ctime is later than
+        // the .list's was changed since, and is not what dpkg recorded.
+        let sums = format!("{stem}.md5sums");
+        let sums_shown = info.join(&sums);
+        let sums_file = if filter.wants_digests() {
+            match fs_safe::open_entry_regular(dir.as_fd(), OsStr::new(&sums), &sums_shown) {
+                Ok(f) => Some(f),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    owners.fail(&e, &sums_shown);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let digests_rewritten = sums_file.as_ref().and_then(|f| {
+            let sums = rustix::fs::fstat(f).ok()?;
+            let list = list_stat.as_ref()?;
+            let later = |a: i64, b: i64| a > b.saturating_add(INSTALL_SLACK_SECS);
+            (later(sums.st_mtime, list.st_mtime) || later(sums.st_ctime, list.st_ctime))
+                .then(|| sums.st_mtime.max(sums.st_ctime))
+        });
         if !kept.is_empty() {
-            // dpkg rewrites the .list on every install and upgrade of the
-            // package: its mtime is the install time dpkg does not record
-            // anywhere else.
-            let installed = rustix::fs::fstat(&file).ok().map(|st| st.st_mtime);
             let pkg = owners.package_interned(
                 Package {
-                    name: stem(),
+                    name: stem.clone(),
                     format: Format::Dpkg,
                     installed,
+                    digests_rewritten,
                 },
                 &mut index,
             );
@@ -91,16 +119,12 @@ pub(super) fn load(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(
         if !filter.wants_digests() {
             continue;
         }
-        let stem = stem();
-        by_name.insert(stem.clone());
-        let sums = format!("{stem}.md5sums");
-        let shown = info.join(&sums);
-        match fs_safe::open_entry_regular(dir.as_fd(), OsStr::new(&sums), &shown)
-            .and_then(|f| fs_safe::read_capped(f, MAX_LIST_BYTES, &shown))
-        {
-            Ok((bytes, _)) => load_md5sums(&bytes, owners, filter),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => owners.fail(&e, &shown),
+        by_name.insert(stem);
+        if let Some(f) = sums_file {
+            match fs_safe::read_capped(f, MAX_LIST_BYTES, &sums_shown) {
+                Ok((bytes, _)) => load_md5sums(&bytes, owners, filter),
+                Err(e) => owners.fail(&e, &sums_shown),
+            }
         }
     }
     if !filter.wants_digests() {

@@ -71,7 +71,17 @@ pub struct Package {
     pub format: Format,
     /// Unix seconds of its last install or upgrade, when known.
     pub installed: Option<i64>,
+    /// When its list of file digests changed after that install (dpkg's
+    /// `info/<pkg>.md5sums` with an mtime or a ctime more than
+    /// [`INSTALL_SLACK_SECS`] later than the `.list`'s): its digests are
+    /// then no longer what the package manager recorded.
+    pub digests_rewritten: Option<i64>,
 }
+
+/// How much later than its package's install a file's ctime may be and
+/// still count as that install: dpkg writes the `.list` after unpacking
+/// every file of the package.
+pub const INSTALL_SLACK_SECS: i64 = 60;
 
 /// A digest a package manager recorded for one of its files.
 #[derive(Debug, Clone, PartialEq, Eq)]

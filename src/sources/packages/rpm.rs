@@ -168,6 +168,9 @@ pub(super) fn load(root: &Root, owners: &mut Owners, filter: Filter) -> Result<(
                             name: h.name,
                             format: Format::Rpm,
                             installed: h.install_time,
+                            // The header is one blob of the database: its
+                            // digests change only with the package.
+                            digests_rewritten: None,
                         },
                         &mut index,
                     );
@@ -359,6 +362,7 @@ mod tests {
             name: "p".into(),
             format: Format::Rpm,
             installed: h.install_time,
+            digests_rewritten: None,
         });
         for (p, d) in h.paths.iter().zip(&h.digests) {
             o.add(pkg, p);

@@ -9,6 +9,7 @@ use crate::row::{Row, Value};
 use crate::sources::accounts::{self, Account};
 use crate::sources::exec_target::{self, Target};
 use crate::sources::fs_safe::Root;
+use crate::sources::packages::verify::Verification;
 use crate::sources::service_dirs::{self, ServiceDir};
 use crate::spec::columns::dbus_service_files as c;
 
@@ -77,10 +78,11 @@ pub(super) fn integrity_columns(
     if let Some(p) = a.packaged {
         let verified = p.verified.unwrap_or_else(|e| {
             errors.push(e);
-            None
+            Verification::Unrecorded
         });
         row.set(c::EXEC_PACKAGE, p.names.map(|n| n.join(", ")))
-            .set(c::EXEC_VERIFIED, verified);
+            .set(c::EXEC_VERIFIED, verified.verified())
+            .set(c::EXEC_VERIFY_REASON, verified.reason());
     }
     row.set(c::EXEC_PROVENANCE, a.provenance.map(|p| p.as_str()))
         .set(c::EXEC_HIJACKABLE, a.hijackable);

@@ -7,7 +7,8 @@ use super::plan::Scan;
 use super::row::{Entry, Errors};
 use crate::row::Row;
 use crate::sources::fs_safe;
-use crate::sources::packages::{self, verify::verify};
+use crate::sources::packages;
+use crate::sources::packages::verify::{verify, verify_not_regular, Verification};
 use crate::sources::provenance::{self, Place, Provenance};
 use crate::sources::service_dirs;
 use crate::sources::service_file;
@@ -15,10 +16,7 @@ use crate::sources::stat::FileKind;
 use crate::spec::columns::dbus_service_files as c;
 use std::os::unix::ffi::OsStrExt;
 
-/// How much later than its package's install an entry's ctime may be and
-/// still count as that install: dpkg writes the `.list` after unpacking
-/// every file of the package.
-pub const INSTALL_SLACK_SECS: i64 = 60;
+use crate::sources::packages::INSTALL_SLACK_SECS;
 
 /// `package` when the query reads the package databases, and the
 /// integrity columns when it uses them.
@@ -47,16 +45,30 @@ pub(super) fn package_columns(scan: &mut Scan, entry: &Entry, row: &mut Row, err
         })
         .unwrap_or_else(|e| {
             errors.push(e);
-            None
+            Verification::Unrecorded
         })
     } else {
-        None
+        verify_not_regular(owned.as_ref(), || now_is(entry))
     };
-    row.set(c::PACKAGE_VERIFIED, verified).set(
-        c::CHANGED_AFTER_INSTALL,
-        changed_after_install(owned.as_ref(), meta.ctime),
-    );
+    row.set(c::PACKAGE_VERIFIED, verified.verified())
+        .set(c::VERIFY_REASON, verified.reason())
+        .set(
+            c::CHANGED_AFTER_INSTALL,
+            changed_after_install(owned.as_ref(), meta.ctime),
+        );
     provenance_columns(root, owned.as_ref(), entry, row);
+}
+
+/// What a path a package recorded as a regular file is now: a link with
+/// its target, or its file type.
+fn now_is(entry: &Entry) -> String {
+    if entry.meta.kind == FileKind::Symlink {
+        if let Ok(target) = fs_safe::read_link_entry(entry.open.fd(), entry.name) {
+            return format!("a symlink to {}", fs_safe::render(&target));
+        }
+        return "a symlink".to_string();
+    }
+    format!("a {}", entry.meta.kind.as_str())
 }
 
 /// `changed_after_install`: ctime later than the owners' latest install
@@ -151,8 +163,10 @@ mod tests {
             )
             .as_bytes(),
         );
-        // Installed two hours ago; the edit came later.
+        // Installed two hours ago (dpkg wrote the digest list with the
+        // .list); the edit came later.
         set_mtime(&r.join("var/lib/dpkg/info/edit.list"), 7200);
+        set_mtime(&r.join("var/lib/dpkg/info/edit.md5sums"), 7200);
         w(
             "var/lib/dpkg/status",
             format!(

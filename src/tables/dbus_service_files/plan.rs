@@ -42,6 +42,8 @@ pub(super) struct Scan<'a> {
     pub(super) integrity: bool,
     /// `exec_package`, `exec_provenance`, `exec_verified`, `exec_hijackable`.
     pub(super) exec_integrity: bool,
+    /// `target_path`, `target_uid`, `target_hijackable`, `target_package`.
+    pub(super) link: bool,
     /// The root's passwd, loaded on first use (`User=` to a uid).
     pub(super) accounts: Option<Vec<Account>>,
     pub(super) config_errors: &'a [(PathBuf, String)],
@@ -70,10 +72,12 @@ impl<'a> Scan<'a> {
                 || used.any(&c::NEEDS_EXEC_INTEGRITY),
             packages: None,
             want_packages: ctx.uses(c::PACKAGE)
+                || ctx.uses(c::TARGET_PACKAGE)
                 || used.any(&c::NEEDS_INTEGRITY)
                 || used.any(&c::NEEDS_EXEC_INTEGRITY),
             integrity: used.any(&c::NEEDS_INTEGRITY),
             exec_integrity: used.any(&c::NEEDS_EXEC_INTEGRITY),
+            link: used.any(&c::NEEDS_LINK),
             accounts: None,
             config_errors,
             used,

@@ -4,7 +4,7 @@
 //! the query uses them. Everything that went wrong with the entry is
 //! gathered in [`Errors`] and lands in the row's `error` column.
 use super::plan::Scan;
-use super::{integrity, service};
+use super::{integrity, link, service};
 use crate::blind;
 use crate::context::Used;
 use crate::row::Row;
@@ -115,7 +115,8 @@ pub(super) fn entry_row(
         meta: &meta,
     };
     file_columns(scan, &entry, &mut row, &mut errors)?;
-    if kind == EntryKind::Service && meta.kind == FileKind::Regular && scan.content {
+    let readable = matches!(meta.kind, FileKind::Regular | FileKind::Symlink);
+    if kind == EntryKind::Service && readable && scan.content {
         service::columns(scan, &entry, &mut row, &mut errors)?;
     }
     if matches!(kind, EntryKind::Config | EntryKind::Policy) {
@@ -126,6 +127,9 @@ pub(super) fn entry_row(
         }
     }
     integrity::package_columns(scan, &entry, &mut row, &mut errors);
+    if scan.link {
+        link::columns(scan, &entry, &mut row);
+    }
     errors.apply(&mut row);
     Some(row)
 }
@@ -212,6 +216,7 @@ mod tests {
             want_packages: false,
             integrity: false,
             exec_integrity: false,
+            link: true,
             accounts: None,
             config_errors: &[],
             used: QueryContext::new().used(&c::ALL),

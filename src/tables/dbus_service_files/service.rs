@@ -1,7 +1,8 @@
 //! The columns a `.service` file's keys answer: what it is named, what it
 //! runs and as whom, and where `SystemdService=` hands activation. The
-//! file is read once, capped and never followed; the program it runs is
-//! described by `exec`.
+//! file is read once and capped; a symlink is followed inside the root, as
+//! the bus follows it, a regular file is read as it was listed. The
+//! program it runs is described by `exec`.
 use super::exec;
 use super::plan::Scan;
 use super::row::{Entry, Errors};
@@ -9,6 +10,7 @@ use super::MAX_SERVICE_BYTES;
 use crate::blind;
 use crate::row::{Row, Value};
 use crate::sources::service_dirs::{self, ServiceDir};
+use crate::sources::stat::FileKind;
 use crate::sources::{fs_safe, service_file, unit_files};
 use crate::spec::columns::dbus_service_files as c;
 use std::os::unix::ffi::OsStrExt;
@@ -18,7 +20,7 @@ use std::path::Path;
 /// (`bus/desktop-file.c`).
 const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
 
-/// Every column a regular `.service` entry's contents answer: its keys,
+/// Every column a regular or symlinked `.service` entry's contents answer: its keys,
 /// the program `Exec=` names, the systemd unit it hands over to, and the
 /// exec integrity columns for what finally runs (the unit's `ExecStart=`
 /// when there is one, else `Exec=`). `None` when the file vanished since
@@ -47,12 +49,13 @@ pub(super) fn columns(
     Some(())
 }
 
-/// Reads and parses a regular `.service` entry (never following it, at
+/// Reads and parses a `.service` entry (a regular file as listed, a link
+/// through to its target inside the root, at
 /// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
 /// columns. `None` when the file vanished since it was listed.
 fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -> Option<()> {
     let path = entry.path;
-    let Some(bytes) = read_capped(entry, errors)? else {
+    let Some(bytes) = read_capped(scan, entry, errors)? else {
         return Some(());
     };
     let parsed = match service_file::parse(&bytes) {
@@ -95,7 +98,7 @@ fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -
 /// file) is the probe before the open. `None` when the file vanished since
 /// it was listed; `Some(None)` when it cannot be read (the reason is in
 /// `errors`).
-fn read_capped(entry: &Entry, errors: &mut Errors) -> Option<Option<Vec<u8>>> {
+fn read_capped(scan: &Scan, entry: &Entry, errors: &mut Errors) -> Option<Option<Vec<u8>>> {
     let Entry {
         open,
         name,
@@ -103,10 +106,25 @@ fn read_capped(entry: &Entry, errors: &mut Errors) -> Option<Option<Vec<u8>>> {
         meta,
         ..
     } = *entry;
-    let read = fs_safe::open_entry_as_stated(open.fd(), name, path, meta.id())
-        .and_then(|o| o.read_capped(MAX_SERVICE_BYTES, path));
+    // The bus opens a service file by name and so follows a symlink: its
+    // target is what activation reads, found here inside the root.
+    let read = if meta.kind == FileKind::Symlink {
+        scan.root
+            .open_regular(path)
+            .and_then(|f| fs_safe::read_capped(f, MAX_SERVICE_BYTES, path))
+    } else {
+        fs_safe::open_entry_as_stated(open.fd(), name, path, meta.id())
+            .and_then(|o| o.read_capped(MAX_SERVICE_BYTES, path))
+    };
     let (mut bytes, truncated) = match read {
         Ok(r) => r,
+        Err(e) if e.is_not_found() && meta.kind == FileKind::Symlink => {
+            errors.push(format!(
+                "{}: symlink to nothing inside the root; the bus reads no service from it until its target is created",
+                fs_safe::render_path(path)
+            ));
+            return Some(None);
+        }
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
             blind::report_os_error(service_dirs::CANNOT_READ, &e, &fs_safe::render_path(path));
