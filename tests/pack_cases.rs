@@ -140,6 +140,7 @@ fn planted() -> Fixture {
     );
     for prog in [
         "/bin/sh",
+        "/usr/bin/env",
         "/usr/bin/python3",
         "/usr/bin/flatpak",
         "/usr/lib/example/helper",
@@ -202,6 +203,46 @@ fn planted() -> Fixture {
         "/opt/tool/bin/run",
         Some("root"),
     );
+    // Packaged and verified, and still what decides what runs is not the
+    // packaged program: the environment env sets, or the script an
+    // interpreter runs (in /tmp, unpackaged, in a directory alice owns);
+    // and the twin, a packaged script.
+    f.service(
+        &svc(SYS, "org.evil.EnvPreload"),
+        "org.evil.EnvPreload",
+        "/usr/bin/env LD_PRELOAD=/var/tmp/.l.so /usr/libexec/packaged-daemon",
+        Some("root"),
+    );
+    f.service(
+        &svc(SYS, "org.evil.TmpScript"),
+        "org.evil.TmpScript",
+        "/usr/bin/python3 -u /tmp/.agent.py",
+        Some("root"),
+    );
+    f.write("/tmp/.agent.py", "import os\n");
+    f.service(
+        &svc(SYS, "org.evil.LocalScript"),
+        "org.evil.LocalScript",
+        "/bin/sh /usr/local/lib/x/run.sh",
+        Some("root"),
+    );
+    f.write(
+        "/usr/local/lib/x/run.sh",
+        "exec /usr/libexec/packaged-daemon\n",
+    );
+    f.service(
+        &svc(SYS, "org.evil.UserScript"),
+        "org.evil.UserScript",
+        "/bin/sh -e /opt/tool/run.sh",
+        Some("root"),
+    );
+    f.write("/opt/tool/run.sh", "exec /usr/libexec/packaged-daemon\n");
+    f.service(
+        &svc(SYS, "org.example.PackagedScript"),
+        "org.example.PackagedScript",
+        "/bin/sh /usr/lib/x/script.sh --serve",
+        Some("root"),
+    );
     // Packaged by `example`, installed just now (its .list is written
     // last, as dpkg does): a package install or update that verifies.
     let packaged_files = [
@@ -210,9 +251,15 @@ fn planted() -> Fixture {
         svc(SES, "org.example.Shadowed"),
         svc(SYS, "org.evil.OpenExec"),
         svc(SYS, "org.evil.UserDirExec"),
+        svc(SYS, "org.evil.EnvPreload"),
+        svc(SYS, "org.evil.TmpScript"),
+        svc(SYS, "org.evil.LocalScript"),
+        svc(SYS, "org.evil.UserScript"),
+        svc(SYS, "org.example.PackagedScript"),
     ];
     let packaged_programs = [
         "/bin/sh",
+        "/usr/bin/env",
         "/usr/bin/python3",
         "/usr/bin/flatpak",
         "/usr/bin/snap",
@@ -571,6 +618,14 @@ fn risky_service_exec() {
         ),
         (svc(ALICE_SVC, "org.alice.Agent"), temp.clone()),
         (svc(ALICE_SVC, "org.example.Shadowed"), inline),
+        (
+            svc(SYS, "org.evil.EnvPreload"),
+            "Exec changes the environment through env: LD_PRELOAD=/var/tmp/.l.so".to_string(),
+        ),
+        (
+            svc(SYS, "org.evil.TmpScript"),
+            "the script it runs is in a temporary or home directory, or relative".to_string(),
+        ),
         // Read through the link, as the bus reads it.
         (
             svc(SYS, "org.example.Swapped"),
@@ -863,6 +918,19 @@ fn untrusted_exec_targets() {
         (
             svc(SYS, "org.evil.UserDirExec"),
             format!("{unpackaged}; {replace}"),
+        ),
+        (
+            svc(SYS, "org.evil.TmpScript"),
+            "no package ships the script it runs".to_string(),
+        ),
+        (
+            svc(SYS, "org.evil.LocalScript"),
+            "no package ships the script it runs".to_string(),
+        ),
+        (
+            svc(SYS, "org.evil.UserScript"),
+            "no package ships the script it runs; another account can replace the script"
+                .to_string(),
         ),
     ]
     .into_iter()

@@ -9,6 +9,7 @@ pub mod file_watch;
 pub mod fs_safe;
 pub mod hash;
 pub mod in_root;
+pub mod launch;
 pub mod lineage;
 pub mod packages;
 pub mod proc;

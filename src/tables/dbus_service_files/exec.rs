@@ -9,6 +9,7 @@ use crate::row::{Row, Value};
 use crate::sources::accounts::{self, Account};
 use crate::sources::exec_target::{self, Target};
 use crate::sources::fs_safe::Root;
+use crate::sources::launch::Launch;
 use crate::sources::packages::verify::Verification;
 use crate::sources::service_dirs::{self, ServiceDir};
 use crate::spec::columns::dbus_service_files as c;
@@ -86,6 +87,65 @@ pub(super) fn integrity_columns(
     }
     row.set(c::EXEC_PROVENANCE, a.provenance.map(|p| p.as_str()))
         .set(c::EXEC_HIJACKABLE, a.hijackable);
+}
+
+/// `exec_env`, `exec_inline` and `exec_script`: what the command runs once
+/// `env` and interpreters are looked through.
+pub(super) fn launch_columns(launch: &Launch, row: &mut Row) {
+    row.set(c::EXEC_ENV, launch.via_env.then(|| launch.env.join(" ")))
+        .set(c::EXEC_INLINE, launch.inline)
+        .set(c::EXEC_SCRIPT, launch.script.as_deref());
+}
+
+/// The program checks for the script an interpreter runs: whether it
+/// exists, its package, whether it verifies, whether another account
+/// could replace it.
+pub(super) fn script_columns(
+    scan: &mut Scan,
+    dir: &ServiceDir,
+    script: &str,
+    row: &mut Row,
+    errors: &mut Errors,
+) {
+    let root = scan.root;
+    match exec_target::examine(root, script, false) {
+        Some(Target::Missing) => {
+            row.set(c::EXEC_SCRIPT_EXISTS, false);
+            return;
+        }
+        Some(Target::Found { .. }) => {
+            row.set(c::EXEC_SCRIPT_EXISTS, true);
+        }
+        Some(Target::Unreachable(e)) => {
+            errors.push(e);
+            return;
+        }
+        None => return,
+    }
+    let user = match row.get(c::RUN_AS_USER) {
+        Some(Value::Text(u)) => Some(u.clone()),
+        _ => None,
+    };
+    let mut accounts = scan.accounts.take();
+    let found = exec_target::attribute(
+        root,
+        script,
+        || scan.owners(),
+        || runner_uid(root, &mut accounts, dir, user.as_deref()),
+    );
+    scan.accounts = accounts;
+    let Some(a) = found else {
+        return;
+    };
+    if let Some(p) = a.packaged {
+        let verified = p.verified.unwrap_or_else(|e| {
+            errors.push(e);
+            Verification::Unrecorded
+        });
+        row.set(c::EXEC_SCRIPT_PACKAGE, p.names.map(|n| n.join(", ")))
+            .set(c::EXEC_SCRIPT_VERIFIED, verified.verified());
+    }
+    row.set(c::EXEC_SCRIPT_HIJACKABLE, a.hijackable);
 }
 
 /// The uid a service runs as, when it is one account: `User=` (root when

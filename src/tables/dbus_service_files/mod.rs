@@ -98,10 +98,11 @@ fn scan_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
     // Directories discovery found absent are not walked again.
     let take = found.present_through_last_reachable();
     // What the services run, and where links lead, is known only once
-    // each entry is read, so the exec columns and `target_package` take
+    // each entry is read, so the exec and script columns and
+    // `target_package` take
     // the whole index (loaded on first use); the entries' own package
     // columns are answered up front for their paths.
-    let targets = scan.used.has(c::TARGET_PACKAGE);
+    let targets = scan.used.has(c::TARGET_PACKAGE) || scan.script_integrity;
     if scan.want_packages && !scan.exec_integrity && !targets {
         scan.packages = Some(pushdown.entry_owners(&root, &found, take, scan.integrity));
     }

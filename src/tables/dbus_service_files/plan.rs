@@ -44,6 +44,11 @@ pub(super) struct Scan<'a> {
     pub(super) exec_integrity: bool,
     /// `target_path`, `target_uid`, `target_hijackable`, `target_package`.
     pub(super) link: bool,
+    /// `exec_env`, `exec_inline`, `exec_script`.
+    pub(super) launch: bool,
+    /// `exec_script_exists`, `exec_script_package`, `exec_script_verified`,
+    /// `exec_script_hijackable`.
+    pub(super) script_integrity: bool,
     /// The root's passwd, loaded on first use (`User=` to a uid).
     pub(super) accounts: Option<Vec<Account>>,
     pub(super) config_errors: &'a [(PathBuf, String)],
@@ -69,15 +74,20 @@ impl<'a> Scan<'a> {
             exec_target: used.any(&c::NEEDS_EXEC_TARGET),
             systemd: ctx.uses(c::SYSTEMD_UNIT_PATH)
                 || ctx.uses(c::SYSTEMD_EXEC)
-                || used.any(&c::NEEDS_EXEC_INTEGRITY),
+                || used.any(&c::NEEDS_EXEC_INTEGRITY)
+                || used.any(&c::NEEDS_LAUNCH)
+                || used.any(&c::NEEDS_SCRIPT_INTEGRITY),
             packages: None,
             want_packages: ctx.uses(c::PACKAGE)
                 || ctx.uses(c::TARGET_PACKAGE)
+                || used.any(&c::NEEDS_SCRIPT_INTEGRITY)
                 || used.any(&c::NEEDS_INTEGRITY)
                 || used.any(&c::NEEDS_EXEC_INTEGRITY),
             integrity: used.any(&c::NEEDS_INTEGRITY),
             exec_integrity: used.any(&c::NEEDS_EXEC_INTEGRITY),
             link: used.any(&c::NEEDS_LINK),
+            launch: used.any(&c::NEEDS_LAUNCH),
+            script_integrity: used.any(&c::NEEDS_SCRIPT_INTEGRITY),
             accounts: None,
             config_errors,
             used,

@@ -217,6 +217,8 @@ mod tests {
             integrity: false,
             exec_integrity: false,
             link: true,
+            launch: true,
+            script_integrity: false,
             accounts: None,
             config_errors: &[],
             used: QueryContext::new().used(&c::ALL),

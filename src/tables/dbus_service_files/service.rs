@@ -11,7 +11,7 @@ use crate::blind;
 use crate::row::{Row, Value};
 use crate::sources::service_dirs::{self, ServiceDir};
 use crate::sources::stat::FileKind;
-use crate::sources::{fs_safe, service_file, unit_files};
+use crate::sources::{fs_safe, launch, service_file, unit_files};
 use crate::spec::columns::dbus_service_files as c;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -20,30 +20,37 @@ use std::path::Path;
 /// (`bus/desktop-file.c`).
 const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
 
-/// Every column a regular or symlinked `.service` entry's contents answer: its keys,
-/// the program `Exec=` names, the systemd unit it hands over to, and the
-/// exec integrity columns for what finally runs (the unit's `ExecStart=`
-/// when there is one, else `Exec=`). `None` when the file vanished since
-/// it was listed.
+/// Every column a regular or symlinked `.service` entry's contents answer:
+/// its keys, the program `Exec=` names, the systemd unit it hands over to,
+/// what the launch really runs (through `env` and interpreters), and the
+/// exec integrity columns for what finally runs (the unit's first
+/// `ExecStart=` when there is one, else `Exec=`). `None` when the file
+/// vanished since it was listed.
 pub(super) fn columns(
     scan: &mut Scan,
     entry: &Entry,
     row: &mut Row,
     errors: &mut Errors,
 ) -> Option<()> {
-    key_columns(scan, entry, row, errors)?;
-    let unit_program = if scan.systemd {
+    let exec_argv = key_columns(scan, entry, row, errors)?;
+    let unit_argv = if scan.systemd {
         systemd_columns(scan, entry.dir, row, errors)
     } else {
         None
     };
-    if scan.exec_integrity {
-        let program = unit_program.or_else(|| match row.get(c::EXEC_PATH) {
-            Some(Value::Text(p)) if !p.is_empty() => Some(p.clone()),
-            _ => None,
-        });
-        if let Some(program) = program {
-            exec::integrity_columns(scan, entry.dir, &program, row, errors);
+    let Some(argv) = unit_argv.or(exec_argv) else {
+        return Some(());
+    };
+    let launch = launch::analyse(&argv);
+    if scan.launch {
+        exec::launch_columns(&launch, row);
+    }
+    if scan.exec_integrity && !launch.program.is_empty() {
+        exec::integrity_columns(scan, entry.dir, &launch.program, row, errors);
+    }
+    if scan.script_integrity {
+        if let Some(script) = &launch.script {
+            exec::script_columns(scan, entry.dir, script, row, errors);
         }
     }
     Some(())
@@ -52,17 +59,23 @@ pub(super) fn columns(
 /// Reads and parses a `.service` entry (a regular file as listed, a link
 /// through to its target inside the root, at
 /// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
-/// columns. `None` when the file vanished since it was listed.
-fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -> Option<()> {
+/// columns; returns the argv `Exec=` splits into. `None` when the file
+/// vanished since it was listed.
+fn key_columns(
+    scan: &Scan,
+    entry: &Entry,
+    row: &mut Row,
+    errors: &mut Errors,
+) -> Option<Option<Vec<String>>> {
     let path = entry.path;
     let Some(bytes) = read_capped(scan, entry, errors)? else {
-        return Some(());
+        return Some(None);
     };
     let parsed = match service_file::parse(&bytes) {
         Ok(p) => p,
         Err(e) => {
             errors.push(format!("{}: {e}", fs_safe::render_path(path)));
-            return Some(());
+            return Some(None);
         }
     };
     if !parsed.problems.is_empty() {
@@ -81,15 +94,16 @@ fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -
             want == filename
         }),
     );
-    if let Some(exec) = &parsed.exec {
-        exec_columns(scan, path, exec, row, errors);
-    }
+    let argv = parsed
+        .exec
+        .as_ref()
+        .and_then(|exec| exec_columns(scan, path, exec, row, errors));
     row.set(c::SERVICE_NAME, parsed.name)
         .set(c::EXEC, parsed.exec_as_written)
         .set(c::RUN_AS_USER, parsed.user)
         .set(c::SYSTEMD_SERVICE, parsed.systemd_service)
         .set(c::ASSUMED_APPARMOR_LABEL, parsed.assumed_apparmor_label);
-    Some(())
+    Some(argv)
 }
 
 /// The bytes of a regular `.service` entry to parse. A file larger than
@@ -149,24 +163,36 @@ fn read_capped(scan: &Scan, entry: &Entry, errors: &mut Errors) -> Option<Option
 }
 
 /// `exec_path` from an `Exec=` line, and the Exec-target columns for the
-/// program it names when used.
-fn exec_columns(scan: &Scan, path: &Path, exec: &str, row: &mut Row, errors: &mut Errors) {
+/// program it names when used; the argv, when the line splits into one
+/// that names a program.
+fn exec_columns(
+    scan: &Scan,
+    path: &Path,
+    exec: &str,
+    row: &mut Row,
+    errors: &mut Errors,
+) -> Option<Vec<String>> {
     match service_file::split_exec(exec) {
         Ok(argv) => {
-            if let Some(program) = argv.first() {
-                row.set(c::EXEC_PATH, program.as_str());
-                if program.is_empty() {
-                    // dbus-daemon would exec "" and fail.
-                    errors.push(format!(
-                        "{}: Exec names no program",
-                        fs_safe::render_path(path)
-                    ));
-                } else if scan.exec_target {
-                    exec::target_columns(scan, program, row, errors);
-                }
+            let program = argv.first()?;
+            row.set(c::EXEC_PATH, program.as_str());
+            if program.is_empty() {
+                // dbus-daemon would exec "" and fail.
+                errors.push(format!(
+                    "{}: Exec names no program",
+                    fs_safe::render_path(path)
+                ));
+                return None;
             }
+            if scan.exec_target {
+                exec::target_columns(scan, program, row, errors);
+            }
+            Some(argv)
         }
-        Err(e) => errors.push(format!("{}: {e}", fs_safe::render_path(path))),
+        Err(e) => {
+            errors.push(format!("{}: {e}", fs_safe::render_path(path)));
+            None
+        }
     }
 }
 /// Where `SystemdService=` leads: the unit file systemd would load for it
@@ -174,14 +200,14 @@ fn exec_columns(scan: &Scan, path: &Path, exec: &str, row: &mut Row, errors: &mu
 /// a session file in a home) and its effective `ExecStart=` lines, which
 /// is what really runs when the bus hands activation to systemd.
 ///
-/// Returns the program the unit's first `ExecStart=` runs (prefixes
-/// `-@+!:|` stripped), the target the exec integrity columns describe.
+/// Returns the argv of the unit's first `ExecStart=` (prefixes `-@+!:|`
+/// stripped): what the exec integrity and launch columns describe.
 fn systemd_columns(
     scan: &Scan,
     dir: &ServiceDir,
     row: &mut Row,
     errors: &mut Errors,
-) -> Option<String> {
+) -> Option<Vec<String>> {
     let Some(Value::Text(unit)) = row.get(c::SYSTEMD_SERVICE).cloned() else {
         return None;
     };
@@ -203,7 +229,7 @@ fn systemd_columns(
             };
             row.set(c::SYSTEMD_EXEC, exec);
             if !u.masked {
-                return u.exec_start.first().and_then(|l| exec_start_program(l));
+                return u.exec_start.first().and_then(|l| exec_start_argv(l));
             }
         }
         Ok(None) => {}
@@ -215,13 +241,17 @@ fn systemd_columns(
 /// The program of one `ExecStart=` line: special prefixes (`-@+!:|`, in
 /// any combination) stripped, then the first word, unquoted by the same
 /// rules as `Exec=`.
+#[cfg(test)]
 pub(super) fn exec_start_program(line: &str) -> Option<String> {
+    exec_start_argv(line)?.into_iter().next()
+}
+
+/// The argv of one `ExecStart=` line, special prefixes stripped; `None`
+/// when it names no program.
+fn exec_start_argv(line: &str) -> Option<Vec<String>> {
     let rest = line
         .trim_start()
         .trim_start_matches(['-', '@', '+', '!', ':', '|']);
-    service_file::split_exec(rest)
-        .ok()?
-        .into_iter()
-        .next()
-        .filter(|p| !p.is_empty())
+    let argv = service_file::split_exec(rest).ok()?;
+    argv.first().is_some_and(|p| !p.is_empty()).then_some(argv)
 }
