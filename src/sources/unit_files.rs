@@ -46,6 +46,136 @@ pub struct Unit {
     pub exec_start: Vec<String>,
     /// Drop-ins applied, in the order systemd applies them.
     pub dropins: Vec<PathBuf>,
+    /// Every `[Service]` setting that decides what runs and how, after the
+    /// unit file and every drop-in, each with the file that set it.
+    pub service: Service,
+}
+
+/// The `Exec*=` settings of a service, in the order systemd runs them.
+pub const EXEC_DIRECTIVES: &[&str] = &[
+    "ExecCondition",
+    "ExecStartPre",
+    "ExecStart",
+    "ExecStartPost",
+    "ExecReload",
+    "ExecStop",
+    "ExecStopPost",
+];
+
+/// One value of a setting, with the unit file or drop-in that gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub value: String,
+    pub from: PathBuf,
+}
+
+/// What a service's effective `[Service]` section says about what runs:
+/// each list as systemd builds it (values append, an empty assignment
+/// clears what came before), `User=` the last one given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Service {
+    /// `(directive, setting)` for every effective `Exec*=` line, grouped
+    /// in [`EXEC_DIRECTIVES`] order, each group in assignment order.
+    pub commands: Vec<(&'static str, Setting)>,
+    /// `Environment=` assignments (`NAME=VALUE`), one per setting.
+    pub environment: Vec<Setting>,
+    /// `EnvironmentFile=` paths (a leading `-` kept: the file may be
+    /// missing).
+    pub environment_files: Vec<Setting>,
+    pub user: Option<Setting>,
+}
+
+impl Service {
+    /// Applies the `[Service]` settings of one unit file or drop-in.
+    fn apply(&mut self, bytes: &[u8], from: &Path) {
+        let mut lists: Vec<(&'static str, Vec<Setting>)> = EXEC_DIRECTIVES
+            .iter()
+            .map(|d| {
+                let kept = self
+                    .commands
+                    .iter()
+                    .filter(|(k, _)| k == d)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                (*d, kept)
+            })
+            .collect();
+        for (key, value) in service_assignments(bytes) {
+            let set = |value: String| Setting {
+                value,
+                from: from.to_path_buf(),
+            };
+            if let Some((_, list)) = lists.iter_mut().find(|(d, _)| *d == key) {
+                if value.is_empty() {
+                    list.clear();
+                } else {
+                    list.push(set(value));
+                }
+                continue;
+            }
+            match key.as_str() {
+                "Environment" if value.is_empty() => self.environment.clear(),
+                "Environment" => {
+                    // Space-separated assignments, quotes as in Exec lines.
+                    let words = crate::sources::service_file::split_exec(&value)
+                        .unwrap_or_else(|_| value.split_whitespace().map(String::from).collect());
+                    self.environment
+                        .extend(words.into_iter().filter(|w| !w.is_empty()).map(set));
+                }
+                "EnvironmentFile" if value.is_empty() => self.environment_files.clear(),
+                "EnvironmentFile" => self.environment_files.push(set(value)),
+                "User" if value.is_empty() => self.user = None,
+                "User" => self.user = Some(set(value)),
+                _ => {}
+            }
+        }
+        self.commands = lists
+            .into_iter()
+            .flat_map(|(d, list)| list.into_iter().map(move |s| (d, s)))
+            .collect();
+    }
+}
+
+/// The `key=value` assignments of the `[Service]` section of a unit file
+/// or drop-in, in order: `#`/`;` comments skipped, backslash line
+/// continuations joined, as systemd reads them.
+fn service_assignments(bytes: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut logical = Vec::new();
+    let mut pending = String::new();
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        let trimmed = line.trim_start();
+        if pending.is_empty() && (trimmed.starts_with('#') || trimmed.starts_with(';')) {
+            continue;
+        }
+        if let Some(cont) = line.strip_suffix('\\') {
+            pending.push_str(cont);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        logical.push(std::mem::take(&mut pending));
+    }
+    if !pending.is_empty() {
+        logical.push(pending);
+    }
+    let mut in_service = false;
+    let mut out = Vec::new();
+    for line in logical {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_service = line == "[Service]";
+            continue;
+        }
+        if !in_service {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            out.push((key.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,47 +276,14 @@ fn template_of(name: &str) -> Option<String> {
 /// `[Service]` section counts; `#`/`;` comments and backslash line
 /// continuations are handled as systemd does.
 pub fn apply_exec_start(bytes: &[u8], out: &mut Vec<String>) {
-    let text = String::from_utf8_lossy(bytes);
-    let mut logical = Vec::new();
-    let mut pending = String::new();
-    for raw in text.lines() {
-        let line = raw.trim_end_matches('\r');
-        let trimmed = line.trim_start();
-        if pending.is_empty() && (trimmed.starts_with('#') || trimmed.starts_with(';')) {
+    for (key, value) in service_assignments(bytes) {
+        if key != "ExecStart" {
             continue;
         }
-        if let Some(cont) = line.strip_suffix('\\') {
-            pending.push_str(cont);
-            pending.push(' ');
-            continue;
-        }
-        pending.push_str(line);
-        logical.push(std::mem::take(&mut pending));
-    }
-    if !pending.is_empty() {
-        logical.push(pending);
-    }
-    let mut in_service = false;
-    for line in logical {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_service = line == "[Service]";
-            continue;
-        }
-        if !in_service {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        if key.trim() != "ExecStart" {
-            continue;
-        }
-        let value = value.trim();
         if value.is_empty() {
             out.clear();
         } else {
-            out.push(value.to_string());
+            out.push(value);
         }
     }
 }
@@ -221,9 +318,11 @@ pub fn resolve(root: &Root, name: &str, scope: &Scope) -> Result<Option<Unit>, U
     };
     let masked = is_masked(root, &path);
     let mut exec_start = Vec::new();
+    let mut service = Service::default();
     if !masked {
         let bytes = root.read_regular(&path, MAX_UNIT_BYTES)?;
         apply_exec_start(&bytes, &mut exec_start);
+        service.apply(&bytes, &path);
     }
     let dropins = if masked {
         Vec::new()
@@ -232,7 +331,10 @@ pub fn resolve(root: &Root, name: &str, scope: &Scope) -> Result<Option<Unit>, U
     };
     for d in &dropins {
         match root.read_regular(d, MAX_UNIT_BYTES) {
-            Ok(bytes) => apply_exec_start(&bytes, &mut exec_start),
+            Ok(bytes) => {
+                apply_exec_start(&bytes, &mut exec_start);
+                service.apply(&bytes, d);
+            }
             Err(e) => log::debug!("unit drop-in {e}"),
         }
     }
@@ -241,6 +343,7 @@ pub fn resolve(root: &Root, name: &str, scope: &Scope) -> Result<Option<Unit>, U
         masked,
         exec_start,
         dropins,
+        service,
     }))
 }
 
@@ -391,6 +494,59 @@ mod tests {
             ]
         );
         assert!(resolve(&root, "missing", &Scope::System).unwrap().is_none());
+        let env: Vec<(&str, &Path)> = u
+            .service
+            .environment
+            .iter()
+            .map(|s| (s.value.as_str(), s.from.as_path()))
+            .collect();
+        assert_eq!(
+            env,
+            [("A=1", Path::new("/usr/lib/systemd/system/foo.service.d/10-a.conf"))]
+        );
+        assert_eq!(
+            u.service.commands,
+            [(
+                "ExecStart",
+                Setting {
+                    value: "/tmp/x --y".into(),
+                    from: PathBuf::from("/etc/systemd/system/foo.service.d/50-x.conf"),
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn service_settings_append_reset_and_keep_their_file() {
+        let mut s = Service::default();
+        let unit = Path::new("/u");
+        let drop = Path::new("/d");
+        s.apply(
+            b"[Service]\nExecStartPre=/bin/true\nExecStart=/usr/bin/d\nEnvironment=\"A=1 2\" B=3\nUser=svc\nEnvironmentFile=-/etc/default/d\n",
+            unit,
+        );
+        s.apply(
+            b"[Service]\nExecStartPost=/tmp/p\nEnvironment=\nEnvironment=LD_PRELOAD=/tmp/x.so\nUser=root\n",
+            drop,
+        );
+        let cmds: Vec<(&str, &str, &Path)> = s
+            .commands
+            .iter()
+            .map(|(d, x)| (*d, x.value.as_str(), x.from.as_path()))
+            .collect();
+        assert_eq!(
+            cmds,
+            [
+                ("ExecStartPre", "/bin/true", unit),
+                ("ExecStart", "/usr/bin/d", unit),
+                ("ExecStartPost", "/tmp/p", drop),
+            ]
+        );
+        assert_eq!(s.environment.len(), 1);
+        assert_eq!(s.environment[0].value, "LD_PRELOAD=/tmp/x.so");
+        assert_eq!(s.environment_files[0].value, "-/etc/default/d");
+        assert_eq!(s.user.as_ref().unwrap().value, "root");
+        assert_eq!(s.user.as_ref().unwrap().from, drop);
     }
 
     #[test]
