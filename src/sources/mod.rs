@@ -13,6 +13,7 @@ pub mod lineage;
 pub mod packages;
 pub mod proc;
 pub mod proc_connector;
+pub mod process_facts;
 pub mod service_dirs;
 pub mod service_file;
 pub mod service_names;
