@@ -64,15 +64,13 @@ pub fn read(
     ProcessFacts::read(&scan.proc, pid, boot, ticks, hash)
 }
 
-/// Fills the shared process columns a table has from a process's facts;
-/// what is unknown stays NULL, except `path`, which is always set (NULL
-/// when the executable is unknown). The command line columns stay NULL
-/// when it was never read.
+/// Fills the shared process columns a table has from a process's facts.
+/// `pid`, `name` and `path` are always set (NULL when unknown); the others
+/// only when known, the command line columns only when it was read.
 pub fn fill(row: &mut Row, cols: &ProcessColumns, p: &ProcessFacts) {
-    row.set(cols.pid, p.pid).set(cols.path, p.path.as_deref());
-    if let Some(name) = &p.name {
-        row.set(cols.name, name.as_str());
-    }
+    row.set(cols.pid, p.pid)
+        .set(cols.name, p.name.as_deref())
+        .set(cols.path, p.path.as_deref());
     if let Some(args) = &p.args {
         row.set(cols.cmdline, args.join(" "))
             .set(cols.args_count, args.len() as i64);
