@@ -5,6 +5,10 @@
 //! ([`ProcessFacts::read`]); the process collector reads them the moment a
 //! process execs and keeps them in its event. Turning them into columns is
 //! `tables::process_columns`, the one place that does.
+//!
+//! The collector buffers these facts by the thousand, so they are kept
+//! compact: strings boxed to their length, and the command line in one
+//! string ([`Args`]) rather than a string per argument.
 use crate::sources::bus_daemon;
 use crate::sources::lineage::sha256_exe;
 use crate::sources::proc::{Ids, Proc, ProcError, Stat};
@@ -16,13 +20,13 @@ pub struct ProcessFacts {
     pub pid: u32,
     /// The program's name: the kernel's comm, widened from the executable
     /// or `argv[0]` where comm cut it short (`bus_daemon::full_name`).
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     /// The executable; `None` when its link cannot be read.
-    pub path: Option<String>,
+    pub path: Option<Box<str>>,
     /// The command line; `None` when it was never read (the process was
     /// gone), as opposed to an empty one.
-    pub args: Option<Vec<String>>,
-    pub cwd: Option<String>,
+    pub args: Option<Args>,
+    pub cwd: Option<Box<str>>,
     pub ids: Option<Ids>,
     /// The state letter of `stat` (`R`, `S`, `Z`, …).
     pub state: Option<char>,
@@ -78,10 +82,10 @@ impl ProcessFacts {
         };
         let facts = ProcessFacts {
             pid,
-            name: Some(name),
-            path: exe.path,
-            args: Some(args),
-            cwd,
+            name: Some(name.into()),
+            path: exe.path.map(String::into_boxed_str),
+            args: Some(Args::new(&args)),
+            cwd: cwd.map(String::into_boxed_str),
             ids,
             state: Some(stat.state),
             on_disk: Some(exe.on_disk),
@@ -91,8 +95,76 @@ impl ProcessFacts {
         Ok(Read { facts, stat })
     }
 
-    /// The command line, empty when unknown.
-    pub fn args(&self) -> &[String] {
-        self.args.as_deref().unwrap_or_default()
+    /// The command line's arguments, none when unknown.
+    pub fn arg_list(&self) -> Vec<String> {
+        self.args.as_ref().map(Args::to_vec).unwrap_or_default()
+    }
+}
+
+/// A command line in one allocation: its arguments joined by NUL, which no
+/// argument holds (the kernel separates them with it, and
+/// `sources::proc` splits there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Args {
+    joined: Box<str>,
+    /// Kept apart so that no arguments and one empty argument differ.
+    count: u32,
+}
+
+impl Args {
+    pub fn new(args: &[String]) -> Args {
+        Args {
+            joined: args.join("\0").into(),
+            count: u32::try_from(args.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let any = self.count > 0;
+        self.joined.split('\0').filter(move |_| any)
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The command line as `cmdline` shows it: arguments joined by spaces.
+    pub fn join(&self, sep: &str) -> String {
+        self.joined.replace('\0', sep)
+    }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_string).collect()
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_len(&self) -> usize {
+        self.joined.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_keep_every_argument_and_how_many() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for list in [
+            v(&[]),
+            v(&[""]),
+            v(&["a", "", "b c"]),
+            v(&["/bin/false", "x"]),
+        ] {
+            let args = Args::new(&list);
+            assert_eq!(args.to_vec(), list);
+            assert_eq!(args.len(), list.len());
+            assert_eq!(args.join(" "), list.join(" "));
+        }
+        assert_ne!(Args::new(&v(&[])), Args::new(&v(&[""])));
     }
 }

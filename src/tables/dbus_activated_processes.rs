@@ -505,7 +505,7 @@ fn fill(
     }
     let exe = f.path.as_deref();
     let name = f.name.as_deref().unwrap_or_default();
-    let v = verdict::assess(f.args(), name, exe, root.rule_session);
+    let v = verdict::assess(&f.arg_list(), name, exe, root.rule_session);
     let mut reasons = vec![v.reason];
     if escaped {
         reasons.push("left its activating parent (re-parented, or a session of its own)".into());

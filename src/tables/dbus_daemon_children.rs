@@ -80,8 +80,9 @@ fn build_row(
     process_columns::fill(&mut row, &PROCESS, f);
     let bus = scan.bus(origin.bus_pid, origin.kind);
     let bus_args = scan.cmdline(origin.bus_pid).unwrap_or_default();
+    let args = f.arg_list();
     let v = verdict::assess(
-        f.args(),
+        &args,
         f.name.as_deref().unwrap_or_default(),
         f.path.as_deref(),
         bus.rule_session,
@@ -98,7 +99,7 @@ fn build_row(
         let services = scan.services(origin.bus_pid, &bus);
         row.set(
             c::SERVICE_FILE,
-            best_service(&services, f.args(), f.path.as_deref()).map(|s| s.path.as_str()),
+            best_service(&services, &args, f.path.as_deref()).map(|s| s.path.as_str()),
         );
     }
     Ok(row)

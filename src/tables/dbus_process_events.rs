@@ -69,7 +69,7 @@ pub fn row(e: &ProcessEvent) -> Row {
                 None => {
                     let p = &e.process;
                     let v = verdict::assess(
-                        p.args(),
+                        &p.arg_list(),
                         p.name.as_deref().unwrap_or_default(),
                         p.path.as_deref(),
                         a.rule_session,

@@ -90,7 +90,7 @@ pub fn fill(row: &mut Row, cols: &ProcessColumns, p: &ProcessFacts) {
         }
     }
     if let Some(cwd) = &p.cwd {
-        row.set(cols.cwd, cwd.as_str());
+        row.set(cols.cwd, &**cwd);
     }
     if let Some(ids) = p.ids {
         row.set(cols.uid, ids.uid)

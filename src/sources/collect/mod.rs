@@ -38,9 +38,9 @@ use ring::Ring;
 
 /// Buffer bounds, per collector. The default holds a day: bus activations
 /// and D-Bus client runs are rare (a busy desktop does a few thousand a
-/// day), and a process event takes about 500 bytes with its strings (its
-/// command line split into arguments), so 20,000 of them stay around
-/// 10 MB per collector; file events are rarer still.
+/// day), and a process event takes about 350 bytes with its strings
+/// (boxed to their length, the command line in one), so 20,000 of them
+/// stay around 7 MB per collector; file events are rarer still.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     pub max_rows: usize,
@@ -361,7 +361,7 @@ mod tests {
     use super::*;
     use crate::sources::lineage::Via;
     use crate::sources::proc::Ids;
-    use crate::sources::process_facts::ProcessFacts;
+    use crate::sources::process_facts::{Args, ProcessFacts};
     use process::{Activation, Exit};
 
     fn typical_event(pid: u32) -> ProcessEvent {
@@ -372,7 +372,7 @@ mod tests {
                 pid,
                 name: Some("geoclue".into()),
                 path: Some("/usr/libexec/geoclue".into()),
-                args: Some(args.iter().map(|a| a.to_string()).collect()),
+                args: Some(Args::new(&args.map(String::from))),
                 cwd: Some("/".into()),
                 ids: Some(Ids::default()),
                 ..ProcessFacts::default()
@@ -436,8 +436,8 @@ mod tests {
     }
 
     /// What a buffered event costs: its own size and its strings' bytes
-    /// (the allocator adds its share on top), so that the default bound
-    /// stays around 10 MB per collector.
+    /// (the allocator adds a few words per string on top), so that the
+    /// default bound stays around 7 MB per collector.
     #[test]
     fn a_typical_event_is_small() {
         let e = typical_event(1);
@@ -447,9 +447,9 @@ mod tests {
             .flatten()
             .map(|s| s.len())
             .sum::<usize>();
-        let args = p.args().iter().map(|a| a.len() + 24).sum::<usize>();
+        let args = p.args.as_ref().map_or(0, Args::heap_len);
         let n = std::mem::size_of::<ProcessEvent>() + strings + args;
-        assert!(n < 400, "{n} bytes");
+        assert!(n < 320, "{n} bytes");
     }
 
     /// Two handles in one process share nothing: an event one collects is

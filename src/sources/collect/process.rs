@@ -51,7 +51,7 @@ use crate::sources::fs_safe;
 use crate::sources::lineage::{Origin, Scan, Via};
 use crate::sources::proc::ProcFiles;
 use crate::sources::proc_connector::{self, Connector, ConnectorError, Event, Kind, Received};
-use crate::sources::process_facts::ProcessFacts;
+use crate::sources::process_facts::{Args, ProcessFacts};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
@@ -615,7 +615,8 @@ impl Collector {
                         .chain(args.iter().take(2).map(String::as_str)),
                 )
             })
-            .or_else(|| launch.map(|b| b.name.clone()));
+            .or_else(|| launch.map(|b| b.name.clone()))
+            .map(String::into_boxed_str);
         let mut process = ProcessFacts {
             pid,
             name,
@@ -623,13 +624,13 @@ impl Collector {
         };
         let mut image = None;
         if gone {
-            process.path = launch.map(|b| fs_safe::render_path(&b.path));
+            process.path = launch.map(|b| fs_safe::render_path(&b.path).into());
         } else {
             image = Some(image_hash(exe.as_deref(), &args));
-            process.cwd = scan.proc.cwd(pid).ok();
+            process.cwd = scan.proc.cwd(pid).ok().map(String::into_boxed_str);
             process.ids = scan.proc.ids(pid).ok();
-            process.path = exe;
-            process.args = Some(args);
+            process.path = exe.map(String::into_boxed_str);
+            process.args = Some(Args::new(&args));
         }
         let event = ProcessEvent {
             time: 0,
