@@ -7,8 +7,8 @@ use osquery_dbus::hosts::{osquery as osq, sqlite};
 use osquery_dbus::output::{self, Format};
 use osquery_dbus::packs::{self, Pack};
 use osquery_dbus::settings::Settings;
-use osquery_dbus::sources::collect::{self, Collected, Collectors};
-use osquery_dbus::tables::{dbus_file_events, dbus_process_events, Registry};
+use osquery_dbus::sources::collect::{self, Collectors};
+use osquery_dbus::tables::{evented, Registry};
 use osquery_dbus::{blind, hunt, spec};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -194,22 +194,15 @@ fn watch(settings: Settings, config: collect::Config, tables: &[String]) -> Resu
     let mut stdout = std::io::stdout().lock();
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(ev) => {
-                let (table, event, row) = match &ev {
-                    Collected::Exec(e) => (collect::PROCESS, "exec", dbus_process_events::row(e)),
-                    Collected::Exit(e) => (collect::PROCESS, "exit", dbus_process_events::row(e)),
-                    Collected::File(e) => (collect::FILE, "file", dbus_file_events::row(e)),
-                };
-                if !wanted.contains(&table) {
-                    continue;
-                }
-                let line = output::event_line(table, event, &row);
+            Ok(ev) if wanted.contains(&evented::table_of(&ev)) => {
+                let p = evented::publish(&ev);
+                let line = output::event_line(p.table, p.event, &p.row);
                 match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
                     other => other.context("writing events")?,
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }

@@ -1,7 +1,43 @@
 //! What the evented tables share: the `time` lower bound they push down,
-//! and what they answer when no collector runs in this process.
+//! what they answer when no collector runs in this process, and the rows
+//! of events as they happen, for `watch` (whose JSON lines `output`
+//! writes).
 use crate::context::{Op, QueryContext};
+use crate::row::Row;
+use crate::sources::collect::{self, Collected};
+use crate::tables::{dbus_file_events, dbus_process_events};
 use std::sync::Mutex;
+
+/// One event as a watcher shows it: its table, what kind of event it is
+/// (`exec`, `exit`, `file`) and its row.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub table: &'static str,
+    pub event: &'static str,
+    pub row: Row,
+}
+
+/// The evented table an event belongs to.
+pub fn table_of(event: &Collected) -> &'static str {
+    match event {
+        Collected::Exec(_) | Collected::Exit(_) => collect::PROCESS,
+        Collected::File(_) => collect::FILE,
+    }
+}
+
+/// An event as its table shows it.
+pub fn publish(event: &Collected) -> Published {
+    let (kind, row) = match event {
+        Collected::Exec(e) => ("exec", dbus_process_events::row(e)),
+        Collected::Exit(e) => ("exit", dbus_process_events::row(e)),
+        Collected::File(e) => ("file", dbus_file_events::row(e)),
+    };
+    Published {
+        table: table_of(event),
+        event: kind,
+        row,
+    }
+}
 
 /// The lower bound a `time >`, `>=` or `=` constraint puts on event times.
 pub fn time_lower_bound(ctx: &QueryContext) -> Option<u64> {
