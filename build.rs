@@ -104,9 +104,15 @@ fn emit_columns(out: &mut String, t: &TableSpec) {
 
 /// One arm of the registry's dispatch (`tables::generator`): the spec's
 /// implementation, by name, so the compiler checks that it exists and
-/// has the signature `streamed` says.
+/// has the signature `evented` and `streamed` say.
 fn emit_dispatch(out: &mut String, t: &TableSpec) {
-    let kind = if t.streamed { "Streamed" } else { "Whole" };
+    let kind = if t.evented {
+        "Evented"
+    } else if t.streamed {
+        "Streamed"
+    } else {
+        "Whole"
+    };
     let _ = writeln!(
         out,
         "    {:?} => Some(Generator::{kind}({})),",

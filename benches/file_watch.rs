@@ -18,9 +18,9 @@
 //! rounds; kernel marks before and after a passwd change (a whole
 //! discovery) once one more home got its services directory a component
 //! at a time.
-use osquery_dbus::events::file::Collector;
-use osquery_dbus::row::Value;
 use osquery_dbus::settings::Settings;
+use osquery_dbus::sources::collect::file::{Collector, FileAction};
+use osquery_dbus::sources::file_watch::Action;
 use osquery_dbus::sources::file_watch::Watcher;
 use std::path::Path;
 use std::sync::mpsc;
@@ -124,13 +124,9 @@ fn main() {
         if done_tx.send(c.discoveries() - before).is_err() {
             return;
         }
-        for (_, r) in polled.rows {
-            if r.get("action") == Some(&Value::Text("created".into())) {
-                if let Some(Value::Text(p)) = r.get("path") {
-                    if tx.send(p.clone()).is_err() {
-                        return;
-                    }
-                }
+        for e in polled.events {
+            if e.action == FileAction::Changed(Action::Created) && tx.send(e.path).is_err() {
+                return;
             }
         }
     });

@@ -9,7 +9,6 @@
 //! [`settings`], are leaves: no layer imports another's module for them.
 pub mod blind;
 pub mod context;
-pub mod events;
 pub mod hosts;
 pub mod hunt;
 pub mod output;

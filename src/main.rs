@@ -7,8 +7,9 @@ use osquery_dbus::hosts::{osquery as osq, sqlite};
 use osquery_dbus::output::{self, Format};
 use osquery_dbus::packs::{self, Pack};
 use osquery_dbus::settings::Settings;
-use osquery_dbus::tables::Registry;
-use osquery_dbus::{blind, events, hunt, spec};
+use osquery_dbus::sources::collect::{self, Collectors};
+use osquery_dbus::tables::{evented, Registry};
+use osquery_dbus::{blind, hunt, spec};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,11 +37,11 @@ struct Cli {
     proc: Option<PathBuf>,
 
     /// Evented tables: buffer at most this many rows per table.
-    #[arg(long = "events_max", global = true, value_name = "ROWS", default_value_t = events::DEFAULT_MAX_ROWS)]
+    #[arg(long = "events_max", global = true, value_name = "ROWS", default_value_t = collect::DEFAULT_MAX_ROWS)]
     events_max: usize,
 
     /// Evented tables: drop buffered rows older than this many seconds.
-    #[arg(long = "events_expiry", global = true, value_name = "SECONDS", default_value_t = events::DEFAULT_EXPIRY_SECS)]
+    #[arg(long = "events_expiry", global = true, value_name = "SECONDS", default_value_t = collect::DEFAULT_EXPIRY_SECS)]
     events_expiry: u64,
 
     #[command(subcommand)]
@@ -141,15 +142,18 @@ fn settings(cli: &Cli) -> Settings {
     s
 }
 
-fn events_config(cli: &Cli) -> events::Config {
-    events::Config {
+fn events_config(cli: &Cli) -> collect::Config {
+    collect::Config {
         max_rows: cli.events_max,
         expiry: Duration::from_secs(cli.events_expiry),
     }
 }
 
 /// `watch`: start the collectors, stream their events until a signal.
-fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Result<ExitCode> {
+fn watch(settings: Settings, config: collect::Config, tables: &[String]) -> Result<ExitCode> {
+    let collectors = Collectors::new(config);
+    let registry = Registry::with_collectors(settings, Some(Arc::clone(&collectors)))
+        .context("loading table specs")?;
     // The evented tables are those their specs say are.
     let evented: Vec<&str> = registry
         .tables()
@@ -171,13 +175,13 @@ fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Resu
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let rx = events::subscribe();
-    events::start(&registry.settings, config);
+    let rx = collectors.subscribe();
+    collectors.start(&registry.settings);
     let failed: Vec<String> = wanted
         .iter()
-        .filter_map(|t| match events::store(t).map(|s| s.state()) {
-            Some(events::State::Running) => None,
-            Some(events::State::Failed(why)) => Some(format!("{t}: {why}")),
+        .filter_map(|t| match collectors.status(t).map(|s| s.state) {
+            Some(collect::State::Running) => None,
+            Some(collect::State::Failed(why)) => Some(format!("{t}: {why}")),
             None => Some(format!("{t}: not started")),
         })
         .collect();
@@ -190,8 +194,9 @@ fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Resu
     let mut stdout = std::io::stdout().lock();
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(ev) if wanted.contains(&ev.table) => {
-                let line = output::event_line(ev.table, ev.event, &ev.row);
+            Ok(ev) if wanted.contains(&evented::table_of(&ev)) => {
+                let p = evented::publish(&ev);
+                let line = output::event_line(p.table, p.event, &p.row);
                 match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
                     other => other.context("writing events")?,
@@ -203,12 +208,10 @@ fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Resu
     }
     // What a long watch (or a benchmark) needs to know it missed nothing.
     for t in &wanted {
-        if let Some(store) = events::store(t) {
-            let (rows, evicted) = store.counts();
-            let lost = store.lost.load(std::sync::atomic::Ordering::Relaxed);
-            let seen = store.seen.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(s) = collectors.status(t) {
             eprintln!(
-                "osquery-dbus: {t}: {rows} rows buffered, {evicted} evicted, {lost} kernel overruns, {seen} events seen"
+                "osquery-dbus: {t}: {} rows buffered, {} evicted, {} kernel overruns, {} events seen",
+                s.buffered, s.evicted, s.lost, s.seen
             );
         }
     }
@@ -216,22 +219,29 @@ fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Resu
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let registry = Arc::new(Registry::new(settings(&cli)).context("loading table specs")?);
     let events = events_config(&cli);
     if let Some(socket) = &cli.extension.socket {
         if cli.command.is_some() {
             bail!("--socket starts extension mode and takes no subcommand");
         }
+        // The extension collects for its life: the evented tables read
+        // these collectors, started before registration and finishing
+        // their start while the core registers us.
+        let settings = settings(&cli);
+        let collectors = Collectors::new(events);
+        collectors.start_in_background(&settings);
+        let registry =
+            Registry::with_collectors(settings, Some(collectors)).context("loading table specs")?;
         let opts = osq::ExtensionOptions {
             socket: socket.clone(),
             timeout: Duration::from_secs(cli.extension.timeout.max(1)),
             interval: Duration::from_secs(cli.extension.interval.max(1)),
             verbose: cli.extension.verbose,
-            events,
         };
-        osq::run(registry, opts).context("extension")?;
+        osq::run(Arc::new(registry), opts).context("extension")?;
         return Ok(ExitCode::SUCCESS);
     }
+    let registry = Arc::new(Registry::new(settings(&cli)).context("loading table specs")?);
     match cli.command {
         None => bail!("nothing to do: give a command (see --help), or --socket to serve osquery"),
         Some(Command::Query { sql, json, csv }) => {
@@ -320,7 +330,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Watch { table }) => watch(&registry, events, &table),
+        Some(Command::Watch { table }) => watch(registry.settings.clone(), events, &table),
         Some(Command::Schema { markdown, table }) => {
             let specs: Vec<_> = registry.tables().iter().map(|t| t.spec.clone()).collect();
             let specs: Vec<_> = match &table {

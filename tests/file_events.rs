@@ -5,14 +5,16 @@
 //! as root); without it the inotify fallback is checked instead, and one
 //! test drives an inotify collector itself.
 use osquery_dbus::context::QueryContext;
-use osquery_dbus::events::file::Collector;
-use osquery_dbus::events::{self, State};
 use osquery_dbus::row::{Row, Value};
 use osquery_dbus::settings::Settings;
+use osquery_dbus::sources::collect::file::Collector;
+use osquery_dbus::sources::collect::{self, Collectors, State};
 use osquery_dbus::sources::file_watch::Watcher;
+use osquery_dbus::tables::dbus_file_events;
 use osquery_dbus::tables::Registry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -62,10 +64,24 @@ fn settings() -> Settings {
     }
 }
 
+/// The collectors of this test binary, made and started once, as the
+/// extension does.
+fn collectors() -> &'static Arc<Collectors> {
+    static HUB: OnceLock<Arc<Collectors>> = OnceLock::new();
+    HUB.get_or_init(|| {
+        let hub = Collectors::new(collect::Config::default());
+        hub.start(&settings());
+        hub
+    })
+}
+
+fn registry() -> Registry {
+    Registry::with_collectors(settings(), Some(Arc::clone(collectors()))).expect("registry")
+}
+
 fn collecting() -> bool {
     // Always true or a panic; kept a bool so the tests read alike.
-    events::start(&settings(), events::Config::default());
-    match events::store(events::FILE_TABLE).map(|s| s.state()) {
+    match collectors().status(collect::FILE).map(|s| s.state) {
         Some(State::Running) => true,
         // fanotify falls back to inotify, which every Linux has: a
         // collector that is not running is a failure, never a skip.
@@ -74,7 +90,7 @@ fn collecting() -> bool {
 }
 
 fn rows() -> Vec<Row> {
-    let registry = Registry::new(settings()).expect("registry");
+    let registry = registry();
     let table = registry.get("dbus_file_events").expect("table");
     let rows = table.generate(&registry.settings, &QueryContext::new());
     for r in &rows {
@@ -124,8 +140,7 @@ fn pack_filenames() -> Vec<String> {
                 .map(|q| q.query.clone())
         })
         .expect("pack query");
-    let registry = std::sync::Arc::new(Registry::new(settings()).expect("registry"));
-    let host = osquery_dbus::hosts::sqlite::EmbeddedHost::open(registry).expect("host");
+    let host = osquery_dbus::hosts::sqlite::EmbeddedHost::open(Arc::new(registry())).expect("host");
     let result = host.query(&sql).expect("query");
     let col = result
         .columns
@@ -464,9 +479,9 @@ fn follows_a_services_dir_made_later(watcher: Watcher) {
             seen.extend(
                 c.next(Duration::from_millis(50))
                     .expect("read")
-                    .rows
-                    .into_iter()
-                    .map(|(_, r)| r),
+                    .events
+                    .iter()
+                    .map(dbus_file_events::row),
             );
             if let Some(r) = seen.iter().find(|r| {
                 r.get("filename") == Some(&Value::Text(name.into()))

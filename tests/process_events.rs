@@ -7,11 +7,12 @@ mod common;
 
 use common::bus::Bus;
 use osquery_dbus::context::{Op, QueryContext};
-use osquery_dbus::events::{self, State};
 use osquery_dbus::row::{Row, Value};
 use osquery_dbus::settings::Settings;
+use osquery_dbus::sources::collect::{self, Collectors, State};
 use osquery_dbus::tables::Registry;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// One test at a time: the burst test would otherwise load the machine
@@ -24,17 +25,30 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The collectors of this test binary, made and started once, as the
+/// extension does.
+fn collectors() -> &'static Arc<Collectors> {
+    static HUB: OnceLock<Arc<Collectors>> = OnceLock::new();
+    HUB.get_or_init(|| {
+        let hub = Collectors::new(collect::Config {
+            max_rows: 200_000,
+            expiry: Duration::from_secs(3600),
+        });
+        hub.start(&Settings::default());
+        hub
+    })
+}
+
+/// The registry the extension would serve, reading [`collectors`].
+fn registry() -> Registry {
+    Registry::with_collectors(Settings::default(), Some(Arc::clone(collectors())))
+        .expect("registry")
+}
+
 /// Starts the collector (once per test binary); `false` when the kernel
 /// refused it, after printing why.
 fn collecting() -> bool {
-    events::start(
-        &Settings::default(),
-        events::Config {
-            max_rows: 200_000,
-            expiry: Duration::from_secs(3600),
-        },
-    );
-    match events::store(events::PROCESS_TABLE).map(|s| s.state()) {
+    match collectors().status(collect::PROCESS).map(|s| s.state) {
         Some(State::Running) => true,
         // Only a kernel without the connector (the socket itself refused)
         // skips; CI runs as root, so any other refusal is a failure.
@@ -48,7 +62,7 @@ fn collecting() -> bool {
 
 /// The table's rows, each held to the spec's columns.
 fn rows() -> Vec<Row> {
-    let registry = Registry::new(Settings::default()).expect("registry");
+    let registry = registry();
     let table = registry.get("dbus_process_events").expect("table");
     let rows = table.generate(&registry.settings, &QueryContext::new());
     for r in &rows {
@@ -189,8 +203,7 @@ fn dbus_send_runs_are_recorded_with_arguments() {
     // `time >` is applied in the table: a bound past the row drops it.
     let mut ctx = QueryContext::new();
     ctx.add_constraint("time", Op::Gt, int(r, "time").to_string());
-    let later = Registry::new(Settings::default())
-        .expect("registry")
+    let later = registry()
         .generate("dbus_process_events", &ctx)
         .expect("table");
     assert!(!later.iter().any(|l| l.get("pid") == r.get("pid")));
@@ -270,8 +283,7 @@ fn many_quick_activations_none_lost() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let overruns = events::store(events::PROCESS_TABLE)
-        .map_or(0, |s| s.lost.load(std::sync::atomic::Ordering::Relaxed));
+    let overruns = collectors().status(collect::PROCESS).map_or(0, |s| s.lost);
     assert_eq!(
         activations.len(),
         total,
@@ -307,8 +319,7 @@ fn pack_rows(name: &str) -> Vec<std::collections::HashMap<String, String>> {
         .into_iter()
         .find_map(|p| p.queries.get(name).map(|q| q.query.clone()))
         .expect("pack query");
-    let registry = std::sync::Arc::new(Registry::new(Settings::default()).expect("registry"));
-    let host = osquery_dbus::hosts::sqlite::EmbeddedHost::open(registry).expect("host");
+    let host = osquery_dbus::hosts::sqlite::EmbeddedHost::open(Arc::new(registry())).expect("host");
     let result = host.query(&sql).expect("query");
     result
         .rows
@@ -457,4 +468,55 @@ fn the_connector_subscribes_while_processes_start() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
+}
+
+/// Two collectors in one process record independently: a second handle,
+/// started beside the first, sees the same activation in its own buffer
+/// (its own registry's table shows it), and a registry without collectors
+/// shows nothing.
+#[test]
+fn two_collectors_in_one_process_are_independent() {
+    let _serial = serial();
+    if !collecting() {
+        return;
+    }
+    let second = Collectors::new(collect::Config::default());
+    second.start(&Settings::default());
+    assert_eq!(
+        second.status(collect::PROCESS).map(|s| s.state),
+        Some(State::Running)
+    );
+    let bus = Bus::custom();
+    let marker = format!("twice-{}", std::process::id());
+    bus.plant("org.example.Twice", &format!("/bin/false {marker}"));
+    activate_and_wait(&bus, "org.example.Twice");
+    let ours = |r: &Row| r.get("bus_pid") == Some(&Value::Integer(i64::from(bus.pid())));
+    let of = |registry: &Registry| -> Vec<Row> {
+        registry
+            .generate("dbus_process_events", &QueryContext::new())
+            .expect("table")
+            .into_iter()
+            .filter(ours)
+            .collect()
+    };
+    let mine = Registry::with_collectors(Settings::default(), Some(Arc::clone(&second)))
+        .expect("registry");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (of(&mine).is_empty() || of(&registry()).is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(of(&mine).len(), 1, "the second collector's row");
+    assert_eq!(of(&registry()).len(), 1, "the first collector's row");
+    let none = Registry::new(Settings::default()).expect("registry");
+    assert!(of(&none).is_empty(), "no collector, no rows");
+    // Each buffer holds only what its own collector recorded since it
+    // started: the second one missed what came before.
+    let first_total = collectors()
+        .status(collect::PROCESS)
+        .map_or(0, |s| s.buffered);
+    let second_total = second.status(collect::PROCESS).map_or(0, |s| s.buffered);
+    assert!(
+        second_total <= first_total,
+        "{second_total} > {first_total}"
+    );
 }

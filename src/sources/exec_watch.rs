@@ -4,7 +4,7 @@
 //! us) with `FAN_OPEN_EXEC` inode marks on each binary. The kernel queues
 //! that event while `execve` opens the file, before the process connector
 //! reports the exec, so whoever reads the connector can look here for an
-//! exec whose process has already vanished (`events::process` does, for
+//! exec whose process has already vanished (`collect::process` does, for
 //! D-Bus client programs such as `dbus-send`).
 //!
 //! Binaries are found by name in directories given by the caller (the bin

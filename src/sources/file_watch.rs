@@ -7,7 +7,7 @@
 //! fanotify refuses (no file handles on overlayfs, FUSE and many network
 //! filesystems, or a refused mark) goes to inotify alone while the others
 //! keep fanotify; [`Watcher::backend_of`] says which and why, for the rows.
-//! `events::file` turns changes into rows.
+//! `collect::file` turns changes into events.
 //!
 //! fanotify in FID mode names the directory by file handle, not path: each
 //! watched directory's handle (`name_to_handle_at`) is recorded when it is

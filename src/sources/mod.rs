@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod bus_config;
 pub mod bus_daemon;
+pub mod collect;
 pub mod exec_target;
 pub mod exec_watch;
 pub mod file_watch;
@@ -14,6 +15,7 @@ pub mod lineage;
 pub mod packages;
 pub mod proc;
 pub mod proc_connector;
+pub mod process_facts;
 pub mod provenance;
 pub mod service_dirs;
 pub mod service_file;

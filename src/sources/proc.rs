@@ -674,7 +674,7 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
 
 /// A real procfs, held open for reading one small file of a pid at a
 /// time at the cost of `openat`, `read` and `close`: for a reader that
-/// looks at every exec on the host (`events::process`), where
+/// looks at every exec on the host (`collect::process`), where
 /// [`read_capped`]'s checks would cost more than the read. Only a procfs
 /// is accepted ([`ProcFiles::open`] is `None` for a fixture tree): every
 /// entry there is a kernel file, never a FIFO or a device.

@@ -8,7 +8,7 @@
 //! for the kernel's acknowledgement and calls its absence a refusal.
 //!
 //! This module only opens the socket and decodes datagrams into typed
-//! events; deciding which events matter is `events::process`'s job.
+//! events; deciding which events matter is `collect::process`'s job.
 //!
 //! No maintained crate covers `cn_proc` (the netlink crates stop at route,
 //! audit and generic netlink), so the few wire layouts below are written out

@@ -16,7 +16,7 @@
 //! creating a fresh path is noticed too); above it, or for a root-owned
 //! path, only the nearest existing ancestor, since only root can rename
 //! those. Never anything above the root. What to mark and what an event
-//! means is left to `events::file`.
+//! means is left to `collect::file`.
 use crate::sources::fs_safe::{FsError, Root};
 use crate::sources::service_dirs::ServiceDir;
 use rustix::fd::OwnedFd;

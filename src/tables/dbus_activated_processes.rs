@@ -35,15 +35,34 @@ use crate::sources::bus_daemon::{self, BusType, DaemonKind};
 use crate::sources::fs_safe::{self, Root as FsRoot};
 use crate::sources::lineage::{self, best_service, skip_quietly, Scan};
 use crate::sources::proc::{self, ProcError, Stat};
+use crate::sources::process_facts::Read;
 use crate::sources::service_dirs::{self, Bus as DirBus};
 use crate::sources::service_names::{self, Names};
 use crate::sources::{packages, systemd_unit};
 use crate::spec::columns::dbus_activated_processes as c;
-use crate::tables::process_columns::{process_row, wanted_pids, Facts};
+use crate::tables::process_columns::{self, wanted_pids, ProcessColumns};
 use crate::verdict;
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
+
+/// The shared process columns, in this table's handles.
+const PROCESS: ProcessColumns = ProcessColumns {
+    pid: c::PID,
+    name: c::NAME,
+    path: c::PATH,
+    cmdline: c::CMDLINE,
+    args_count: c::ARGS_COUNT,
+    cwd: c::CWD,
+    uid: c::UID,
+    euid: c::EUID,
+    gid: c::GID,
+    egid: Some(c::EGID),
+    state: Some(c::STATE),
+    on_disk: Some(c::ON_DISK),
+    start_time: Some(c::START_TIME),
+    exe_sha256: Some(c::EXE_SHA256),
+};
 
 /// Descendants deeper than this below a root are not followed: a fork
 /// bomb or a pid cycle in a fixture cannot make the walk unbounded.
@@ -436,18 +455,11 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             continue;
         }
         let root = &roots[m.root];
-        match process_row(&scan, ctx, pid, boot, ticks) {
-            Ok((mut row, facts)) => {
-                fill(
-                    &mut row,
-                    ctx,
-                    &scan,
-                    pid,
-                    root,
-                    m,
-                    &facts,
-                    owners.as_deref(),
-                );
+        match process_columns::read(&scan, ctx, &PROCESS, pid, boot, ticks) {
+            Ok(read) => {
+                let mut row = Row::new();
+                process_columns::fill(&mut row, &PROCESS, &read.facts);
+                fill(&mut row, ctx, &scan, pid, root, m, &read, owners.as_deref());
                 rows.push(row);
             }
             Err(e) => skip_quietly(pid, &e),
@@ -465,18 +477,19 @@ fn fill(
     pid: u32,
     root: &ActRoot,
     m: Member,
-    f: &Facts,
+    read: &Read,
     owners: Option<&packages::Owners>,
 ) {
+    let (f, stat) = (&read.facts, &read.stat);
     let escaped = if m.depth == 0 {
         root.escaped
     } else {
-        f.stat.session == pid
+        stat.session == pid
     };
     // Below an escaped starter_env root the lineage to the activated
     // process is cut: how far below it is unknown.
     let depth = (root.via != Via::StarterEnv).then_some(m.depth);
-    row.set(c::PARENT, f.stat.ppid)
+    row.set(c::PARENT, stat.ppid)
         .set(c::VIA, root.via.as_str())
         .set(c::UNIT, root.unit.clone())
         .set(c::BUS, root.bus.map(BusType::as_str))
@@ -490,8 +503,9 @@ fn fill(
     if !(ctx.uses(c::UNUSUAL) || ctx.uses(c::SUSPICIOUS) || ctx.uses(c::REASON)) {
         return;
     }
-    let exe = f.exe.path.as_deref();
-    let v = verdict::assess(&f.args, &f.name, exe, root.rule_session);
+    let exe = f.path.as_deref();
+    let name = f.name.as_deref().unwrap_or_default();
+    let v = verdict::assess(&f.arg_list(), name, exe, root.rule_session);
     let mut reasons = vec![v.reason];
     if escaped {
         reasons.push("left its activating parent (re-parented, or a session of its own)".into());
@@ -503,7 +517,7 @@ fn fill(
         Some(_) => {}
         None => reasons.push("executable unknown".into()),
     }
-    if f.exe.on_disk == 0 {
+    if f.on_disk == Some(0) {
         reasons.push("executable deleted after it started".into());
     }
     let exe_link = scan.proc.dir().join(pid.to_string()).join("exe");

@@ -1,12 +1,93 @@
 //! `dbus_process_events`: bus activations and D-Bus client runs as they
-//! happened, read from the buffer the `events::process` collector fills.
-//! The table itself only applies the `time` lower bound; collecting, the
-//! buffer's bounds and what happens without a collector live in `events`.
+//! happened, from the events the process collector
+//! (`sources::collect::process`) buffers. The table applies the `time`
+//! lower bound and makes each event a row ([`row`], which `watch` uses
+//! too); collecting and the buffer's bounds live in `sources::collect`.
 use crate::context::QueryContext;
-use crate::events;
 use crate::row::Row;
-use crate::settings::Settings;
+use crate::sources::collect::process::{Gone, ProcessEvent};
+use crate::sources::collect::Collectors;
+use crate::spec::columns::dbus_process_events as c;
+use crate::tables::evented;
+use crate::tables::process_columns::{self, ProcessColumns};
+use crate::verdict;
 
-pub fn generate(_settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
-    events::rows(events::PROCESS_TABLE, events::time_lower_bound(ctx))
+const TABLE: &str = "dbus_process_events";
+
+/// The shared process columns, in this table's handles.
+const PROCESS: ProcessColumns = ProcessColumns {
+    pid: c::PID,
+    name: c::NAME,
+    path: c::PATH,
+    cmdline: c::CMDLINE,
+    args_count: c::ARGS_COUNT,
+    cwd: c::CWD,
+    uid: c::UID,
+    euid: c::EUID,
+    gid: c::GID,
+    egid: None,
+    state: None,
+    on_disk: None,
+    start_time: None,
+    exe_sha256: None,
+};
+
+const GONE: &str = "exited before /proc could be read: arguments unknown";
+
+pub fn generate(collectors: Option<&Collectors>, ctx: &QueryContext) -> Vec<Row> {
+    let Some(store) = collectors.and_then(Collectors::process) else {
+        evented::no_collector(TABLE);
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    store.visit_since(evented::time_lower_bound(ctx), |e| rows.push(row(e)));
+    rows
+}
+
+/// The row of one event; an activation is judged by the seed rule.
+pub fn row(e: &ProcessEvent) -> Row {
+    let mut row = Row::new();
+    row.set(c::TIME, e.time);
+    process_columns::fill(&mut row, &PROCESS, &e.process);
+    if let Some(parent) = e.parent {
+        row.set(c::PARENT, parent);
+    }
+    let gone = e.gone.map(|g| match g {
+        Gone::Unseen => GONE.to_string(),
+        Gone::ExecSeen => format!("{GONE} (name and path from the exec of that binary)"),
+    });
+    match (&e.activation, gone) {
+        (Some(a), gone) => {
+            row.set(c::KIND, "activation")
+                .set(c::BUS_PID, a.bus_pid)
+                .set(c::BUS, a.bus.as_str())
+                .set(c::VIA, a.via.as_str());
+            match gone {
+                Some(reason) => {
+                    row.set(c::REASON, reason);
+                }
+                None => {
+                    let p = &e.process;
+                    let v = verdict::assess(
+                        &p.arg_list(),
+                        p.name.as_deref().unwrap_or_default(),
+                        p.path.as_deref(),
+                        a.rule_session,
+                    );
+                    row.set(c::UNUSUAL, v.unusual).set(c::REASON, v.reason);
+                }
+            }
+        }
+        (None, gone) => {
+            row.set(c::KIND, "client");
+            if let Some(reason) = gone {
+                row.set(c::REASON, reason);
+            }
+        }
+    }
+    if let Some(exit) = e.exit {
+        row.set(c::EXIT_CODE, exit.code)
+            .set(c::DURATION_MS, exit.duration_ms);
+    }
+    row
 }

@@ -4,11 +4,17 @@
 //! never sees SQL, Thrift or SQLite. Columns are named in `tables/*.toml`;
 //! a row may leave any of them out (NULL) but never carries one the spec
 //! lacks (a test holds every table to that).
+//!
+//! The evented tables read the [`Collectors`] handle the registry was made
+//! with (none for a one-shot query): the generated dispatch hands it to
+//! their generators, so nothing about collecting is global.
 use crate::blind;
 use crate::context::QueryContext;
 use crate::row::{Row, RowSink};
 use crate::settings::Settings;
+use crate::sources::collect::Collectors;
 use crate::spec::{self, TableSpec};
+use std::sync::Arc;
 
 pub mod dbus_activated_processes;
 pub mod dbus_daemon_children;
@@ -16,24 +22,30 @@ pub mod dbus_file_events;
 pub mod dbus_policy_rules;
 pub mod dbus_process_events;
 pub mod dbus_service_files;
+pub mod evented;
 pub mod groups;
 pub mod process_columns;
 pub mod users;
 
 type GenerateFn = fn(&Settings, &QueryContext) -> Vec<Row>;
 type StreamFn = fn(&Settings, &QueryContext, &mut dyn RowSink);
+type EventedFn = fn(Option<&Collectors>, &QueryContext) -> Vec<Row>;
 
-/// How a table makes its rows: all at once, or into a sink as it goes
-/// (tables whose results run to thousands of rows).
+/// How a table makes its rows: all at once, into a sink as it goes
+/// (tables whose results run to thousands of rows), or from the events
+/// its collector buffered.
 #[derive(Clone, Copy)]
 enum Generator {
     Whole(GenerateFn),
     Streamed(StreamFn),
+    Evented(EventedFn),
 }
 
 pub struct Table {
     pub spec: TableSpec,
     generator: Generator,
+    /// What an evented table reads; `None` when nothing collects.
+    collectors: Option<Arc<Collectors>>,
 }
 
 impl Table {
@@ -47,6 +59,7 @@ impl Table {
                 stream(settings, ctx, &mut rows);
                 rows
             }
+            Generator::Evented(generate) => generate(self.collectors.as_deref(), ctx),
         })
     }
 
@@ -59,12 +72,18 @@ impl Table {
                     sink.push(row);
                 }
             }
+            Generator::Evented(generate) => {
+                for row in generate(self.collectors.as_deref(), ctx) {
+                    sink.push(row);
+                }
+            }
             Generator::Streamed(stream) => stream(settings, ctx, sink),
         })
     }
 }
 
-/// The generator each spec names (`implementation`, `streamed`); written
+/// The generator each spec names (`implementation`, `streamed`,
+/// `evented`); written
 /// by `build.rs`, so the specs are the one list of tables.
 fn generator(name: &str) -> Option<Generator> {
     include!(concat!(env!("OUT_DIR"), "/generators.rs"))
@@ -83,11 +102,25 @@ pub enum RegistryError {
 }
 
 impl Registry {
+    /// The tables with nothing collecting: the evented tables answer with
+    /// no rows (a one-shot query).
     pub fn new(settings: Settings) -> Result<Registry, RegistryError> {
+        Registry::with_collectors(settings, None)
+    }
+
+    /// The tables, the evented ones reading `collectors`.
+    pub fn with_collectors(
+        settings: Settings,
+        collectors: Option<Arc<Collectors>>,
+    ) -> Result<Registry, RegistryError> {
         let tables = spec::load_all()
             .into_iter()
             .map(|spec| match generator(&spec.name) {
-                Some(generator) => Ok(Table { spec, generator }),
+                Some(generator) => Ok(Table {
+                    spec,
+                    generator,
+                    collectors: collectors.clone(),
+                }),
                 None => Err(RegistryError::Unimplemented(spec.name.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -1,12 +1,14 @@
-//! The process columns every bus-process table shares (pid, name, path,
+//! The process columns every table of processes shares (pid, name, path,
 //! cmdline, ids, start time, hash of the executable, …), filled by one
-//! function, and the `pid` constraint both read. A table of processes
-//! adds its own columns beside these.
+//! function ([`fill`]) from `sources::process_facts`, whether the facts
+//! were read at query time (the snapshot tables) or when the process
+//! exec'd (the process events), and the `pid` constraint the snapshot
+//! tables read. A table of processes adds its own columns beside these.
 use crate::context::QueryContext;
-use crate::row::Row;
-use crate::sources::bus_daemon;
-use crate::sources::lineage::{sha256_exe, Scan};
-use crate::sources::proc::{self, ProcError, Stat};
+use crate::row::{Column, Row, Value};
+use crate::sources::lineage::Scan;
+use crate::sources::proc::ProcError;
+use crate::sources::process_facts::{ProcessFacts, Read};
 
 /// The pids an `=`/`IN` constraint asks for; `None` means scan everything.
 pub fn wanted_pids(ctx: &QueryContext) -> Option<Vec<u32>> {
@@ -27,75 +29,77 @@ pub fn wanted_pids(ctx: &QueryContext) -> Option<Vec<u32>> {
     Some(pids)
 }
 
-/// What a row needs to know about a process beyond its columns.
-pub struct Facts {
-    pub stat: Stat,
-    pub args: Vec<String>,
-    pub exe: proc::Exe,
-    pub name: String,
+/// Where a table keeps the shared process columns: its own spec handles
+/// (`spec::columns::<table>`), `None` for a column its spec lacks.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessColumns {
+    pub pid: Column,
+    pub name: Column,
+    pub path: Column,
+    pub cmdline: Column,
+    pub args_count: Column,
+    pub cwd: Column,
+    pub uid: Column,
+    pub euid: Column,
+    pub gid: Column,
+    pub egid: Option<Column>,
+    pub state: Option<Column>,
+    pub on_disk: Option<Column>,
+    pub start_time: Option<Column>,
+    pub exe_sha256: Option<Column>,
 }
 
-/// The process columns both bus-process tables share (pid, name, path,
-/// cmdline, args_count, state, on_disk, cwd, ids, start_time and, when
-/// used, exe_sha256), read fresh for the row. `Err` only when the
-/// process vanished (or its stat, cmdline or exe cannot be read at all).
-pub fn process_row(
+/// Reads a live process for a row of a table with these columns: the
+/// executable is hashed only when the query uses `exe_sha256`. `Err` only
+/// when the process vanished (see [`ProcessFacts::read`]).
+pub fn read(
     scan: &Scan<'_>,
     ctx: &QueryContext,
+    cols: &ProcessColumns,
     pid: u32,
     boot: Option<u64>,
     ticks: u64,
-) -> Result<(Row, Facts), ProcError> {
-    let stat = scan.proc.stat(pid)?;
-    let args = scan.proc.cmdline(pid)?;
-    let exe = scan.proc.exe(pid)?;
-    let name = bus_daemon::full_name(
-        &stat.comm,
-        exe.path
-            .as_deref()
-            .into_iter()
-            .chain(args.iter().take(2).map(String::as_str)),
-    );
-    let mut row = Row::new();
-    row.set("pid", pid)
-        .set("name", name.as_str())
-        .set("path", exe.path.clone())
-        .set("cmdline", args.join(" "))
-        .set("args_count", args.len() as i64)
-        .set("state", stat.state.to_string())
-        .set("on_disk", exe.on_disk);
-    match scan.proc.cwd(pid) {
-        Ok(cwd) => {
-            row.set("cwd", cwd);
+) -> Result<Read, ProcError> {
+    let hash = cols.exe_sha256.is_some_and(|c| ctx.uses(c));
+    ProcessFacts::read(&scan.proc, pid, boot, ticks, hash)
+}
+
+/// Fills the shared process columns a table has from a process's facts.
+/// `pid`, `name` and `path` are always set (NULL when unknown); the others
+/// only when known, the command line columns only when it was read.
+pub fn fill(row: &mut Row, cols: &ProcessColumns, p: &ProcessFacts) {
+    row.set(cols.pid, p.pid)
+        .set(cols.name, p.name.as_deref())
+        .set(cols.path, p.path.as_deref());
+    if let Some(args) = &p.args {
+        row.set(cols.cmdline, args.join(" "))
+            .set(cols.args_count, args.len() as i64);
+    }
+    let optional = [
+        (cols.state, p.state.map(|s| Value::from(s.to_string()))),
+        (cols.on_disk, p.on_disk.map(Value::from)),
+        (cols.start_time, p.start_time.map(Value::from)),
+        (
+            cols.exe_sha256,
+            p.exe_sha256.as_ref().map(|h| Value::from(h.as_deref())),
+        ),
+    ];
+    for (col, value) in optional {
+        if let (Some(col), Some(value)) = (col, value) {
+            row.set(col, value);
         }
-        Err(e) if e.is_vanished() => return Err(e),
-        Err(_) => {}
     }
-    match scan.proc.ids(pid) {
-        Ok(ids) => {
-            row.set("uid", ids.uid)
-                .set("euid", ids.euid)
-                .set("gid", ids.gid)
-                .set("egid", ids.egid);
+    if let Some(cwd) = &p.cwd {
+        row.set(cols.cwd, &**cwd);
+    }
+    if let Some(ids) = p.ids {
+        row.set(cols.uid, ids.uid)
+            .set(cols.euid, ids.euid)
+            .set(cols.gid, ids.gid);
+        if let Some(egid) = cols.egid {
+            row.set(egid, ids.egid);
         }
-        Err(e) if e.is_vanished() => return Err(e),
-        Err(_) => {}
     }
-    if let Some(boot) = boot {
-        row.set("start_time", boot + stat.starttime / ticks);
-    }
-    if ctx.uses("exe_sha256") {
-        row.set("exe_sha256", sha256_exe(&scan.proc, pid));
-    }
-    Ok((
-        row,
-        Facts {
-            stat,
-            args,
-            exe,
-            name,
-        },
-    ))
 }
 
 #[cfg(test)]

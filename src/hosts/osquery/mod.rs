@@ -40,9 +40,6 @@ pub struct ExtensionOptions {
     /// Call logging. `main` already maps it to the `debug` log level, so the
     /// host only logs at `debug`; kept here so a library caller sees it.
     pub verbose: bool,
-    /// Bounds of the evented tables' buffers; their collectors start with
-    /// the extension.
-    pub events: crate::events::Config,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +83,6 @@ pub fn run(registry: Arc<Registry>, opts: ExtensionOptions) -> Result<(), Osquer
             .map_err(OsqueryHostError::Signal)?;
         signal_hook::flag::register(sig, signalled.clone()).map_err(OsqueryHostError::Signal)?;
     }
-    crate::events::start_in_background(&registry.settings, opts.events);
     let Some(uuid) = core::register(&opts.socket, opts.timeout, &registry, &signalled)? else {
         info!("signalled before registration finished");
         return Ok(());

@@ -1,15 +1,15 @@
 //! Which D-Bus client binary a process started executing, for the
-//! `dbus_process_events` collector's execs whose `/proc` entry is already
+//! process collector's execs whose `/proc` entry is already
 //! gone: the `FAN_OPEN_EXEC` events of `sources::exec_watch`, read from the
 //! kernel's queue only when such an exec asks and once a second, kept by
 //! pid for a short while. Deciding what a row says stays in `process`.
 use super::process::is_client;
-use super::{Store, PROCESS_TABLE};
+use super::PROCESS;
 use crate::settings::Settings;
 use crate::sources::exec_watch::{self, ExecWatch};
 use crate::sources::proc_connector;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where D-Bus client programs are looked for (inside the root) to mark
 /// them for [`ExecWatch`].
@@ -40,14 +40,14 @@ impl Launches {
         let watch = match ExecWatch::open(&settings.root, CLIENT_DIRS, is_client) {
             Ok(w) => {
                 log::debug!(
-                    "{PROCESS_TABLE}: exec of {} client binaries watched",
+                    "{PROCESS}: exec of {} client binaries watched",
                     w.binaries().len()
                 );
                 Some(w)
             }
             Err(e) => {
                 log::warn!(
-                    "{PROCESS_TABLE}: {e}; a D-Bus client that exits before /proc is read is missed"
+                    "{PROCESS}: {e}; a D-Bus client that exits before /proc is read is missed"
                 );
                 None
             }
@@ -62,7 +62,7 @@ impl Launches {
     }
 
     /// Reads the queue; `true` when it brought anything.
-    pub(crate) fn drain(&mut self, store: &Store) -> bool {
+    pub(crate) fn drain(&mut self, lost: &AtomicU64) -> bool {
         let Some(watch) = self.watch.as_mut() else {
             return false;
         };
@@ -71,14 +71,14 @@ impl Launches {
         let drained = match watch.drain() {
             Ok(d) => d,
             Err(e) => {
-                log::warn!("{PROCESS_TABLE}: {e}; no longer watching client execs");
+                log::warn!("{PROCESS}: {e}; no longer watching client execs");
                 self.watch = None;
                 return false;
             }
         };
         if drained.overflowed {
-            store.lost.fetch_add(1, Ordering::Relaxed);
-            log::warn!("{PROCESS_TABLE}: the kernel's fanotify queue overflowed");
+            lost.fetch_add(1, Ordering::Relaxed);
+            log::warn!("{PROCESS}: the kernel's fanotify queue overflowed");
         }
         // Most entries belong to clients read from /proc as usual, whose
         // exit came before this drain: gone once too old to explain an exec.
@@ -97,13 +97,13 @@ impl Launches {
     }
 
     /// Called after every receive: the periodic drain and refresh.
-    pub(crate) fn tick(&mut self, store: &Store) {
+    pub(crate) fn tick(&mut self, lost: &AtomicU64) {
         if self.watch.is_none() {
             return;
         }
         let now = proc_connector::monotonic_ns();
         if now >= self.drained_ns + LAUNCH_DRAIN_NS {
-            self.drain(store);
+            self.drain(lost);
         }
         if now >= self.refreshed_ns + LAUNCH_REFRESH_NS {
             self.refreshed_ns = now;

@@ -1,14 +1,15 @@
-//! The `dbus_process_events` collector: one thread reading the netlink
-//! process connector. On each exec it reads `/proc/<pid>` at once (a service
-//! may live for a millisecond), walks up at most two hops through the
-//! babysitter / launch helper to a bus daemon with the same code
-//! `dbus_daemon_children` uses, and buffers a row for bus activations and
-//! D-Bus client runs; on that process's exit it fills `exit_code` and
-//! `duration_ms`. Everything else the kernel reports is dropped at once.
+//! The process collector (it feeds `dbus_process_events`): one thread
+//! reading the netlink process connector. On each exec it reads
+//! `/proc/<pid>` at once (a service may live for a millisecond), walks up
+//! at most two hops through the babysitter / launch helper to a bus daemon
+//! with the lineage the snapshot tables use (`sources::lineage`), and
+//! buffers a [`ProcessEvent`] for bus activations and D-Bus client runs;
+//! on that process's exit it fills the event's [`Exit`]. Everything else
+//! the kernel reports is dropped at once.
 //!
 //! When `/proc/<pid>` is already gone at exec time, the parent comes from the
 //! fork event the kernel sent earlier, so an activation is still recorded
-//! (with its program columns NULL). Exec events carry no program name, so
+//! (with its program unknown, [`Gone`]). Exec events carry no program name, so
 //! for client runs the collector also holds `FAN_OPEN_EXEC` marks on the
 //! client binaries (`sources::exec_watch`, kept by `launches`): the kernel queues that event
 //! while `execve` opens the file, before the connector's exec event, so
@@ -20,12 +21,17 @@
 //!
 //! The system bus runs a service through `dbus-daemon-launch-helper`, which
 //! execs the service in its own pid: the collector remembers per pid that
-//! the helper ran, so the service's row says `via = launch_helper`. The
-//! helper's own exec is a row too (it names the service asked for, the only
-//! trace when that service fails or vanishes), judged by the same rule. A
-//! helper that has already exec'd the service when its exec is read is not
-//! seen; the service's row then says `babysitter`. Two exec events of one
-//! pid read after the second exec see the same image and make one row.
+//! the helper ran, so the service's event says [`Via::LaunchHelper`]. The
+//! helper's own exec is an event too (it names the service asked for, the
+//! only trace when that service fails or vanishes). A helper that has
+//! already exec'd the service when its exec is read is not seen; the
+//! service's event then says [`Via::Babysitter`]. Two exec events of one
+//! pid read after the second exec see the same image and make one event.
+//!
+//! What a process inherits from the activation it descends from is one
+//! [`Activation`]: the bus, how it started the process, and that bus's
+//! kind for the seed rule. A map from every descendant pid to its
+//! activation, inherited on fork and dropped on exit, holds exactly that.
 //!
 //! Cost: a busy host execs hundreds of unrelated programs a second, so
 //! each exec first gets a cheap look (its `comm` by one `openat` on the
@@ -37,21 +43,69 @@
 //! or launch helper) forks, so an activated service is still read the
 //! moment it execs. A client's exec may then be read up to 2 ms late.
 use super::launches::Launches;
-use super::{publish, Config, Store, PROCESS_TABLE};
-use crate::row::Row;
+use super::{Collected, Config, Store, Watchers, PROCESS};
 use crate::settings::Settings;
+use crate::sources::bus_daemon::{self, BusType};
 use crate::sources::exec_watch;
+use crate::sources::fs_safe;
 use crate::sources::lineage::{Origin, Scan, Via};
 use crate::sources::proc::ProcFiles;
 use crate::sources::proc_connector::{self, Connector, ConnectorError, Event, Kind, Received};
-use crate::sources::{bus_daemon, fs_safe};
-use crate::spec::columns::dbus_process_events as c;
-use crate::verdict;
+use crate::sources::process_facts::{Args, ProcessFacts};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A bus activation or a D-Bus client run, as the collector saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessEvent {
+    /// Unix seconds of the exec.
+    pub time: u64,
+    /// The process as `/proc` showed it right after the exec: its pid
+    /// always, the rest as far as it was still there. When it was
+    /// [`Gone`], its name and path may come from the exec of a client
+    /// binary instead.
+    pub process: ProcessFacts,
+    /// Its parent: the one the activation went through, else its parent
+    /// by `/proc` or by the fork event.
+    pub parent: Option<u32>,
+    /// The activation it is; `None` for a client run.
+    pub activation: Option<Activation>,
+    /// Set when `/proc/<pid>` was gone (or a zombie's) when read.
+    pub gone: Option<Gone>,
+    /// Set once it exited (while still buffered).
+    pub exit: Option<Exit>,
+}
+
+/// What a process inherits from the activation it descends from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activation {
+    pub bus_pid: u32,
+    pub bus: BusType,
+    pub via: Via,
+    /// Whether the seed rule counts the bus as a session bus.
+    pub rule_session: bool,
+}
+
+/// Why a process's arguments are unknown: it exited before `/proc` could
+/// be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// Nothing else was seen of its program.
+    Unseen,
+    /// Its name and path come from the exec of a client binary
+    /// (`sources::exec_watch`).
+    ExecSeen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// Shell convention: the exit code, or 128 + signal.
+    pub code: i64,
+    pub duration_ms: u64,
+}
 
 /// Programs whose runs are recorded as `client` (the reference hunt's
 /// `dbus-send` query, and its siblings); `qdbus` also as `qdbus-qt5` etc.
@@ -72,7 +126,7 @@ const MAX_FORKS: usize = 262_144;
 const MAX_PARENTS: usize = 65_536;
 /// The pause between reads while the host is busy: an exec is then read
 /// from `/proc` up to this much later, so a service that lives shorter may
-/// leave its program columns NULL (its row still comes, from the fork
+/// leave its program unknown (its event still comes, from the fork
 /// events; a client's from fanotify).
 const COALESCE: Duration = Duration::from_millis(2);
 /// After a bus, its babysitter or the launch helper forks (or a process
@@ -126,7 +180,12 @@ fn concerns_dbus(comm: &[u8]) -> bool {
 
 /// Opens the connector now, so no event after this call is missed, and
 /// reads it in a thread; a refusal is recorded in the store.
-pub(crate) fn spawn(settings: Settings, store: Arc<Store>, config: Config) {
+pub(crate) fn spawn(
+    settings: Settings,
+    store: Arc<Store<ProcessEvent>>,
+    watchers: Arc<Watchers>,
+    config: Config,
+) {
     let conn = match Connector::open(Duration::from_millis(500)) {
         Ok(c) => c,
         Err(e) => return store.fail(e.to_string()),
@@ -137,6 +196,7 @@ pub(crate) fn spawn(settings: Settings, store: Arc<Store>, config: Config) {
     let mut collector = Collector {
         settings,
         store,
+        watchers,
         forks: HashMap::new(),
         pending: HashMap::new(),
         max_pending: config.max_rows.saturating_mul(2).max(1024),
@@ -146,7 +206,7 @@ pub(crate) fn spawn(settings: Settings, store: Arc<Store>, config: Config) {
         urgent_until: 0,
     };
     if let Err(e) = std::thread::Builder::new()
-        .name(PROCESS_TABLE.into())
+        .name(PROCESS.into())
         .spawn(move || collector.run(conn))
     {
         failed.fail(format!("cannot start the collector thread: {e}"));
@@ -165,12 +225,13 @@ pub fn exit_code(status: u32) -> i64 {
 
 struct Collector {
     settings: Settings,
-    store: Arc<Store>,
+    store: Arc<Store<ProcessEvent>>,
+    watchers: Arc<Watchers>,
     /// child tgid → what the fork and exec events told of it: the process
     /// tree as of the event being handled, which `/proc` no longer shows
     /// once a quick service and its babysitter are gone.
     forks: HashMap<u32, Fork>,
-    /// tgid → its last row, until it exits.
+    /// tgid → its last event, until it exits.
     pending: HashMap<u32, Pending>,
     max_pending: usize,
     launches: Launches,
@@ -200,7 +261,7 @@ struct Fork {
 struct Pending {
     seq: u64,
     exec_ns: u64,
-    /// Hash of the executable and command line the row was read with.
+    /// Hash of the executable and command line the event was read with.
     image: Option<u64>,
 }
 
@@ -216,7 +277,7 @@ enum Look {
 
 /// What one exec turned out to be.
 struct Described {
-    row: Option<Row>,
+    event: Option<ProcessEvent>,
     /// `/proc/<pid>` was gone (or a zombie's) when read.
     vanished: bool,
     /// The process was the launch helper.
@@ -237,15 +298,13 @@ fn image_hash(exe: Option<&str>, args: &[String]) -> u64 {
     h.finish()
 }
 
-const GONE: &str = "exited before /proc could be read: arguments unknown";
-
 impl Collector {
     fn run(&mut self, mut conn: Connector) {
         // A service may be gone a millisecond after its exec: raise this
         // thread's priority (nice is per thread on Linux; root may lower
         // it) so it reads /proc before other work on a busy host.
         if let Err(e) = rustix::process::setpriority_process(None, COLLECTOR_NICE) {
-            log::debug!("{PROCESS_TABLE}: cannot raise the collector's priority: {e}");
+            log::debug!("{PROCESS}: cannot raise the collector's priority: {e}");
         }
         let mut rate = Rate::default();
         loop {
@@ -273,12 +332,12 @@ impl Collector {
                         break;
                     }
                 }
-                self.launches.tick(&self.store);
+                self.launches.tick(&self.store.lost);
                 if rate.count == before {
                     break;
                 }
             }
-            self.launches.tick(&self.store);
+            self.launches.tick(&self.store.lost);
         }
     }
 
@@ -298,9 +357,7 @@ impl Collector {
                 self.store.lost.fetch_add(1, Ordering::Relaxed);
                 // A lost exec or rename could leave a verdict stale.
                 self.parents.clear();
-                log::warn!(
-                    "{PROCESS_TABLE}: the kernel dropped process events (socket buffer full)"
-                );
+                log::warn!("{PROCESS}: the kernel dropped process events (socket buffer full)");
             }
             Ok(Received::Idle) => {}
             Err(e) => {
@@ -346,13 +403,13 @@ impl Collector {
                 self.parents.remove(&tgid);
                 self.launches.forget(tgid);
                 if let Some(p) = self.pending.remove(&tgid) {
-                    let duration = e.timestamp_ns.saturating_sub(p.exec_ns) / 1_000_000;
-                    let updated = self.store.update(p.seq, |row| {
-                        row.set(c::EXIT_CODE, exit_code(status))
-                            .set(c::DURATION_MS, duration);
-                    });
-                    if let Some(row) = updated {
-                        publish(PROCESS_TABLE, "exit", &row);
+                    let exit = Exit {
+                        code: exit_code(status),
+                        duration_ms: e.timestamp_ns.saturating_sub(p.exec_ns) / 1_000_000,
+                    };
+                    let updated = self.store.update(p.seq, |event| event.exit = Some(exit));
+                    if let Some(event) = updated {
+                        self.watchers.publish(|| Collected::Exit(event));
                     }
                 }
             }
@@ -367,7 +424,7 @@ impl Collector {
                 Look::Unrelated => true,
                 // Only fanotify can still say it ran a client.
                 Look::GoneUnrelated => {
-                    if self.launches.drain(&self.store) {
+                    if self.launches.drain(&self.store.lost) {
                         launch = self.launches.take(pid, ts_ns);
                     }
                     launch.is_none()
@@ -384,7 +441,7 @@ impl Collector {
         let mut d = self.describe(pid, launch.as_ref());
         // The exec start was queued before this exec event was sent: a
         // drain now has it, if fanotify saw one.
-        if d.vanished && launch.is_none() && self.launches.drain(&self.store) {
+        if d.vanished && launch.is_none() && self.launches.drain(&self.store.lost) {
             launch = self.launches.take(pid, ts_ns);
             if launch.is_some() {
                 d = self.describe(pid, launch.as_ref());
@@ -394,15 +451,15 @@ impl Collector {
             f.execed = true;
             f.helper |= d.helper;
         }
-        let Some(row) = d.row else { return };
+        let Some(event) = d.event else { return };
         // Two exec events read after the second exec both see its image:
-        // one row.
+        // one event.
         let again = self
             .pending
             .get(&pid)
             .is_some_and(|p| p.image.is_some() && p.image == d.image);
         if !again {
-            self.record(pid, ts_ns, row, d.image);
+            self.record(pid, ts_ns, event, d.image);
         }
     }
 
@@ -452,11 +509,11 @@ impl Collector {
         proc_connector::monotonic_ns() < self.urgent_until
     }
 
-    fn record(&mut self, pid: u32, ts_ns: u64, mut row: Row, image: Option<u64>) {
+    fn record(&mut self, pid: u32, ts_ns: u64, mut event: ProcessEvent, image: Option<u64>) {
         let time = wall_secs(ts_ns);
-        row.set(c::TIME, time);
-        publish(PROCESS_TABLE, "exec", &row);
-        let seq = self.store.push(time, &row);
+        event.time = time;
+        self.watchers.publish(|| Collected::Exec(event.clone()));
+        let seq = self.store.push(time, event);
         if self.pending.len() >= self.max_pending {
             let store = &self.store;
             self.pending.retain(|_, p| store.holds(p.seq));
@@ -496,7 +553,7 @@ impl Collector {
         None
     }
 
-    /// What an exec is: a row for an activation or a client run, or
+    /// What an exec is: an event for an activation or a client run, or
     /// nothing. `launch` is the client binary fanotify saw it execute.
     fn describe(&self, pid: u32, launch: Option<&exec_watch::Binary>) -> Described {
         let mut scan = Scan::new(&self.settings);
@@ -507,8 +564,8 @@ impl Collector {
             (None, _) => true,
             (Some(_), None) => false,
         };
-        // The launch helper is machinery, but its row is the one that
-        // names the service asked for: it is judged like a service.
+        // The launch helper is machinery, but its event is the one that
+        // names the service asked for: it is recorded like a service.
         let helper = stat.is_some() && scan.is_launch_helper(pid);
         let origin = if !helper && stat.is_some() && scan.is_machinery(pid) {
             None
@@ -534,7 +591,7 @@ impl Collector {
         let vanished_hint = stat.as_ref().is_none_or(|s| s.state == 'Z');
         if origin.is_none() && !comm.is_some_and(is_client) && launch.is_none() {
             return Described {
-                row: None,
+                event: None,
                 vanished: vanished_hint,
                 helper,
                 image: None,
@@ -542,12 +599,10 @@ impl Collector {
         }
         let args = scan.proc.cmdline(pid).unwrap_or_default();
         let exe = scan.proc.exe(pid).ok().and_then(|e| e.path);
-        let mut row = Row::new();
-        row.set(c::PID, pid);
-        match (&stat, fork) {
-            (Some(st), _) => row.set(c::PARENT, st.ppid),
-            (None, Some(f)) => row.set(c::PARENT, f.parent),
-            (None, None) => &mut row,
+        let parent = match (&stat, fork) {
+            (Some(st), _) => Some(st.ppid),
+            (None, Some(f)) => Some(f.parent),
+            (None, None) => None,
         };
         // A zombie still has its stat, but no command line or executable.
         let gone = args.is_empty() && exe.is_none();
@@ -560,54 +615,37 @@ impl Collector {
                         .chain(args.iter().take(2).map(String::as_str)),
                 )
             })
-            .or_else(|| launch.map(|b| b.name.clone()));
+            .or_else(|| launch.map(|b| b.name.clone()))
+            .map(String::into_boxed_str);
+        let mut process = ProcessFacts {
+            pid,
+            name,
+            ..ProcessFacts::default()
+        };
         let mut image = None;
         if gone {
-            if let Some(b) = launch {
-                row.set(c::PATH, fs_safe::render_path(&b.path));
-            }
+            process.path = launch.map(|b| fs_safe::render_path(&b.path).into());
         } else {
             image = Some(image_hash(exe.as_deref(), &args));
-            row.set(c::PATH, exe.clone())
-                .set(c::CMDLINE, args.join(" "))
-                .set(c::ARGS_COUNT, args.len() as i64)
-                .set(c::CWD, scan.proc.cwd(pid).ok());
-            if let Ok(ids) = scan.proc.ids(pid) {
-                row.set(c::UID, ids.uid)
-                    .set(c::EUID, ids.euid)
-                    .set(c::GID, ids.gid);
-            }
+            process.cwd = scan.proc.cwd(pid).ok().map(String::into_boxed_str);
+            process.ids = scan.proc.ids(pid).ok();
+            process.path = exe.map(String::into_boxed_str);
+            process.args = Some(Args::new(&args));
         }
-        row.set(c::NAME, name.clone());
-        let gone_reason = match launch {
-            Some(_) if gone => format!("{GONE} (name and path from the exec of that binary)"),
-            _ => GONE.to_string(),
+        let event = ProcessEvent {
+            time: 0,
+            process,
+            parent: origin.map(|o| o.parent).or(parent),
+            activation: origin.map(|o| activation(&mut scan, &o)),
+            gone: gone.then_some(if launch.is_some() {
+                Gone::ExecSeen
+            } else {
+                Gone::Unseen
+            }),
+            exit: None,
         };
-        match origin {
-            Some(origin) => {
-                row.set(c::KIND, "activation");
-                let bus = origin_columns(&mut scan, &mut row, &origin);
-                if gone {
-                    row.set(c::REASON, gone_reason);
-                } else {
-                    let v = verdict::assess(
-                        &args,
-                        name.as_deref().unwrap_or_default(),
-                        exe.as_deref(),
-                        bus.rule_session,
-                    );
-                    row.set(c::UNUSUAL, v.unusual).set(c::REASON, v.reason);
-                }
-            }
-            None => {
-                row.set(c::KIND, "client");
-                if gone {
-                    row.set(c::REASON, gone_reason);
-                }
-            }
-        }
         Described {
-            row: Some(row),
+            event: Some(event),
             vanished: gone,
             helper,
             image,
@@ -615,13 +653,15 @@ impl Collector {
     }
 }
 
-fn origin_columns(scan: &mut Scan<'_>, row: &mut Row, origin: &Origin) -> bus_daemon::Bus {
+/// The activation a process descending from `origin` is part of.
+fn activation(scan: &mut Scan<'_>, origin: &Origin) -> Activation {
     let bus = scan.bus(origin.bus_pid, origin.kind);
-    row.set(c::PARENT, origin.parent)
-        .set(c::BUS_PID, origin.bus_pid)
-        .set(c::BUS, bus.bus_type.as_str())
-        .set(c::VIA, origin.via.as_str());
-    bus
+    Activation {
+        bus_pid: origin.bus_pid,
+        bus: bus.bus_type,
+        via: origin.via,
+        rule_session: bus.rule_session,
+    }
 }
 
 #[cfg(test)]

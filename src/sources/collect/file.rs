@@ -1,7 +1,7 @@
-//! The `dbus_file_events` collector: one thread watching every directory
-//! `service_dirs::discover` finds (the same list `dbus_service_files`
-//! reads), turning each change into a row with the writer (fanotify) and
-//! the file's stat after the event.
+//! The file collector (it feeds `dbus_file_events`): one thread watching
+//! every directory `service_dirs::discover` finds (the same list
+//! `dbus_service_files` reads), turning each change into a [`FileEvent`]
+//! with the writer (fanotify) and the file's stat after the event.
 //!
 //! For each directory that does not exist, the existing directories
 //! leading to it are watched for the next path component
@@ -16,23 +16,25 @@
 //!
 //! A directory watched after start may already hold what was written
 //! between its creation and its mark: it is listed right after the mark,
-//! and each entry comes out as a [`FOUND`] row, writer unknown. A file
+//! and each entry comes out as a [`FileAction::Found`] event, writer
+//! unknown. A file
 //! written in that window can so show twice (`created` and `found`),
 //! never not at all.
 //!
 //! The writer's name and executable are read from `/proc` when the event is
-//! handled; a writer that has already exited leaves them NULL (its pid
-//! stays). `package_manager` is 1 when the writer or one of its two nearest
-//! ancestors is a package manager (dpkg runs maintainer scripts as `sh`).
-use super::{publish, Store, FILE_TABLE};
-use crate::row::Row;
+//! handled; a writer that has already exited leaves them unknown (its pid
+//! stays). [`Writer::package_manager`] says whether the writer or one of
+//! its two nearest ancestors is a package manager (dpkg runs maintainer
+//! scripts as `sh`).
+use super::{Collected, Store, Watchers, FILE};
 use crate::settings::Settings;
+use crate::sources::file_watch::Backend;
 use crate::sources::file_watch::{Action, Change, Interest, Subject, WatchError, Watcher};
+use crate::sources::fs_safe;
 use crate::sources::proc::Proc;
 use crate::sources::service_dirs::{self, ServiceDir};
+use crate::sources::stat::{self, Metadata};
 use crate::sources::watch_target::{self, Target};
-use crate::sources::{fs_safe, stat};
-use crate::spec::columns::dbus_file_events as c;
 use rustix::fd::{AsFd, OwnedFd};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -74,39 +76,84 @@ pub const REDISCOVER: Duration = Duration::from_secs(30);
 /// The least time between two whole discoveries events asked for (passwd
 /// or a bus config rewritten, a queue overflow a user can provoke), so
 /// they cannot keep the collector busy discovering; nothing is lost
-/// meanwhile, since a directory watched late is listed (`found` rows).
+/// meanwhile, since a directory watched late is listed (`found` events).
 /// Following a path as it is created is not a whole discovery and waits
 /// for nothing.
 pub const MIN_GAP: Duration = Duration::from_millis(100);
 
-/// The action of a row for a file that was already in a directory when it
-/// became watched.
-pub const FOUND: &str = "found";
+/// A change of an entry in a watched D-Bus directory, or an entry found in
+/// a directory that just became watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEvent {
+    /// Unix seconds when it was read.
+    pub time: u64,
+    pub action: FileAction,
+    /// The entry's path inside the root, rendered for display.
+    pub path: String,
+    pub directory: String,
+    pub filename: String,
+    /// The entry's stat right after the event; `None` when it is gone.
+    pub stat: Option<Metadata>,
+    /// What watches its directory, and why not fanotify when not.
+    pub backend: Backend,
+    pub backend_reason: Option<String>,
+    /// The process that made the change, when the backend says (fanotify).
+    pub writer: Option<Writer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAction {
+    Changed(Action),
+    /// The file was already in a directory when it became watched.
+    Found,
+}
+
+impl FileAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileAction::Changed(a) => a.as_str(),
+            FileAction::Found => "found",
+        }
+    }
+}
+
+/// The writer of a change, as `/proc` showed it when the event was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writer {
+    pub pid: u32,
+    /// Its executable, when its link could be read.
+    pub path: Option<String>,
+    pub uid: Option<u32>,
+    /// Its comm, and whether it or one of its two nearest ancestors is a
+    /// package manager; `None` when its stat could not be read.
+    pub name: Option<String>,
+    pub package_manager: Option<bool>,
+}
 
 /// Opens the watcher and marks the directories now (so no change after
 /// this call is missed), then reads in a thread.
-pub(crate) fn spawn(settings: Settings, store: Arc<Store>) {
+pub(crate) fn spawn(settings: Settings, store: Arc<Store<FileEvent>>, watchers: Arc<Watchers>) {
     let (watcher, why) = match Watcher::open() {
         Ok(w) => w,
         Err(e) => return store.fail(e.to_string()),
     };
     if let Some(why) = why {
-        log::warn!("{FILE_TABLE}: {why}; using inotify, without writer processes");
+        log::warn!("{FILE}: {why}; using inotify, without writer processes");
     }
     let mut collector = Collector::new(settings, watcher);
     let feed = Arc::clone(&store);
     if let Err(e) = std::thread::Builder::new()
-        .name(FILE_TABLE.into())
+        .name(FILE.into())
         .spawn(move || loop {
             match collector.next(Duration::from_secs(1)) {
                 Ok(polled) => {
                     if polled.overflowed {
                         feed.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        log::warn!("{FILE_TABLE}: the kernel's event queue overflowed");
+                        log::warn!("{FILE}: the kernel's event queue overflowed");
                     }
-                    for (time, row) in polled.rows {
-                        publish(FILE_TABLE, "file", &row);
-                        feed.push(time, &row);
+                    for event in polled.events {
+                        watchers.publish(|| Collected::File(event.clone()));
+                        feed.push(event.time, event);
                     }
                 }
                 Err(e) => return feed.fail(e.to_string()),
@@ -120,8 +167,8 @@ pub(crate) fn spawn(settings: Settings, store: Arc<Store>) {
 /// What one [`Collector::next`] brought.
 #[derive(Debug, Default)]
 pub struct Polled {
-    /// Rows, each with the unix time it was read (also its `time`).
-    pub rows: Vec<(u64, Row)>,
+    /// Events, each with the unix time it was read.
+    pub events: Vec<FileEvent>,
     /// The kernel's queue overflowed: changes were lost.
     pub overflowed: bool,
 }
@@ -150,7 +197,7 @@ impl Await {
 /// What discovery wants from one watched directory.
 #[derive(Debug, Default)]
 struct Wanted {
-    /// It is a D-Bus directory: its changes become rows.
+    /// It is a D-Bus directory: its changes become events.
     dir: Option<Watched>,
     /// Names whose appearance here moves a watched path.
     awaited: HashMap<OsString, Await>,
@@ -175,7 +222,7 @@ struct Watched {
     dir: ServiceDir,
     /// The candidates that found it here.
     cands: Vec<usize>,
-    /// The entries rows are made for: `None` for all, else the config
+    /// The entries events are made for: `None` for all, else the config
     /// files named (one directory may be read for several).
     names: Option<HashSet<OsString>>,
     /// Its files configure the bus, so a change means discovering again.
@@ -267,7 +314,7 @@ fn mark(watcher: &mut Watcher, fd: &OwnedFd, inner: &Path, interest: Interest) -
     match watcher.watch(fd.as_fd(), inner, interest) {
         Ok(i) => Some(i),
         Err(e) => {
-            log::warn!("{FILE_TABLE}: {e}");
+            log::warn!("{FILE}: {e}");
             None
         }
     }
@@ -316,7 +363,7 @@ impl Collector {
             discovered: Instant::now(),
             discoveries: 0,
         };
-        // Nothing was watched before: no `found` rows.
+        // Nothing was watched before: no `found` events.
         c.discover();
         c
     }
@@ -333,8 +380,8 @@ impl Collector {
         self.discoveries
     }
 
-    /// Waits up to `wait` for changes and returns their rows, following
-    /// watched paths that moved first (rows for what a newly watched
+    /// Waits up to `wait` for changes and returns their events, following
+    /// watched paths that moved first (events for what a newly watched
     /// directory already holds come out then).
     pub fn next(&mut self, wait: Duration) -> Result<Polled, WatchError> {
         let wait = if self.again {
@@ -345,36 +392,31 @@ impl Collector {
         let batch = self.watcher.read(wait)?;
         // Lost events may have announced a directory.
         self.again |= batch.overflowed;
-        let mut polled = Polled {
-            rows: Vec::new(),
-            overflowed: batch.overflowed,
-        };
-        let mut rows: Vec<Row> = batch
+        let mut events: Vec<FileEvent> = batch
             .changes
             .iter()
             .filter_map(|c| self.change(c))
             .collect();
         let due = self.discovered.elapsed();
         if (self.again && due >= MIN_GAP) || due >= REDISCOVER {
-            rows.extend(self.discover());
+            events.extend(self.discover());
         }
         if !self.pending.is_empty() {
-            rows.extend(self.follow());
+            events.extend(self.follow());
         }
         let time = super::now_secs();
-        polled.rows = rows
-            .into_iter()
-            .map(|mut r| {
-                r.set(c::TIME, time);
-                (time, r)
-            })
-            .collect();
-        Ok(polled)
+        for e in &mut events {
+            e.time = time;
+        }
+        Ok(Polled {
+            events,
+            overflowed: batch.overflowed,
+        })
     }
 
-    /// Handles one change: a row when it is in a D-Bus directory, and
+    /// Handles one change: an event when it is in a D-Bus directory, and
     /// following when it moves a watched path.
-    fn change(&mut self, c: &Change) -> Option<Row> {
+    fn change(&mut self, c: &Change) -> Option<FileEvent> {
         if c.subject == Subject::Itself {
             // Deleted or renamed: whatever led here is located again.
             let gone = self.wanted.remove(&c.dir)?;
@@ -401,19 +443,16 @@ impl Collector {
             return None;
         }
         self.again |= watched.configures;
-        let mut row = self.entry_row(watched, c.action.as_str(), &c.name);
-        self.backend_columns(&mut row, c.dir);
-        if let Some(pid) = c.pid {
-            row.set(c::PID, pid);
-            self.writer_columns(&mut row, pid);
-        }
-        Some(row)
+        let mut event = self.entry_event(watched, FileAction::Changed(c.action), &c.name);
+        self.set_backend(&mut event, c.dir);
+        event.writer = c.pid.map(|pid| self.writer(pid));
+        Some(event)
     }
 
     /// Locates again the candidates an event named, without a whole
     /// discovery (no passwd or bus config is read): `mkdir -p` is followed
     /// component by component in a few system calls each.
-    fn follow(&mut self) -> Vec<Row> {
+    fn follow(&mut self) -> Vec<FileEvent> {
         let Some(root) = self.root.take() else {
             self.pending.clear();
             self.again = true;
@@ -446,17 +485,17 @@ impl Collector {
         // look.
         self.again |= !queue.is_empty();
         self.wanted = map;
-        let rows = self.found_rows_of(&fresh);
+        let events = self.found_events_of(&fresh);
         self.root = Some(root);
-        rows
+        events
     }
 
     /// Discovers the directory list and watches what it names: each
     /// D-Bus directory that exists, and for each that does not, the
     /// directories it would appear in (`sources::watch_target`). Returns
-    /// `found` rows for the files of D-Bus directories watched since the
+    /// `found` events for the files of D-Bus directories watched since the
     /// last discovery.
-    fn discover(&mut self) -> Vec<Row> {
+    fn discover(&mut self) -> Vec<FileEvent> {
         self.again = false;
         self.pending.clear();
         self.discovered = Instant::now();
@@ -464,7 +503,7 @@ impl Collector {
         let root = match fs_safe::Root::open(&self.settings.root) {
             Ok(r) => r,
             Err(e) => {
-                log::warn!("{FILE_TABLE}: {e}");
+                log::warn!("{FILE}: {e}");
                 return Vec::new();
             }
         };
@@ -501,9 +540,9 @@ impl Collector {
         }
         self.wanted = map;
         self.started = true;
-        let rows = self.found_rows_of(&fresh);
+        let events = self.found_events_of(&fresh);
         self.root = Some(root);
-        rows
+        events
     }
 
     /// Watches candidate `ci` where it is, or the way to it, into `map`.
@@ -559,7 +598,7 @@ impl Collector {
                 Placed::Waiting { ready }
             }
             Target::Unreachable(why) => {
-                log::debug!("{FILE_TABLE}: not watched: {why}");
+                log::debug!("{FILE}: not watched: {why}");
                 Placed::Nowhere
             }
         }
@@ -588,7 +627,7 @@ impl Collector {
                     self.again |= self.await_step(map, s, Interest::Subdirs, awaited);
                 }
             }
-            Target::Unreachable(why) => log::debug!("{FILE_TABLE}: not watched: {why}"),
+            Target::Unreachable(why) => log::debug!("{FILE}: not watched: {why}"),
         }
     }
 
@@ -640,49 +679,49 @@ impl Collector {
         ready
     }
 
-    /// `found` rows for directories that just became watched, listed
+    /// `found` events for directories that just became watched, listed
     /// after their marks (with every spelling merged).
-    fn found_rows_of(&self, fresh: &[(usize, OwnedFd)]) -> Vec<Row> {
-        let mut rows = Vec::new();
+    fn found_events_of(&self, fresh: &[(usize, OwnedFd)]) -> Vec<FileEvent> {
+        let mut events = Vec::new();
         for (i, fd) in fresh {
             if let Some(w) = self.wanted.get(i).and_then(|w| w.dir.as_ref()) {
-                let start = rows.len();
-                rows.extend(self.found_rows(w, fd));
-                for row in &mut rows[start..] {
-                    self.backend_columns(row, *i);
+                let start = events.len();
+                events.extend(self.found_events(w, fd));
+                for event in &mut events[start..] {
+                    self.set_backend(event, *i);
                 }
             }
         }
-        rows
+        events
     }
 
-    /// A row per file already in a directory that just became watched
+    /// An event per file already in a directory that just became watched
     /// (written before the watch, so by an unknown process).
-    fn found_rows(&self, watched: &Watched, fd: &OwnedFd) -> Vec<Row> {
+    fn found_events(&self, watched: &Watched, fd: &OwnedFd) -> Vec<FileEvent> {
         let entries = match rustix::fs::Dir::read_from(fd) {
             Ok(d) => d,
             Err(e) => {
                 log::warn!(
-                    "{FILE_TABLE}: cannot list {}: {e}",
+                    "{FILE}: cannot list {}: {e}",
                     fs_safe::render_path(&watched.dir.path)
                 );
                 return Vec::new();
             }
         };
-        let mut rows = Vec::new();
+        let mut events = Vec::new();
         for e in entries.flatten() {
             let name = OsStr::from_bytes(e.file_name().to_bytes());
             if !watched.reports(name) || e.file_type() == rustix::fs::FileType::Directory {
                 continue;
             }
-            rows.push(self.entry_row_in(watched, FOUND, name, fd));
+            events.push(self.entry_event_in(watched, FileAction::Found, name, fd));
         }
-        rows
+        events
     }
 
-    /// A row for the entry `name` of a watched directory, with the
+    /// An event for the entry `name` of a watched directory, with the
     /// entry's stat now (none when it is gone).
-    fn entry_row(&self, watched: &Watched, action: &str, name: &OsStr) -> Row {
+    fn entry_event(&self, watched: &Watched, action: FileAction, name: &OsStr) -> FileEvent {
         let dirfd =
             self.root
                 .as_ref()
@@ -691,58 +730,43 @@ impl Collector {
                     _ => None,
                 });
         match dirfd {
-            Some(fd) => self.entry_row_in(watched, action, name, &fd),
-            None => self.bare_row(watched, action, name),
+            Some(fd) => self.entry_event_in(watched, action, name, &fd),
+            None => bare_event(watched, action, name),
         }
     }
 
-    fn bare_row(&self, watched: &Watched, action: &str, name: &OsStr) -> Row {
-        let inner = &watched.dir.path;
-        let mut row = Row::new();
-        row.set(c::ACTION, action)
-            .set(c::PATH, fs_safe::render_path(&inner.join(name)))
-            .set(c::DIRECTORY, fs_safe::render_path(inner))
-            .set(c::FILENAME, fs_safe::render(name.as_bytes()));
-        row
-    }
-
-    /// `backend` and `backend_reason` of a row about the directory
-    /// `index`: fanotify may watch most directories and inotify the few
-    /// it refused, so each row says which, and why its writer is unknown.
-    fn backend_columns(&self, row: &mut Row, index: usize) {
+    /// The backend of an event about the directory `index`: fanotify may
+    /// watch most directories and inotify the few it refused, so each
+    /// event says which, and why its writer is unknown.
+    fn set_backend(&self, event: &mut FileEvent, index: usize) {
         let (backend, why) = self.watcher.backend_of(index);
-        row.set(c::BACKEND, backend.as_str());
-        if let Some(why) = why {
-            row.set(c::BACKEND_REASON, why);
-        }
+        event.backend = backend;
+        event.backend_reason = why.map(str::to_string);
     }
 
-    fn entry_row_in(&self, watched: &Watched, action: &str, name: &OsStr, dirfd: &OwnedFd) -> Row {
-        let mut row = self.bare_row(watched, action, name);
-        if let Ok(m) = stat::stat_entry(dirfd, name, watched.dir.path.join(name)) {
-            row.set(c::TYPE, m.kind.as_str())
-                .set(c::MODE, m.mode_string())
-                .set(c::SIZE, m.size)
-                .set(c::OWNER_UID, m.uid)
-                .set(c::OWNER_GID, m.gid)
-                .set(c::INODE, m.ino)
-                .set(c::MTIME, m.mtime)
-                .set(c::CTIME, m.ctime);
-        }
-        row
+    fn entry_event_in(
+        &self,
+        watched: &Watched,
+        action: FileAction,
+        name: &OsStr,
+        dirfd: &OwnedFd,
+    ) -> FileEvent {
+        let mut event = bare_event(watched, action, name);
+        event.stat = stat::stat_entry(dirfd, name, watched.dir.path.join(name)).ok();
+        event
     }
 
-    fn writer_columns(&self, row: &mut Row, pid: u32) {
-        if let Ok(exe) = self.proc.exe(pid) {
-            row.set(c::PROCESS_PATH, exe.path);
-        }
-        if let Ok(ids) = self.proc.ids(pid) {
-            row.set(c::PROCESS_UID, ids.uid);
-        }
-        let Ok(stat) = self.proc.stat(pid) else {
-            return;
+    fn writer(&self, pid: u32) -> Writer {
+        let mut writer = Writer {
+            pid,
+            path: self.proc.exe(pid).ok().and_then(|e| e.path),
+            uid: self.proc.ids(pid).ok().map(|ids| ids.uid),
+            name: None,
+            package_manager: None,
         };
-        row.set(c::PROCESS_NAME, stat.comm.as_str());
+        let Ok(stat) = self.proc.stat(pid) else {
+            return writer;
+        };
         let mut pm = is_package_manager(&stat.comm);
         let mut up = stat.ppid;
         for _ in 0..2 {
@@ -757,7 +781,25 @@ impl Collector {
                 Err(_) => break,
             }
         }
-        row.set(c::PACKAGE_MANAGER, pm);
+        writer.name = Some(stat.comm);
+        writer.package_manager = Some(pm);
+        writer
+    }
+}
+
+/// An event for an entry, before its stat, backend and writer are known.
+fn bare_event(watched: &Watched, action: FileAction, name: &OsStr) -> FileEvent {
+    let inner = &watched.dir.path;
+    FileEvent {
+        time: 0,
+        action,
+        path: fs_safe::render_path(&inner.join(name)),
+        directory: fs_safe::render_path(inner),
+        filename: fs_safe::render(name.as_bytes()),
+        stat: None,
+        backend: Backend::Inotify,
+        backend_reason: None,
+        writer: None,
     }
 }
 
