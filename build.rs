@@ -19,6 +19,7 @@ const SPECS: &[&str] = &[
     "tables/dbus_daemon_children.toml",
     "tables/dbus_activated_processes.toml",
     "tables/dbus_policy_rules.toml",
+    "tables/dbus_service_units.toml",
     "tables/dbus_process_events.toml",
     "tables/dbus_file_events.toml",
     "tables/users.toml",

@@ -80,6 +80,14 @@ fn populated_root() -> tempfile::TempDir {
         "etc/dbus-1/system.d/org.example.Sys.conf",
         "<busconfig><policy context=\"default\"><allow own=\"org.example.Sys\" bogus=\"1\"/></policy></busconfig>\n",
     );
+    write(
+        "usr/share/dbus-1/system-services/org.example.Unit.service",
+        "[D-BUS Service]\nName=org.example.Unit\nExec=/bin/false\nSystemdService=unit.service\n",
+    );
+    write(
+        "lib/systemd/system/unit.service",
+        "[Service]\nExecStart=/usr/libexec/unitd\nEnvironment=A=1\nUser=root\n",
+    );
     write("etc/dbus-1/system.d/org.example.Broken.conf", "<busconfig>");
     write("usr/share/dbus-1/system.conf", "<busconfig/>\n");
     let home = write(

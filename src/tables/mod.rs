@@ -22,6 +22,7 @@ pub mod dbus_file_events;
 pub mod dbus_policy_rules;
 pub mod dbus_process_events;
 pub mod dbus_service_files;
+pub mod dbus_service_units;
 pub mod evented;
 pub mod groups;
 pub mod process_columns;
