@@ -4,31 +4,36 @@
 //! per-table bounds (`Config`). An encoded row takes the bytes of its
 //! values plus a few per column, and nothing for a column it lacks.
 //!
-//! Layout, per column present: column number (u8, an index into the
-//! store's [`Columns`]), tag (0 NULL, 1 integer, 2 real, 3 text), then 8
-//! bytes for a number or a u32 length and UTF-8 bytes for text.
-use crate::row::{Row, Value};
+//! Layout, per column present: column number (u8, its position in the
+//! table's spec, kept in the store's [`Columns`]), tag (0 NULL, 1 integer,
+//! 2 real, 3 text), then 8 bytes for a number or a u32 length and UTF-8
+//! bytes for text.
+use crate::row::{Row, Schema, Value};
 
-/// The column names a store has seen, numbered in order of appearance.
-#[derive(Debug, Default)]
-pub struct Columns(Vec<&'static str>);
+/// The schema of the rows a store holds (every row of one table).
+#[derive(Debug)]
+pub struct Columns(&'static Schema);
 
-impl Columns {
-    fn number(&mut self, name: &'static str) -> Option<u8> {
-        if let Some(i) = self.0.iter().position(|c| *c == name) {
-            return u8::try_from(i).ok();
-        }
-        let i = u8::try_from(self.0.len()).ok()?;
-        self.0.push(name);
-        Some(i)
+/// Before a store's first row: decodes nothing (no row comes from it).
+static NONE: Schema = Schema {
+    table: "",
+    id: u16::MAX,
+    columns: &[],
+    by_name: &[],
+};
+
+impl Default for Columns {
+    fn default() -> Columns {
+        Columns(&NONE)
     }
 }
 
 pub fn encode(row: &Row, cols: &mut Columns) -> Box<[u8]> {
+    cols.0 = row.schema();
     let mut out = Vec::with_capacity(256);
-    for (name, value) in row.iter() {
-        // More than 256 distinct columns cannot happen (specs have ~20).
-        let Some(n) = cols.number(name) else { continue };
+    for (i, value) in row.cells() {
+        // More than 256 columns cannot happen (specs have ~20).
+        let Ok(n) = u8::try_from(i) else { continue };
         out.push(n);
         match value {
             Value::Null => out.push(0),
@@ -54,13 +59,14 @@ pub fn encode(row: &Row, cols: &mut Columns) -> Box<[u8]> {
 /// The row back; bytes that do not decode end it early (they never come
 /// from anywhere but [`encode`]).
 pub fn decode(bytes: &[u8], cols: &Columns) -> Row {
-    let mut row = Row::new();
+    let mut row = Row::new(cols.0);
     let mut i = 0usize;
     let eight = |at: usize| -> Option<[u8; 8]> { bytes.get(at..at + 8)?.try_into().ok() };
     while let (Some(&n), Some(&tag)) = (bytes.get(i), bytes.get(i + 1)) {
-        let Some(&name) = cols.0.get(usize::from(n)) else {
+        let column = usize::from(n);
+        if column >= cols.0.width() {
             break;
-        };
+        }
         i += 2;
         let value = match tag {
             0 => Value::Null,
@@ -94,7 +100,7 @@ pub fn decode(bytes: &[u8], cols: &Columns) -> Row {
             }
             _ => break,
         };
-        row.set(name, value);
+        row.set_at(column, value);
     }
     row
 }
@@ -102,21 +108,22 @@ pub fn decode(bytes: &[u8], cols: &Columns) -> Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::columns::dbus_process_events as c;
 
     #[test]
     fn round_trips_every_kind_of_value() {
         let mut cols = Columns::default();
-        let mut row = Row::new();
-        row.set("pid", 42u32)
-            .set("time", -1i64)
-            .set("cmdline", "/bin/false a b é")
-            .set("empty", "")
-            .set("ratio", 0.5f64)
-            .set("exit_code", Value::Null);
+        let mut row = Row::new(&c::SCHEMA);
+        row.set(c::PID, 42u32)
+            .set(c::TIME, -1i64)
+            .set(c::CMDLINE, "/bin/false a b é")
+            .set(c::CWD, "")
+            .set(c::DURATION_MS, 0.5f64)
+            .set(c::EXIT_CODE, Value::Null);
         let bytes = encode(&row, &mut cols);
         assert_eq!(decode(&bytes, &cols), row);
-        let mut other = Row::new();
-        other.set("cmdline", "x").set("new", 1u8);
+        let mut other = Row::new(&c::SCHEMA);
+        other.set(c::CMDLINE, "x").set(c::UNUSUAL, 1u8);
         assert_eq!(decode(&encode(&other, &mut cols), &cols), other);
         // Truncated input yields a prefix of the row, never a panic.
         for cut in 0..bytes.len() {

@@ -698,7 +698,7 @@ impl Collector {
 
     fn bare_row(&self, watched: &Watched, action: &str, name: &OsStr) -> Row {
         let inner = &watched.dir.path;
-        let mut row = Row::new();
+        let mut row = Row::new(&c::SCHEMA);
         row.set(c::ACTION, action)
             .set(c::PATH, fs_safe::render_path(&inner.join(name)))
             .set(c::DIRECTORY, fs_safe::render_path(inner))

@@ -307,6 +307,7 @@ mod tests {
     use super::*;
     use crate::context::{Op, QueryContext};
     use crate::row::Value;
+    use crate::spec::columns::dbus_process_events as c;
 
     /// The specs say which tables are evented; each of those has a
     /// collector here, and no other table does.
@@ -321,29 +322,29 @@ mod tests {
     }
 
     fn typical_row(pid: u32) -> Row {
-        let mut row = Row::new();
-        row.set("time", 1_795_630_800u64)
-            .set("pid", pid)
-            .set("parent", 1234u32)
-            .set("bus_pid", 99u32)
-            .set("bus", "system")
-            .set("via", "babysitter")
-            .set("kind", "activation")
-            .set("name", "geoclue")
-            .set("path", "/usr/libexec/geoclue")
-            .set("cmdline", "/usr/libexec/geoclue --some-arg value")
-            .set("args_count", 3i64)
-            .set("cwd", "/")
-            .set("uid", 0u32)
-            .set("euid", 0u32)
-            .set("gid", 0u32)
-            .set("unusual", false)
+        let mut row = Row::new(&c::SCHEMA);
+        row.set(c::TIME, 1_795_630_800u64)
+            .set(c::PID, pid)
+            .set(c::PARENT, 1234u32)
+            .set(c::BUS_PID, 99u32)
+            .set(c::BUS, "system")
+            .set(c::VIA, "babysitter")
+            .set(c::KIND, "activation")
+            .set(c::NAME, "geoclue")
+            .set(c::PATH, "/usr/libexec/geoclue")
+            .set(c::CMDLINE, "/usr/libexec/geoclue --some-arg value")
+            .set(c::ARGS_COUNT, 3i64)
+            .set(c::CWD, "/")
+            .set(c::UID, 0u32)
+            .set(c::EUID, 0u32)
+            .set(c::GID, 0u32)
+            .set(c::UNUSUAL, false)
             .set(
-                "reason",
+                c::REASON,
                 "/usr/libexec/geoclue runs from the library path /usr/libexec/",
             )
-            .set("exit_code", 0i64)
-            .set("duration_ms", 12u64);
+            .set(c::EXIT_CODE, 0i64)
+            .set(c::DURATION_MS, 12u64);
         row
     }
 
@@ -361,13 +362,13 @@ mod tests {
         assert_eq!(store.counts(), (5, 15));
         let rows = store.rows_since(None);
         assert_eq!(rows.len(), 5);
-        assert_eq!(rows[0].get("pid"), Some(&Value::Integer(15)));
+        assert_eq!(rows[0].get(c::PID), Some(&Value::Integer(15)));
         assert!(store.update(seqs[0], |_| {}).is_none());
         let updated = store.update(seqs[19], |r| {
-            r.set("exit_code", 7i64);
+            r.set(c::EXIT_CODE, 7i64);
         });
         assert_eq!(
-            updated.and_then(|r| r.get("exit_code").cloned()),
+            updated.and_then(|r| r.get(c::EXIT_CODE).cloned()),
             Some(Value::Integer(7))
         );
         assert_eq!(store.rows_since(Some(now + 1)).len(), 0);
@@ -387,7 +388,7 @@ mod tests {
         store.push(now, &typical_row(2));
         let rows = store.rows_since(None);
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].get("pid"), Some(&Value::Integer(2)));
+        assert_eq!(rows[0].get(c::PID), Some(&Value::Integer(2)));
     }
 
     #[test]

@@ -542,7 +542,7 @@ impl Collector {
         }
         let args = scan.proc.cmdline(pid).unwrap_or_default();
         let exe = scan.proc.exe(pid).ok().and_then(|e| e.path);
-        let mut row = Row::new();
+        let mut row = Row::new(&c::SCHEMA);
         row.set(c::PID, pid);
         match (&stat, fork) {
             (Some(st), _) => row.set(c::PARENT, st.ppid),

@@ -436,7 +436,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             continue;
         }
         let root = &roots[m.root];
-        match process_row(&scan, ctx, pid, boot, ticks) {
+        match process_row(&c::PROCESS, &scan, ctx, pid, boot, ticks) {
             Ok((mut row, facts)) => {
                 fill(
                     &mut row,

@@ -56,7 +56,7 @@ fn build_row(
     boot: Option<u64>,
     ticks: u64,
 ) -> Result<Row, ProcError> {
-    let (mut row, f) = process_row(scan, ctx, pid, boot, ticks)?;
+    let (mut row, f) = process_row(&c::PROCESS, scan, ctx, pid, boot, ticks)?;
     let bus = scan.bus(origin.bus_pid, origin.kind);
     let bus_args = scan.cmdline(origin.bus_pid).unwrap_or_default();
     let v = verdict::assess(&f.args, &f.name, f.exe.path.as_deref(), bus.rule_session);

@@ -1,12 +1,15 @@
 //! The process columns every bus-process table shares (pid, name, path,
 //! cmdline, ids, start time, hash of the executable, …), filled by one
 //! function, and the `pid` constraint both read. A table of processes
-//! adds its own columns beside these.
+//! adds its own columns beside these. Which of them a table has, and at
+//! which positions, comes from its spec as its generated `PROCESS`
+//! handles ([`ProcessColumns`]).
 use crate::context::QueryContext;
-use crate::row::Row;
+use crate::row::{Column, Row, Value};
 use crate::sources::bus_daemon;
 use crate::sources::lineage::{sha256_exe, Scan};
 use crate::sources::proc::{self, ProcError, Stat};
+pub use crate::spec::columns::ProcessColumns;
 
 /// The pids an `=`/`IN` constraint asks for; `None` means scan everything.
 pub fn wanted_pids(ctx: &QueryContext) -> Option<Vec<u32>> {
@@ -35,11 +38,20 @@ pub struct Facts {
     pub name: String,
 }
 
-/// The process columns both bus-process tables share (pid, name, path,
-/// cmdline, args_count, state, on_disk, cwd, ids, start_time and, when
-/// used, exe_sha256), read fresh for the row. `Err` only when the
-/// process vanished (or its stat, cmdline or exe cannot be read at all).
+/// Fills `column` when the table has it.
+fn put(row: &mut Row, column: Option<Column>, value: impl Into<Value>) {
+    if let Some(c) = column {
+        row.set(c, value);
+    }
+}
+
+/// A row of `cols.schema` with the shared process columns its table has
+/// (pid, name, path, cmdline, args_count, state, on_disk, cwd,
+/// ids, start_time and, when used, exe_sha256), read fresh. `Err` only
+/// when the process vanished (or its stat, cmdline or exe cannot be read
+/// at all).
 pub fn process_row(
+    cols: &ProcessColumns,
     scan: &Scan<'_>,
     ctx: &QueryContext,
     pid: u32,
@@ -56,36 +68,34 @@ pub fn process_row(
             .into_iter()
             .chain(args.iter().take(2).map(String::as_str)),
     );
-    let mut row = Row::new();
-    row.set("pid", pid)
-        .set("name", name.as_str())
-        .set("path", exe.path.clone())
-        .set("cmdline", args.join(" "))
-        .set("args_count", args.len() as i64)
-        .set("state", stat.state.to_string())
-        .set("on_disk", exe.on_disk);
+    let mut row = Row::new(cols.schema);
+    put(&mut row, cols.pid, pid);
+    put(&mut row, cols.name, name.as_str());
+    put(&mut row, cols.path, exe.path.clone());
+    put(&mut row, cols.cmdline, args.join(" "));
+    put(&mut row, cols.args_count, args.len() as i64);
+    put(&mut row, cols.state, stat.state.to_string());
+    put(&mut row, cols.on_disk, exe.on_disk);
     match scan.proc.cwd(pid) {
-        Ok(cwd) => {
-            row.set("cwd", cwd);
-        }
+        Ok(cwd) => put(&mut row, cols.cwd, cwd),
         Err(e) if e.is_vanished() => return Err(e),
         Err(_) => {}
     }
     match scan.proc.ids(pid) {
         Ok(ids) => {
-            row.set("uid", ids.uid)
-                .set("euid", ids.euid)
-                .set("gid", ids.gid)
-                .set("egid", ids.egid);
+            put(&mut row, cols.uid, ids.uid);
+            put(&mut row, cols.euid, ids.euid);
+            put(&mut row, cols.gid, ids.gid);
+            put(&mut row, cols.egid, ids.egid);
         }
         Err(e) if e.is_vanished() => return Err(e),
         Err(_) => {}
     }
     if let Some(boot) = boot {
-        row.set("start_time", boot + stat.starttime / ticks);
+        put(&mut row, cols.start_time, boot + stat.starttime / ticks);
     }
-    if ctx.uses("exe_sha256") {
-        row.set("exe_sha256", sha256_exe(&scan.proc, pid));
+    if let Some(c) = cols.exe_sha256.filter(|c| ctx.uses(c)) {
+        row.set(c, sha256_exe(&scan.proc, pid));
     }
     Ok((
         row,

@@ -4,7 +4,7 @@
 //! described by `exec`.
 use super::exec;
 use super::plan::Scan;
-use super::row::{Entry, Errors};
+use super::row::{Entry, EntryError, Errors};
 use super::MAX_SERVICE_BYTES;
 use crate::blind;
 use crate::row::{Row, Value};
@@ -57,17 +57,19 @@ fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -
     };
     let parsed = match service_file::parse(&bytes) {
         Ok(p) => p,
-        Err(e) => {
-            errors.push(format!("{}: {e}", fs_safe::render_path(path)));
+        Err(source) => {
+            errors.push(EntryError::Parse {
+                path: path.to_path_buf(),
+                source,
+            });
             return Some(());
         }
     };
     if !parsed.problems.is_empty() {
-        errors.push(format!(
-            "{}: dbus-daemon would refuse this file: {}",
-            fs_safe::render_path(path),
-            parsed.problems.join(", ")
-        ));
+        errors.push(EntryError::Refused {
+            path: path.to_path_buf(),
+            problems: parsed.problems.clone(),
+        });
     }
     let filename = entry.name.as_bytes();
     row.set(
@@ -117,15 +119,11 @@ fn read_capped(entry: &Entry, errors: &mut Errors) -> Option<Option<Vec<u8>>> {
     if truncated {
         let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         bytes.truncate(keep);
-        let refused = if meta.size > DBUS_DAEMON_MAX_SERVICE_BYTES {
-            " (dbus-daemon refuses files over 128 KiB)"
-        } else {
-            ""
-        };
-        errors.push(format!(
-            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
-            fs_safe::render_path(path)
-        ));
+        errors.push(EntryError::Truncated {
+            path: path.to_path_buf(),
+            cap: MAX_SERVICE_BYTES,
+            refused: meta.size > DBUS_DAEMON_MAX_SERVICE_BYTES,
+        });
     }
     Some(Some(bytes))
 }
@@ -139,16 +137,18 @@ fn exec_columns(scan: &Scan, path: &Path, exec: &str, row: &mut Row, errors: &mu
                 row.set(c::EXEC_PATH, program.as_str());
                 if program.is_empty() {
                     // dbus-daemon would exec "" and fail.
-                    errors.push(format!(
-                        "{}: Exec names no program",
-                        fs_safe::render_path(path)
-                    ));
+                    errors.push(EntryError::NoProgram {
+                        path: path.to_path_buf(),
+                    });
                 } else if scan.exec_target {
                     exec::target_columns(scan, program, row, errors);
                 }
             }
         }
-        Err(e) => errors.push(format!("{}: {e}", fs_safe::render_path(path))),
+        Err(source) => errors.push(EntryError::Exec {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 /// Where `SystemdService=` leads: the unit file systemd would load for it
@@ -189,7 +189,7 @@ fn systemd_columns(
             }
         }
         Ok(None) => {}
-        Err(e) => errors.push(format!("SystemdService={unit}: {e}")),
+        Err(source) => errors.push(EntryError::Unit { unit, source }),
     }
     None
 }
