@@ -247,8 +247,11 @@ mod tests {
 
     #[test]
     fn an_event_line_keeps_numbers_and_nulls() {
-        let mut row = Row::new();
-        row.set("pid", 42).set("path", "/x").set("uid", Value::Null);
+        use crate::spec::columns::dbus_process_events as c;
+        let mut row = Row::new(&c::SCHEMA);
+        row.set(c::PID, 42)
+            .set(c::PATH, "/x")
+            .set(c::UID, Value::Null);
         let line = event_line("t", "exec", &row);
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -257,6 +260,11 @@ mod tests {
         assert_eq!(v["pid"], 42);
         assert_eq!(v["path"], "/x");
         assert!(v["uid"].is_null());
+        assert!(v.get("cmdline").is_none(), "an unfilled column is left out");
+        assert_eq!(
+            line, r#"{"table":"t","event":"exec","path":"/x","pid":42,"uid":null}"#,
+            "cells in column-name order"
+        );
     }
 
     #[test]

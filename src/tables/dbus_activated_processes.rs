@@ -40,29 +40,11 @@ use crate::sources::service_dirs::{self, Bus as DirBus};
 use crate::sources::service_names::{self, Names};
 use crate::sources::{packages, systemd_unit};
 use crate::spec::columns::dbus_activated_processes as c;
-use crate::tables::process_columns::{self, wanted_pids, ProcessColumns};
+use crate::tables::process_columns::{self, wanted_pids};
 use crate::verdict;
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
-
-/// The shared process columns, in this table's handles.
-const PROCESS: ProcessColumns = ProcessColumns {
-    pid: c::PID,
-    name: c::NAME,
-    path: c::PATH,
-    cmdline: c::CMDLINE,
-    args_count: c::ARGS_COUNT,
-    cwd: c::CWD,
-    uid: c::UID,
-    euid: c::EUID,
-    gid: c::GID,
-    egid: Some(c::EGID),
-    state: Some(c::STATE),
-    on_disk: Some(c::ON_DISK),
-    start_time: Some(c::START_TIME),
-    exe_sha256: Some(c::EXE_SHA256),
-};
 
 /// Descendants deeper than this below a root are not followed: a fork
 /// bomb or a pid cycle in a fixture cannot make the walk unbounded.
@@ -455,10 +437,10 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
             continue;
         }
         let root = &roots[m.root];
-        match process_columns::read(&scan, ctx, &PROCESS, pid, boot, ticks) {
+        match process_columns::read(&scan, ctx, &c::PROCESS, pid, boot, ticks) {
             Ok(read) => {
-                let mut row = Row::new();
-                process_columns::fill(&mut row, &PROCESS, &read.facts);
+                let mut row = Row::new(&c::SCHEMA);
+                process_columns::fill(&mut row, &c::PROCESS, &read.facts);
                 fill(&mut row, ctx, &scan, pid, root, m, &read, owners.as_deref());
                 rows.push(row);
             }

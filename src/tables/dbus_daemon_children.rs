@@ -24,26 +24,8 @@ use crate::settings::Settings;
 use crate::sources::lineage::{best_service, skip_quietly, Origin, Scan};
 use crate::sources::proc::{self, ProcError};
 use crate::spec::columns::dbus_daemon_children as c;
-use crate::tables::process_columns::{self, wanted_pids, ProcessColumns};
+use crate::tables::process_columns::{self, wanted_pids};
 use crate::verdict;
-
-/// The shared process columns, in this table's handles.
-const PROCESS: ProcessColumns = ProcessColumns {
-    pid: c::PID,
-    name: c::NAME,
-    path: c::PATH,
-    cmdline: c::CMDLINE,
-    args_count: c::ARGS_COUNT,
-    cwd: c::CWD,
-    uid: c::UID,
-    euid: c::EUID,
-    gid: c::GID,
-    egid: Some(c::EGID),
-    state: Some(c::STATE),
-    on_disk: Some(c::ON_DISK),
-    start_time: Some(c::START_TIME),
-    exe_sha256: Some(c::EXE_SHA256),
-};
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let mut scan = Scan::new(settings);
@@ -74,10 +56,10 @@ fn build_row(
     boot: Option<u64>,
     ticks: u64,
 ) -> Result<Row, ProcError> {
-    let read = process_columns::read(scan, ctx, &PROCESS, pid, boot, ticks)?;
+    let read = process_columns::read(scan, ctx, &c::PROCESS, pid, boot, ticks)?;
     let f = &read.facts;
-    let mut row = Row::new();
-    process_columns::fill(&mut row, &PROCESS, f);
+    let mut row = Row::new(&c::SCHEMA);
+    process_columns::fill(&mut row, &c::PROCESS, f);
     let bus = scan.bus(origin.bus_pid, origin.kind);
     let bus_args = scan.cmdline(origin.bus_pid).unwrap_or_default();
     let args = f.arg_list();

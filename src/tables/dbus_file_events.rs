@@ -23,7 +23,7 @@ pub fn generate(collectors: Option<&Collectors>, ctx: &QueryContext) -> Vec<Row>
 
 /// The row of one event.
 pub fn row(e: &FileEvent) -> Row {
-    let mut row = Row::new();
+    let mut row = Row::new(&c::SCHEMA);
     row.set(c::TIME, e.time)
         .set(c::ACTION, e.action.as_str())
         .set(c::PATH, e.path.as_str())

@@ -9,7 +9,7 @@
 //! reader); ownership from `sources::packages`. This module orders the
 //! rules as dbus-daemon applies them and turns them into rows.
 use crate::context::QueryContext;
-use crate::row::Row;
+use crate::row::{Column, Errors, Row};
 use crate::settings::Settings;
 use crate::sources::bus_config::{FoundRule, PolicyContext};
 use crate::sources::fs_safe::{self, Root};
@@ -21,31 +21,31 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Rule attributes with a column each: (attribute, column).
-const ATTRIBUTES: [(&str, &str); 24] = [
-    ("send_destination", "send_destination"),
-    ("send_destination_prefix", "send_destination_prefix"),
-    ("send_interface", "send_interface"),
-    ("send_member", "send_member"),
-    ("send_path", "send_path"),
-    ("send_type", "send_type"),
-    ("send_error", "send_error"),
-    ("send_broadcast", "send_broadcast"),
-    ("send_requested_reply", "send_requested_reply"),
-    ("receive_sender", "receive_sender"),
-    ("receive_interface", "receive_interface"),
-    ("receive_member", "receive_member"),
-    ("receive_path", "receive_path"),
-    ("receive_type", "receive_type"),
-    ("receive_error", "receive_error"),
-    ("receive_requested_reply", "receive_requested_reply"),
-    ("own", "own"),
-    ("own_prefix", "own_prefix"),
-    ("user", "connect_user"),
-    ("group", "connect_group"),
-    ("eavesdrop", "eavesdrop"),
-    ("log", "log"),
-    ("min_fds", "min_fds"),
-    ("max_fds", "max_fds"),
+const ATTRIBUTES: [(&str, Column); 24] = [
+    ("send_destination", c::SEND_DESTINATION),
+    ("send_destination_prefix", c::SEND_DESTINATION_PREFIX),
+    ("send_interface", c::SEND_INTERFACE),
+    ("send_member", c::SEND_MEMBER),
+    ("send_path", c::SEND_PATH),
+    ("send_type", c::SEND_TYPE),
+    ("send_error", c::SEND_ERROR),
+    ("send_broadcast", c::SEND_BROADCAST),
+    ("send_requested_reply", c::SEND_REQUESTED_REPLY),
+    ("receive_sender", c::RECEIVE_SENDER),
+    ("receive_interface", c::RECEIVE_INTERFACE),
+    ("receive_member", c::RECEIVE_MEMBER),
+    ("receive_path", c::RECEIVE_PATH),
+    ("receive_type", c::RECEIVE_TYPE),
+    ("receive_error", c::RECEIVE_ERROR),
+    ("receive_requested_reply", c::RECEIVE_REQUESTED_REPLY),
+    ("own", c::OWN),
+    ("own_prefix", c::OWN_PREFIX),
+    ("user", c::CONNECT_USER),
+    ("group", c::CONNECT_GROUP),
+    ("eavesdrop", c::EAVESDROP),
+    ("log", c::LOG),
+    ("min_fds", c::MIN_FDS),
+    ("max_fds", c::MAX_FDS),
 ];
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
@@ -54,7 +54,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         Err(e) => {
             let at = fs_safe::render_path(e.path());
             crate::blind::report("cannot open the root", &crate::blind::innermost(&e), &at);
-            let mut row = Row::new();
+            let mut row = Row::new(&c::SCHEMA);
             row.set(c::PATH, "/").set(c::ERROR, e.to_string());
             return vec![row];
         }
@@ -81,7 +81,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         if !wanted(&shown) {
             continue;
         }
-        let mut row = Row::new();
+        let mut row = Row::new(&c::SCHEMA);
         row.set(c::PATH, shown).set(c::ERROR, error.as_str());
         rows.push(row);
         from.push(path.as_os_str().as_bytes());
@@ -155,9 +155,18 @@ pub(crate) fn positions<T: PartialEq + Copy>(rules: &[FoundRule<T>]) -> Vec<usiz
     out
 }
 
+/// What makes dbus-daemon refuse the file a rule is in, found on the rule.
+#[derive(Debug, thiserror::Error)]
+enum RuleError {
+    #[error("<policy> without a valid context ({0}): dbus-daemon refuses the file")]
+    InvalidContext(String),
+    #[error("unknown attribute {0}: dbus-daemon refuses the file")]
+    UnknownAttribute(String),
+}
+
 fn rule_row(r: &FoundRule<service_dirs::Bus>, position: usize) -> Row {
-    let mut row = Row::new();
-    let mut errors: Vec<String> = Vec::new();
+    let mut row = Row::new(&c::SCHEMA);
+    let mut errors = Errors::<RuleError>::default();
     let (context, user, group, at_console) = match &r.rule.context {
         PolicyContext::Default => ("default", None, None, None),
         PolicyContext::Mandatory => ("mandatory", None, None, None),
@@ -165,9 +174,7 @@ fn rule_row(r: &FoundRule<service_dirs::Bus>, position: usize) -> Row {
         PolicyContext::Group(g) => ("group", None, Some(g.as_str()), None),
         PolicyContext::AtConsole(b) => ("at_console", None, None, Some(*b)),
         PolicyContext::Invalid(why) => {
-            errors.push(format!(
-                "<policy> without a valid context ({why}): dbus-daemon refuses the file"
-            ));
+            errors.push(RuleError::InvalidContext(why.to_string()));
             ("invalid", None, None, None)
         }
     };
@@ -183,14 +190,10 @@ fn rule_row(r: &FoundRule<service_dirs::Bus>, position: usize) -> Row {
             Some((_, col)) => {
                 row.set(*col, value.as_str());
             }
-            None => errors.push(format!(
-                "unknown attribute {name}: dbus-daemon refuses the file"
-            )),
+            None => errors.push(RuleError::UnknownAttribute(name.to_string())),
         }
     }
-    if !errors.is_empty() {
-        row.set(c::ERROR, errors.join("; "));
-    }
+    errors.write(&mut row, c::ERROR);
     row
 }
 
@@ -199,11 +202,11 @@ mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
 
-    fn text(row: &Row, col: &str) -> Option<String> {
+    fn text(row: &Row, col: impl crate::row::Key) -> Option<String> {
         row.text(col).map(str::to_string)
     }
 
-    fn int(row: &Row, col: &str) -> Option<i64> {
+    fn int(row: &Row, col: impl crate::row::Key) -> Option<i64> {
         row.int(col)
     }
 
@@ -270,7 +273,7 @@ mod tests {
         let rows = generate(&settings(tmp.path()), &QueryContext::new());
         let sys: Vec<&Row> = rows
             .iter()
-            .filter(|r| text(r, "bus").as_deref() == Some("system"))
+            .filter(|r| text(r, c::BUS).as_deref() == Some("system"))
             .collect();
         // Position order, with what identifies each rule.
         let mut by_pos: Vec<(i64, String, String, String)> = sys
@@ -278,12 +281,12 @@ mod tests {
             .map(|r| {
                 let what = ATTRIBUTES
                     .iter()
-                    .find_map(|(_, c)| text(r, c).map(|v| format!("{c}={v}")))
+                    .find_map(|(_, c)| text(r, c.name).map(|v| format!("{}={v}", c.name)))
                     .unwrap_or_default();
                 (
-                    int(r, "position").unwrap(),
-                    text(r, "context").unwrap(),
-                    text(r, "verdict").unwrap(),
+                    int(r, c::POSITION).unwrap(),
+                    text(r, c::CONTEXT).unwrap(),
+                    text(r, c::VERDICT).unwrap(),
                     what,
                 )
             })
@@ -311,11 +314,11 @@ mod tests {
         );
         let find = |pos: i64| {
             *sys.iter()
-                .find(|r| int(r, "position") == Some(pos))
+                .find(|r| int(r, c::POSITION) == Some(pos))
                 .unwrap()
         };
         let group = find(5);
-        assert_eq!(text(group, "group").unwrap(), "adm");
+        assert_eq!(text(group, c::GROUP).unwrap(), "adm");
         for (col, want) in [
             ("send_interface", "org.example.A.I"),
             ("send_member", "Get"),
@@ -332,7 +335,7 @@ mod tests {
             assert_eq!(text(group, col).as_deref(), Some(want), "{col}");
         }
         let console = find(7);
-        assert_eq!(int(console, "at_console"), Some(1));
+        assert_eq!(int(console, c::AT_CONSOLE), Some(1));
         for (col, want) in [
             ("receive_interface", "org.example.A.I"),
             ("receive_member", "Changed"),
@@ -345,26 +348,26 @@ mod tests {
             assert_eq!(text(console, col).as_deref(), Some(want), "{col}");
         }
         let not_console = find(8);
-        assert_eq!(int(not_console, "at_console"), Some(0));
-        assert_eq!(text(not_console, "connect_group").unwrap(), "wheel");
-        assert_eq!(text(find(6), "user").unwrap(), "root");
+        assert_eq!(int(not_console, c::AT_CONSOLE), Some(0));
+        assert_eq!(text(not_console, c::CONNECT_GROUP).unwrap(), "wheel");
+        assert_eq!(text(find(6), c::USER).unwrap(), "root");
         assert_eq!(
-            text(find(3), "path").unwrap(),
+            text(find(3), c::PATH).unwrap(),
             "/etc/dbus-1/system.d/extra/b.xml"
         );
-        assert!(text(find(4), "error")
+        assert!(text(find(4), c::ERROR)
             .unwrap()
             .contains("unknown attribute bogus"));
-        assert!(text(find(10), "error").unwrap().contains("valid context"));
-        assert_eq!(text(find(1), "error"), None);
+        assert!(text(find(10), c::ERROR).unwrap().contains("valid context"));
+        assert_eq!(text(find(1), c::ERROR), None);
         // The broken file: one row, path and error only.
         let broken: Vec<&Row> = rows
             .iter()
-            .filter(|r| text(r, "path").as_deref() == Some("/etc/dbus-1/system.d/broken.conf"))
+            .filter(|r| text(r, c::PATH).as_deref() == Some("/etc/dbus-1/system.d/broken.conf"))
             .collect();
         assert_eq!(broken.len(), 1);
-        assert!(text(broken[0], "error").unwrap().contains("XML"));
-        assert_eq!(text(broken[0], "bus"), None);
+        assert!(text(broken[0], c::ERROR).unwrap().contains("XML"));
+        assert_eq!(text(broken[0], c::BUS), None);
         // path = narrows; package columns only when used.
         let mut ctx = QueryContext::new();
         ctx.set_cols_used(["path", "verdict"]);
@@ -375,7 +378,7 @@ mod tests {
         );
         let one = generate(&settings(tmp.path()), &ctx);
         assert_eq!(one.len(), 1);
-        assert_eq!(one[0].get("package"), None);
+        assert_eq!(one[0].get(c::PACKAGE), None);
     }
 
     #[test]
@@ -390,14 +393,14 @@ mod tests {
         ctx.set_cols_used(["path", "package", "provenance"]);
         let rows = generate(&settings(tmp.path()), &ctx);
         for r in &rows {
-            let path = text(r, "path").unwrap();
+            let path = text(r, c::PATH).unwrap();
             let (pkg, prov) = if path == "/usr/share/dbus-1/system.conf" {
                 ("dbus", "dpkg")
             } else {
                 ("", "none")
             };
-            assert_eq!(text(r, "package").as_deref(), Some(pkg), "{path}");
-            assert_eq!(text(r, "provenance").as_deref(), Some(prov), "{path}");
+            assert_eq!(text(r, c::PACKAGE).as_deref(), Some(pkg), "{path}");
+            assert_eq!(text(r, c::PROVENANCE).as_deref(), Some(prov), "{path}");
         }
     }
 

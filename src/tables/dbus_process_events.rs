@@ -9,28 +9,10 @@ use crate::sources::collect::process::{Gone, ProcessEvent};
 use crate::sources::collect::Collectors;
 use crate::spec::columns::dbus_process_events as c;
 use crate::tables::evented;
-use crate::tables::process_columns::{self, ProcessColumns};
+use crate::tables::process_columns;
 use crate::verdict;
 
 const TABLE: &str = "dbus_process_events";
-
-/// The shared process columns, in this table's handles.
-const PROCESS: ProcessColumns = ProcessColumns {
-    pid: c::PID,
-    name: c::NAME,
-    path: c::PATH,
-    cmdline: c::CMDLINE,
-    args_count: c::ARGS_COUNT,
-    cwd: c::CWD,
-    uid: c::UID,
-    euid: c::EUID,
-    gid: c::GID,
-    egid: None,
-    state: None,
-    on_disk: None,
-    start_time: None,
-    exe_sha256: None,
-};
 
 const GONE: &str = "exited before /proc could be read: arguments unknown";
 
@@ -46,9 +28,9 @@ pub fn generate(collectors: Option<&Collectors>, ctx: &QueryContext) -> Vec<Row>
 
 /// The row of one event; an activation is judged by the seed rule.
 pub fn row(e: &ProcessEvent) -> Row {
-    let mut row = Row::new();
+    let mut row = Row::new(&c::SCHEMA);
     row.set(c::TIME, e.time);
-    process_columns::fill(&mut row, &PROCESS, &e.process);
+    process_columns::fill(&mut row, &c::PROCESS, &e.process);
     if let Some(parent) = e.parent {
         row.set(c::PARENT, parent);
     }

@@ -43,7 +43,9 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let root = match Root::open(&settings.root) {
         Ok(r) => r,
         Err(e) => {
-            let mut row = Row::new();
+            let at = fs_safe::render_path(e.path());
+            crate::blind::report("cannot open the root", &crate::blind::innermost(&e), &at);
+            let mut row = Row::new(&c::SCHEMA);
             row.set(c::PATH, "/").set(c::ERROR, e.to_string());
             return vec![row];
         }
@@ -169,7 +171,7 @@ fn canonical(root: &Root, written: &Path) -> Option<PathBuf> {
 }
 
 fn base_row(h: &Handoff) -> Row {
-    let mut row = Row::new();
+    let mut row = Row::new(&c::SCHEMA);
     row.set(c::PATH, h.path.as_str())
         .set(c::BUS, h.bus.as_str())
         .set(c::USER_UID, h.user_uid)

@@ -26,7 +26,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
                 .is_none_or(|w| w.contains(&g.gid.to_string()))
         })
         .map(|g| {
-            let mut row = Row::new();
+            let mut row = Row::new(&c::SCHEMA);
             row.set(c::GID, g.gid)
                 .set(c::GID_SIGNED, g.gid as i32)
                 .set(c::GROUPNAME, g.groupname);

@@ -2,15 +2,16 @@
 //!
 //! A table turns a [`QueryContext`] into [`Row`]s by calling `sources`; it
 //! never sees SQL, Thrift or SQLite. Columns are named in `tables/*.toml`;
-//! a row may leave any of them out (NULL) but never carries one the spec
-//! lacks (a test holds every table to that).
+//! a row is built from its table's generated schema and filled through
+//! the spec's column handles, so it may leave any column out (NULL) but
+//! cannot carry one the spec lacks.
 //!
 //! The evented tables read the [`Collectors`] handle the registry was made
 //! with (none for a one-shot query): the generated dispatch hands it to
 //! their generators, so nothing about collecting is global.
 use crate::blind;
 use crate::context::QueryContext;
-use crate::row::{Row, RowSink};
+use crate::row::{Row, RowSink, Schema};
 use crate::settings::Settings;
 use crate::sources::collect::Collectors;
 use crate::spec::{self, TableSpec};
@@ -44,6 +45,8 @@ enum Generator {
 
 pub struct Table {
     pub spec: TableSpec,
+    /// What its rows are built from: the same columns as `spec`, in order.
+    pub schema: &'static Schema,
     generator: Generator,
     /// What an evented table reads; `None` when nothing collects.
     collectors: Option<Arc<Collectors>>,
@@ -116,14 +119,17 @@ impl Registry {
     ) -> Result<Registry, RegistryError> {
         let tables = spec::load_all()
             .into_iter()
-            .map(|spec| match generator(&spec.name) {
-                Some(generator) => Ok(Table {
-                    spec,
-                    generator,
-                    collectors: collectors.clone(),
-                }),
-                None => Err(RegistryError::Unimplemented(spec.name.clone())),
-            })
+            .map(
+                |spec| match (generator(&spec.name), spec::columns::schema(&spec.name)) {
+                    (Some(generator), Some(schema)) => Ok(Table {
+                        spec,
+                        schema,
+                        generator,
+                        collectors: collectors.clone(),
+                    }),
+                    _ => Err(RegistryError::Unimplemented(spec.name.clone())),
+                },
+            )
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Registry { settings, tables })
     }

@@ -29,24 +29,16 @@ pub fn wanted_pids(ctx: &QueryContext) -> Option<Vec<u32>> {
     Some(pids)
 }
 
-/// Where a table keeps the shared process columns: its own spec handles
-/// (`spec::columns::<table>`), `None` for a column its spec lacks.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcessColumns {
-    pub pid: Column,
-    pub name: Column,
-    pub path: Column,
-    pub cmdline: Column,
-    pub args_count: Column,
-    pub cwd: Column,
-    pub uid: Column,
-    pub euid: Column,
-    pub gid: Column,
-    pub egid: Option<Column>,
-    pub state: Option<Column>,
-    pub on_disk: Option<Column>,
-    pub start_time: Option<Column>,
-    pub exe_sha256: Option<Column>,
+/// A table's handles for the shared process columns, generated from its
+/// spec as `spec::columns::<table>::PROCESS` (`None` for a column the
+/// table lacks).
+pub use crate::spec::columns::ProcessColumns;
+
+/// Fills `column` when the table has it.
+fn put(row: &mut Row, column: Option<Column>, value: impl Into<Value>) {
+    if let Some(c) = column {
+        row.set(c, value);
+    }
 }
 
 /// Reads a live process for a row of a table with these columns: the
@@ -68,37 +60,33 @@ pub fn read(
 /// `pid`, `name` and `path` are always set (NULL when unknown); the others
 /// only when known, the command line columns only when it was read.
 pub fn fill(row: &mut Row, cols: &ProcessColumns, p: &ProcessFacts) {
-    row.set(cols.pid, p.pid)
-        .set(cols.name, p.name.as_deref())
-        .set(cols.path, p.path.as_deref());
+    put(row, cols.pid, p.pid);
+    put(row, cols.name, p.name.as_deref());
+    put(row, cols.path, p.path.as_deref());
     if let Some(args) = &p.args {
-        row.set(cols.cmdline, args.join(" "))
-            .set(cols.args_count, args.len() as i64);
+        put(row, cols.cmdline, args.join(" "));
+        put(row, cols.args_count, args.len() as i64);
     }
-    let optional = [
-        (cols.state, p.state.map(|s| Value::from(s.to_string()))),
-        (cols.on_disk, p.on_disk.map(Value::from)),
-        (cols.start_time, p.start_time.map(Value::from)),
-        (
-            cols.exe_sha256,
-            p.exe_sha256.as_ref().map(|h| Value::from(h.as_deref())),
-        ),
-    ];
-    for (col, value) in optional {
-        if let (Some(col), Some(value)) = (col, value) {
-            row.set(col, value);
-        }
+    if let Some(s) = p.state {
+        put(row, cols.state, s.to_string());
+    }
+    if let Some(v) = p.on_disk {
+        put(row, cols.on_disk, v);
+    }
+    if let Some(v) = p.start_time {
+        put(row, cols.start_time, v);
+    }
+    if let Some(h) = &p.exe_sha256 {
+        put(row, cols.exe_sha256, h.as_deref());
     }
     if let Some(cwd) = &p.cwd {
-        row.set(cols.cwd, &**cwd);
+        put(row, cols.cwd, &**cwd);
     }
     if let Some(ids) = p.ids {
-        row.set(cols.uid, ids.uid)
-            .set(cols.euid, ids.euid)
-            .set(cols.gid, ids.gid);
-        if let Some(egid) = cols.egid {
-            row.set(egid, ids.egid);
-        }
+        put(row, cols.uid, ids.uid);
+        put(row, cols.euid, ids.euid);
+        put(row, cols.gid, ids.gid);
+        put(row, cols.egid, ids.egid);
     }
 }
 

@@ -27,7 +27,7 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
                 .is_none_or(|w| w.contains(&a.uid.to_string()))
         })
         .map(|a| {
-            let mut row = Row::new();
+            let mut row = Row::new(&c::SCHEMA);
             row.set(c::UID, a.uid)
                 .set(c::GID, a.gid)
                 // osquery reports the id reinterpreted as signed 32-bit.

@@ -8,27 +8,26 @@
 //! peak memory would grow with rows times columns of overhead, not with
 //! the bytes of the values. Packed, a row is a bitmap of which of the
 //! table's columns it carries, then each value's length and bytes: the
-//! column names, the same in every row, are written from the spec only
-//! when the reply is, and a row is dropped as soon as it is packed. NULLs
-//! and columns the spec lacks are left out, as osquery reads a missing key
-//! as NULL.
+//! column names, the same in every row, are written from the table's
+//! [`Schema`] only when the reply is, and a row is dropped as soon as it
+//! is packed. NULLs are left out, as osquery reads a missing key as NULL.
 //!
 //! Rows are packed into chunks of [`CHUNK`] bytes and never straddle two,
 //! so the buffer grows without copying what it holds, and each chunk is
 //! freed once its rows are written.
 use super::reply::{self, RowWriter};
-use crate::row::{Row, RowSink, Value};
+use crate::row::{Row, RowSink, Schema, Value};
 use std::fmt::Write;
 
 /// Big enough that a chunk holds dozens of rows, small enough that the
 /// last one's slack is nothing next to the rows.
 const CHUNK: usize = 64 * 1024;
 
-pub struct EncodedRows<'n> {
-    /// The spec's column names in ascending order: bit `i` of a row's
-    /// bitmap stands for `names[i]`, and cells in this order are written
-    /// exactly as the generated writer writes a `BTreeMap`.
-    names: Vec<&'n str>,
+pub struct EncodedRows {
+    /// Bit `k` of a row's bitmap stands for the column at spec position
+    /// `schema.by_name[k]`: cells in ascending name order, written exactly
+    /// as the generated writer writes a `BTreeMap`.
+    schema: &'static Schema,
     chunks: Vec<Vec<u8>>,
     rows: usize,
     /// The row being packed, reused.
@@ -37,13 +36,10 @@ pub struct EncodedRows<'n> {
     number: String,
 }
 
-impl<'n> EncodedRows<'n> {
-    pub fn new(names: impl IntoIterator<Item = &'n str>) -> EncodedRows<'n> {
-        let mut names: Vec<&str> = names.into_iter().collect();
-        names.sort_unstable();
-        names.dedup();
+impl EncodedRows {
+    pub fn new(schema: &'static Schema) -> EncodedRows {
         EncodedRows {
-            names,
+            schema,
             chunks: Vec::new(),
             rows: 0,
             packed: Vec::new(),
@@ -58,18 +54,26 @@ impl<'n> EncodedRows<'n> {
     /// At least one byte, so that even a row of a table without columns
     /// takes room and is counted back when read.
     fn bitmap_len(&self) -> usize {
-        self.names.len().div_ceil(8).max(1)
+        self.schema.width().div_ceil(8).max(1)
+    }
+
+    /// The column names in bit order.
+    fn names(&self) -> Vec<&'static str> {
+        let columns = self.schema.columns;
+        let by_name = self.schema.by_name.iter();
+        by_name.map(|&i| columns[usize::from(i)].name).collect()
     }
 
     /// Writes every row to `w`, in the order they were pushed, freeing
     /// each chunk once its rows are out.
     pub fn write_to(self, w: &mut RowWriter<'_>) -> thrift::Result<()> {
         let bitmap_len = self.bitmap_len();
+        let names = self.names();
         for chunk in self.chunks {
-            let mut cells = Vec::with_capacity(self.names.len());
+            let mut cells = Vec::with_capacity(names.len());
             let mut rest = &chunk[..];
             while !rest.is_empty() {
-                rest = unpack(&self.names, bitmap_len, rest, &mut cells)?;
+                rest = unpack(&names, bitmap_len, rest, &mut cells)?;
                 w.row(cells.len(), cells.iter().copied())?;
             }
         }
@@ -94,35 +98,30 @@ impl<'n> EncodedRows<'n> {
     }
 }
 
-impl RowSink for EncodedRows<'_> {
+impl RowSink for EncodedRows {
     fn push(&mut self, row: Row) {
         let bitmap_len = self.bitmap_len();
         self.packed.clear();
         self.packed.resize(bitmap_len, 0);
-        // Both are in ascending name order: one merge pass pairs them.
-        let mut i = 0;
-        for (column, value) in row.iter() {
-            while self.names.get(i).is_some_and(|n| *n < column) {
-                i += 1;
-            }
-            if self.names.get(i) != Some(&column) {
-                continue; // not in the spec: never sent
-            }
-            let text = match value {
-                Value::Null => continue,
-                Value::Text(t) => t.as_str(),
-                Value::Integer(n) => {
+        let columns = self.schema.columns;
+        for (k, &i) in self.schema.by_name.iter().enumerate() {
+            // By position: the row is of this table (a handle of another
+            // table's row would go by name).
+            let text = match row.get(columns[usize::from(i)]) {
+                None | Some(Value::Null) => continue,
+                Some(Value::Text(t)) => t.as_str(),
+                Some(Value::Integer(n)) => {
                     self.number.clear();
                     let _ = write!(self.number, "{n}");
                     &self.number
                 }
-                Value::Real(f) => {
+                Some(Value::Real(f)) => {
                     self.number.clear();
                     let _ = write!(self.number, "{f}");
                     &self.number
                 }
             };
-            self.packed[i / 8] |= 1 << (i % 8);
+            self.packed[k / 8] |= 1 << (k % 8);
             put_len(&mut self.packed, text.len());
             self.packed.extend_from_slice(text.as_bytes());
         }
@@ -179,14 +178,14 @@ fn unpack<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::columns::dbus_service_files as c;
 
     /// The cells a row should come back as: what the whole-response path
-    /// makes of it (spec columns only, NULLs left out, in name order).
-    fn expected(names: &[&str], row: &Row) -> Vec<(String, String)> {
-        let mut sorted = names.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        sorted
+    /// makes of it (NULLs left out, in name order).
+    fn expected(row: &Row) -> Vec<(String, String)> {
+        let mut names: Vec<&str> = row.schema().columns.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names
             .iter()
             .filter_map(|n| Some((n.to_string(), row.get(n)?.to_osquery_string()?)))
             .collect()
@@ -198,7 +197,7 @@ mod tests {
         for chunk in &e.chunks {
             let mut rest = &chunk[..];
             while !rest.is_empty() {
-                rest = unpack(&e.names, e.bitmap_len(), rest, &mut cells).unwrap();
+                rest = unpack(&e.names(), e.bitmap_len(), rest, &mut cells).unwrap();
                 out.push(
                     cells
                         .iter()
@@ -212,52 +211,68 @@ mod tests {
 
     #[test]
     fn rows_read_back_as_the_whole_path_makes_them() {
-        // More than 8 columns so the bitmap spans bytes; a duplicate name.
-        let names = [
-            "path", "uid", "size", "error", "exec", "a", "b", "c", "d", "e", "path", "zz",
-        ];
+        // A table of more than 8 columns, so the bitmap spans bytes.
+        let new = || Row::new(&c::SCHEMA);
         let long = "é".repeat(40_000); // a cell past one LEB128 byte and past a chunk
         let mut rows = Vec::new();
-        let mut r = Row::new();
-        r.set("path", "/x")
-            .set("uid", 0u32)
-            .set("size", -5i64)
-            .set("error", Value::Null)
-            .set("exec", "")
-            .set("zz", 1.5f64)
-            .set("not_in_spec", "dropped");
+        let mut r = new();
+        r.set(c::PATH, "/x")
+            .set(c::UID, 0u32)
+            .set(c::SIZE, -5i64)
+            .set(c::ERROR, Value::Null)
+            .set(c::EXEC, "")
+            .set(c::EXEC_HIJACKABLE, 1.5f64);
         rows.push(r);
-        rows.push(Row::new());
-        let mut r = Row::new();
-        r.set("e", long.as_str())
-            .set("a", i64::MIN)
-            .set("path", "/y");
+        rows.push(new());
+        let mut r = new();
+        r.set(c::SERVICE_NAME, long.as_str())
+            .set(c::ATIME, i64::MIN)
+            .set(c::PATH, "/y");
         rows.push(r);
-        let mut r = Row::new();
-        r.set("zz", f64::MAX).set("aaa", 1u8);
+        let mut r = new();
+        r.set(c::WORLD_WRITABLE, f64::MAX).set(c::BUS, 1u8);
         rows.push(r);
         for i in 0..3_000 {
-            let mut r = Row::new();
-            r.set("path", format!("/many/{i}")).set("d", i);
+            let mut r = new();
+            r.set(c::PATH, format!("/many/{i}")).set(c::DEVICE, i);
             rows.push(r);
         }
-        let mut e = EncodedRows::new(names);
+        let mut e = EncodedRows::new(&c::SCHEMA);
         for row in rows.clone() {
             e.push(row);
         }
         assert_eq!(e.len(), rows.len());
         assert!(e.chunks.len() > 1, "rows span several chunks");
-        let want: Vec<_> = rows.iter().map(|r| expected(&names, r)).collect();
+        let want: Vec<_> = rows.iter().map(expected).collect();
         assert_eq!(unpacked(&e), want);
+        let first: Vec<(&str, &str)> = want[0]
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            first,
+            [
+                ("exec", ""),
+                ("exec_hijackable", "1.5"),
+                ("path", "/x"),
+                ("size", "-5"),
+                ("uid", "0")
+            ],
+            "name order, NULL left out"
+        );
     }
 
     #[test]
     fn a_table_without_columns_packs_empty_rows() {
-        let mut e = EncodedRows::new([]);
-        let mut r = Row::new();
-        r.set("x", 1);
-        e.push(r);
-        e.push(Row::new());
+        static EMPTY: Schema = Schema {
+            table: "empty",
+            id: u16::MAX,
+            columns: &[],
+            by_name: &[],
+        };
+        let mut e = EncodedRows::new(&EMPTY);
+        e.push(Row::new(&EMPTY));
+        e.push(Row::new(&EMPTY));
         assert_eq!(unpacked(&e), vec![Vec::new(), Vec::new()]);
     }
 

@@ -203,8 +203,7 @@ impl StreamingHandler for Handler {
             &item,
             &request,
             |table, ctx| {
-                let names = table.spec.columns.iter().map(|c| c.name.as_str());
-                let mut rows = EncodedRows::new(names);
+                let mut rows = EncodedRows::new(table.schema);
                 table.generate_into(settings, ctx, &mut rows);
                 rows
             },

@@ -328,13 +328,13 @@ unsafe impl VTabCursor for RowCursor {
         self.pos >= self.rows.len()
     }
 
+    /// Column `i` of the declared table is the spec's `i`th column, the
+    /// row's cell `i` (rows are built from the same spec).
     fn column(&self, ctx: &mut Context, i: c_int) -> rusqlite::Result<()> {
-        let spec = self.handle.spec()?;
         let value = usize::try_from(i)
             .ok()
-            .and_then(|i| spec.columns.get(i))
             .zip(self.rows.get(self.pos))
-            .and_then(|(c, row)| row.get(&c.name));
+            .and_then(|(i, row)| row.at(i));
         match value {
             None | Some(Value::Null) => ctx.set_result(&Null),
             Some(Value::Integer(v)) => ctx.set_result(v),

@@ -216,8 +216,8 @@ mod tests {
         let narrow = by_path(&generate(&settings(r), &ctx));
         let ok = "/usr/share/dbus-1/services/org.ok.service";
         let lp = "/usr/share/dbus-1/services/org.loop.service";
-        assert_eq!(full[ok].get("exec_exists"), Some(&Value::from(true)));
-        assert!(text(&full[lp], "error").unwrap().contains("Exec target"));
+        assert_eq!(full[ok].get(c::EXEC_EXISTS), Some(&Value::from(true)));
+        assert!(text(&full[lp], c::ERROR).unwrap().contains("Exec target"));
         for path in [ok, lp] {
             for c in [
                 "exec_exists",
@@ -234,7 +234,7 @@ mod tests {
         }
         ctx.set_cols_used(["path", "exec_mode"]);
         let mode = by_path(&generate(&settings(r), &ctx));
-        assert_eq!(mode[ok].get("exec_mode"), full[ok].get("exec_mode"));
+        assert_eq!(mode[ok].get(c::EXEC_MODE), full[ok].get(c::EXEC_MODE));
     }
 
     /// Root services and what they run: a packaged program left alone, one
@@ -313,10 +313,10 @@ mod tests {
         let cols = |n: &str| {
             let row = &m[&format!("/usr/share/dbus-1/system-services/{n}.service")];
             (
-                text(row, "exec_package"),
-                text(row, "exec_provenance"),
-                int(row, "exec_verified"),
-                int(row, "exec_hijackable"),
+                text(row, c::EXEC_PACKAGE),
+                text(row, c::EXEC_PROVENANCE),
+                int(row, c::EXEC_VERIFIED),
+                int(row, c::EXEC_HIJACKABLE),
             )
         };
         let s = |v: &str| Some(v.to_string());

@@ -114,6 +114,7 @@ fn provenance_columns(
 #[cfg(test)]
 mod tests {
     use crate::context::QueryContext;
+    use crate::spec::columns::dbus_service_files as c;
     use crate::tables::dbus_service_files::generate;
     use crate::tables::dbus_service_files::test_support::*;
 
@@ -229,9 +230,9 @@ mod tests {
         let cols = |p: &str| {
             let row = m.get(p).unwrap_or_else(|| panic!("{p}: {m:#?}"));
             (
-                text(row, "provenance"),
-                int(row, "package_verified"),
-                int(row, "changed_after_install"),
+                text(row, c::PROVENANCE),
+                int(row, c::PACKAGE_VERIFIED),
+                int(row, c::CHANGED_AFTER_INSTALL),
             )
         };
         let s = |v: &str| Some(v.to_string());
@@ -296,12 +297,12 @@ mod tests {
         let mut ctx = QueryContext::new();
         ctx.set_cols_used(["path", "package"]);
         let rows = generate(&settings(r), &ctx);
-        assert!(rows.iter().all(|r| r.get("provenance").is_none()));
+        assert!(rows.iter().all(|r| r.get(c::PROVENANCE).is_none()));
         // No package database: NULL, flatpak and snap still known.
         std::fs::remove_dir_all(r.join("var/lib/dpkg")).unwrap();
         let m = by_path(&generate(&settings(r), &QueryContext::new()));
         assert_eq!(
-            text(&m["/etc/dbus-1/system.d/planted.conf"], "provenance"),
+            text(&m["/etc/dbus-1/system.d/planted.conf"], c::PROVENANCE),
             None
         );
         assert_eq!(

@@ -168,7 +168,7 @@ mod tests {
         let rows = generate(&settings(tmp.path()), &QueryContext::new());
         let root = Root::open(tmp.path()).unwrap();
         for r in &rows {
-            let p = text(r, "path").unwrap();
+            let p = text(r, c::PATH).unwrap();
             let raw = fs_safe::readings(&p).pop().unwrap();
             // Resolved inside the fixture, the entry exists there.
             let parent = root.open_dir(raw.parent().unwrap()).unwrap();
@@ -182,7 +182,7 @@ mod tests {
         // do not appear: the fixture has none.
         assert!(rows
             .iter()
-            .all(|r| text(r, "path").unwrap() != "/usr/share/dbus-1/system.conf"));
+            .all(|r| text(r, c::PATH).unwrap() != "/usr/share/dbus-1/system.conf"));
     }
 
     #[test]
@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(rows.len(), 1, "{rows:#?}");
         // The first path in search order wins.
         assert_eq!(
-            text(&rows[0], "path").unwrap(),
+            text(&rows[0], c::PATH).unwrap(),
             "/usr/local/share/dbus-1/services/a.service"
         );
     }
@@ -214,11 +214,11 @@ mod tests {
         let s = settings(r);
         let rows = by_path(&generate(&s, &QueryContext::new()));
         let notdir = &rows["/etc/dbus-1/system.d"];
-        assert_eq!(text(notdir, "type").unwrap(), "regular");
-        assert!(text(notdir, "error").unwrap().contains("not a directory"));
+        assert_eq!(text(notdir, c::TYPE).unwrap(), "regular");
+        assert!(text(notdir, c::ERROR).unwrap().contains("not a directory"));
         let looped = &rows["/etc/dbus-1/session.d"];
-        assert_eq!(text(looped, "bus").unwrap(), "session");
-        assert!(text(looped, "error").is_some());
+        assert_eq!(text(looped, c::BUS).unwrap(), "session");
+        assert!(text(looped, c::ERROR).is_some());
         assert_eq!(rows.len(), 2, "{rows:#?}");
         // The same rows through pushdown.
         let got = generate(&s, &ctx_with("directory", &["/etc/dbus-1/system.d"]));
@@ -228,7 +228,7 @@ mod tests {
         // No root at all: one row saying so, no panic.
         let gone = generate(&settings(&r.join("missing")), &QueryContext::new());
         assert_eq!(gone.len(), 1);
-        assert!(text(&gone[0], "error").is_some());
+        assert!(text(&gone[0], c::ERROR).is_some());
     }
 
     #[test]
@@ -257,18 +257,18 @@ mod tests {
         let rows = generate(&settings(r), &QueryContext::new());
         let m = by_path(&rows);
         assert_eq!(m.len(), rows.len(), "no duplicates: {rows:#?}");
-        let kind = |p: &str| text(&m[p], "kind").unwrap();
+        let kind = |p: &str| text(&m[p], c::KIND).unwrap();
         let sneaky = &m["/etc/dbus-1/system.d/sneaky.service"];
         assert_eq!(kind("/etc/dbus-1/system.d/sneaky.service"), "service");
-        assert_eq!(text(sneaky, "service_name").unwrap(), "sneaky");
-        assert_eq!(text(sneaky, "source").unwrap(), "standard");
+        assert_eq!(text(sneaky, c::SERVICE_NAME).unwrap(), "sneaky");
+        assert_eq!(text(sneaky, c::SOURCE).unwrap(), "standard");
         assert_eq!(kind("/etc/dbus-1/system.d/p.conf"), "policy");
         assert_eq!(kind("/usr/share/dbus-1/services/extra.conf"), "policy");
         assert_eq!(kind("/usr/share/dbus-1/services/a.service"), "service");
         // /etc/passwd named as a directory twice: one error row.
         let passwd = &m["/etc/passwd"];
-        assert_eq!(text(passwd, "source").unwrap(), "config");
-        assert!(text(passwd, "error").unwrap().contains("not a directory"));
+        assert_eq!(text(passwd, c::SOURCE).unwrap(), "config");
+        assert!(text(passwd, c::ERROR).unwrap().contains("not a directory"));
     }
 
     #[test]
@@ -290,23 +290,23 @@ mod tests {
         .unwrap();
         let s = settings(r);
         let rows = by_path(&generate(&s, &QueryContext::new()));
-        let local = text(&rows["/etc/dbus-1/system-local.conf"], "error").unwrap();
+        let local = text(&rows["/etc/dbus-1/system-local.conf"], c::ERROR).unwrap();
         assert!(
             local.starts_with("/etc/dbus-1/system-local.conf: XML"),
             "{local}"
         );
-        let a = text(&rows["/etc/dbus-1/system.d/a.conf"], "error").unwrap();
+        let a = text(&rows["/etc/dbus-1/system.d/a.conf"], c::ERROR).unwrap();
         assert!(a.contains("includes /nowhere.conf"), "{a}");
         let x = &rows["/usr/share/dbus-1/services/x.service"];
-        assert_eq!(text(x, "service_name").unwrap(), "x");
-        assert_eq!(int(x, "name_matches_filename"), Some(1));
+        assert_eq!(text(x, c::SERVICE_NAME).unwrap(), "x");
+        assert_eq!(int(x, c::NAME_MATCHES_FILENAME), Some(1));
         // A stat-only query reads no contents.
         let mut ctx = QueryContext::new();
         ctx.set_cols_used(["path", "mtime"]);
         let rows = by_path(&generate(&s, &ctx));
         let x = &rows["/usr/share/dbus-1/services/x.service"];
-        assert_eq!(x.get("service_name"), None);
-        assert_eq!(x.get("sha256"), None);
-        assert_eq!(x.get("package"), None);
+        assert_eq!(x.get(c::SERVICE_NAME), None);
+        assert_eq!(x.get(c::SHA256), None);
+        assert_eq!(x.get(c::PACKAGE), None);
     }
 }

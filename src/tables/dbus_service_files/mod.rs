@@ -72,7 +72,7 @@ fn scan_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
                 &blind::innermost(&e),
                 &fs_safe::render_path(e.path()),
             );
-            let mut row = Row::new();
+            let mut row = Row::new(&c::SCHEMA);
             row.set(c::PATH, "/").set(c::ERROR, e.to_string());
             sink.push(row);
             return;
@@ -113,7 +113,7 @@ fn scan_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
 
 #[cfg(test)]
 mod tests {
-
+    use super::c;
     use crate::context::QueryContext;
     use crate::tables::dbus_service_files::generate;
     use crate::tables::dbus_service_files::test_support::*;
@@ -149,76 +149,76 @@ mod tests {
         // eve's home links to `/`, meaning the image's `/`; toor's home is
         // that same directory, so only eve's (first) path lists it.
         let rootish = &m["/home/eve/.local/share/dbus-1/services/org.rootish.service"];
-        assert_eq!(int(rootish, "user_uid"), Some(1002));
+        assert_eq!(int(rootish, c::USER_UID), Some(1002));
         assert_eq!(
-            text(rootish, "directory").unwrap(),
+            text(rootish, c::DIRECTORY).unwrap(),
             "/home/eve/.local/share/dbus-1/services"
         );
         // The fixture's service files are empty: a parse error each; the
         // link to `/etc/shadow` leads to nothing inside the image, which is
         // said; nothing else went wrong.
         for r in &rows {
-            if let Some(e) = text(r, "error") {
+            if let Some(e) = text(r, c::ERROR) {
                 assert!(
                     e.ends_with(": no [D-BUS Service] group")
                         || e.starts_with("/usr/share/dbus-1/services/link.service: symlink to nothing inside the root"),
                     "{e}"
                 );
-                assert_eq!(text(r, "kind").unwrap(), "service");
+                assert_eq!(text(r, c::KIND).unwrap(), "service");
             }
         }
 
         let evil = &m["/etc/dbus-1/system.d/evil.conf"];
-        assert_eq!(text(evil, "directory").unwrap(), "/etc/dbus-1/system.d");
-        assert_eq!(text(evil, "filename").unwrap(), "evil.conf");
-        assert_eq!(text(evil, "bus").unwrap(), "system");
-        assert_eq!(text(evil, "kind").unwrap(), "policy");
-        assert_eq!(text(evil, "type").unwrap(), "regular");
+        assert_eq!(text(evil, c::DIRECTORY).unwrap(), "/etc/dbus-1/system.d");
+        assert_eq!(text(evil, c::FILENAME).unwrap(), "evil.conf");
+        assert_eq!(text(evil, c::BUS).unwrap(), "system");
+        assert_eq!(text(evil, c::KIND).unwrap(), "policy");
+        assert_eq!(text(evil, c::TYPE).unwrap(), "regular");
         assert_eq!(
-            text(&m["/etc/dbus-1/system.d/README"], "kind").unwrap(),
+            text(&m["/etc/dbus-1/system.d/README"], c::KIND).unwrap(),
             "other"
         );
         let conf = &m["/etc/dbus-1/system.conf"];
-        assert_eq!(text(conf, "kind").unwrap(), "config");
-        assert_eq!(text(conf, "directory").unwrap(), "/etc/dbus-1");
+        assert_eq!(text(conf, c::KIND).unwrap(), "config");
+        assert_eq!(text(conf, c::DIRECTORY).unwrap(), "/etc/dbus-1");
         let sess = &m["/usr/share/dbus-1/session.conf"];
-        assert_eq!(text(sess, "bus").unwrap(), "session");
-        assert_eq!(text(sess, "kind").unwrap(), "config");
+        assert_eq!(text(sess, c::BUS).unwrap(), "session");
+        assert_eq!(text(sess, c::KIND).unwrap(), "config");
 
         let suid = &m["/usr/share/dbus-1/services/suid.service"];
-        assert_eq!(text(suid, "mode").unwrap(), "4755");
-        assert_eq!(int(suid, "uid"), Some(4242));
-        assert_eq!(int(suid, "gid"), Some(4243));
-        assert_eq!(int(suid, "size"), Some(5));
-        assert_eq!(text(suid, "kind").unwrap(), "service");
-        assert_eq!(text(suid, "bus").unwrap(), "session");
-        assert_eq!(int(suid, "user_uid"), None);
+        assert_eq!(text(suid, c::MODE).unwrap(), "4755");
+        assert_eq!(int(suid, c::UID), Some(4242));
+        assert_eq!(int(suid, c::GID), Some(4243));
+        assert_eq!(int(suid, c::SIZE), Some(5));
+        assert_eq!(text(suid, c::KIND).unwrap(), "service");
+        assert_eq!(text(suid, c::BUS).unwrap(), "session");
+        assert_eq!(int(suid, c::USER_UID), None);
         // A birth time, or NULL with the reason (tmpfs records none; a
         // kernel without statx gives none).
-        match int(suid, "btime") {
-            Some(b) => assert!(b > 1_600_000_000 && text(suid, "btime_missing").is_none()),
-            None => assert!(text(suid, "btime_missing").is_some_and(|w| !w.is_empty())),
+        match int(suid, c::BTIME) {
+            Some(b) => assert!(b > 1_600_000_000 && text(suid, c::BTIME_MISSING).is_none()),
+            None => assert!(text(suid, c::BTIME_MISSING).is_some_and(|w| !w.is_empty())),
         }
-        assert!(int(suid, "mtime").unwrap() > 1_600_000_000);
-        let ty = |p: &str| text(&m[&format!("/usr/share/dbus-1/services/{p}")], "type");
+        assert!(int(suid, c::MTIME).unwrap() > 1_600_000_000);
+        let ty = |p: &str| text(&m[&format!("/usr/share/dbus-1/services/{p}")], c::TYPE);
         assert_eq!(ty("link.service").unwrap(), "symlink");
         assert_eq!(ty("pipe.service").unwrap(), "fifo");
         assert_eq!(ty("sock").unwrap(), "socket");
         assert_eq!(ty("subdir").unwrap(), "directory");
         assert_eq!(
-            text(&m["/usr/share/dbus-1/services/sock"], "kind").unwrap(),
+            text(&m["/usr/share/dbus-1/services/sock"], c::KIND).unwrap(),
             "other"
         );
         let bad = &m["/usr/share/dbus-1/services/bad\\xff.service"];
-        assert_eq!(text(bad, "filename").unwrap(), "bad\\xff.service");
-        assert_eq!(text(bad, "kind").unwrap(), "service");
+        assert_eq!(text(bad, c::FILENAME).unwrap(), "bad\\xff.service");
+        assert_eq!(text(bad, c::KIND).unwrap(), "service");
 
         let alice = &m["/srv/alice/.local/share/dbus-1/services/org.alice.service"];
-        assert_eq!(int(alice, "user_uid"), Some(1000));
-        assert_eq!(text(alice, "bus").unwrap(), "session");
+        assert_eq!(int(alice, c::USER_UID), Some(1000));
+        assert_eq!(text(alice, c::BUS).unwrap(), "session");
         let lib = &m["/lib/dbus-1/system-services/org.lib.service"];
         assert_eq!(
-            text(lib, "directory").unwrap(),
+            text(lib, c::DIRECTORY).unwrap(),
             "/lib/dbus-1/system-services"
         );
         assert_eq!(

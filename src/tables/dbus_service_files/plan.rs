@@ -250,7 +250,7 @@ mod tests {
                 assert_eq!(row.get(c), full[path].get(c), "{path}: {c}");
             }
         }
-        assert!(full.values().all(|r| r.get("directory").is_some()));
+        assert!(full.values().all(|r| r.get(c::DIRECTORY).is_some()));
     }
 
     #[test]
@@ -312,7 +312,7 @@ dave:x:1002:1002::/srv/../home/carol:/bin/sh\n",
         let _ = generate(&s, &QueryContext::new());
         let full = by_path(&generate(&s, &QueryContext::new()));
         let x = "/etc/dbus-1/system.d/x.service";
-        assert_eq!(text(&full[x], "kind").as_deref(), Some("service"));
+        assert_eq!(text(&full[x], c::KIND).as_deref(), Some("service"));
         for p in [x, "/home/carol/.local/share/dbus-1/services/c.service"] {
             let rows = generate(&s, &ctx_with("path", &[p]));
             assert_eq!(rows.len(), 1, "{p}: {rows:#?}");
@@ -388,9 +388,9 @@ ben:x:1001:1001::/home/ben:/bin/sh\ncat:x:1002:1002::/home/cat:/bin/sh\n",
         let shadow = |p: &str| {
             let row = &full[p];
             (
-                int(row, "search_order"),
-                int(row, "effective"),
-                text(row, "shadowed_by"),
+                int(row, c::SEARCH_ORDER),
+                int(row, c::EFFECTIVE),
+                text(row, c::SHADOWED_BY),
             )
         };
         assert_eq!(
@@ -464,11 +464,14 @@ ben:x:1001:1001::/home/ben:/bin/sh\ncat:x:1002:1002::/home/cat:/bin/sh\n",
         // comparison cannot straddle a second boundary.
         let _ = generate(&s, &QueryContext::new());
         let full = generate(&s, &QueryContext::new());
-        let dirs: BTreeSet<String> = full.iter().map(|r| text(r, "directory").unwrap()).collect();
+        let dirs: BTreeSet<String> = full
+            .iter()
+            .map(|r| text(r, c::DIRECTORY).unwrap())
+            .collect();
         for d in &dirs {
             let expect: Vec<&Row> = full
                 .iter()
-                .filter(|r| text(r, "directory").as_ref() == Some(d))
+                .filter(|r| text(r, c::DIRECTORY).as_ref() == Some(d))
                 .collect();
             let got = generate(&s, &ctx_with("directory", &[d]));
             assert_eq!(got.iter().collect::<Vec<_>>(), expect, "{d}");

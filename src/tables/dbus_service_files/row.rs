@@ -2,23 +2,28 @@
 //! was found, `statx`), the ones that read the file (symlink target,
 //! hash), and the hand-off to the service, exec and package columns when
 //! the query uses them. Everything that went wrong with the entry is
-//! gathered in [`Errors`] and lands in the row's `error` column.
+//! gathered, typed, in [`Errors`] and lands in the row's `error` column.
 use super::plan::Scan;
 use super::{integrity, link, service};
 use crate::blind;
 use crate::context::Used;
 use crate::row::Row;
-use crate::sources::fs_safe;
-use crate::sources::hash;
+use crate::sources::exec_target::ExecTargetError;
+use crate::sources::fs_safe::{self, FsError};
+use crate::sources::hash::{self, HashError};
+use crate::sources::packages::verify::VerifyError;
 use crate::sources::service_dirs::{self, EntryKind, OpenDir, ServiceDir};
+use crate::sources::service_file::{ExecError, ServiceFileError};
 use crate::sources::stat::{FileKind, Metadata, StatError};
+use crate::sources::unit_files::UnitError;
 use crate::spec::columns::dbus_service_files as c;
 use std::ffi::OsStr;
 use std::path::Path;
+use std::path::PathBuf;
 
 /// `path` always (the shadow columns find rows by it), the rest as used.
 pub(super) fn base_row(plain: &Used, dir: &ServiceDir, path: &Path) -> Row {
-    let mut row = Row::new();
+    let mut row = Row::new(&c::SCHEMA);
     row.set(c::PATH, fs_safe::render_path(path));
     plain.set(&mut row, c::DIRECTORY, || fs_safe::render_path(&dir.path));
     plain.set(&mut row, c::BUS, || dir.bus.as_str());
@@ -54,21 +59,60 @@ pub(super) struct Entry<'e> {
     pub(super) meta: &'e Metadata,
 }
 
-/// Collects the messages of everything that went wrong with one row, in
-/// the order they happened.
-#[derive(Default)]
-pub(super) struct Errors(Vec<String>);
+/// Everything that went wrong with one entry, in the order it happened.
+pub(super) type Errors = crate::row::Errors<EntryError>;
 
-impl Errors {
-    pub(super) fn push(&mut self, e: impl ToString) {
-        self.0.push(e.to_string());
-    }
-
-    fn apply(self, row: &mut Row) {
-        if !self.0.is_empty() {
-            row.set(c::ERROR, self.0.join("; "));
-        }
-    }
+/// One thing that went wrong with an entry: a source's own error, or what
+/// the table found wrong with the file, naming the path as shown.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum EntryError {
+    #[error(transparent)]
+    Stat(#[from] StatError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error("{}: readlink: {source}", fs_safe::render_path(.path))]
+    Readlink {
+        path: PathBuf,
+        source: rustix::io::Errno,
+    },
+    #[error("{}: {source}", fs_safe::render_path(.path))]
+    Parse {
+        path: PathBuf,
+        source: ServiceFileError,
+    },
+    #[error("{}: dbus-daemon would refuse this file: {}", fs_safe::render_path(.path), .problems.join(", "))]
+    Refused {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error(
+        "{}: larger than {cap} bytes; only the first {cap} parsed{}",
+        fs_safe::render_path(.path),
+        if *.refused { " (dbus-daemon refuses files over 128 KiB)" } else { "" }
+    )]
+    Truncated {
+        path: PathBuf,
+        cap: u64,
+        refused: bool,
+    },
+    #[error("{}: {source}", fs_safe::render_path(.path))]
+    Exec { path: PathBuf, source: ExecError },
+    #[error("{}: Exec names no program", fs_safe::render_path(.path))]
+    NoProgram { path: PathBuf },
+    #[error("{}: symlink to nothing inside the root; the bus reads no service from it until its target is created", fs_safe::render_path(.path))]
+    DanglingLink { path: PathBuf },
+    #[error("SystemdService={unit}: {source}")]
+    Unit { unit: String, source: UnitError },
+    #[error(transparent)]
+    ExecTarget(#[from] ExecTargetError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// What the bus-configuration reader found wrong with a config or
+    /// policy file, as it words it.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The row for one entry. An entry that vanished between `readdir` and
@@ -102,7 +146,7 @@ pub(super) fn entry_row(
             );
             plain.set(&mut row, c::TYPE, || dirent_kind.map(FileKind::as_str));
             errors.push(e);
-            errors.apply(&mut row);
+            errors.write(&mut row, c::ERROR);
             return Some(row);
         }
     };
@@ -122,7 +166,7 @@ pub(super) fn entry_row(
     if matches!(kind, EntryKind::Config | EntryKind::Policy) {
         for (p, e) in scan.config_errors {
             if *p == path {
-                errors.push(e);
+                errors.push(EntryError::Config(e.clone()));
             }
         }
     }
@@ -130,7 +174,7 @@ pub(super) fn entry_row(
     if scan.link {
         link::columns(scan, &entry, &mut row);
     }
-    errors.apply(&mut row);
+    errors.write(&mut row, c::ERROR);
     Some(row)
 }
 
@@ -172,7 +216,10 @@ fn file_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) 
                 row.set(c::SYMLINK_TARGET, fs_safe::render(&t));
             }
             Err(rustix::io::Errno::NOENT) => return None,
-            Err(e) => errors.push(format!("{}: readlink: {}", fs_safe::render_path(path), e)),
+            Err(source) => errors.push(EntryError::Readlink {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
     if meta.kind == FileKind::Regular && scan.sha256 {
@@ -249,11 +296,11 @@ mod tests {
             Some(FileKind::Regular),
         )
         .unwrap();
-        assert_eq!(text(&row, "path").unwrap(), "/etc/dbus-1/system.d/x.conf");
-        assert_eq!(text(&row, "kind").unwrap(), "policy");
-        assert_eq!(text(&row, "type").unwrap(), "regular");
-        assert!(text(&row, "error").unwrap().contains("ermission denied"));
-        assert_eq!(row.get("uid"), None);
+        assert_eq!(text(&row, c::PATH).unwrap(), "/etc/dbus-1/system.d/x.conf");
+        assert_eq!(text(&row, c::KIND).unwrap(), "policy");
+        assert_eq!(text(&row, c::TYPE).unwrap(), "regular");
+        assert!(text(&row, c::ERROR).unwrap().contains("ermission denied"));
+        assert_eq!(row.get(c::UID), None);
         let gone = entry_row(
             &mut scan,
             &dir,
@@ -314,21 +361,21 @@ mod tests {
             std::fs::rename(&f, tmp.path().join(what)).unwrap();
             swap();
             let row = entry_row(&mut scan, &dir, &open, name, meta, None).unwrap();
-            let error = text(&row, "error").unwrap_or_default();
+            let error = text(&row, c::ERROR).unwrap_or_default();
             assert!(
                 error.contains("changed while being opened"),
                 "{what}: {error}"
             );
-            assert_eq!(row.get("service_name"), None, "{what}");
-            assert_eq!(row.get("sha256"), None, "{what}");
+            assert_eq!(row.get(c::SERVICE_NAME), None, "{what}");
+            assert_eq!(row.get(c::SHA256), None, "{what}");
             std::fs::remove_file(&f).unwrap();
         }
         // Unswapped, the same stat reads the file.
         std::fs::write(&f, body).unwrap();
         let meta = open.stat(&dir, name);
         let row = entry_row(&mut scan, &dir, &open, name, meta, None).unwrap();
-        assert_eq!(text(&row, "service_name").unwrap(), "org.swap");
-        assert!(row.get("sha256").is_some());
+        assert_eq!(text(&row, c::SERVICE_NAME).unwrap(), "org.swap");
+        assert!(row.get(c::SHA256).is_some());
     }
 
     #[test]

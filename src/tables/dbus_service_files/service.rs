@@ -5,7 +5,7 @@
 //! program it runs is described by `exec`.
 use super::exec;
 use super::plan::Scan;
-use super::row::{Entry, Errors};
+use super::row::{Entry, EntryError, Errors};
 use super::MAX_SERVICE_BYTES;
 use crate::blind;
 use crate::row::{Row, Value};
@@ -73,17 +73,19 @@ fn key_columns(
     };
     let parsed = match service_file::parse(&bytes) {
         Ok(p) => p,
-        Err(e) => {
-            errors.push(format!("{}: {e}", fs_safe::render_path(path)));
+        Err(source) => {
+            errors.push(EntryError::Parse {
+                path: path.to_path_buf(),
+                source,
+            });
             return Some(None);
         }
     };
     if !parsed.problems.is_empty() {
-        errors.push(format!(
-            "{}: dbus-daemon would refuse this file: {}",
-            fs_safe::render_path(path),
-            parsed.problems.join(", ")
-        ));
+        errors.push(EntryError::Refused {
+            path: path.to_path_buf(),
+            problems: parsed.problems.clone(),
+        });
     }
     let filename = entry.name.as_bytes();
     row.set(
@@ -133,10 +135,9 @@ fn read_capped(scan: &Scan, entry: &Entry, errors: &mut Errors) -> Option<Option
     let (mut bytes, truncated) = match read {
         Ok(r) => r,
         Err(e) if e.is_not_found() && meta.kind == FileKind::Symlink => {
-            errors.push(format!(
-                "{}: symlink to nothing inside the root; the bus reads no service from it until its target is created",
-                fs_safe::render_path(path)
-            ));
+            errors.push(EntryError::DanglingLink {
+                path: path.to_path_buf(),
+            });
             return Some(None);
         }
         Err(e) if e.is_not_found() => return None,
@@ -149,15 +150,11 @@ fn read_capped(scan: &Scan, entry: &Entry, errors: &mut Errors) -> Option<Option
     if truncated {
         let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         bytes.truncate(keep);
-        let refused = if meta.size > DBUS_DAEMON_MAX_SERVICE_BYTES {
-            " (dbus-daemon refuses files over 128 KiB)"
-        } else {
-            ""
-        };
-        errors.push(format!(
-            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
-            fs_safe::render_path(path)
-        ));
+        errors.push(EntryError::Truncated {
+            path: path.to_path_buf(),
+            cap: MAX_SERVICE_BYTES,
+            refused: meta.size > DBUS_DAEMON_MAX_SERVICE_BYTES,
+        });
     }
     Some(Some(bytes))
 }
@@ -178,10 +175,9 @@ fn exec_columns(
             row.set(c::EXEC_PATH, program.as_str());
             if program.is_empty() {
                 // dbus-daemon would exec "" and fail.
-                errors.push(format!(
-                    "{}: Exec names no program",
-                    fs_safe::render_path(path)
-                ));
+                errors.push(EntryError::NoProgram {
+                    path: path.to_path_buf(),
+                });
                 return None;
             }
             if scan.exec_target {
@@ -189,8 +185,11 @@ fn exec_columns(
             }
             Some(argv)
         }
-        Err(e) => {
-            errors.push(format!("{}: {e}", fs_safe::render_path(path)));
+        Err(source) => {
+            errors.push(EntryError::Exec {
+                path: path.to_path_buf(),
+                source,
+            });
             None
         }
     }
@@ -233,7 +232,7 @@ fn systemd_columns(
             }
         }
         Ok(None) => {}
-        Err(e) => errors.push(format!("SystemdService={unit}: {e}")),
+        Err(source) => errors.push(EntryError::Unit { unit, source }),
     }
     None
 }

@@ -4,6 +4,7 @@
 use crate::context::{Op, QueryContext};
 use crate::row::Row;
 use crate::settings::Settings;
+use crate::spec::columns::dbus_service_files as c;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -17,11 +18,11 @@ pub(super) fn write_under(root: &Path, rel: &str, bytes: &[u8]) {
     std::fs::write(p, bytes).unwrap();
 }
 
-pub(super) fn text(row: &Row, col: &str) -> Option<String> {
+pub(super) fn text(row: &Row, col: impl crate::row::Key) -> Option<String> {
     row.text(col).map(str::to_string)
 }
 
-pub(super) fn int(row: &Row, col: &str) -> Option<i64> {
+pub(super) fn int(row: &Row, col: impl crate::row::Key) -> Option<i64> {
     row.int(col)
 }
 
@@ -34,7 +35,7 @@ pub(super) fn settings(root: &Path) -> Settings {
 
 pub(super) fn by_path(rows: &[Row]) -> BTreeMap<String, Row> {
     rows.iter()
-        .map(|r| (text(r, "path").unwrap(), r.clone()))
+        .map(|r| (text(r, c::PATH).unwrap(), r.clone()))
         .collect()
 }
 
