@@ -44,6 +44,8 @@ pub struct GuardedInputProtocol<T: TReadTransport> {
 pub struct ReadFailure {
     /// The peer hung up (possibly mid-message): routine, not an attack.
     pub eof: bool,
+    /// The peer stayed silent past a deadline (see `server::Limits`).
+    pub timed_out: bool,
     pub message: String,
 }
 
@@ -82,6 +84,10 @@ impl<T: TReadTransport> GuardedInputProtocol<T> {
                     e,
                     thrift::Error::Transport(t) if t.kind == thrift::TransportErrorKind::EndOfFile
                 );
+                let timed_out = matches!(
+                    e,
+                    thrift::Error::Transport(t) if t.kind == thrift::TransportErrorKind::TimedOut
+                );
                 // thrift's Display shows only the error kind; the message
                 // says which size was wrong.
                 let message = match e {
@@ -89,7 +95,11 @@ impl<T: TReadTransport> GuardedInputProtocol<T> {
                     thrift::Error::Transport(t) if !t.message.is_empty() => t.message.clone(),
                     other => other.to_string(),
                 };
-                self.failure = Some(ReadFailure { eof, message });
+                self.failure = Some(ReadFailure {
+                    eof,
+                    timed_out,
+                    message,
+                });
             }
         }
         result
