@@ -144,3 +144,126 @@ fn six_hundred_idle_connections_do_not_keep_a_ping_out() {
     assert!(timed_ping(&sock).is_ok());
     eprintln!("extension VmRSS after: {} KiB", vm_rss_kib(pid));
 }
+
+/// Resets a process's peak resident set (`VmHWM`) to its current one.
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+}
+
+/// Peak RSS while answering a 50 MB context: at most the text and a
+/// quarter more (the string as read, and the allocator's slack while it
+/// grew) plus this much; the tree the context used to be parsed into cost
+/// 37 to 64 times the text.
+const CONTEXT_PEAK_MARGIN_KIB: u64 = 24 * 1024;
+
+#[test]
+fn a_fifty_megabyte_context_is_refused_in_bounded_memory() {
+    const SIZE: usize = 50 * 1024 * 1024;
+    let root = root_with_services(5);
+    let (_hold, ev) = Hold::start(root.path());
+    let (sock, pid) = (socket_of(&ev), pid_of(&ev));
+    let mut c = Client::connect(&sock, IO).unwrap();
+    assert_eq!(c.generate(CTX).unwrap().rows.len(), 5);
+    let fill = |head: &str, item: &str, tail: &str| {
+        let mut s = String::with_capacity(SIZE + 64);
+        s.push_str(head);
+        while s.len() < SIZE {
+            s.push_str(item);
+        }
+        s.push_str(tail);
+        s
+    };
+    let cases = [
+        ("[0,0,…]", fill("[0", ",0", "]"), "invalid type"),
+        (
+            "constraints of empty objects",
+            fill(r#"{"constraints":[{}"#, ",{}", "]}"),
+            "no column name",
+        ),
+        (
+            "a million used columns",
+            {
+                let mut s = String::from(r#"{"colsUsed":["c0""#);
+                let mut i = 1;
+                while s.len() < SIZE {
+                    s.push_str(&format!(",\"c{i}\""));
+                    i += 1;
+                }
+                s.push_str("]}");
+                s
+            },
+            "more than 100000",
+        ),
+        (
+            "an IN list of a million values",
+            fill(
+                r#"{"constraints":[{"name":"path","list":[{"op":2,"expr":"/x"}"#,
+                r#",{"op":2,"expr":"/x"}"#,
+                "]}]}",
+            ),
+            "more than 100000",
+        ),
+    ];
+    let rss0 = vm_rss_kib(pid);
+    let bound = rss0 + (SIZE as u64 / 1024) * 5 / 4 + CONTEXT_PEAK_MARGIN_KIB;
+    for (what, context, says) in &cases {
+        reset_peak(pid);
+        let t = Instant::now();
+        let r = c.generate(context).unwrap();
+        let took = t.elapsed();
+        let peak = vm_hwm_kib(pid);
+        eprintln!(
+            "50 MB context, {what}: status {} in {took:?} ({:?}); peak RSS {peak} KiB \
+             (before {rss0} KiB, bound {bound} KiB)",
+            r.code,
+            r.message.chars().take(120).collect::<String>()
+        );
+        assert_eq!(r.code, 1, "{what}: {}", r.message);
+        assert!(r.message.contains(says), "{what}: {}", r.message);
+        assert!(peak < bound, "{what}: peak {peak} KiB over {bound} KiB");
+        // The same connection answers the next call normally.
+        assert_eq!(c.generate(CTX).unwrap().rows.len(), 5, "{what}");
+    }
+    // Two at once, on two connections.
+    reset_peak(pid);
+    let twice: Vec<_> = [0, 1]
+        .map(|n| {
+            let (sock, context) = (sock.clone(), cases[n].1.clone());
+            std::thread::spawn(move || Client::connect(&sock, IO).unwrap().generate(&context))
+        })
+        .into_iter()
+        .collect();
+    for h in twice {
+        assert_eq!(h.join().unwrap().unwrap().code, 1);
+    }
+    let peak = vm_hwm_kib(pid);
+    eprintln!("two 50 MB contexts at once: peak RSS {peak} KiB");
+    assert!(
+        peak < bound + (SIZE as u64 / 1024) * 5 / 4,
+        "peak {peak} KiB"
+    );
+    // What was refused is given back.
+    std::thread::sleep(Duration::from_millis(300));
+    let rss1 = vm_rss_kib(pid);
+    eprintln!("after the refusals: VmRSS {rss1} KiB (before {rss0} KiB)");
+    assert!(rss1 < rss0 + 16 * 1024, "VmRSS {rss1} KiB");
+    // A request map of a million entries is refused without being built.
+    reset_peak(pid);
+    let entries: Vec<(String, String)> = (0..1_000_000)
+        .map(|i| (format!("k{i}"), String::new()))
+        .collect();
+    let request: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = c.call("table", "dbus_service_files", &request).unwrap();
+    let peak = vm_hwm_kib(pid);
+    eprintln!(
+        "a request map of 1,000,000 entries: status {} ({}); peak RSS {peak} KiB",
+        r.code, r.message
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.message.contains("1000000 entries"), "{}", r.message);
+    assert!(peak < rss1 + 32 * 1024, "peak {peak} KiB");
+    assert_eq!(c.generate(CTX).unwrap().rows.len(), 5);
+}

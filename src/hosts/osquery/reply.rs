@@ -30,6 +30,12 @@ use thrift::{ApplicationError, ApplicationErrorKind};
 /// handler's whole `ExtensionResponse`, exactly as the generated processor
 /// would; a handler with large results overrides it and streams.
 pub trait StreamingHandler: ExtensionSyncHandler {
+    /// The answer to a call refused before it reached the handler (a
+    /// request over [`MAX_REQUEST_ENTRIES`]): status 1 and `message`.
+    fn refused(&self, message: String) -> ExtensionResponse {
+        ExtensionResponse::new(ExtensionStatus::new(1, message, 0), Vec::new())
+    }
+
     fn stream_call(
         &self,
         registry: String,
@@ -177,12 +183,19 @@ fn wire_len(n: usize) -> thrift::Result<i32> {
     i32::try_from(n).map_err(|_| miscount("more than i32::MAX elements"))
 }
 
+/// Most entries a `call`'s request map may hold: osquery's table calls
+/// send two (`action`, `context`). Entries past it are read and dropped at
+/// once, so the call is refused with a status and the connection stays in
+/// step, without a million-entry map ever being built.
+pub const MAX_REQUEST_ENTRIES: usize = 1024;
+
+/// A `call`'s arguments, or the reason the request was refused.
+type CallArgs = (String, String, Result<ExtensionPluginRequest, String>);
+
 /// The `call` arguments, read exactly as the generated (private)
 /// `ExtensionCallArgs` reader does: unknown fields skipped, all three
-/// required.
-fn read_call_args(
-    i: &mut dyn TInputProtocol,
-) -> thrift::Result<(String, String, ExtensionPluginRequest)> {
+/// required; the request map bounded by [`MAX_REQUEST_ENTRIES`].
+fn read_call_args(i: &mut dyn TInputProtocol) -> thrift::Result<CallArgs> {
     i.read_struct_begin()?;
     let (mut registry, mut item, mut request) = (None, None, None);
     loop {
@@ -196,13 +209,23 @@ fn read_call_args(
             3 => {
                 let map = i.read_map_begin()?;
                 let mut val = BTreeMap::new();
+                let over = usize::try_from(map.size).unwrap_or(0) > MAX_REQUEST_ENTRIES;
                 for _ in 0..map.size {
                     let k = i.read_string()?;
                     let v = i.read_string()?;
-                    val.insert(k, v);
+                    if !over {
+                        val.insert(k, v);
+                    }
                 }
                 i.read_map_end()?;
-                request = Some(val);
+                request = Some(if over {
+                    Err(format!(
+                        "request has {} entries, more than the {MAX_REQUEST_ENTRIES} accepted",
+                        map.size
+                    ))
+                } else {
+                    Ok(val)
+                });
             }
             _ => i.skip(field.field_type)?,
         }
@@ -238,9 +261,13 @@ impl<H: StreamingHandler> Processor<H> {
         i: &mut dyn TInputProtocol,
         out: &mut dyn TOutputProtocol,
     ) -> thrift::Result<()> {
-        let (registry, item, request) = read_call_args(i)?;
-        self.handler
-            .stream_call(registry, item, request, Reply { out, sequence })
+        let reply = Reply { out, sequence };
+        match read_call_args(i)? {
+            (registry, item, Ok(request)) => {
+                self.handler.stream_call(registry, item, request, reply)
+            }
+            (_, _, Err(why)) => reply.whole(&self.handler.refused(why)),
+        }
     }
 }
 
