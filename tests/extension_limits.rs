@@ -267,3 +267,93 @@ fn a_fifty_megabyte_context_is_refused_in_bounded_memory() {
     assert!(peak < rss1 + 32 * 1024, "peak {peak} KiB");
     assert_eq!(c.generate(CTX).unwrap().rows.len(), 5);
 }
+
+/// Found by trying it: the core restarts and hands the relaunched
+/// extension the uuid we had. The old instance kept passing its health
+/// check (the new core lists that uuid), stayed alive forever, and when it
+/// finally stopped its wake-up connection reached the new instance's
+/// socket and it hung; one SIGTERM did not end it.
+#[test]
+fn a_core_restarted_with_our_uuid_retires_the_old_instance() {
+    let root = root_with_services(3);
+    let (mut hold, ev) = Hold::start(root.path());
+    let sock = socket_of(&ev);
+    assert_eq!(Client::connect(&sock, IO).unwrap().ping().unwrap(), 0);
+    let serving = hold.command("swap");
+    assert_eq!(serving["event"], "serving", "{serving}");
+    let swapped = hold.event();
+    eprintln!("core restarted with the same uuid: {swapped}");
+    assert_eq!(
+        swapped["exited"], true,
+        "old instance still alive: {swapped}"
+    );
+    assert_eq!(swapped["returncode"], 0, "{swapped}");
+    // --interval 1: noticed at its next check.
+    assert!(swapped["elapsed"].as_f64().unwrap() < 3.0, "{swapped}");
+    let stderr = swapped["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("the core restarted") || stderr.contains("no longer our socket"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The new instance's socket was left alone, and it serves.
+    assert_eq!(swapped["socket_left"], true, "{swapped}");
+    assert_eq!(swapped["new_alive"], true, "{swapped}");
+    assert_eq!(swapped["new_ping"]["code"], 0, "{swapped}");
+    let mut c = Client::connect(&sock, IO).unwrap();
+    assert_eq!(c.generate(CTX).unwrap().rows.len(), 3);
+    drop(c);
+    let exit = hold.command("sigterm");
+    assert_eq!(exit["returncode"], 0, "{exit}");
+    assert_eq!(exit["socket_left"], false, "{exit}");
+}
+
+/// A core that accepts but never answers: noticed within `--interval` +
+/// 1 s (it took about 2 × `--interval`).
+#[test]
+fn a_wedged_core_is_left_within_the_interval_and_a_second() {
+    let root = root_with_services(3);
+    let (mut hold, ev) = Hold::start_with(root.path(), &["--interval", "3"]);
+    let sock = socket_of(&ev);
+    assert_eq!(Client::connect(&sock, IO).unwrap().ping().unwrap(), 0);
+    let exit = hold.command("wedge");
+    eprintln!("wedged core (--interval 3): {exit}");
+    assert_eq!(exit["exited"], true, "{exit}");
+    assert_eq!(exit["returncode"], 0, "{exit}");
+    // 3 s + 1 s, and a little for a loaded machine's scheduling.
+    assert!(exit["elapsed"].as_f64().unwrap() < 4.5, "{exit}");
+    assert_eq!(exit["socket_left"], false, "{exit}");
+    let stderr = exit["stderr"].as_str().unwrap();
+    assert!(stderr.contains("did not answer"), "{stderr}");
+}
+
+/// SIGHUP (osqueryi's terminal closing) and SIGUSR1 used to kill it where
+/// it stood, leaving `<socket>.<uuid>` behind.
+#[test]
+fn sighup_and_sigusr1_exit_cleanly_and_remove_the_socket() {
+    let runs: Vec<_> = ["HUP", "USR1"]
+        .into_iter()
+        .map(|sig| {
+            std::thread::spawn(move || {
+                let root = root_with_services(1);
+                let (mut hold, ev) = Hold::start(root.path());
+                assert_eq!(
+                    Client::connect(&socket_of(&ev), IO)
+                        .unwrap()
+                        .ping()
+                        .unwrap(),
+                    0
+                );
+                (sig, hold.command(&format!("signal {sig}")))
+            })
+        })
+        .collect();
+    for run in runs {
+        let (sig, exit) = run.join().unwrap();
+        eprintln!("SIG{sig}: {exit}");
+        assert_eq!(exit["exited"], true, "SIG{sig}: {exit}");
+        assert_eq!(exit["returncode"], 0, "SIG{sig}: {exit}");
+        assert!(exit["elapsed"].as_f64().unwrap() < 3.0, "SIG{sig}: {exit}");
+        assert_eq!(exit["socket_left"], false, "SIG{sig}: {exit}");
+    }
+}
