@@ -357,3 +357,67 @@ fn sighup_and_sigusr1_exit_cleanly_and_remove_the_socket() {
         assert_eq!(exit["socket_left"], false, "SIG{sig}: {exit}");
     }
 }
+
+/// Found by trying it: REPLY, EXCEPTION and ONEWAY messages were answered
+/// as calls, and a call field of the wrong Thrift type was read as the
+/// declared one, leaving the connection waiting forever. Now each closes
+/// the connection without a reply, as osquery's own server does.
+#[test]
+fn messages_that_are_not_calls_and_mistyped_fields_close_the_connection() {
+    let root = root_with_services(2);
+    let (_hold, ev) = Hold::start(root.path());
+    let sock = socket_of(&ev);
+    let ping_args = [0u8]; // an empty struct: its stop byte
+    for (kind, what) in [(2, "REPLY"), (3, "EXCEPTION"), (4, "ONEWAY")] {
+        let t = Instant::now();
+        let got = exchange(&sock, &message(kind, b"ping", &ping_args));
+        eprintln!("{what} ping: {got:?} after {:?}", t.elapsed());
+        assert_eq!(got, Some(Vec::new()), "{what}: answered or left open");
+    }
+    // call(registry: i32 instead of string, ...).
+    let mut body = vec![0x08, 0, 1];
+    body.extend(5i32.to_be_bytes());
+    body.push(0);
+    assert_eq!(
+        exchange(&sock, &message(1, b"call", &body)),
+        Some(Vec::new())
+    );
+    // call(..., request: a map of i32 to string).
+    let mut body = vec![0x0b, 0, 1];
+    body.extend(tstring(b"table"));
+    body.extend([0x0b, 0, 2]);
+    body.extend(tstring(b"dbus_service_files"));
+    body.extend([0x0d, 0, 3, 0x08, 0x0b]);
+    body.extend(1i32.to_be_bytes());
+    body.extend(7i32.to_be_bytes());
+    body.extend(tstring(b"generate"));
+    body.push(0);
+    let t = Instant::now();
+    assert_eq!(
+        exchange(&sock, &message(1, b"call", &body)),
+        Some(Vec::new())
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // An unknown method with arguments is answered with an exception and
+    // the connection stays in step: the ping after it is answered too.
+    let mut unknown_args = vec![0x0b, 0, 1];
+    unknown_args.extend(tstring(b"an argument"));
+    unknown_args.push(0);
+    let mut both = message(1, b"nosuch", &unknown_args);
+    both.extend(message(1, b"ping", &ping_args));
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&both).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    // EXCEPTION for "nosuch", then REPLY for "ping".
+    assert_eq!(&got[..4], &[0x80, 0x01, 0x00, 0x03], "{got:?}");
+    let ping_reply = got
+        .windows(8)
+        .position(|w| w == [0x80, 0x01, 0x00, 0x02, 0, 0, 0, 4])
+        .expect("no reply to the ping after the unknown method");
+    assert_eq!(&got[ping_reply + 8..ping_reply + 12], b"ping");
+    // Everything else still serves.
+    assert!(timed_ping(&sock).is_ok());
+}
