@@ -271,10 +271,10 @@ mod parse {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             while let Some((name, list)) = seq.next_element_seed(Column(self.0))? {
-                for c in list {
-                    self.1.constraints.entry(name.clone()).or_default().push(c);
+                // A column without entries leaves no trace, as before.
+                if !list.is_empty() {
+                    self.1.constraints.entry(name).or_default().extend(list);
                 }
-                self.1.constraints.entry(name).or_default();
             }
             Ok(())
         }

@@ -188,7 +188,9 @@ fn watch(registry: &Registry, config: events::Config, tables: &[String]) -> Resu
         .filter(|t| tables.is_empty() || tables.iter().any(|w| w == t))
         .collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    // Ends with its summary on the same signals the extension exits on
+    // (SIGHUP: the terminal running it closed).
+    for sig in osq::EXIT_SIGNALS {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let rx = events::subscribe();

@@ -399,19 +399,11 @@ struct PeerReader<'c> {
 
 impl Read for PeerReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let (deadline, what) = match self.phase.get() {
-            Phase::Idle(since) => (since + self.limits.idle, "idle"),
-            Phase::Partial(deadline) => (deadline, "request incomplete"),
+        let (deadline, limit, what) = match self.phase.get() {
+            Phase::Idle(since) => (since + self.limits.idle, self.limits.idle, "idle for"),
+            Phase::Partial(by) => (by, self.limits.partial, "request incomplete after"),
         };
-        let timed_out = || {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                match what {
-                    "idle" => format!("idle for {:?}", self.limits.idle),
-                    _ => format!("request incomplete after {:?}", self.limits.partial),
-                },
-            )
-        };
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, format!("{what} {limit:?}"));
         let remaining = deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
