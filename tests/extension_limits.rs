@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 const CTX: &str = r#"{"constraints":[],"colsUsed":["path","service_name","exec","error"]}"#;
 const IO: Duration = Duration::from_secs(30);
 
-/// osquery's client gives a ping this long; a slower one deregisters us.
+/// The client timeout each ping gets: the one the pings that failed
+/// behind 512 idle connections used. osquery drops an extension after one
+/// failed ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn root_with_services(n: usize) -> tempfile::TempDir {

@@ -8,8 +8,8 @@
 //! connecting included (a wedged core that stops accepting fills its listen
 //! backlog, and a blocking connect would then wait forever), so a health
 //! check ends within [`CHECK_TIMEOUT`] whatever the core does. A core that
-//! restarted is told apart from the one we registered with by its socket's
-//! device and inode, not by the uuid alone: osquery draws uuids from 16
+//! restarted is told apart from the one we registered with by its socket
+//! file (device, inode, change time), not by the uuid alone: osquery draws uuids from 16
 //! random bits, so a new core may list our uuid for another instance.
 use super::bindings::{
     ExtensionManagerSyncClient, InternalExtensionInfo, TExtensionManagerSyncClient,
@@ -42,15 +42,26 @@ const NAME: &str = "dbus";
 /// within `--interval` + this (and the lifecycle loop's 100 ms poll).
 pub const CHECK_TIMEOUT: Duration = Duration::from_millis(750);
 
-/// The core's socket file, as device and inode: a restarted core binds a
-/// new one at the same path.
+/// The core's socket file, as device, inode and change time: a restarted
+/// core binds a new one at the same path. The inode alone is not enough:
+/// file systems such as ext4 hand a freed inode number to the next file at
+/// once, so the new socket often has the old one's; its change time (set
+/// when it is created, to the nanosecond) differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoreIdentity(u64, u64);
+pub struct CoreIdentity {
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
+}
 
 impl CoreIdentity {
     fn of(socket: &Path) -> io::Result<CoreIdentity> {
         let meta = std::fs::metadata(socket)?;
-        Ok(CoreIdentity(meta.dev(), meta.ino()))
+        Ok(CoreIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
     }
 }
 
@@ -275,5 +286,61 @@ pub fn still_registered(socket: &Path, uuid: i64, core: CoreIdentity) -> Result<
             info.name.as_deref().unwrap_or("")
         )),
         None => Err(format!("core no longer lists extension uuid {uuid}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A core that restarted binds a new socket at the same path: noticed
+    /// before anything is sent to it.
+    #[test]
+    fn a_new_socket_at_the_path_is_another_core() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("core.sock");
+        let first = UnixListener::bind(&path).unwrap();
+        let identity = CoreIdentity::of(&path).unwrap();
+        drop(first);
+        std::fs::remove_file(&path).unwrap();
+        let second = UnixListener::bind(&path).unwrap();
+        second.set_nonblocking(true).unwrap();
+        let why = still_registered(&path, 7, identity).unwrap_err();
+        assert!(why.contains("the core restarted"), "{why}");
+        assert!(second.accept().is_err(), "connected to the new core");
+    }
+
+    /// A core that accepts and never answers, and one whose backlog is
+    /// full (it stopped accepting): each check ends by its deadline.
+    #[test]
+    fn a_wedged_core_check_ends_by_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("core.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let identity = CoreIdentity::of(&path).unwrap();
+        // Accepted by the kernel (the backlog), never read.
+        let t = Instant::now();
+        let why = still_registered(&path, 7, identity).unwrap_err();
+        let took = t.elapsed();
+        assert!(why.contains("did not answer"), "{why}");
+        assert!(took < CHECK_TIMEOUT + Duration::from_secs(1), "{took:?}");
+        // Fill the backlog: a blocking connect would now wait forever.
+        let mut held = Vec::new();
+        loop {
+            match connect_by(&path, Instant::now() + Duration::from_millis(50)) {
+                Ok(s) => held.push(s),
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+                    break;
+                }
+            }
+            assert!(held.len() < 10_000, "the backlog never filled");
+        }
+        let t = Instant::now();
+        let why = still_registered(&path, 7, identity).unwrap_err();
+        assert!(why.contains("unreachable"), "{why}");
+        assert!(t.elapsed() < CHECK_TIMEOUT + Duration::from_secs(1));
+        drop(listener);
     }
 }

@@ -54,8 +54,8 @@ pub struct Limits {
     /// under a second on a local socket.
     pub partial: Duration,
     /// A waiting connection is evicted for a new one before the reserve is
-    /// used only once it has waited this long; younger ones are peers
-    /// about to send.
+    /// used only once it has waited this long (a fifth of it once the
+    /// reserve is full); younger ones are peers about to send.
     pub evict_after: Duration,
 }
 
@@ -125,8 +125,8 @@ fn release(conns: &Live, id: u64) {
 
 pub struct Server {
     path: PathBuf,
-    /// Device and inode of the socket file bound at `path`.
-    identity: (u64, u64),
+    /// The socket file bound at `path`, as [`identity_of`] tells it.
+    identity: Identity,
     stop: Arc<AtomicBool>,
     connections: Connections,
     accept_thread: Option<JoinHandle<()>>,
@@ -168,11 +168,17 @@ fn bind_listening(path: &Path) -> io::Result<UnixListener> {
     }
 }
 
-/// Device and inode of what `path` names now, if anything.
-fn identity_of(path: &Path) -> Option<(u64, u64)> {
+/// A socket file as device, inode and change time (set when it is
+/// created, to the nanosecond): a freed inode number is often given to the
+/// next file at once, so another instance's socket at our path may carry
+/// ours.
+type Identity = (u64, u64, i64, i64);
+
+/// The identity of what `path` names now, if anything.
+fn identity_of(path: &Path) -> Option<Identity> {
     std::fs::symlink_metadata(path)
         .ok()
-        .map(|m| (m.dev(), m.ino()))
+        .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 impl Server {
@@ -191,6 +197,9 @@ impl Server {
     {
         remove_stale(&path)?;
         let listener = bind_listening(&path)?;
+        // Accepting never blocks (the loop polls first); accepted streams
+        // are blocking all the same, as `accept4` does not pass the flag on.
+        listener.set_nonblocking(true)?;
         let identity = identity_of(&path).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, "socket vanished after binding")
         })?;
@@ -286,18 +295,22 @@ fn ready(listener: &UnixListener) -> bool {
 
 /// Makes room for one more connection: past the cap, evicts the
 /// connection that has waited on its peer the longest, if it has waited
-/// `evict_after` (or, once the reserve is full too, however briefly).
+/// `evict_after` (a fifth of it once the reserve is full too).
 /// Returns false while there is no room and nothing to evict.
 fn make_room(conns: &mut HashMap<u64, Arc<Conn>>, now_ms: u64, limits: &Limits) -> bool {
     if conns.len() < limits.cap {
         return true;
     }
     let full = conns.len() >= limits.cap + limits.reserve;
+    // With the reserve full, a fifth of the wait is enough; never none:
+    // a connection accepted a moment ago is a peer about to send, and
+    // hanging up on it for the next newcomer only churns.
     let min_wait = if full {
-        0
+        limits.evict_after / 5
     } else {
-        u64::try_from(limits.evict_after.as_millis()).unwrap_or(u64::MAX)
+        limits.evict_after
     };
+    let min_wait = u64::try_from(min_wait.as_millis()).unwrap_or(u64::MAX);
     let oldest = conns
         .iter()
         .filter_map(|(id, c)| c.waiting().map(|since| (since, *id)))
@@ -348,8 +361,12 @@ fn accept_loop<H>(
         if stop.load(Ordering::SeqCst) || !ready(&listener) {
             continue;
         }
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
+        let stream = match listener
+            .accept()
+            .and_then(|(s, _)| s.set_nonblocking(false).map(|()| s))
+        {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 warn!("accept failed: {e}");
                 // EMFILE and friends: give the system a moment.
@@ -562,8 +579,8 @@ mod tests {
     };
 
     /// A handler whose `call` blocks until released: a connection inside
-    /// a call is working, never evictable.
-    struct Busy(Arc<(Mutex<bool>, Condvar)>);
+    /// a call is working, never evictable. Counts the calls inside.
+    struct Busy(Arc<(Mutex<bool>, Condvar)>, Arc<AtomicU64>);
     impl ExtensionSyncHandler for Busy {
         fn handle_ping(&self) -> thrift::Result<ExtensionStatus> {
             Ok(ExtensionStatus::new(0, "OK".to_string(), 1))
@@ -575,6 +592,7 @@ mod tests {
             _: ExtensionPluginRequest,
         ) -> thrift::Result<ExtensionResponse> {
             let (lock, cv) = &*self.0;
+            self.1.fetch_add(1, Ordering::SeqCst);
             let mut released = lock.lock().unwrap();
             while !*released {
                 released = cv.wait(released).unwrap();
@@ -606,7 +624,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ext.sock.1");
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let server = Server::start_with(path.clone(), Busy(gate.clone()), SMALL).unwrap();
+        let inside = Arc::new(AtomicU64::new(0));
+        let server =
+            Server::start_with(path.clone(), Busy(gate.clone(), inside.clone()), SMALL).unwrap();
         let calls: Vec<_> = (0..3)
             .map(|_| {
                 let path = path.clone();
@@ -615,13 +635,27 @@ mod tests {
             .collect();
         // All three calls are inside the handler (two slots and the
         // reserve) before the ping comes.
-        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        while inside.load(Ordering::SeqCst) < 3 {
+            assert!(t.elapsed() < Duration::from_secs(20), "calls never arrived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let fourth = {
             let path = path.clone();
             thread::spawn(move || ping(&path).map(|s| s.code))
         };
         std::thread::sleep(Duration::from_millis(300));
-        assert!(!fourth.is_finished(), "served past cap and reserve");
+        if fourth.is_finished() {
+            let live: Vec<(u64, Option<u64>)> = lock(&server.connections)
+                .iter()
+                .map(|(id, c)| (*id, c.waiting()))
+                .collect();
+            panic!(
+                "served past cap and reserve: {:?}; live {live:?}, now {}",
+                fourth.join(),
+                server.connections.now_ms()
+            );
+        }
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
         assert_eq!(fourth.join().unwrap().unwrap(), Some(0));
