@@ -10,7 +10,7 @@
 //! means nothing. The report names every blind check with its reasons and
 //! never calls one clean.
 use crate::blind::{self, BlindSpot};
-use crate::hosts::sqlite::{EmbeddedHost, QueryResult};
+use crate::hosts::sqlite::{Cut, EmbeddedHost, Limits, QueryResult};
 use crate::output::{self, Format};
 use crate::packs::{Pack, Severity};
 use serde_json::{Map, Value as Json};
@@ -98,7 +98,25 @@ impl Report {
 }
 
 /// Runs every query of every pack, optionally only those named in `only`.
-pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String], min_severity: Severity) -> Report {
+/// A check's time limit unless `--timeout` says otherwise: every built-in
+/// check takes well under a second on a real system; a minute is a query
+/// gone wrong, not a slow disk.
+pub const DEFAULT_TIMEOUT_SECS: f64 = 60.0;
+
+/// A check's row limit unless `--max-rows` says otherwise: far more
+/// findings than anyone reads, few enough that the report stays small.
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+
+/// Runs every selected check within `limits`: a check that runs out of
+/// time fails (the hunt is then incomplete); one that has more rows than
+/// the limit keeps the first ones and says so.
+pub fn run(
+    host: &EmbeddedHost,
+    packs: &[Pack],
+    only: &[String],
+    min_severity: Severity,
+    limits: Limits,
+) -> Report {
     let mut report = Report {
         checks: Vec::new(),
         min_severity,
@@ -108,7 +126,11 @@ pub fn run(host: &EmbeddedHost, packs: &[Pack], only: &[String], min_severity: S
             if !only.is_empty() && !only.iter().any(|o| o == name) {
                 continue;
             }
-            let outcome = match host.query(&q.query) {
+            let outcome = match host.query_limited(&q.query, limits) {
+                Ok(QueryResult {
+                    cut: Some(cut @ Cut::Timeout(_)),
+                    ..
+                }) => Outcome::Failed(format!("{cut} (--timeout)")),
                 Ok(mut result) => {
                     result
                         .blind
@@ -180,6 +202,9 @@ pub fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
                 c.name,
                 result.rows.len()
             )?;
+            if let Some(cut) = result.cut {
+                writeln!(out, "Cut: {cut} (--max-rows); only these are shown")?;
+            }
             writeln!(out, "What: {}", c.description)?;
             writeln!(out, "Why it matters: {}", c.value)?;
             output::write(out, result, Format::Table)?;
@@ -260,6 +285,9 @@ pub fn to_json(report: &Report) -> Json {
                     };
                     obj.insert("status".into(), status.into());
                     obj.insert("rows".into(), Json::Array(output::json_rows(result)));
+                    if let Some(cut) = result.cut {
+                        obj.insert("cut".into(), cut.to_string().into());
+                    }
                 }
                 Outcome::Failed(e) => {
                     obj.insert("status".into(), "failed".into());
@@ -319,6 +347,7 @@ mod tests {
                 columns: vec!["path".into()],
                 rows: vec![vec![Value::Text("/x".into())]; rows],
                 blind: spots,
+                cut: None,
             }),
         }
     }

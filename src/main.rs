@@ -80,6 +80,13 @@ enum Command {
         /// Print CSV with a header line.
         #[arg(long)]
         csv: bool,
+        /// Stop after this many seconds (fractions allowed); what was
+        /// printed stays, stderr says it was cut, the exit code is 1.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+        /// Print at most this many rows; stderr says when there were more.
+        #[arg(long = "max-rows", value_name = "N")]
+        max_rows: Option<usize>,
     },
     /// Run every pack query and report what they find, most severe first.
     ///
@@ -104,6 +111,14 @@ enum Command {
         /// exit code comes from the findings alone.
         #[arg(long)]
         allow_partial: bool,
+        /// Stop a check after this many seconds; it is then reported as
+        /// failed (0: no limit).
+        #[arg(long, value_name = "SECONDS", default_value_t = hunt::DEFAULT_TIMEOUT_SECS)]
+        timeout: f64,
+        /// Keep at most this many rows of a check's findings; the report
+        /// says when there were more (0: no limit).
+        #[arg(long = "max-rows", value_name = "N", default_value_t = hunt::DEFAULT_MAX_ROWS)]
+        max_rows: usize,
     },
     /// Print the built-in packs: query names, or Fleet YAML with --fleet.
     Packs {
@@ -142,6 +157,11 @@ fn settings(cli: &Cli) -> Settings {
     s
 }
 
+/// A `--timeout` value as a duration.
+fn seconds(s: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|e| anyhow::anyhow!("--timeout {s}: {e}"))
+}
+
 fn events_config(cli: &Cli) -> collect::Config {
     collect::Config {
         max_rows: cli.events_max,
@@ -172,7 +192,9 @@ fn watch(settings: Settings, config: collect::Config, tables: &[String]) -> Resu
         .filter(|t| tables.is_empty() || tables.iter().any(|w| w == t))
         .collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    // Ends with its summary on the same signals the extension exits on
+    // (SIGHUP: the terminal running it closed).
+    for sig in osq::EXIT_SIGNALS {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let rx = collectors.subscribe();
@@ -244,18 +266,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let registry = Arc::new(Registry::new(settings(&cli)).context("loading table specs")?);
     match cli.command {
         None => bail!("nothing to do: give a command (see --help), or --socket to serve osquery"),
-        Some(Command::Query { sql, json, csv }) => {
-            let host = sqlite::EmbeddedHost::open(registry).context("opening embedded host")?;
-            let result = match host.query(&sql) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    return Ok(ExitCode::from(1));
-                }
+        Some(Command::Query {
+            sql,
+            json,
+            csv,
+            timeout,
+            max_rows,
+        }) => {
+            let limits = sqlite::Limits {
+                timeout: timeout.map(seconds).transpose()?,
+                max_rows,
             };
-            // The rows are what could be read; what could not is said once
-            // per reason, on stderr.
-            blind::log_each(&result.blind);
+            let host = sqlite::EmbeddedHost::open(registry).context("opening embedded host")?;
             let format = if json {
                 Format::Json
             } else if csv {
@@ -265,13 +287,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             // Buffered: Rust's stdout flushes every line, a write(2) per row.
             let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-            let written = output::write(&mut stdout, &result, format).and_then(|()| stdout.flush());
-            match written {
+            let mut writer = output::Writer::new(&mut stdout, format);
+            // Rows are printed as SQLite steps them.
+            let streamed = match host.query_into(&sql, limits, &mut writer) {
+                Ok(s) => s,
                 // A reader that stops early (`| head`) is not an error.
+                Err(sqlite::SqliteHostError::Write(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    return Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    drop(writer);
+                    let _ = stdout.flush();
+                    eprintln!("Error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let written = writer.finish().and_then(|()| stdout.flush());
+            match written {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.context("writing results")?,
             }
-            Ok(ExitCode::SUCCESS)
+            // The rows are what could be read; what could not is said once
+            // per reason, on stderr.
+            blind::log_each(&streamed.blind);
+            match streamed.cut {
+                None => Ok(ExitCode::SUCCESS),
+                Some(cut @ sqlite::Cut::MaxRows(_)) => {
+                    eprintln!("osquery-dbus: query {cut} (--max-rows): the output is incomplete");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(cut @ sqlite::Cut::Timeout(_)) => {
+                    eprintln!("osquery-dbus: query {cut} (--timeout): the output is incomplete");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Some(Command::Hunt {
             min_severity,
@@ -279,7 +330,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             pack,
             only,
             allow_partial,
+            timeout,
+            max_rows,
         }) => {
+            let limits = sqlite::Limits {
+                timeout: (timeout > 0.0).then(|| seconds(timeout)).transpose()?,
+                max_rows: (max_rows > 0).then_some(max_rows),
+            };
             let packs = if pack.is_empty() {
                 packs::builtin().context("loading built-in packs")?
             } else {
@@ -288,7 +345,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Result<Vec<_>, _>>()?
             };
             let host = sqlite::EmbeddedHost::open(registry).context("opening embedded host")?;
-            let report = hunt::run(&host, &packs, &only, min_severity);
+            let report = hunt::run(&host, &packs, &only, min_severity, limits);
             if report.checks.is_empty() {
                 bail!("no pack query matched --only {}", only.join(", "));
             }

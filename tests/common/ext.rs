@@ -28,6 +28,11 @@ impl Hold {
     /// Starts the core and the extension (serving `root`) and returns with
     /// the `serving` event.
     pub fn start(root: &Path) -> (Hold, Value) {
+        Hold::start_with(root, &[])
+    }
+
+    /// [`Hold::start`] with more arguments for the fake core (`--interval N`).
+    pub fn start_with(root: &Path, args: &[&str]) -> (Hold, Value) {
         let work = tempfile::tempdir().unwrap();
         let mut child = Command::new(super::peer_python())
             .arg(super::peer_script("fake_core.py"))
@@ -38,6 +43,7 @@ impl Hold {
             .arg(work.path())
             .arg("--root")
             .arg(root)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

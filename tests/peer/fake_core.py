@@ -66,6 +66,9 @@ class CoreHandler(ExtensionManager.Iface):
         pass
 
     def extensions(self):
+        if self.core.wedged.is_set():
+            self.core.dead.wait()
+            raise TTransport.TTransportException(message="wedged core died")
         with self.core.lock:
             self.core.extensions_calls += 1
             return dict(self.core.registered_info)
@@ -119,6 +122,8 @@ class FakeCore:
         self.registry = None
         self.registered = threading.Event()
         self.dead = threading.Event()
+        # A wedged core still accepts connections but answers nothing.
+        self.wedged = threading.Event()
         self.clients = []
         self.processor = ExtensionManager.Processor(CoreHandler(self))
         self.server = TSocket.TServerSocket(unix_socket=path)
@@ -615,7 +620,7 @@ def scenario_generate(a):
     `--proc`: for comparing the Thrift path with the embedded host."""
     core_sock = os.path.join(a.workdir, "core.sock")
     core = FakeCore(core_sock)
-    args = ["--socket", core_sock, "--root", a.root, "--interval", "1", "--timeout", "3"]
+    args = ["--socket", core_sock, "--root", a.root, "--interval", a.interval, "--timeout", "3"]
     if a.proc:
         args += ["--proc", a.proc]
     proc = start_extension(a.bin, args, a.workdir)
@@ -640,11 +645,19 @@ def scenario_hold(a):
       extension (as osqueryd's watcher does); reports its registration.
     - `sigterm`: SIGTERM to the extension; reports its exit.
     - `wait`: reports the extension's exit (after a `shutdown` call).
+    - `signal NAME`: that signal (HUP, USR1, ...) to the extension; reports
+      its exit.
+    - `wedge`: the core keeps accepting but never answers again; reports
+      the extension's exit.
+    - `swap`: the core dies and a new one on the same path at once
+      relaunches the extension, which gets the same uuid (as osquery's
+      16-bit uuids sometimes do); reports the first extension's exit, and
+      whether the second still serves on the socket path.
 
     End of input kills whatever is left. Returns None: the events were the
     output."""
     core_sock = os.path.join(a.workdir, "core.sock")
-    args = ["--socket", core_sock, "--root", a.root, "--interval", "1", "--timeout", "3"]
+    args = ["--socket", core_sock, "--root", a.root, "--interval", a.interval, "--timeout", "3"]
     state = {"core": FakeCore(core_sock), "proc": None, "n": 0}
 
     def launch():
@@ -686,6 +699,37 @@ def scenario_hold(a):
                 exit_obs("sigterm", 6)
             elif cmd == "wait":
                 exit_obs("exited", 6)
+            elif cmd.startswith("signal "):
+                state["proc"].send_signal(getattr(signal, "SIG" + cmd.split()[1]))
+                exit_obs("signalled", 6)
+            elif cmd == "wedge":
+                state["core"].wedged.set()
+                exit_obs("wedged", 12)
+            elif cmd == "swap":
+                old = state["proc"]
+                state["core"].die()
+                state["core"] = FakeCore(core_sock)
+                launch()
+                new = state["proc"]
+                state["proc"] = old
+                obs = wait_exit(old, 8)
+                obs["event"] = "swapped"
+                obs["stderr"] = stderr_of(old)
+                if not obs["exited"]:
+                    # What the first SIGTERM does to the orphan.
+                    old.send_signal(signal.SIGTERM)
+                    obs["after_sigterm"] = wait_exit(old, 3)
+                    if old.poll() is None:
+                        old.kill()
+                        old.wait()
+                state["proc"] = new
+                obs["socket_left"] = os.path.exists(ext_socket(core_sock))
+                try:
+                    obs["new_ping"] = ping(ext_socket(core_sock), timeout=3.0)
+                except Exception as e:
+                    obs["new_ping"] = repr(e)
+                obs["new_alive"] = new.poll() is None
+                emit(obs)
             else:
                 emit({"event": "error", "message": "unknown command %r" % cmd})
     finally:
@@ -713,7 +757,7 @@ def scenario_bench(a):
     undecoded (the extension's own time)."""
     core_sock = os.path.join(a.workdir, "core.sock")
     core = FakeCore(core_sock)
-    args = ["--socket", core_sock, "--root", a.root, "--interval", "1", "--timeout", "3"]
+    args = ["--socket", core_sock, "--root", a.root, "--interval", a.interval, "--timeout", "3"]
     if a.proc:
         args += ["--proc", a.proc]
     t0 = time.monotonic()
@@ -825,6 +869,7 @@ def main():
     p.add_argument("--context", default="{}")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--wrap", default="")
+    p.add_argument("--interval", default="1")
     a = p.parse_args()
     WRAP.extend(shlex.split(a.wrap))
     # Never outlive a stuck run (the Rust side has no timeout of its own);

@@ -187,6 +187,11 @@ fn osquery_cells<'n>(names: &[&'n str], mut row: Row) -> Vec<(&'n str, String)> 
 }
 
 impl StreamingHandler for Handler {
+    fn refused(&self, message: String) -> ExtensionResponse {
+        warn!("call refused: {message}");
+        ExtensionResponse::new(self.status(1, message), Vec::new())
+    }
+
     /// A generate's rows are packed as the table makes them and written
     /// once it is done (see `encoded` and `reply`); routes and errors,
     /// small by nature, go out whole.
@@ -217,10 +222,22 @@ impl StreamingHandler for Handler {
                 release_freed_memory();
                 written
             }
-            (status, Answer::Maps(maps)) => reply.whole(&ExtensionResponse::new(status, maps)),
+            (status, Answer::Maps(maps)) => {
+                let written = reply.whole(&ExtensionResponse::new(status, maps));
+                // A refused request may have been large (a context of tens
+                // of megabytes): its memory goes back like a generate's.
+                if request.values().map(String::len).sum::<usize>() > LARGE_REQUEST {
+                    drop(request);
+                    release_freed_memory();
+                }
+                written
+            }
         }
     }
 }
+
+/// A request this large is followed by a trim even when it is refused.
+const LARGE_REQUEST: usize = 1 << 20;
 
 /// Hands what a generate freed back to the kernel once its reply is out.
 /// glibc keeps freed memory in the arena of the thread that freed it, and

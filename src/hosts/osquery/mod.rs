@@ -12,7 +12,7 @@
 //! `handler` (requests to tables), `routes` (spec to osquery's route rows)
 //! and `protocol` (bounds checks the stock protocol lacks).
 use crate::tables::Registry;
-use log::{debug, info};
+use log::{debug, info, warn};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,20 +70,34 @@ pub enum OsqueryHostError {
 /// `shutdown` call are acted on within this, whatever `--interval` is.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Signals that end the extension cleanly (socket removed). Every one
+/// would otherwise kill it where it stands and leave `<socket>.<uuid>`
+/// behind: SIGHUP comes to osqueryi's whole process group when its
+/// terminal closes, SIGUSR1/SIGUSR2 from anyone poking at it.
+pub const EXIT_SIGNALS: [i32; 5] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGUSR1,
+    signal_hook::consts::SIGUSR2,
+];
+
 /// Registers, serves, and returns once the extension should exit; the
 /// socket `<socket>.<uuid>` is gone by then. Threads still inside a
 /// `generate` are not joined: they hold nothing that needs flushing and end
 /// with the process.
 pub fn run(registry: Arc<Registry>, opts: ExtensionOptions) -> Result<(), OsqueryHostError> {
     let signalled = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    for sig in EXIT_SIGNALS {
         // The first signal asks for a clean exit; a second one, should the
         // clean exit ever hang, terminates at once.
         signal_hook::flag::register_conditional_shutdown(sig, 1, signalled.clone())
             .map_err(OsqueryHostError::Signal)?;
         signal_hook::flag::register(sig, signalled.clone()).map_err(OsqueryHostError::Signal)?;
     }
-    let Some(uuid) = core::register(&opts.socket, opts.timeout, &registry, &signalled)? else {
+    let Some((uuid, core_identity)) =
+        core::register(&opts.socket, opts.timeout, &registry, &signalled)?
+    else {
         info!("signalled before registration finished");
         return Ok(());
     };
@@ -100,39 +114,60 @@ pub fn run(registry: Arc<Registry>, opts: ExtensionOptions) -> Result<(), Osquer
         server.path().display()
     );
 
-    let reason = watch(&opts, uuid, &signalled, &shutdown);
-    info!("exiting: {reason}");
+    match watch(&opts, uuid, core_identity, &server, &signalled, &shutdown) {
+        Exit::Asked(why) => info!("exiting: {why}"),
+        // Not asked to go: worth a line at the default log level.
+        Exit::Lost(why) => warn!("exiting: {why}"),
+    }
     server.stop();
     Ok(())
 }
 
+/// Why the extension leaves.
+enum Exit {
+    /// A signal or the core's `shutdown` call.
+    Asked(&'static str),
+    /// The core (or our socket) is gone, wedged or someone else's.
+    Lost(String),
+}
+
 /// Waits for a reason to exit and returns it: a signal, a `shutdown` call,
-/// or the core no longer knowing us (checked every `interval`).
+/// our socket taken over by another process, or the core we registered
+/// with gone, wedged or no longer knowing us (checked every `interval`,
+/// each check bounded by [`core::CHECK_TIMEOUT`]).
 fn watch(
     opts: &ExtensionOptions,
     uuid: i64,
+    core_identity: core::CoreIdentity,
+    server: &server::Server,
     signalled: &AtomicBool,
     shutdown: &AtomicBool,
-) -> String {
+) -> Exit {
     let mut next_check = Instant::now() + opts.interval;
     loop {
         if signalled.load(Ordering::SeqCst) {
-            return "signal received".into();
+            return Exit::Asked("signal received");
         }
         if shutdown.load(Ordering::SeqCst) {
-            return "the core asked us to shut down".into();
+            return Exit::Asked("the core asked us to shut down");
         }
-        if Instant::now() >= next_check {
-            // A healthy core answers `extensions()` at once; allow it the
-            // interval, but at least a second, before calling it wedged.
-            let io_timeout = opts.interval.max(Duration::from_secs(1));
-            match core::still_registered(&opts.socket, uuid, io_timeout) {
+        if !server.still_ours() {
+            return Exit::Lost(format!(
+                "{} is no longer our socket (another extension was given uuid {uuid})",
+                server.path().display()
+            ));
+        }
+        let now = Instant::now();
+        if now >= next_check {
+            // Counted from the start of this check, so a slow answer does
+            // not push the next one back.
+            next_check = now + opts.interval;
+            match core::still_registered(&opts.socket, uuid, core_identity) {
                 Ok(()) => debug!("core still lists uuid {uuid}"),
-                Err(why) => return why,
+                Err(why) => return Exit::Lost(why),
             }
-            next_check = Instant::now() + opts.interval;
         }
-        thread::sleep(POLL);
+        thread::sleep(POLL.min(next_check.saturating_duration_since(Instant::now())));
     }
 }
 

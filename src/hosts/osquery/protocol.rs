@@ -18,7 +18,9 @@ use thrift::transport::TReadTransport;
 use thrift::{ProtocolError, ProtocolErrorKind};
 
 /// Large enough for any real osquery request (a context JSON, a 100 MB
-/// string), small enough that one connection cannot exhaust memory.
+/// string), small enough that one connection cannot exhaust memory. It
+/// bounds every string and also all strings of one message together, so a
+/// request holds at most this much text however it is split.
 pub const MAX_BYTES_LEN: usize = 128 * 1024 * 1024;
 
 /// osquery's requests are maps of a handful of keys and lists of rows; a
@@ -33,6 +35,8 @@ pub struct GuardedInputProtocol<T: TReadTransport> {
     inner: TBinaryInputProtocol<T>,
     max_bytes: usize,
     max_elements: usize,
+    /// String bytes read since the current message began.
+    message_bytes: usize,
     /// The first read error. The generated processor turns an error while
     /// reading arguments into an exception reply and reports success, so
     /// the server asks here whether the stream is still in step.
@@ -44,6 +48,8 @@ pub struct GuardedInputProtocol<T: TReadTransport> {
 pub struct ReadFailure {
     /// The peer hung up (possibly mid-message): routine, not an attack.
     pub eof: bool,
+    /// The peer stayed silent past a deadline (see `server::Limits`).
+    pub timed_out: bool,
     pub message: String,
 }
 
@@ -65,6 +71,7 @@ impl<T: TReadTransport> GuardedInputProtocol<T> {
             inner: TBinaryInputProtocol::new(transport, true),
             max_bytes,
             max_elements,
+            message_bytes: 0,
             failure: None,
         }
     }
@@ -82,6 +89,10 @@ impl<T: TReadTransport> GuardedInputProtocol<T> {
                     e,
                     thrift::Error::Transport(t) if t.kind == thrift::TransportErrorKind::EndOfFile
                 );
+                let timed_out = matches!(
+                    e,
+                    thrift::Error::Transport(t) if t.kind == thrift::TransportErrorKind::TimedOut
+                );
                 // thrift's Display shows only the error kind; the message
                 // says which size was wrong.
                 let message = match e {
@@ -89,7 +100,11 @@ impl<T: TReadTransport> GuardedInputProtocol<T> {
                     thrift::Error::Transport(t) if !t.message.is_empty() => t.message.clone(),
                     other => other.to_string(),
                 };
-                self.failure = Some(ReadFailure { eof, message });
+                self.failure = Some(ReadFailure {
+                    eof,
+                    timed_out,
+                    message,
+                });
             }
         }
         result
@@ -121,6 +136,17 @@ impl<T: TReadTransport> GuardedInputProtocol<T> {
     fn read_bounded_bytes(&mut self) -> thrift::Result<Vec<u8>> {
         let len = self.inner.read_i32()?;
         let len = self.check_size(len, self.max_bytes, "string")?;
+        let left = self.max_bytes.saturating_sub(self.message_bytes);
+        if len > left {
+            return Err(protocol_error(
+                ProtocolErrorKind::SizeLimit,
+                format!(
+                    "a message holds more than {} bytes of strings",
+                    self.max_bytes
+                ),
+            ));
+        }
+        self.message_bytes += len;
         let mut buf = Vec::new();
         let limit = u64::try_from(len).unwrap_or(u64::MAX);
         (&mut self.inner.transport)
@@ -150,6 +176,7 @@ impl<T: TReadTransport> GuardedInputProtocol<T> {
             ));
         }
         let message_type = TMessageType::try_from((header & 0xff) as u8)?;
+        self.message_bytes = 0;
         let name = self.raw_read_string()?;
         let sequence_number = self.inner.read_i32()?;
         Ok(TMessageIdentifier::new(name, message_type, sequence_number))
@@ -445,6 +472,33 @@ mod tests {
         bytes.resize(len + 4, b'x');
         let mut p = GuardedInputProtocol::new(Cursor::new(bytes));
         assert_eq!(p.read_string().unwrap().len(), len);
+    }
+
+    #[test]
+    fn strings_of_one_message_share_the_limit() {
+        let mut bytes = header("call");
+        for _ in 0..3 {
+            bytes.extend([0, 0, 1, 144]); // 400 bytes
+            bytes.extend(std::iter::repeat_n(b'a', 400));
+        }
+        let mut p = guarded(bytes.clone());
+        p.read_message_begin().unwrap();
+        p.read_string().unwrap();
+        p.read_string().unwrap();
+        assert_eq!(
+            kind(p.read_string().unwrap_err()),
+            Some(ProtocolErrorKind::SizeLimit)
+        );
+        // The next message starts afresh.
+        let mut twice = header("call");
+        twice.extend([0, 0, 1, 144]);
+        twice.extend(std::iter::repeat_n(b'a', 400));
+        twice.extend(twice.clone());
+        let mut p = guarded(twice);
+        for _ in 0..2 {
+            p.read_message_begin().unwrap();
+            p.read_string().unwrap();
+        }
     }
 
     #[test]

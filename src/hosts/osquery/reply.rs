@@ -30,6 +30,12 @@ use thrift::{ApplicationError, ApplicationErrorKind};
 /// handler's whole `ExtensionResponse`, exactly as the generated processor
 /// would; a handler with large results overrides it and streams.
 pub trait StreamingHandler: ExtensionSyncHandler {
+    /// The answer to a call refused before it reached the handler (a
+    /// request over [`MAX_REQUEST_ENTRIES`]): status 1 and `message`.
+    fn refused(&self, message: String) -> ExtensionResponse {
+        ExtensionResponse::new(ExtensionStatus::new(1, message, 0), Vec::new())
+    }
+
     fn stream_call(
         &self,
         registry: String,
@@ -177,12 +183,19 @@ fn wire_len(n: usize) -> thrift::Result<i32> {
     i32::try_from(n).map_err(|_| miscount("more than i32::MAX elements"))
 }
 
+/// Most entries a `call`'s request map may hold: osquery's table calls
+/// send two (`action`, `context`). Entries past it are read and dropped at
+/// once, so the call is refused with a status and the connection stays in
+/// step, without a million-entry map ever being built.
+pub const MAX_REQUEST_ENTRIES: usize = 1024;
+
+/// A `call`'s arguments, or the reason the request was refused.
+type CallArgs = (String, String, Result<ExtensionPluginRequest, String>);
+
 /// The `call` arguments, read exactly as the generated (private)
 /// `ExtensionCallArgs` reader does: unknown fields skipped, all three
-/// required.
-fn read_call_args(
-    i: &mut dyn TInputProtocol,
-) -> thrift::Result<(String, String, ExtensionPluginRequest)> {
+/// required; the request map bounded by [`MAX_REQUEST_ENTRIES`].
+fn read_call_args(i: &mut dyn TInputProtocol) -> thrift::Result<CallArgs> {
     i.read_struct_begin()?;
     let (mut registry, mut item, mut request) = (None, None, None);
     loop {
@@ -190,19 +203,53 @@ fn read_call_args(
         if field.field_type == TType::Stop {
             break;
         }
-        match field_id(&field)? {
+        let id = field_id(&field)?;
+        // A known field of another type is refused, not read as this one
+        // (which left the stream out of step) nor skipped: osquery's own
+        // server then fails the call for its missing field and closes.
+        let expected = match id {
+            1 | 2 => Some(TType::String),
+            3 => Some(TType::Map),
+            _ => None,
+        };
+        if let Some(t) = expected.filter(|t| *t != field.field_type) {
+            return Err(invalid(format!(
+                "call field {id} is {:?}, not {t:?}",
+                field.field_type
+            )));
+        }
+        match id {
             1 => registry = Some(i.read_string()?),
             2 => item = Some(i.read_string()?),
             3 => {
                 let map = i.read_map_begin()?;
+                if map.size > 0
+                    && (map.key_type != Some(TType::String)
+                        || map.value_type != Some(TType::String))
+                {
+                    return Err(invalid(format!(
+                        "call request is a map of {:?} to {:?}, not of strings",
+                        map.key_type, map.value_type
+                    )));
+                }
                 let mut val = BTreeMap::new();
+                let over = usize::try_from(map.size).unwrap_or(0) > MAX_REQUEST_ENTRIES;
                 for _ in 0..map.size {
                     let k = i.read_string()?;
                     let v = i.read_string()?;
-                    val.insert(k, v);
+                    if !over {
+                        val.insert(k, v);
+                    }
                 }
                 i.read_map_end()?;
-                request = Some(val);
+                request = Some(if over {
+                    Err(format!(
+                        "request has {} entries, more than the {MAX_REQUEST_ENTRIES} accepted",
+                        map.size
+                    ))
+                } else {
+                    Ok(val)
+                });
             }
             _ => i.skip(field.field_type)?,
         }
@@ -221,8 +268,21 @@ fn read_call_args(
     }
 }
 
+fn invalid(message: String) -> thrift::Error {
+    thrift::Error::Protocol(thrift::ProtocolError::new(
+        thrift::ProtocolErrorKind::InvalidData,
+        message,
+    ))
+}
+
 /// The `Extension` service's processor: the generated one's dispatch, with
 /// `call` answered through [`StreamingHandler::stream_call`].
+///
+/// As strict as osquery's own (C++) server: a message that is not a call
+/// (a REPLY, EXCEPTION or ONEWAY; no method of the service is one-way) and
+/// a `call` whose arguments do not decode end the connection without a
+/// reply, as the stream can no longer be trusted to be in step; an unknown
+/// method's arguments are skipped and answered with an exception.
 pub struct Processor<H> {
     handler: H,
 }
@@ -230,17 +290,6 @@ pub struct Processor<H> {
 impl<H: StreamingHandler> Processor<H> {
     pub fn new(handler: H) -> Processor<H> {
         Processor { handler }
-    }
-
-    fn process_call(
-        &self,
-        sequence: i32,
-        i: &mut dyn TInputProtocol,
-        out: &mut dyn TOutputProtocol,
-    ) -> thrift::Result<()> {
-        let (registry, item, request) = read_call_args(i)?;
-        self.handler
-            .stream_call(registry, item, request, Reply { out, sequence })
     }
 }
 
@@ -251,15 +300,38 @@ impl<H: StreamingHandler> TProcessor for Processor<H> {
         out: &mut dyn TOutputProtocol,
     ) -> thrift::Result<()> {
         let ident = i.read_message_begin()?;
+        if ident.message_type != TMessageType::Call {
+            return Err(invalid(format!(
+                "{:?} message for {:?}: only calls are served",
+                ident.message_type,
+                ident.name.chars().take(64).collect::<String>()
+            )));
+        }
         let seq = ident.sequence_number;
         let res = match &*ident.name {
-            "call" => self.process_call(seq, i, out),
+            "call" => {
+                // Arguments that do not decode close the connection: the
+                // error goes to the server, not into an exception reply.
+                let (registry, item, request) = read_call_args(i)?;
+                let reply = Reply { out, sequence: seq };
+                match request {
+                    Ok(request) => self.handler.stream_call(registry, item, request, reply),
+                    Err(why) => reply.whole(&self.handler.refused(why)),
+                }
+            }
             "ping" => TExtensionProcessFunctions::process_ping(&self.handler, seq, i, out),
             "shutdown" => TExtensionProcessFunctions::process_shutdown(&self.handler, seq, i, out),
-            method => Err(thrift::Error::Application(ApplicationError::new(
-                ApplicationErrorKind::UnknownMethod,
-                format!("unknown method {}", method),
-            ))),
+            method => {
+                i.skip(TType::Struct)?;
+                i.read_message_end()?;
+                Err(thrift::Error::Application(ApplicationError::new(
+                    ApplicationErrorKind::UnknownMethod,
+                    format!(
+                        "unknown method {}",
+                        method.chars().take(64).collect::<String>()
+                    ),
+                )))
+            }
         };
         thrift::server::handle_process_result(&ident, res, out)
     }

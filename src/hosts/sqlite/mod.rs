@@ -2,15 +2,16 @@
 //! table (rusqlite `vtab`), so pack SQL runs without osquery, including its
 //! joins with `users` and `groups`.
 //!
-//! This module owns the connection and turns statements into a
-//! [`QueryResult`]; [`vtab`] adapts SQLite's planner calls to the table API.
-//! Rendering results is left to [`crate::output`].
+//! This module owns the connection and runs statements, handing the last
+//! one's rows to a [`ResultSink`] as SQLite steps them (a [`QueryResult`]
+//! collects them; [`crate::output`] renders them as they come), within
+//! [`Limits`]; [`vtab`] adapts SQLite's planner calls to the table API.
 use crate::blind::{self, BlindSpot};
 use crate::row::Value;
 use crate::tables::Registry;
-use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::types::ValueRef;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 mod vtab;
 
@@ -22,6 +23,11 @@ pub enum SqliteHostError {
     /// error`) is what a hunter needs, so it is shown unadorned.
     #[error("{0}")]
     Sql(#[from] rusqlite::Error),
+    /// The sink refused a row (a closed pipe, a full disk).
+    #[error("writing results: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("the SQL holds a NUL byte")]
+    Nul,
     #[error("registering table {table}: {source}")]
     Register {
         table: String,
@@ -38,6 +44,100 @@ pub struct QueryResult {
     /// What the tables could not read while answering (every statement of
     /// the batch): the rows are only what could be seen.
     pub blind: Vec<BlindSpot>,
+    /// Set when the rows stopped early: they are only the first ones.
+    pub cut: Option<Cut>,
+}
+
+/// Where the rows of a query's last statement go, one at a time, as SQLite
+/// steps them. `columns` comes first, once (empty for a statement without
+/// rows).
+pub trait ResultSink {
+    fn columns(&mut self, names: &[String]) -> std::io::Result<()>;
+    fn row(&mut self, row: Vec<Value>) -> std::io::Result<()>;
+}
+
+impl ResultSink for QueryResult {
+    fn columns(&mut self, names: &[String]) -> std::io::Result<()> {
+        self.columns = names.to_vec();
+        Ok(())
+    }
+    fn row(&mut self, row: Vec<Value>) -> std::io::Result<()> {
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// Bounds on one query (`None`: unbounded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall time for the whole batch, enforced with `sqlite3_interrupt`,
+    /// which the virtual machine checks between its steps: a runaway
+    /// recursive CTE stops at once; a table still making its rows stops
+    /// when it hands them over.
+    pub timeout: Option<Duration>,
+    /// Rows of the last statement.
+    pub max_rows: Option<usize>,
+}
+
+/// Why a query's rows stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// `Limits::timeout` ran out.
+    Timeout(Duration),
+    /// `Limits::max_rows` rows were given and there were more.
+    MaxRows(usize),
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cut::Timeout(d) => write!(f, "stopped after {} s (the time limit)", d.as_secs_f64()),
+            Cut::MaxRows(n) => write!(f, "stopped at {n} rows (the row limit); there were more"),
+        }
+    }
+}
+
+/// Whether `sql` holds nothing but white space, comments and semicolons:
+/// no statement, as SQLite's tokenizer sees it.
+fn is_trivia(mut sql: &str) -> bool {
+    loop {
+        sql = sql.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return sql.is_empty();
+        }
+    }
+}
+
+/// `sql` cut into its statements, each with its `;`, by SQLite's own
+/// judgement of where one ends (`sqlite3_complete`, which knows strings,
+/// quoted names, comments and trigger bodies); pieces without a statement
+/// are dropped. The last piece may lack its `;`.
+fn statements(sql: &str) -> Result<Vec<&str>, SqliteHostError> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut searched = 0;
+    while let Some(at) = sql[searched..].find(';') {
+        let end = searched + at + 1;
+        let piece = &sql[start..end];
+        let c = std::ffi::CString::new(piece).map_err(|_| SqliteHostError::Nul)?;
+        // SAFETY: `sqlite3_complete` reads the NUL-terminated string it is
+        // given and nothing else; `c` outlives the call.
+        if unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) } != 0 {
+            if !is_trivia(piece) {
+                out.push(piece);
+            }
+            start = end;
+        }
+        searched = end;
+    }
+    if !is_trivia(&sql[start..]) {
+        out.push(&sql[start..]);
+    }
+    Ok(out)
 }
 
 pub struct EmbeddedHost {
@@ -82,36 +182,98 @@ impl EmbeddedHost {
         })
     }
 
-    /// Runs every `;`-separated statement in `sql` and returns the last
-    /// one's result (a statement without rows gives an empty result), as a
-    /// script's final SELECT is the answer its author wants.
+    /// Runs every statement in `sql` and returns the last one's result (a
+    /// statement without rows gives an empty result), as a script's final
+    /// SELECT is the answer its author wants.
     pub fn query(&self, sql: &str) -> Result<QueryResult, SqliteHostError> {
-        let (result, blind) = blind::collect(|| self.run(sql));
-        result.map(|r| QueryResult { blind, ..r })
+        self.query_limited(sql, Limits::default())
     }
 
-    fn run(&self, sql: &str) -> Result<QueryResult, SqliteHostError> {
-        let mut batch = rusqlite::Batch::new(&self.conn, sql);
-        let mut last = QueryResult::default();
-        while let Some(mut stmt) = batch.next()? {
+    /// [`EmbeddedHost::query`] within `limits`; `cut` says if it stopped.
+    pub fn query_limited(&self, sql: &str, limits: Limits) -> Result<QueryResult, SqliteHostError> {
+        let mut result = QueryResult::default();
+        let streamed = self.query_into(sql, limits, &mut result)?;
+        Ok(QueryResult {
+            blind: streamed.blind,
+            cut: streamed.cut,
+            ..result
+        })
+    }
+
+    /// Runs every statement in `sql`, handing the last one's rows to
+    /// `sink` as SQLite steps them (earlier statements' rows are stepped
+    /// through and dropped), within `limits`.
+    pub fn query_into(
+        &self,
+        sql: &str,
+        limits: Limits,
+        sink: &mut dyn ResultSink,
+    ) -> Result<Streamed, SqliteHostError> {
+        let deadline = limits.timeout.map(|t| Instant::now() + t);
+        // A watchdog thread interrupts the connection at the deadline
+        // unless the batch ends first (the channel then closes).
+        let watchdog = deadline.map(|deadline| {
+            let (done, wait) = std::sync::mpsc::channel::<()>();
+            let handle = self.conn.get_interrupt_handle();
+            let thread = std::thread::spawn(move || {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(left) {
+                    handle.interrupt();
+                }
+            });
+            (done, thread)
+        });
+        let (result, blind) = blind::collect(|| self.run(sql, limits.max_rows, sink));
+        if let Some((done, thread)) = watchdog {
+            drop(done);
+            let _ = thread.join();
+        }
+        let cut = match result {
+            Ok(cut) => cut,
+            Err(SqliteHostError::Sql(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::OperationInterrupted
+                    && deadline.is_some_and(|d| Instant::now() >= d) =>
+            {
+                limits.timeout.map(Cut::Timeout)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Streamed { cut, blind })
+    }
+
+    fn run(
+        &self,
+        sql: &str,
+        max_rows: Option<usize>,
+        sink: &mut dyn ResultSink,
+    ) -> Result<Option<Cut>, SqliteHostError> {
+        let pieces = statements(sql)?;
+        let last = pieces.len().saturating_sub(1);
+        for (n, piece) in pieces.into_iter().enumerate() {
+            let mut stmt = self.conn.prepare(piece)?;
+            if n < last {
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+                continue;
+            }
             let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
             let width = columns.len();
-            let mut rows = Vec::new();
+            sink.columns(&columns).map_err(SqliteHostError::Write)?;
             let mut cursor = stmt.query([])?;
+            let mut given = 0usize;
             while let Some(row) = cursor.next()? {
+                if max_rows.is_some_and(|max| given >= max) {
+                    return Ok(Some(Cut::MaxRows(given)));
+                }
                 let mut out = Vec::with_capacity(width);
                 for i in 0..width {
                     out.push(to_value(row.get_ref(i)?));
                 }
-                rows.push(out);
+                sink.row(out).map_err(SqliteHostError::Write)?;
+                given += 1;
             }
-            last = QueryResult {
-                columns,
-                rows,
-                blind: Vec::new(),
-            };
         }
-        Ok(last)
+        Ok(None)
     }
 
     /// Every generate call so far with its context, when tracing is on.
@@ -122,6 +284,14 @@ impl EmbeddedHost {
             .and_then(|t| t.lock().ok().map(|v| v.clone()))
             .unwrap_or_default()
     }
+}
+
+/// What a streamed query came to, beside the rows its sink received.
+#[derive(Debug, Clone, Default)]
+pub struct Streamed {
+    pub cut: Option<Cut>,
+    /// What the tables could not read while answering.
+    pub blind: Vec<BlindSpot>,
 }
 
 /// SQLite's value as a cell; blobs only come from SQL expressions (no
@@ -341,6 +511,64 @@ big:x:4294967294:4294967294::/nonexistent:/bin/false\n";
         assert_eq!(r.rows, vec![vec![Value::Integer(7)]]);
         let r = host.query("CREATE TEMP TABLE u(x)").unwrap();
         assert!(r.rows.is_empty());
+    }
+
+    #[test]
+    fn statements_split_where_sqlite_ends_them() {
+        let sql = "CREATE TEMP TABLE t(x); -- a; comment\n\
+                   INSERT INTO t VALUES ('a;b'); /* ; */ ;; \
+                   CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END; SELECT x FROM t";
+        let got = statements(sql).unwrap();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[1].contains("'a;b'"));
+        assert!(got[2].trim_start().starts_with("CREATE TRIGGER") && got[2].ends_with("END;"));
+        assert_eq!(got[3].trim(), "SELECT x FROM t");
+        assert!(statements(" ;; -- x\n /* y */").unwrap().is_empty());
+        assert!(statements("SELECT 1; -- trailing").unwrap().len() == 1);
+    }
+
+    #[test]
+    fn limits_cut_rows_and_time() {
+        let (_dir, host) = host(false);
+        let endless =
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c";
+        let r = host
+            .query_limited(
+                endless,
+                Limits {
+                    max_rows: Some(5),
+                    ..Limits::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(r.rows.len(), 5);
+        assert_eq!(r.cut, Some(Cut::MaxRows(5)));
+        // Exactly the limit is not a cut.
+        let r = host
+            .query_limited(
+                "SELECT 1 UNION ALL SELECT 2",
+                Limits {
+                    max_rows: Some(2),
+                    ..Limits::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((r.rows.len(), r.cut), (2, None));
+        let counted = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+        let t = Instant::now();
+        let r = host
+            .query_limited(
+                counted,
+                Limits {
+                    timeout: Some(Duration::from_millis(200)),
+                    ..Limits::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(r.cut, Some(Cut::Timeout(Duration::from_millis(200))));
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        // The handler is gone afterwards: the next query runs unbounded.
+        assert_eq!(host.query("SELECT 1").unwrap().cut, None);
     }
 
     #[test]
