@@ -14,10 +14,6 @@ use crate::spec::columns::dbus_service_files as c;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// dbus-daemon refuses to load a service file larger than this
-/// (`bus/desktop-file.c`).
-const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
-
 /// Every column a regular `.service` entry's contents answer: its keys,
 /// the program `Exec=` names, the systemd unit it hands over to, and the
 /// exec integrity columns for what finally runs (the unit's `ExecStart=`
@@ -29,7 +25,7 @@ pub(super) fn columns(
     row: &mut Row,
     errors: &mut Errors,
 ) -> Option<()> {
-    key_columns(scan, entry, row, errors)?;
+    let broker_program = key_columns(scan, entry, row, errors)?;
     let unit_program = if scan.systemd {
         systemd_columns(scan, entry.dir, row, errors)
     } else {
@@ -44,22 +40,48 @@ pub(super) fn columns(
             exec::integrity_columns(scan, entry.dir, &program, row, errors);
         }
     }
+    // dbus-broker's program gets the checks exec_path gets, in words.
+    if let Some(program) = broker_program {
+        let found = exec::describe_program(scan, entry.dir, &program, row);
+        if let Some(Value::Text(d)) = row.get(c::READING_DIFFERENCE) {
+            let d = format!("{d} ({program}: {found})");
+            row.set(c::READING_DIFFERENCE, d);
+        }
+    }
     Some(())
 }
 
 /// Reads and parses a regular `.service` entry (never following it, at
-/// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
-/// columns. `None` when the file vanished since it was listed.
-fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -> Option<()> {
+/// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key, Exec-target and
+/// reading-difference columns. `None` when the file vanished since it was
+/// listed; else the program dbus-broker would run when it is not the one
+/// dbus-daemon would, and `reading_difference` is used.
+fn key_columns(
+    scan: &Scan,
+    entry: &Entry,
+    row: &mut Row,
+    errors: &mut Errors,
+) -> Option<Option<String>> {
     let path = entry.path;
     let Some(bytes) = read_capped(entry, errors)? else {
-        return Some(());
+        return Some(None);
     };
-    let parsed = match service_file::parse(&bytes) {
+    let parsed = service_file::parse(&bytes);
+    let mut broker_program = None;
+    if scan.used.any(&[c::READINGS_AGREE, c::READING_DIFFERENCE]) {
+        let broker = service_file::parse_broker(&bytes);
+        let differences = service_file::differences(&parsed, &broker, entry.meta.size);
+        row.set(c::READINGS_AGREE, differences.is_empty());
+        if !differences.is_empty() && scan.used.has(c::READING_DIFFERENCE) {
+            row.set(c::READING_DIFFERENCE, differences.join("; "));
+            broker_program = service_file::broker_program(&parsed, &broker);
+        }
+    }
+    let parsed = match parsed {
         Ok(p) => p,
         Err(e) => {
             errors.push(format!("{}: {e}", fs_safe::render_path(path)));
-            return Some(());
+            return Some(broker_program);
         }
     };
     if !parsed.problems.is_empty() {
@@ -86,11 +108,11 @@ fn key_columns(scan: &Scan, entry: &Entry, row: &mut Row, errors: &mut Errors) -
         .set(c::RUN_AS_USER, parsed.user)
         .set(c::SYSTEMD_SERVICE, parsed.systemd_service)
         .set(c::ASSUMED_APPARMOR_LABEL, parsed.assumed_apparmor_label);
-    Some(())
+    Some(broker_program)
 }
 
 /// The bytes of a regular `.service` entry to parse. A file larger than
-/// the cap has its first 64 KiB kept, up to the last whole line, and says
+/// the cap has its first [`MAX_SERVICE_BYTES`] kept, up to the last whole line, and says
 /// so in `errors`. The row's own `statx` (`meta`, which showed a regular
 /// file) is the probe before the open. `None` when the file vanished since
 /// it was listed; `Some(None)` when it cannot be read (the reason is in
@@ -117,13 +139,10 @@ fn read_capped(entry: &Entry, errors: &mut Errors) -> Option<Option<Vec<u8>>> {
     if truncated {
         let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         bytes.truncate(keep);
-        let refused = if meta.size > DBUS_DAEMON_MAX_SERVICE_BYTES {
-            " (dbus-daemon refuses files over 128 KiB)"
-        } else {
-            ""
-        };
+        // Only dbus-broker reads a file this large (dbus-daemon refuses
+        // anything past 128 KiB).
         errors.push(format!(
-            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed{refused}",
+            "{}: larger than {MAX_SERVICE_BYTES} bytes; only the first {MAX_SERVICE_BYTES} parsed (dbus-daemon refuses files over 128 KiB, dbus-broker reads them whole)",
             fs_safe::render_path(path)
         ));
     }
