@@ -198,6 +198,20 @@ impl ConfigError {
     }
 }
 
+/// An element's text as dbus-daemon takes it (`bus/config-loader-expat.c`
+/// gathers every piece of character data up to the next tag, and
+/// `bus_config_parser_content` uses it as is): every text and CDATA child
+/// joined, so a comment splitting a path does not cut it, and *not*
+/// trimmed, so ` /opt/x ` is a path relative to the file's directory that
+/// begins with a space, as the bus reads it. Empty when there is none
+/// (dbus-daemon then sees no content at all).
+fn content(node: roxmltree::Node) -> String {
+    node.children()
+        .filter(roxmltree::Node::is_text)
+        .filter_map(|t| t.text())
+        .collect()
+}
+
 /// Parses one config file. `path` is where it lives inside the root: its
 /// directory anchors relative paths, and errors name it.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
@@ -224,7 +238,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
         })?;
     let base = path.parent().unwrap_or(Path::new("/"));
     let resolve = |node: roxmltree::Node| -> Option<PathBuf> {
-        let t = node.text().map(str::trim).unwrap_or("");
+        let t = content(node);
         (!t.is_empty()).then(|| base.join(t))
     };
     let mut out = BusConfig {
@@ -265,12 +279,16 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
         let d = match node.tag_name().name() {
             // dbus-daemon keeps the last <type> it reads.
             "type" => {
-                out.bus_type = node.text().map(|t| t.trim().to_string());
+                let t = content(node);
+                if !t.is_empty() {
+                    out.bus_type = Some(t);
+                }
                 continue;
             }
             "listen" => {
-                if let Some(t) = node.text().map(str::trim).filter(|t| !t.is_empty()) {
-                    out.listen.push(t.to_string());
+                let t = content(node);
+                if !t.is_empty() {
+                    out.listen.push(t);
                 }
                 continue;
             }
@@ -534,7 +552,8 @@ mod tests {
     fn parses_directives_in_order_relative_to_the_file() {
         let xml = format!(
             "{DOCTYPE}<busconfig>\n<type>system</type>\n<standard_system_servicedirs/>\n\
-<servicedir> /opt/evil/services </servicedir>\n<includedir>system.d</includedir>\n\
+<servicedir>/opt/evil/services</servicedir>\n<servicedir>/opt/<!-- split -->joined</servicedir>\n\
+<servicedir> /opt/spaced </servicedir>\n<includedir>system.d</includedir>\n\
 <include ignore_missing=\"yes\">/etc/dbus-1/system-local.conf</include>\n\
 <include>../other.conf</include>\n<servicedir/>\n\
 <include if_selinux_enabled=\"yes\" selinux_root_relative=\"yes\">contexts/dbus_contexts</include>\n\
@@ -547,6 +566,11 @@ mod tests {
             [
                 Directive::StandardSystemServiceDirs,
                 Directive::ServiceDir("/opt/evil/services".into()),
+                // A comment does not cut the text; blanks are kept, and a
+                // leading one makes the path relative (dbus-daemon 1.14,
+                // checked with `<listen>`, whose address fails on them).
+                Directive::ServiceDir("/opt/joined".into()),
+                Directive::ServiceDir("/usr/share/dbus-1/ /opt/spaced ".into()),
                 Directive::IncludeDir("/usr/share/dbus-1/system.d".into()),
                 Directive::Include {
                     path: "/etc/dbus-1/system-local.conf".into(),
