@@ -170,6 +170,9 @@ pub fn parse(bytes: &[u8]) -> Result<ServiceFile, ServiceFileError> {
         n += 1;
         if std::str::from_utf8(line).is_err() {
             problems.push(problem_at(n, "not UTF-8".into()));
+        } else if line.contains(&0) {
+            // dbus-daemon's UTF-8 check refuses NUL bytes.
+            problems.push(problem_at(n, "NUL byte".into()));
         }
         if line.first() == Some(&b'[') {
             let name = (line.len() > 2 && line.ends_with(b"]")).then(|| &line[1..line.len() - 1]);
@@ -339,46 +342,72 @@ pub fn parse_broker(bytes: &[u8]) -> Option<BrokerKeys> {
 /// Whether dbus-daemon would load the file at all, and if not why
 /// (`bus_desktop_file_load`, then `update_desktop_file_entry`, which
 /// requires `Name=` and `Exec=`).
-fn dbus_daemon_refuses(
+fn dbus_daemon_loads(
     parsed: &Result<ServiceFile, ServiceFileError>,
     size: u64,
-) -> Option<String> {
+) -> Result<&ServiceFile, String> {
     if size > DBUS_DAEMON_MAX_BYTES {
-        return Some(format!(
+        return Err(format!(
             "it is larger than {} KiB",
             DBUS_DAEMON_MAX_BYTES / 1024
         ));
     }
-    let f = match parsed {
-        Ok(f) => f,
-        Err(e) => return Some(e.to_string()),
-    };
+    let f = parsed.as_ref().map_err(ToString::to_string)?;
     if !f.problems.is_empty() {
-        return Some(f.problems.join(", "));
+        return Err(f.problems.join(", "));
     }
     if f.name.is_none() {
-        return Some("no Name=".into());
+        return Err("no Name=".into());
     }
     if f.exec.is_none() {
-        return Some("no Exec=".into());
+        return Err("no Exec=".into());
     }
-    None
+    Ok(f)
+}
+
+/// dbus-broker's `dbus_validate_name`: at most 255 bytes, two or more
+/// dot-separated elements of letters, digits, `_` and `-`, no element
+/// starting with a digit (unless the name is unique, `:`-prefixed).
+fn valid_bus_name(name: &str) -> bool {
+    if name.len() > 255 {
+        return false;
+    }
+    let (unique, name) = match name.strip_prefix(':') {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    };
+    let elements: Vec<&str> = name.split('.').collect();
+    elements.len() > 1
+        && elements.iter().all(|e| {
+            !e.is_empty()
+                && (unique || !e.starts_with(|c: char| c.is_ascii_digit()))
+                && e.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
 }
 
 /// Whether dbus-broker's launcher would load the file, and if not why
-/// (`launcher_load_service_file`: a `[D-BUS Service]` group and `Name=`
-/// are required, `Exec=` only has to split).
-fn dbus_broker_refuses(keys: &Option<BrokerKeys>) -> Option<String> {
-    let Some(k) = keys else {
-        return Some(ServiceFileError::NoServiceGroup.to_string());
-    };
-    if k.name.is_none() {
-        return Some("no Name=".into());
+/// (`launcher_load_service_dir` skips hidden files; then
+/// `launcher_load_service_file`: a `[D-BUS Service]` group and a valid
+/// `Name=` are required, `Exec=` only has to split).
+fn dbus_broker_loads<'k>(
+    keys: &'k Option<BrokerKeys>,
+    file_name: &[u8],
+) -> Result<&'k BrokerKeys, String> {
+    if file_name.starts_with(b".") {
+        return Err("a hidden file, which it skips".into());
+    }
+    let k = keys
+        .as_ref()
+        .ok_or_else(|| ServiceFileError::NoServiceGroup.to_string())?;
+    let name = k.name.as_ref().ok_or("no Name=")?;
+    if !valid_bus_name(name) {
+        return Err(format!("invalid bus name {name:?}"));
     }
     if let Some(Err(e)) = k.exec.as_deref().map(split_exec_broker) {
-        return Some(e.to_string());
+        return Err(e.to_string());
     }
-    None
+    Ok(k)
 }
 
 /// dbus-daemon's argv for comparison: a trailing blank in `Exec=` gives it
@@ -410,21 +439,21 @@ fn show_argv(argv: &Result<Vec<String>, ExecError>) -> String {
 /// Every way dbus-daemon and dbus-broker would read this file differently,
 /// one sentence each; empty when both read the same keys (or both refuse
 /// the file). `parsed` is [`parse`]'s answer, `broker` [`parse_broker`]'s,
-/// `size` the file's full size. `Exec=` is compared as the argv each would
-/// run; the keys dbus-broker ignores (`AssumedAppArmorLabel=`) are not
-/// compared.
+/// `size` the file's full size, `file_name` its name in its directory.
+/// `Exec=` is compared as the argv each would run; the keys dbus-broker
+/// ignores (`AssumedAppArmorLabel=`) are not compared.
 pub fn differences(
     parsed: &Result<ServiceFile, ServiceFileError>,
     broker: &Option<BrokerKeys>,
     size: u64,
+    file_name: &[u8],
 ) -> Vec<String> {
     match (
-        dbus_daemon_refuses(parsed, size),
-        dbus_broker_refuses(broker),
+        dbus_daemon_loads(parsed, size),
+        dbus_broker_loads(broker, file_name),
     ) {
-        (Some(_), Some(_)) => Vec::new(),
-        (Some(why), None) => {
-            let k = broker.as_ref().expect("dbus-broker accepts the file");
+        (Err(_), Err(_)) => Vec::new(),
+        (Err(why), Ok(k)) => {
             let runs = match k.exec.as_deref().map(split_exec_broker) {
                 Some(argv) => format!("runs {}", show_argv(&argv)),
                 None => format!("hands it to SystemdService={}", show(&k.systemd_service)),
@@ -434,17 +463,14 @@ pub fn differences(
                 show(&k.name)
             )]
         }
-        (None, Some(why)) => {
-            let f = parsed.as_ref().expect("dbus-daemon accepts the file");
+        (Ok(f), Err(why)) => {
             vec![format!(
                 "dbus-broker refuses the file ({why}); dbus-daemon loads Name={} and runs {}",
                 show(&f.name),
                 show_argv(&f.exec.as_deref().map_or(Err(ExecError::Empty), daemon_argv))
             )]
         }
-        (None, None) => {
-            let f = parsed.as_ref().expect("dbus-daemon accepts the file");
-            let k = broker.as_ref().expect("dbus-broker accepts the file");
+        (Ok(f), Ok(k)) => {
             let mut out = Vec::new();
             for (key, d, b) in [
                 ("Name", &f.name, &k.name),
@@ -797,7 +823,7 @@ SystemdService=second-group-is-ignored.service\n",
         assert!(f.problems.is_empty(), "{:?}", f.problems);
         let b = parse_broker(bytes).unwrap();
         assert_eq!(b.exec.as_deref(), Some("/usr/libexec/good"));
-        let d = differences(&Ok(f), &Some(b), bytes.len() as u64);
+        let d = differences(&Ok(f), &Some(b), bytes.len() as u64, b"x.service");
         assert_eq!(
             d,
             [r#"Exec: dbus-daemon runs ["/tmp/evil"], dbus-broker ["/usr/libexec/good"]"#]
@@ -839,7 +865,7 @@ SystemdService=second-group-is-ignored.service\n",
         let b = parse_broker(bytes).unwrap();
         assert_eq!(b.exec.as_deref(), Some("/tmp/indented"));
         assert_eq!(
-            differences(&Ok(f), &Some(b), 0),
+            differences(&Ok(f), &Some(b), 0, b"x.service"),
             [r#"dbus-daemon refuses the file (line 3: empty key name, ...); dbus-broker loads Name="org.i" and runs ["/tmp/indented"]"#
                 .replace(", ...", "")]
         );
@@ -863,7 +889,7 @@ SystemdService=second-group-is-ignored.service\n",
             Some("/tmp/evil")
         );
         assert_eq!(
-            differences(&Ok(f), &Some(b), 0),
+            differences(&Ok(f), &Some(b), 0, b"x.service"),
             [
                 r#"User: dbus-daemon reads "root", dbus-broker "nobody""#,
                 r#"Exec: dbus-daemon runs ["/usr/libexec/good"], dbus-broker ["/tmp/evil"]"#,
@@ -891,7 +917,7 @@ SystemdService=second-group-is-ignored.service\n",
             Some("/usr/libexec/helpers--x")
         );
         let bytes = b"[D-BUS Service]\nName=org.h\nExec=/usr/bin/x#/../../tmp/y\n";
-        let d = differences(&parse(bytes), &parse_broker(bytes), 0);
+        let d = differences(&parse(bytes), &parse_broker(bytes), 0, b"x.service");
         assert_eq!(
             d,
             [r#"Exec: dbus-daemon runs ["/usr/bin/x"], dbus-broker ["/usr/bin/x#/../../tmp/y"]"#]
@@ -899,7 +925,7 @@ SystemdService=second-group-is-ignored.service\n",
         // A trailing blank only adds dbus-daemon's empty last argument:
         // the same program and arguments, not a difference.
         let bytes = b"[D-BUS Service]\nName=org.t\nExec=/usr/bin/x -a \n";
-        assert!(differences(&parse(bytes), &parse_broker(bytes), 0).is_empty());
+        assert!(differences(&parse(bytes), &parse_broker(bytes), 0, b"x.service").is_empty());
     }
 
     /// A file past dbus-daemon's size limit is refused there but read by
@@ -910,16 +936,16 @@ SystemdService=second-group-is-ignored.service\n",
         let bytes = b"[D-BUS Service]\nName=org.big\nExec=/opt/big\n";
         let big = DBUS_DAEMON_MAX_BYTES + 1;
         assert_eq!(
-            differences(&parse(bytes), &parse_broker(bytes), big),
+            differences(&parse(bytes), &parse_broker(bytes), big, b"x.service"),
             [
                 r#"dbus-daemon refuses the file (it is larger than 128 KiB); dbus-broker loads Name="org.big" and runs ["/opt/big"]"#
             ]
         );
-        assert!(differences(&parse(bytes), &parse_broker(bytes), 100).is_empty());
+        assert!(differences(&parse(bytes), &parse_broker(bytes), 100, b"x.service").is_empty());
         // No Exec: dbus-daemon refuses, dbus-broker hands over to systemd.
         let bytes = b"[D-BUS Service]\nName=org.u\nSystemdService=u.service\n";
         assert_eq!(
-            differences(&parse(bytes), &parse_broker(bytes), 0),
+            differences(&parse(bytes), &parse_broker(bytes), 0, b"x.service"),
             [
                 r#"dbus-daemon refuses the file (no Exec=); dbus-broker loads Name="org.u" and hands it to SystemdService="u.service""#
             ]
@@ -928,12 +954,43 @@ SystemdService=second-group-is-ignored.service\n",
         // `\\` first and then reads `\'` as a literal quote.
         let bytes = b"[D-BUS Service]\nName=org.q\nExec=/bin/x \\\\'\n";
         assert_eq!(
-            differences(&parse(bytes), &parse_broker(bytes), 0),
+            differences(&parse(bytes), &parse_broker(bytes), 0, b"x.service"),
             [
                 r#"dbus-broker refuses the file (Exec has an unterminated ' quote); dbus-daemon loads Name="org.q" and runs ["/bin/x", "'"]"#
             ]
         );
-        assert!(differences(&parse(b"junk"), &parse_broker(b"junk"), 0).is_empty());
+        assert!(differences(&parse(b"junk"), &parse_broker(b"junk"), 0, b"x.service").is_empty());
+    }
+
+    /// dbus-broker skips hidden files and refuses invalid bus names;
+    /// dbus-daemon loads both, and refuses a NUL byte anywhere.
+    #[test]
+    fn what_only_one_daemon_loads() {
+        let bytes = b"[D-BUS Service]\nName=org.h\nExec=/opt/h\n";
+        assert_eq!(
+            differences(&parse(bytes), &parse_broker(bytes), 0, b".org.h.service"),
+            [
+                r#"dbus-broker refuses the file (a hidden file, which it skips); dbus-daemon loads Name="org.h" and runs ["/opt/h"]"#
+            ]
+        );
+        for bad in ["org..x", "x", "org.1x", ".org.x", "org.x y"] {
+            let bytes = format!("[D-BUS Service]\nName={bad}\nExec=/opt/h\n");
+            let d = differences(
+                &parse(bytes.as_bytes()),
+                &parse_broker(bytes.as_bytes()),
+                0,
+                b"x.service",
+            );
+            assert!(
+                d[0].starts_with("dbus-broker refuses the file (invalid bus name"),
+                "{bad}: {d:?}"
+            );
+        }
+        for good in ["org.x", "a.b-c._d", ":1.42", "org.x2"] {
+            assert!(valid_bus_name(good), "{good}");
+        }
+        let f = parse(b"[D-BUS Service]\n# a\0b\nName=org.n\n").unwrap();
+        assert_eq!(f.problems, ["line 2: NUL byte"]);
     }
 
     #[test]

@@ -70,7 +70,8 @@ fn key_columns(
     let mut broker_program = None;
     if scan.used.any(&[c::READINGS_AGREE, c::READING_DIFFERENCE]) {
         let broker = service_file::parse_broker(&bytes);
-        let differences = service_file::differences(&parsed, &broker, entry.meta.size);
+        let differences =
+            service_file::differences(&parsed, &broker, entry.meta.size, entry.name.as_bytes());
         row.set(c::READINGS_AGREE, differences.is_empty());
         if !differences.is_empty() && scan.used.has(c::READING_DIFFERENCE) {
             row.set(c::READING_DIFFERENCE, differences.join("; "));
