@@ -187,3 +187,66 @@ fn dbus_daemon_applies_an_entity_policy_as_we_read_it() {
     assert!(!may_own(&daemon, "org.parity.Skipped"));
     assert!(may_own(&daemon, "org.parity.Allowed"));
 }
+
+/// `<includedir>` fragments merge in directory order for dbus-daemon, not
+/// sorted by name: with one fragment denying and another allowing the same
+/// name, the bus obeys the one `readdir` returns last, and so does the rule
+/// order `bus_config::discover` reports (whatever order this file system
+/// lists them in).
+#[test]
+fn includedir_fragments_merge_in_directory_order() {
+    use osquery_dbus::sources::fs_safe::Root;
+    for (a, b) in [("deny", "allow"), ("allow", "deny")] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = tmp.path().display().to_string();
+        let frags = tmp.path().join("d");
+        std::fs::create_dir_all(&frags).expect("mkdir");
+        for (file, verdict) in [("a.conf", a), ("b.conf", b)] {
+            std::fs::write(
+                frags.join(file),
+                format!("<busconfig><policy context=\"default\"><{verdict} own=\"org.parity.Order\"/></policy></busconfig>"),
+            )
+            .expect("fragment");
+        }
+        let conf = private_config(&d, &format!("{d}/services"), "")
+            .replace("</busconfig>", "<includedir>d</includedir></busconfig>");
+        std::fs::create_dir_all(tmp.path().join("services")).expect("mkdir");
+        std::fs::write(tmp.path().join("bus.conf"), &conf).expect("bus.conf");
+
+        let listed: Vec<String> = std::fs::read_dir(&frags)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        let last = listed.last().expect("two fragments");
+        let want_allowed = (if last == "a.conf" { a } else { b }) == "allow";
+
+        let root = Root::open(tmp.path()).expect("root");
+        let found =
+            bus_config::discover(&root, &[(bus_config::Start::File("/bus.conf".into()), ())]);
+        assert!(found.errors.is_empty(), "{:?}", found.errors);
+        let ours = found
+            .rules
+            .iter()
+            .rev()
+            .find(|r| {
+                r.rule
+                    .attributes
+                    .iter()
+                    .any(|(_, v)| v == "org.parity.Order")
+            })
+            .expect("a rule for the name");
+        assert_eq!(ours.rule.allow, want_allowed, "{listed:?}");
+        assert!(
+            ours.from.ends_with(last.as_str()),
+            "{:?} {listed:?}",
+            ours.from
+        );
+
+        let daemon = start(&tmp.path().join("bus.conf"));
+        assert_eq!(
+            may_own(&daemon, "org.parity.Order"),
+            want_allowed,
+            "{listed:?}"
+        );
+    }
+}

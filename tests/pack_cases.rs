@@ -758,19 +758,32 @@ fn risky_system_bus_policies() {
     assert!(rows
         .iter()
         .all(|r| r["path"] == "/etc/dbus-1/system.d/org.evil.Policy.conf"));
-    // Fragments are read in name order: org.evil before org.example.
+    // Fragments are read in directory order, as dbus-daemon reads them:
+    // the packaged fragment's one default rule comes first when the file
+    // system lists it first.
+    let listed: Vec<String> = std::fs::read_dir(f.path("/etc/dbus-1/system.d"))
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let evil = listed.iter().position(|n| n == "org.evil.Policy.conf");
+    let example = listed.iter().position(|n| n == "org.example.Packaged.conf");
+    let before = usize::from(example < evil);
     let want: BTreeSet<(String, String, String)> = [
-        ("default", "1", "lets the connection own any name"),
+        ("default", 1, "lets the connection own any name"),
         (
             "default",
-            "2",
+            2,
             "lets the connection call a service that runs as root",
         ),
         // After the default (1-5) and user (6) rules.
-        ("at_console", "7", "lets the connection own a wildcard name"),
+        ("at_console", 7, "lets the connection own a wildcard name"),
     ]
     .into_iter()
-    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .map(|(a, b, c)| {
+        // Default rules come first whatever file holds them.
+        let b = if a == "default" { b + before } else { b };
+        (a.to_string(), b.to_string(), c.to_string())
+    })
     .collect();
     assert_eq!(got, want, "{rows:#?}");
 }

@@ -484,7 +484,12 @@ impl<T: Copy> Walker<'_, T> {
         });
     }
 
-    /// Includes every `*.conf` of `dir`, sorted by name. A missing
+    /// Includes every `*.conf` of `dir` in directory order, as dbus-daemon
+    /// does (`include_dir` in `bus/config-parser.c` takes
+    /// `_dbus_directory_get_next_file`'s order, unsorted; checked with
+    /// dbus-daemon 1.14), so rules merge in the order the bus merges them.
+    /// dbus-broker sorts the names instead, so where two fragments' rules
+    /// conflict the two daemons may settle them differently. A missing
     /// directory is not an error (dbus-daemon skips it too).
     fn dir(&mut self, dir: &Path, tag: T, depth: usize) {
         let fd = match self.root.open_dir(dir) {
@@ -510,7 +515,7 @@ impl<T: Copy> Walker<'_, T> {
                 return;
             }
         }
-        let mut names: Vec<Vec<u8>> = match rustix::fs::Dir::read_from(&fd) {
+        let names: Vec<Vec<u8>> = match rustix::fs::Dir::read_from(&fd) {
             Ok(reader) => reader
                 .filter_map(Result::ok)
                 .map(|e| e.file_name().to_bytes().to_vec())
@@ -527,7 +532,6 @@ impl<T: Copy> Walker<'_, T> {
                 return;
             }
         };
-        names.sort();
         for n in names {
             let p = dir.join(OsStr::from_bytes(&n));
             if let Err(e) = self.file(&p, tag, depth) {
