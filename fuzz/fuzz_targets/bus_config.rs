@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
         let expanded: usize = doc
             .descendants()
             .map(|n| {
-                let text = if n.is_text() { n.text().map_or(0, str::len) } else { 0 };
+                let text = if n.is_text() {
+                    n.text().map_or(0, str::len)
+                } else {
+                    0
+                };
                 text + n.attributes().map(|a| a.value().len()).sum::<usize>()
             })
             .sum();

@@ -20,9 +20,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!argv.is_empty());
         }
     }
-    let differences = service_file::differences(&parsed, &broker, data.len() as u64, b"fuzz.service");
+    let differences =
+        service_file::differences(&parsed, &broker, data.len() as u64, b"fuzz.service");
     // A program only dbus-broker runs is always one of the differences.
-    if service_file::broker_program(&parsed, &broker).is_some() {
+    if service_file::broker_program(&parsed, &broker, b"fuzz.service").is_some() {
         assert!(!differences.is_empty());
     }
     // The splitters on raw text too, not only on values the parsers let through.

@@ -503,13 +503,16 @@ pub fn differences(
 }
 
 /// The program dbus-broker would run for this file when it differs from
-/// dbus-daemon's (`None` when both run the same one, or dbus-broker runs
-/// none), so it gets the checks dbus-daemon's program gets.
+/// dbus-daemon's (`None` when both run the same one, when dbus-broker does
+/// not load the file, or runs nothing), so it gets the checks dbus-daemon's
+/// program gets. Arguments as for [`differences`].
 pub fn broker_program(
     parsed: &Result<ServiceFile, ServiceFileError>,
     broker: &Option<BrokerKeys>,
+    file_name: &[u8],
 ) -> Option<String> {
-    let b = split_exec_broker(broker.as_ref()?.exec.as_deref()?).ok()?;
+    let k = dbus_broker_loads(broker, file_name).ok()?;
+    let b = split_exec_broker(k.exec.as_deref()?).ok()?;
     let program = b.into_iter().next()?;
     let daemon = parsed
         .as_ref()
@@ -885,7 +888,7 @@ SystemdService=second-group-is-ignored.service\n",
         assert_eq!(b.exec.as_deref(), Some("/tmp/evil"));
         assert_eq!(b.user.as_deref(), Some("nobody"));
         assert_eq!(
-            broker_program(&Ok(f.clone()), &Some(b.clone())).as_deref(),
+            broker_program(&Ok(f.clone()), &Some(b.clone()), b"x.service").as_deref(),
             Some("/tmp/evil")
         );
         assert_eq!(
@@ -913,7 +916,7 @@ SystemdService=second-group-is-ignored.service\n",
             ["/usr/libexec/helpers--x"]
         );
         assert_eq!(
-            broker_program(&Ok(f), &Some(b)).as_deref(),
+            broker_program(&Ok(f), &Some(b), b"x.service").as_deref(),
             Some("/usr/libexec/helpers--x")
         );
         let bytes = b"[D-BUS Service]\nName=org.h\nExec=/usr/bin/x#/../../tmp/y\n";
@@ -991,6 +994,17 @@ SystemdService=second-group-is-ignored.service\n",
         }
         let f = parse(b"[D-BUS Service]\n# a\0b\nName=org.n\n").unwrap();
         assert_eq!(f.problems, ["line 2: NUL byte"]);
+    }
+
+    /// Found by fuzzing: a file neither daemon loads (no `Name=`) has no
+    /// program of dbus-broker's to check, though the two split its `Exec=`
+    /// differently.
+    #[test]
+    fn no_broker_program_for_a_file_dbus_broker_refuses() {
+        let bytes = b"\n[D-BUS Service]\n\nExec=\x01\\\\";
+        let (p, b) = (parse(bytes), parse_broker(bytes));
+        assert!(differences(&p, &b, bytes.len() as u64, b"x.service").is_empty());
+        assert_eq!(broker_program(&p, &b, b"x.service"), None);
     }
 
     #[test]

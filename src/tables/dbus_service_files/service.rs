@@ -75,7 +75,7 @@ fn key_columns(
         row.set(c::READINGS_AGREE, differences.is_empty());
         if !differences.is_empty() && scan.used.has(c::READING_DIFFERENCE) {
             row.set(c::READING_DIFFERENCE, differences.join("; "));
-            broker_program = service_file::broker_program(&parsed, &broker);
+            broker_program = service_file::broker_program(&parsed, &broker, entry.name.as_bytes());
         }
     }
     let parsed = match parsed {
