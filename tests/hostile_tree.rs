@@ -344,7 +344,10 @@ fn a_2_gib_sparse_file_is_read_only_up_to_the_cap() {
         let row = by_filename(&a.rows, name);
         assert_eq!(s(row, "size"), "2147483648");
         assert!(
-            s(row, "error").contains("larger than 65536 bytes; only the first 65536 parsed"),
+            s(row, "error").contains(&format!(
+                "larger than {cap} bytes; only the first {cap} parsed",
+                cap = osquery_dbus::sources::service_file::MAX_SERVICE_FILE_BYTES
+            )),
             "{}",
             s(row, "error")
         );

@@ -955,19 +955,174 @@ fn risky_system_bus_policies() {
     assert!(rows
         .iter()
         .all(|r| r["path"] == "/etc/dbus-1/system.d/org.evil.Policy.conf"));
-    // Fragments are read in name order: org.evil before org.example.
+    // Fragments are read in directory order, as dbus-daemon reads them:
+    // the packaged fragment's one default rule comes first when the file
+    // system lists it first.
+    let listed: Vec<String> = std::fs::read_dir(f.path("/etc/dbus-1/system.d"))
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let evil = listed.iter().position(|n| n == "org.evil.Policy.conf");
+    let example = listed.iter().position(|n| n == "org.example.Packaged.conf");
+    let before = usize::from(example < evil);
     let want: BTreeSet<(String, String, String)> = [
-        ("default", "1", "lets the connection own any name"),
+        ("default", 1, "lets the connection own any name"),
         (
             "default",
-            "2",
+            2,
             "lets the connection call a service that runs as root",
         ),
         // After the default (1-5) and user (6) rules.
-        ("at_console", "7", "lets the connection own a wildcard name"),
+        ("at_console", 7, "lets the connection own a wildcard name"),
     ]
     .into_iter()
-    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .map(|(a, b, c)| {
+        // Default rules come first whatever file holds them.
+        let b = if a == "default" { b + before } else { b };
+        (a.to_string(), b.to_string(), c.to_string())
+    })
     .collect();
     assert_eq!(got, want, "{rows:#?}");
+}
+
+/// A root for the name and reading checks: `files` are written as
+/// given, those in `packaged` are owned by the dpkg package `pkg` with
+/// their digests as written now (so they verify), and `programs` exist.
+fn small_root(files: &[(String, &str)], packaged: &[&str], programs: &[&str]) -> Fixture {
+    let f = Fixture {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    f.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
+    f.write("/etc/group", "root:x:0:\n");
+    for p in programs {
+        f.program(p);
+    }
+    for (path, body) in files {
+        f.write(path, body);
+    }
+    let owned: Vec<&str> = packaged
+        .iter()
+        .copied()
+        .chain(programs.iter().copied())
+        .collect();
+    let md5sums: String = owned
+        .iter()
+        .map(|p| format!("{}  {}\n", md5_file(&f.path(p)), &p[1..]))
+        .collect();
+    f.write("/var/lib/dpkg/info/pkg.md5sums", &md5sums);
+    f.write(
+        "/var/lib/dpkg/info/pkg.list",
+        &format!("/.\n{}\n", owned.join("\n")),
+    );
+    f.write(
+        "/var/lib/dpkg/status",
+        "Package: pkg\nStatus: install ok installed\n",
+    );
+    f
+}
+
+/// Name= must match the file name only for system-bus activation: a
+/// packaged session file that verifies and is named otherwise is normal
+/// and no finding; the same on the system bus, or a session file no
+/// package verifies (unpackaged, edited after install, per-user), is.
+#[test]
+fn service_name_mismatch_only_where_the_bus_needs_the_match() {
+    let body = |name: &str| format!("[D-BUS Service]\nName={name}\nExec=/usr/lib/pkg/daemon\n");
+    let ses_ok = svc(SES, "org.pkg.Daemon");
+    let ses_edited = svc(SES, "org.pkg.Edited");
+    let ses_loose = svc(SES, "org.pkg.Loose");
+    let sys_packaged = svc(SYS, "org.pkg.System");
+    let matching = svc(SES, "org.pkg.Match");
+    let files = [
+        (ses_ok.clone(), body("org.pkg.Daemon.Impl").leak() as &str),
+        (ses_edited.clone(), body("org.pkg.Edited.Impl").leak()),
+        (ses_loose.clone(), body("org.freedesktop.secrets").leak()),
+        (sys_packaged.clone(), body("org.pkg.System1").leak()),
+        (matching.clone(), body("org.pkg.Match").leak()),
+    ];
+    let f = small_root(
+        &files,
+        &[&ses_ok, &ses_edited, &sys_packaged, &matching],
+        &["/usr/lib/pkg/daemon"],
+    );
+    // Edited after the package recorded its digest.
+    f.write(&ses_edited, &body("org.pkg.Edited.Other"));
+    let rows = f.hunt("service_name_mismatch");
+    assert_eq!(
+        column(&rows, "path"),
+        set([ses_edited.clone(), ses_loose, sys_packaged.clone()]),
+        "{rows:#?}"
+    );
+    for r in &rows {
+        if r["path"] == sys_packaged {
+            assert_eq!(r["package_verified"], "1", "{r}");
+        }
+        if r["path"] == ses_edited {
+            assert_eq!(r["package_verified"], "0", "{r}");
+        }
+    }
+}
+
+/// A file the two daemons read differently is a high finding, with the
+/// program the other daemon would run checked; plain files, and a
+/// trailing blank that only adds dbus-daemon's empty last argument, are
+/// not.
+#[test]
+fn service_readings_differ() {
+    let dup = svc(SES, "org.pkg.Dup");
+    let cr = svc(SYS, "org.pkg.Cr");
+    let plain = svc(SES, "org.pkg.Plain");
+    let trailing = svc(SES, "org.pkg.Trailing");
+    let files = [
+        (
+            dup.clone(),
+            "[D-BUS Service]\nName=org.pkg.Dup\nExec=/usr/lib/pkg/daemon\nExec=/tmp/.x/payload\n",
+        ),
+        (
+            cr.clone(),
+            "[D-BUS Service]\nName=org.pkg.Cr\nUser=root\n# see docs\rExec=/tmp/.x/payload\nExec=/usr/lib/pkg/daemon\n",
+        ),
+        (
+            plain.clone(),
+            "[D-BUS Service]\nName=org.pkg.Plain\nExec=/usr/lib/pkg/daemon --x\n",
+        ),
+        (
+            trailing.clone(),
+            "[D-BUS Service]\nName=org.pkg.Trailing\nExec=/usr/lib/pkg/daemon --x \n",
+        ),
+    ];
+    let f = small_root(
+        &files,
+        &[&dup, &cr, &plain, &trailing],
+        &["/usr/lib/pkg/daemon"],
+    );
+    let rows = f.hunt("service_readings_differ");
+    assert_eq!(
+        column(&rows, "path"),
+        set([dup.clone(), cr.clone()]),
+        "{rows:#?}"
+    );
+    for r in &rows {
+        let d = r["reading_difference"].as_str().unwrap_or_default();
+        if r["path"] == dup {
+            // dbus-daemon keeps the first Exec=, dbus-broker the last; the
+            // latter's program is checked like exec_path.
+            assert_eq!(r["exec_path"], "/usr/lib/pkg/daemon");
+            assert_eq!(
+                d,
+                r#"Exec: dbus-daemon runs ["/usr/lib/pkg/daemon"], dbus-broker ["/tmp/.x/payload"] (/tmp/.x/payload: does not exist)"#
+            );
+        } else {
+            // The lone CR ends the comment for dbus-daemon only.
+            assert_eq!(r["exec_path"], "/tmp/.x/payload");
+            assert!(
+                d.starts_with(r#"Exec: dbus-daemon runs ["/tmp/.x/payload"], dbus-broker ["/usr/lib/pkg/daemon"] (/usr/lib/pkg/daemon: exists, owner uid "#),
+                "{d}"
+            );
+            assert!(
+                d.ends_with(", provenance dpkg, package pkg, verified)"),
+                "{d}"
+            );
+        }
+    }
 }

@@ -447,8 +447,9 @@ refuse this file: line 3: invalid escape \\\" in Exec"
     );
     big.name_matches_filename = "0".into();
     big.error = format!(
-        "{ss}/big.service: larger than 65536 bytes; only the first 65536 parsed \
-(dbus-daemon refuses files over 128 KiB)"
+        "{ss}/big.service: larger than {cap} bytes; only the first {cap} parsed \
+(dbus-daemon refuses files over 128 KiB, dbus-broker reads them whole)",
+        cap = osquery_dbus::sources::service_file::MAX_SERVICE_FILE_BYTES
     );
     v.push(big);
     let mut garbage = file(

@@ -12,10 +12,14 @@
 //! directories recursively inside a root, cycle-safe (files and directories
 //! are visited once by device and inode) and depth-capped.
 //!
-//! The XML is read with `roxmltree` with DTDs refused: the `<!DOCTYPE …>`
-//! every bus config carries is blanked out before parsing, internal subset
-//! and all, so no entity is ever declared or expanded (an undeclared
-//! `&name;` is a parse error, reported). Reads go through `sources::fs_safe`
+//! The XML is read with `roxmltree`, its entities as dbus-daemon's expat
+//! reads them (`sources::xml_entities`): internal entities expanded, and
+//! bounded (a document that would grow past
+//! `xml_entities::MAX_EXPANDED_BYTES` is an error, not parsed); external
+//! ones never read; an unknown `&name;` skipped where expat skips it (the
+//! standard bus-config DOCTYPE names an external DTD, so there it reads
+//! as empty), which a skipped reference names in a non-fatal error.
+//! Reads go through `sources::fs_safe`
 //! (root-confined, regular files only, `O_NONBLOCK`, capped); unlike the
 //! table's own content reads, symlinks are followed *inside the root* here,
 //! because the bus follows them too and refusing would let a link hide a
@@ -27,6 +31,7 @@
 //! included file's rules at the point of inclusion), so `dbus_policy_rules`
 //! sees exactly the files the bus reads, without a second XML reader.
 use crate::sources::fs_safe::{self, FsError, Root};
+use crate::sources::xml_entities::{self, EntityError};
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -113,6 +118,9 @@ pub struct BusConfig {
     /// `<listen>` addresses, in document order: how a running bus's socket
     /// is recognised in its clients' starter environment.
     pub listen: Vec<String>,
+    /// Entity references that read as nothing, as dbus-daemon reads them
+    /// (external entities, unknown names under an external DTD).
+    pub skipped_entities: Vec<String>,
 }
 
 /// The `<policy>` element's context.
@@ -142,8 +150,15 @@ fn policy_context(node: roxmltree::Node) -> PolicyContext {
 pub enum ConfigError {
     #[error("{}: not UTF-8", crate::sources::fs_safe::render_path(.path))]
     NotUtf8 { path: PathBuf },
-    #[error("{}: unterminated DOCTYPE", crate::sources::fs_safe::render_path(.path))]
-    Doctype { path: PathBuf },
+    #[error("{}: {source}", crate::sources::fs_safe::render_path(.path))]
+    Entities {
+        path: PathBuf,
+        #[source]
+        source: EntityError,
+    },
+    /// Not fatal: the file was read, with these references as nothing.
+    #[error("{}: entity references read as empty, as dbus-daemon reads them: {}", crate::sources::fs_safe::render_path(.path), .names.iter().map(|n| format!("&{n};")).collect::<Vec<_>>().join(" "))]
+    SkippedEntities { path: PathBuf, names: Vec<String> },
     #[error("{}: XML: {source}", crate::sources::fs_safe::render_path(.path))]
     Xml {
         path: PathBuf,
@@ -172,7 +187,8 @@ impl ConfigError {
     pub fn path(&self) -> &Path {
         match self {
             ConfigError::NotUtf8 { path }
-            | ConfigError::Doctype { path }
+            | ConfigError::Entities { path, .. }
+            | ConfigError::SkippedEntities { path, .. }
             | ConfigError::Xml { path, .. }
             | ConfigError::TooLarge { path }
             | ConfigError::Include { path, .. }
@@ -182,25 +198,53 @@ impl ConfigError {
     }
 }
 
+/// An element's text as dbus-daemon takes it (`bus/config-loader-expat.c`
+/// gathers every piece of character data up to the next tag, and
+/// `bus_config_parser_content` uses it as is): every text and CDATA child
+/// joined, so a comment splitting a path does not cut it, and *not*
+/// trimmed, so ` /opt/x ` is a path relative to the file's directory that
+/// begins with a space, as the bus reads it. Empty when there is none
+/// (dbus-daemon then sees no content at all).
+fn content(node: roxmltree::Node) -> String {
+    node.children()
+        .filter(roxmltree::Node::is_text)
+        .filter_map(|t| t.text())
+        .collect()
+}
+
 /// Parses one config file. `path` is where it lives inside the root: its
 /// directory anchors relative paths, and errors name it.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
         path: path.to_path_buf(),
     })?;
-    let text = blank_doctype(text).ok_or_else(|| ConfigError::Doctype {
-        path: path.to_path_buf(),
-    })?;
-    let doc = roxmltree::Document::parse(&text).map_err(|source| ConfigError::Xml {
+    let prepared = xml_entities::prepare(text).map_err(|source| ConfigError::Entities {
         path: path.to_path_buf(),
         source,
     })?;
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        // Markup in entities makes nodes; the expansion bound keeps them
+        // few, this keeps them countable.
+        nodes_limit: 4 * 1024 * 1024,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc =
+        roxmltree::Document::parse_with_options(&prepared.text, options).map_err(|source| {
+            ConfigError::Xml {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
     let base = path.parent().unwrap_or(Path::new("/"));
     let resolve = |node: roxmltree::Node| -> Option<PathBuf> {
-        let t = node.text().map(str::trim).unwrap_or("");
+        let t = content(node);
         (!t.is_empty()).then(|| base.join(t))
     };
-    let mut out = BusConfig::default();
+    let mut out = BusConfig {
+        skipped_entities: prepared.skipped,
+        ..BusConfig::default()
+    };
     // Every element, not only children of <busconfig>: dbus-daemon would
     // refuse a misplaced one, but listing too much is safe.
     for (pos, node) in doc
@@ -235,12 +279,16 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
         let d = match node.tag_name().name() {
             // dbus-daemon keeps the last <type> it reads.
             "type" => {
-                out.bus_type = node.text().map(|t| t.trim().to_string());
+                let t = content(node);
+                if !t.is_empty() {
+                    out.bus_type = Some(t);
+                }
                 continue;
             }
             "listen" => {
-                if let Some(t) = node.text().map(str::trim).filter(|t| !t.is_empty()) {
-                    out.listen.push(t.to_string());
+                let t = content(node);
+                if !t.is_empty() {
+                    out.listen.push(t);
                 }
                 continue;
             }
@@ -265,65 +313,6 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<BusConfig, ConfigError> {
         }
     }
     Ok(out)
-}
-
-/// Replaces the prolog's `<!DOCTYPE …>` (internal subset included) with
-/// spaces, keeping byte offsets for error messages. `None` when it does
-/// not end.
-fn blank_doctype(text: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let b = text.as_bytes();
-    let mut i = 0;
-    // Only the prolog may hold a DOCTYPE: skip blanks, PIs and comments.
-    loop {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let rest = &b[i..];
-        if rest.starts_with(b"<?") {
-            i += find(rest, b"?>")? + 2;
-        } else if rest.starts_with(b"<!--") {
-            i += find(rest, b"-->")? + 3;
-        } else if rest.starts_with(b"<!DOCTYPE") {
-            break;
-        } else {
-            return Some(std::borrow::Cow::Borrowed(text));
-        }
-    }
-    let start = i;
-    let mut depth = 0usize;
-    let mut quote: Option<u8> = None;
-    let mut j = start + 2;
-    while j < b.len() {
-        let c = b[j];
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None => match c {
-                b'"' | b'\'' => quote = Some(c),
-                b'[' => depth += 1,
-                b']' => depth = depth.saturating_sub(1),
-                b'>' if depth == 0 => {
-                    let mut out = String::with_capacity(text.len());
-                    out.push_str(&text[..start]);
-                    // Keep newlines so line numbers in errors still match.
-                    out.extend(
-                        text[start..=j]
-                            .chars()
-                            .map(|c| if c == '\n' { '\n' } else { ' ' }),
-                    );
-                    out.push_str(&text[j + 1..]);
-                    return Some(std::borrow::Cow::Owned(out));
-                }
-                _ => {}
-            },
-        }
-        j += 1;
-    }
-    None
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Where discovery starts: a config file, or a directory read like an
@@ -361,7 +350,9 @@ pub struct Discovery<T> {
     /// Every `<allow>`/`<deny>`, in merge order.
     pub rules: Vec<FoundRule<T>>,
     /// Files that could not be read or parsed (missing starts and
-    /// `ignore_missing` includes are not errors).
+    /// `ignore_missing` includes are not errors), and files read with
+    /// entity references skipped (`ConfigError::SkippedEntities`, the
+    /// only error whose file still counts).
     pub errors: Vec<ConfigError>,
 }
 
@@ -425,6 +416,12 @@ impl<T: Copy> Walker<'_, T> {
             });
         }
         let config = parse(&bytes, path)?;
+        if !config.skipped_entities.is_empty() {
+            self.out.errors.push(ConfigError::SkippedEntities {
+                path: path.to_path_buf(),
+                names: config.skipped_entities,
+            });
+        }
         let mut rules = config.rules.into_iter().peekable();
         for (d, pos) in config.directives.into_iter().zip(config.directive_pos) {
             // Rules before this directive were merged before what it
@@ -487,7 +484,12 @@ impl<T: Copy> Walker<'_, T> {
         });
     }
 
-    /// Includes every `*.conf` of `dir`, sorted by name. A missing
+    /// Includes every `*.conf` of `dir` in directory order, as dbus-daemon
+    /// does (`include_dir` in `bus/config-parser.c` takes
+    /// `_dbus_directory_get_next_file`'s order, unsorted; checked with
+    /// dbus-daemon 1.14), so rules merge in the order the bus merges them.
+    /// dbus-broker sorts the names instead, so where two fragments' rules
+    /// conflict the two daemons may settle them differently. A missing
     /// directory is not an error (dbus-daemon skips it too).
     fn dir(&mut self, dir: &Path, tag: T, depth: usize) {
         let fd = match self.root.open_dir(dir) {
@@ -513,7 +515,7 @@ impl<T: Copy> Walker<'_, T> {
                 return;
             }
         }
-        let mut names: Vec<Vec<u8>> = match rustix::fs::Dir::read_from(&fd) {
+        let names: Vec<Vec<u8>> = match rustix::fs::Dir::read_from(&fd) {
             Ok(reader) => reader
                 .filter_map(Result::ok)
                 .map(|e| e.file_name().to_bytes().to_vec())
@@ -530,7 +532,6 @@ impl<T: Copy> Walker<'_, T> {
                 return;
             }
         };
-        names.sort();
         for n in names {
             let p = dir.join(OsStr::from_bytes(&n));
             if let Err(e) = self.file(&p, tag, depth) {
@@ -555,7 +556,8 @@ mod tests {
     fn parses_directives_in_order_relative_to_the_file() {
         let xml = format!(
             "{DOCTYPE}<busconfig>\n<type>system</type>\n<standard_system_servicedirs/>\n\
-<servicedir> /opt/evil/services </servicedir>\n<includedir>system.d</includedir>\n\
+<servicedir>/opt/evil/services</servicedir>\n<servicedir>/opt/<!-- split -->joined</servicedir>\n\
+<servicedir> /opt/spaced </servicedir>\n<includedir>system.d</includedir>\n\
 <include ignore_missing=\"yes\">/etc/dbus-1/system-local.conf</include>\n\
 <include>../other.conf</include>\n<servicedir/>\n\
 <include if_selinux_enabled=\"yes\" selinux_root_relative=\"yes\">contexts/dbus_contexts</include>\n\
@@ -568,6 +570,11 @@ mod tests {
             [
                 Directive::StandardSystemServiceDirs,
                 Directive::ServiceDir("/opt/evil/services".into()),
+                // A comment does not cut the text; blanks are kept, and a
+                // leading one makes the path relative (dbus-daemon 1.14,
+                // checked with `<listen>`, whose address fails on them).
+                Directive::ServiceDir("/opt/joined".into()),
+                Directive::ServiceDir("/usr/share/dbus-1/ /opt/spaced ".into()),
                 Directive::IncludeDir("/usr/share/dbus-1/system.d".into()),
                 Directive::Include {
                     path: "/etc/dbus-1/system-local.conf".into(),
@@ -585,20 +592,51 @@ mod tests {
         );
     }
 
+    /// Internal entities are expanded as dbus-daemon's expat expands
+    /// them, so a policy written with one yields the rules the bus
+    /// applies; external ones are never read; a skipped reference is
+    /// named.
     #[test]
-    fn entities_are_never_expanded() {
+    fn entities_are_expanded_as_the_bus_expands_them() {
         let xml = r#"<!DOCTYPE busconfig [
 <!ENTITY a "aaaaaaaaaa">
 <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
 <!ENTITY evil SYSTEM "file:///etc/shadow">
+<!ENTITY open '<allow own="*"/>'>
 ]>
-<busconfig><servicedir>/x/&b;</servicedir></busconfig>"#;
+<busconfig><servicedir>/x/&b;</servicedir>
+<policy context="default">&open;<allow send_destination="org.&evil;x"/></policy></busconfig>"#;
         let e = parse(xml.as_bytes(), Path::new("/etc/dbus-1/system-local.conf")).unwrap_err();
-        assert!(matches!(e, ConfigError::Xml { .. }), "{e}");
-        assert!(e
-            .to_string()
-            .starts_with("/etc/dbus-1/system-local.conf: XML"));
-        // The declaration alone is harmless and blanked.
+        assert!(
+            e.to_string()
+                .starts_with("/etc/dbus-1/system-local.conf: reference to external entity &evil;"),
+            "{e}"
+        );
+        let xml = xml.replace("org.&evil;x", "org.x");
+        let c = parse(xml.as_bytes(), Path::new("/a.conf")).unwrap();
+        assert_eq!(
+            c.directives,
+            [Directive::ServiceDir(
+                format!("/x/{}", "a".repeat(100)).into()
+            )]
+        );
+        let own: Vec<_> = c.rules.iter().map(|r| r.attributes.clone()).collect();
+        assert_eq!(
+            own,
+            [
+                vec![("own".to_string(), "*".to_string())],
+                vec![("send_destination".to_string(), "org.x".to_string())]
+            ]
+        );
+        assert!(c.skipped_entities.is_empty());
+        // Under the standard DOCTYPE an unknown name reads as nothing.
+        let xml = format!(
+            "{DOCTYPE}<busconfig><policy context=\"default\"><allow own=\"org.&x;Foo\"/></policy></busconfig>"
+        );
+        let c = parse(xml.as_bytes(), Path::new("/a.conf")).unwrap();
+        assert_eq!(c.rules[0].attributes, [("own".into(), "org.Foo".into())]);
+        assert_eq!(c.skipped_entities, ["x"]);
+        // A `]>` inside an entity value does not end the DOCTYPE.
         let ok = r#"<!DOCTYPE busconfig [ <!ENTITY a "]>"> ]><busconfig><servicedir>/s</servicedir></busconfig>"#;
         let c = parse(ok.as_bytes(), Path::new("/a.conf")).unwrap();
         assert_eq!(c.directives, [Directive::ServiceDir("/s".into())]);
@@ -607,6 +645,24 @@ mod tests {
             parse(b"<busconfig>\xff</busconfig>", Path::new("/a")),
             Err(ConfigError::NotUtf8 { .. })
         ));
+        // Billion laughs: refused with the reason, never expanded.
+        let mut lol = String::from("<!DOCTYPE busconfig [<!ENTITY l0 \"lol\">");
+        for i in 1..10 {
+            lol.push_str(&format!(
+                "<!ENTITY l{i} \"{}\">",
+                format!("&l{};", i - 1).repeat(10)
+            ));
+        }
+        lol.push_str("]><busconfig><servicedir>/&l9;</servicedir></busconfig>");
+        let e = parse(lol.as_bytes(), Path::new("/lol.conf")).unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Entities {
+                source: EntityError::TooLarge { .. },
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("not parsed"), "{e}");
     }
 
     fn tree() -> tempfile::TempDir {

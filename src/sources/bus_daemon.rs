@@ -445,7 +445,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.bus_type.as_deref(), Some("custom"));
-        assert_eq!(c.servicedirs, v(&["/tmp/a", "/tmp/b", "/etc/bus/rel"]));
+        // Blanks are kept, as dbus-daemon keeps them: " /tmp/b " is relative.
+        assert_eq!(
+            c.servicedirs,
+            v(&["/tmp/a", "/etc/bus/ /tmp/b ", "/etc/bus/rel"])
+        );
         assert_eq!(c.listen, v(&["unix:path=/tmp/s"]));
         assert!(c.standard_session_servicedirs && !c.standard_system_servicedirs);
         assert!(parse_config(b"<busconfig>", Path::new("/x.conf")).is_err());

@@ -24,3 +24,4 @@ pub mod stat;
 pub mod systemd_unit;
 pub mod unit_files;
 pub mod watch_target;
+pub mod xml_entities;

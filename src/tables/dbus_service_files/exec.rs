@@ -148,6 +148,68 @@ pub(super) fn script_columns(
     row.set(c::EXEC_SCRIPT_HIJACKABLE, a.hijackable);
 }
 
+/// What the checks of the exec columns find about another program than
+/// `exec_path` (the one dbus-broker would run), in words: whether it
+/// exists, its owner and mode; and when the query reads the exec package
+/// columns (which load the whole package map), its provenance, package,
+/// verification and whether it is hijackable.
+/// Failures are named in the text, not in `error`, as the row's program is
+/// not this one.
+pub(super) fn describe_program(
+    scan: &mut Scan,
+    dir: &ServiceDir,
+    program: &str,
+    row: &Row,
+) -> String {
+    let mut out = match exec_target::examine(scan.root, program, false) {
+        None => return "not a path".into(),
+        Some(Target::Missing) => return "does not exist".into(),
+        Some(Target::Unreachable(e)) => return format!("cannot be checked: {e}"),
+        Some(Target::Found { meta: Ok(m), .. }) => {
+            format!("exists, owner uid {}, mode {}", m.uid, m.mode_string())
+        }
+        Some(Target::Found { meta: Err(e), .. }) => format!("exists, cannot be stated: {e}"),
+    };
+    if !scan.exec_integrity {
+        return out;
+    }
+    let root = scan.root;
+    let user = match row.get(c::RUN_AS_USER) {
+        Some(Value::Text(u)) => Some(u.clone()),
+        _ => None,
+    };
+    let mut accounts = scan.accounts.take();
+    let found = exec_target::attribute(
+        root,
+        program,
+        || scan.owners(),
+        || runner_uid(root, &mut accounts, dir, user.as_deref()),
+    );
+    scan.accounts = accounts;
+    if let Some(a) = found {
+        if let Some(p) = a.provenance {
+            out.push_str(&format!(", provenance {}", p.as_str()));
+        }
+        if let Some(p) = a.packaged {
+            if let Some(names) = p.names.filter(|n| !n.is_empty()) {
+                out.push_str(&format!(", package {}", names.join(", ")));
+            }
+            match p.verified {
+                Ok(v) => match (v.verified(), v.reason()) {
+                    (Some(true), _) => out.push_str(", verified"),
+                    (_, Some(why)) => out.push_str(&format!(", does not verify: {why}")),
+                    _ => {}
+                },
+                Err(e) => out.push_str(&format!(", cannot be verified: {e}")),
+            }
+        }
+        if a.hijackable == Some(true) {
+            out.push_str(", hijackable");
+        }
+    }
+    out
+}
+
 /// The uid a service runs as, when it is one account: `User=` (root when
 /// absent) on the system bus, the home's owner for a per-user session
 /// file. `None` for a system-wide session file, which every user's session

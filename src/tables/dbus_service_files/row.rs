@@ -87,16 +87,13 @@ pub(super) enum EntryError {
         path: PathBuf,
         problems: Vec<String>,
     },
+    /// Only dbus-broker reads a file this large (dbus-daemon refuses
+    /// anything past 128 KiB).
     #[error(
-        "{}: larger than {cap} bytes; only the first {cap} parsed{}",
-        fs_safe::render_path(.path),
-        if *.refused { " (dbus-daemon refuses files over 128 KiB)" } else { "" }
+        "{}: larger than {cap} bytes; only the first {cap} parsed (dbus-daemon refuses files over 128 KiB, dbus-broker reads them whole)",
+        fs_safe::render_path(.path)
     )]
-    Truncated {
-        path: PathBuf,
-        cap: u64,
-        refused: bool,
-    },
+    Truncated { path: PathBuf, cap: u64 },
     #[error("{}: {source}", fs_safe::render_path(.path))]
     Exec { path: PathBuf, source: ExecError },
     #[error("{}: Exec names no program", fs_safe::render_path(.path))]

@@ -16,15 +16,12 @@ use crate::spec::columns::dbus_service_files as c;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// dbus-daemon refuses to load a service file larger than this
-/// (`bus/desktop-file.c`).
-const DBUS_DAEMON_MAX_SERVICE_BYTES: u64 = 128 * 1024;
-
 /// Every column a regular or symlinked `.service` entry's contents answer:
 /// its keys, the program `Exec=` names, the systemd unit it hands over to,
-/// what the launch really runs (through `env` and interpreters), and the
-/// exec integrity columns for what finally runs (the unit's first
-/// `ExecStart=` when there is one, else `Exec=`). `None` when the file
+/// what the launch really runs (through `env` and interpreters), the exec
+/// integrity columns for what finally runs (the unit's first `ExecStart=`
+/// when there is one, else `Exec=`), and the checks of the program
+/// dbus-broker would run where its reading differs. `None` when the file
 /// vanished since it was listed.
 pub(super) fn columns(
     scan: &mut Scan,
@@ -32,7 +29,7 @@ pub(super) fn columns(
     row: &mut Row,
     errors: &mut Errors,
 ) -> Option<()> {
-    let exec_argv = key_columns(scan, entry, row, errors)?;
+    let (exec_argv, broker_program) = key_columns(scan, entry, row, errors)?;
     let unit_argv = if scan.systemd {
         systemd_columns(scan, entry.dir, row, errors)
     } else {
@@ -53,32 +50,53 @@ pub(super) fn columns(
             exec::script_columns(scan, entry.dir, script, row, errors);
         }
     }
+    // dbus-broker's program gets the checks exec_path gets, in words.
+    if let Some(program) = broker_program {
+        let found = exec::describe_program(scan, entry.dir, &program, row);
+        if let Some(Value::Text(d)) = row.get(c::READING_DIFFERENCE) {
+            let d = format!("{d} ({program}: {found})");
+            row.set(c::READING_DIFFERENCE, d);
+        }
+    }
     Some(())
 }
 
 /// Reads and parses a `.service` entry (a regular file as listed, a link
-/// through to its target inside the root, at
-/// most [`MAX_SERVICE_BYTES`]) and fills the parsed-key and Exec-target
-/// columns; returns the argv `Exec=` splits into. `None` when the file
-/// vanished since it was listed.
+/// through to its target inside the root, at most [`MAX_SERVICE_BYTES`])
+/// and fills the parsed-key, Exec-target and reading-difference columns.
+/// `None` when the file vanished since it was listed; else the argv
+/// `Exec=` splits into, and the program dbus-broker would run when it is
+/// not the one dbus-daemon would and `reading_difference` is used.
 fn key_columns(
     scan: &Scan,
     entry: &Entry,
     row: &mut Row,
     errors: &mut Errors,
-) -> Option<Option<Vec<String>>> {
+) -> Option<(Option<Vec<String>>, Option<String>)> {
     let path = entry.path;
     let Some(bytes) = read_capped(scan, entry, errors)? else {
-        return Some(None);
+        return Some((None, None));
     };
-    let parsed = match service_file::parse(&bytes) {
+    let parsed = service_file::parse(&bytes);
+    let mut broker_program = None;
+    if scan.used.any(&[c::READINGS_AGREE, c::READING_DIFFERENCE]) {
+        let broker = service_file::parse_broker(&bytes);
+        let differences =
+            service_file::differences(&parsed, &broker, entry.meta.size, entry.name.as_bytes());
+        row.set(c::READINGS_AGREE, differences.is_empty());
+        if !differences.is_empty() && scan.used.has(c::READING_DIFFERENCE) {
+            row.set(c::READING_DIFFERENCE, differences.join("; "));
+            broker_program = service_file::broker_program(&parsed, &broker, entry.name.as_bytes());
+        }
+    }
+    let parsed = match parsed {
         Ok(p) => p,
         Err(source) => {
             errors.push(EntryError::Parse {
                 path: path.to_path_buf(),
                 source,
             });
-            return Some(None);
+            return Some((None, broker_program));
         }
     };
     if !parsed.problems.is_empty() {
@@ -105,11 +123,11 @@ fn key_columns(
         .set(c::RUN_AS_USER, parsed.user)
         .set(c::SYSTEMD_SERVICE, parsed.systemd_service)
         .set(c::ASSUMED_APPARMOR_LABEL, parsed.assumed_apparmor_label);
-    Some(argv)
+    Some((argv, broker_program))
 }
 
 /// The bytes of a regular `.service` entry to parse. A file larger than
-/// the cap has its first 64 KiB kept, up to the last whole line, and says
+/// the cap has its first [`MAX_SERVICE_BYTES`] kept, up to the last whole line, and says
 /// so in `errors`. The row's own `statx` (`meta`, which showed a regular
 /// file) is the probe before the open. `None` when the file vanished since
 /// it was listed; `Some(None)` when it cannot be read (the reason is in
@@ -153,7 +171,6 @@ fn read_capped(scan: &Scan, entry: &Entry, errors: &mut Errors) -> Option<Option
         errors.push(EntryError::Truncated {
             path: path.to_path_buf(),
             cap: MAX_SERVICE_BYTES,
-            refused: meta.size > DBUS_DAEMON_MAX_SERVICE_BYTES,
         });
     }
     Some(Some(bytes))
