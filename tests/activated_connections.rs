@@ -2,9 +2,10 @@
 //! (never the host's): a service whose script turns into a bash reading
 //! and writing a TCP connection to a listener this test holds (a reverse
 //! shell), another bash holding such a connection on a spare descriptor,
-//! a Python service that only listens, and a benign service with ordinary
+//! a Python service that only listens, one running a script file that
+//! holds a connection, and a benign service with ordinary
 //! pipes. `stdio` and `remote_addresses` show the connection in both
-//! process tables, the high check names the two shells and nothing else.
+//! process tables, the high check names the two shells and neither Python service.
 mod common;
 
 use common::bus::Bus;
@@ -54,25 +55,41 @@ fn a_reverse_shell_started_by_the_bus_is_seen_and_flagged() {
          s.bind((\"127.0.0.1\", 0)); s.listen(); time.sleep(297)'",
     );
     bus.plant("org.example.Listens", &listens.display().to_string());
+    // A Python service running a script file that holds a connection:
+    // `remote_addresses` shows it, the check leaves it to others.
+    let client = bus.dir.path().join("client.py");
+    std::fs::write(
+        &client,
+        format!(
+            "import socket, time\ns = socket.create_connection((\"127.0.0.1\", {port}))\ntime.sleep(296)\n"
+        ),
+    )
+    .expect("client.py");
+    let client_sh = bus.script(
+        "client.sh",
+        &format!("exec /usr/bin/python3 {}", client.display()),
+    );
+    bus.plant("org.example.Client", &client_sh.display().to_string());
     let benign = bus.script("benign.sh", "sleep 298 | cat\nwait");
     bus.plant("org.example.Benign", &benign.display().to_string());
     for name in [
         "org.example.Rev",
         "org.example.Side",
         "org.example.Listens",
+        "org.example.Client",
         "org.example.Benign",
     ] {
         bus.activate(name);
     }
-    // Both shells connect; keep the accepted ends open while we look.
+    // Both shells and the client connect; keep the accepted ends open while we look.
     listener.set_nonblocking(true).expect("nonblocking");
     let mut peers = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while peers.len() < 2 {
+    while peers.len() < 3 {
         match listener.accept() {
             Ok((s, _)) => peers.push(s),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "the shells never connected");
+                assert!(Instant::now() < deadline, "the services never connected");
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => panic!("accept: {e}"),
@@ -83,11 +100,12 @@ fn a_reverse_shell_started_by_the_bus_is_seen_and_flagged() {
     let needle_side = format!("3<>/dev/tcp/127.0.0.1/{port}");
 
     let ready = |rows: &[JsonRow]| {
-        [needle_rev.as_str(), needle_side.as_str(), "python3"]
+        [needle_rev.as_str(), needle_side.as_str(), "python3 -c"]
             .iter()
             .all(|n| find(rows, n).is_some())
-            && find(rows, "python3").is_some_and(|r| !cell(r, "listening").is_empty())
+            && find(rows, "python3 -c").is_some_and(|r| !cell(r, "listening").is_empty())
             && find(rows, &needle_side).is_some_and(|r| !cell(r, "remote_addresses").is_empty())
+            && find(rows, "client.py").is_some_and(|r| !cell(r, "remote_addresses").is_empty())
     };
     for table in ["dbus_daemon_children", "dbus_activated_processes"] {
         let rows = wait_rows(table, ready);
@@ -106,7 +124,10 @@ fn a_reverse_shell_started_by_the_bus_is_seen_and_flagged() {
         assert!(!stdio.contains("socket:tcp"), "{table}: {stdio}");
         assert_eq!(cell(side_row, "remote_addresses"), ours, "{table}");
 
-        let py = find(&rows, "python3").expect("listener");
+        let cl = find(&rows, "client.py").expect("client");
+        assert_eq!(cell(cl, "remote_addresses"), ours, "{table}");
+
+        let py = find(&rows, "python3 -c").expect("listener");
         let listening = cell(py, "listening");
         assert!(listening.starts_with("tcp:127.0.0.1:"), "{listening}");
         assert_eq!(cell(py, "remote_addresses"), "");
@@ -138,12 +159,13 @@ fn a_reverse_shell_started_by_the_bus_is_seen_and_flagged() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let check = &report["checks"][0];
     assert_eq!(check["severity"], "high");
+    assert_ne!(check["status"], "failed", "{check}");
     let rows = check["rows"].as_array().expect("rows");
     let mut flagged: Vec<String> = rows
         .iter()
         .map(|r| r["cmdline"].as_str().unwrap_or_default().to_string())
         .collect();
-    // Both shells, each once, and nothing benign.
+    // Both shells, each once; not the Python script, nothing benign.
     flagged.sort();
     assert_eq!(flagged.len(), 2, "{flagged:?}");
     assert!(flagged[0].contains(&needle_rev), "{flagged:?}");
