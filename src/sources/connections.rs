@@ -265,15 +265,13 @@ pub fn read(proc: &Proc, pid: u32, cache: &mut NetCache) -> Result<Connections, 
     let mut sockets = Vec::new();
     match std::fs::read_dir(&fd_dir) {
         Ok(entries) => {
-            let mut seen = 0;
-            for entry in entries.filter_map(Result::ok) {
+            for (seen, entry) in entries.filter_map(Result::ok).enumerate() {
                 if seen == FD_CAP {
                     out.notes.push(format!(
                         "more than {FD_CAP} descriptors: only the first {FD_CAP} looked at"
                     ));
                     break;
                 }
-                seen += 1;
                 if let Ok(t) = std::fs::read_link(entry.path()) {
                     if let Fd::Socket(inode, _) = Fd::from_link(&t.to_string_lossy()) {
                         sockets.push(inode);
