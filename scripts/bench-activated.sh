@@ -13,6 +13,9 @@
 #   --leaders       half of the N processes lead a session of their own
 #                   (escape candidates, whose environ is read), and
 #                   `ps -e -o pid,ppid,comm,args` is timed too
+#   --connections   also time the table with only pid and cmdline, and
+#                   with those plus the connection columns (stdio,
+#                   remote_addresses, listening, connections_note)
 #
 # Needs a release build (cargo build --release), cc, dbus-daemon, dbus-send.
 # Spawns only its own processes and kills them by pid on exit.
@@ -20,14 +23,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-bus.sh
 source scripts/bench-bus.sh
-RUNS=15 BASE="" LEADERS=0 N=10000
+RUNS=15 BASE="" LEADERS=0 CONN=0 N=10000
 while (($#)); do
   case $1 in
     --runs) RUNS=$2; shift ;;
     --baseline) BASE=$2; shift ;;
     --leaders) LEADERS=1 ;;
+    --connections) CONN=1 ;;
     [0-9]*) N=$1 ;;
-    *) echo "usage: $0 [--runs N] [--baseline BIN] [--leaders] [N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--runs N] [--baseline BIN] [--leaders] [--connections] [N]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -109,6 +113,9 @@ ARGS=(-n floor "$FLOOR"
 [[ -n $BASE ]] && ARGS+=(-n base "$BASE query 'SELECT * FROM dbus_activated_processes'"
   -n base_nopkg "$BASE query '$NOPKG'")
 ((LEADERS)) && ARGS+=(-n ps "ps -e -o pid,ppid,comm,args")
+CONN_LEAN="SELECT pid, cmdline FROM dbus_activated_processes"
+CONN_FULL="SELECT pid, cmdline, stdio, remote_addresses, listening, connections_note FROM dbus_activated_processes"
+((CONN)) && ARGS+=(-n lean "$BIN query '$CONN_LEAN'" -n lean_connections "$BIN query '$CONN_FULL'")
 python3 scripts/bench_run.py --warmup 2 --runs "$RUNS" --export-json "$TMP/times.json" "${ARGS[@]}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 # Peak RSS from /usr/bin/time (a posix_spawn child's maxrss counts the
@@ -126,6 +133,10 @@ if command -v perf >/dev/null; then
     echo "floor $(cpu "$FLOOR")"
     echo "ours $(cpu "$BIN" query 'SELECT * FROM dbus_activated_processes')"
     echo "ours_nopkg $(cpu "$BIN" query "$NOPKG")"
+    if ((CONN)); then
+      echo "lean $(cpu "$BIN" query "$CONN_LEAN")"
+      echo "lean_connections $(cpu "$BIN" query "$CONN_FULL")"
+    fi
     if [[ -n $BASE ]]; then
       echo "base $(cpu "$BASE" query 'SELECT * FROM dbus_activated_processes')"
       echo "base_nopkg $(cpu "$BASE" query "$NOPKG")"

@@ -340,7 +340,14 @@ fn rows_carry_only_spec_columns_and_every_column_is_filled_somewhere() {
             }
         }
     }
+    // The connection columns need socket tables this fixture does not
+    // build: tests/connections_fixture.rs fills each of them, in this table
+    // and in dbus_daemon_children, over a /proc that has them.
+    let elsewhere = ["stdio", "remote_addresses", "listening", "connections_note"];
     for c in &table.spec.columns {
+        if elsewhere.contains(&c.name.as_str()) {
+            continue;
+        }
         assert!(filled.contains(c.name.as_str()), "{} never filled", c.name);
     }
 }

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod bus_config;
 pub mod bus_daemon;
 pub mod collect;
+pub mod connections;
 pub mod exec_target;
 pub mod exec_watch;
 pub mod file_watch;

@@ -32,6 +32,7 @@ use crate::context::QueryContext;
 use crate::row::Row;
 use crate::settings::Settings;
 use crate::sources::bus_daemon::{self, BusType, DaemonKind};
+use crate::sources::connections::NetCache;
 use crate::sources::fs_safe::{self, Root as FsRoot};
 use crate::sources::lineage::{self, best_service, skip_quietly, Scan};
 use crate::sources::proc::{self, ProcError, Stat};
@@ -40,11 +41,20 @@ use crate::sources::service_dirs::{self, Bus as DirBus};
 use crate::sources::service_names::{self, Names};
 use crate::sources::{packages, systemd_unit};
 use crate::spec::columns::dbus_activated_processes as c;
+use crate::tables::connection_columns::{self, ConnectionColumns};
 use crate::tables::process_columns::{self, wanted_pids};
 use crate::verdict;
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
+
+/// The connection columns, in this table's handles.
+const CONNECTIONS: ConnectionColumns = ConnectionColumns {
+    stdio: c::STDIO,
+    remote_addresses: c::REMOTE_ADDRESSES,
+    listening: c::LISTENING,
+    note: c::CONNECTIONS_NOTE,
+};
 
 /// Descendants deeper than this below a root are not followed: a fork
 /// bomb or a pid cycle in a fixture cannot make the walk unbounded.
@@ -431,6 +441,8 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         .map(|r| packages::owners_of(r, files, false));
     let boot = scan.proc.boot_time();
     let ticks = proc::clock_ticks();
+    let want_connections = ctx.used(&c::ALL).any(&c::NEEDS_CONNECTIONS);
+    let mut net = NetCache::default();
     let mut rows = Vec::new();
     for (&pid, &m) in &members {
         if !shown(&pid) {
@@ -442,6 +454,14 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
                 let mut row = Row::new(&c::SCHEMA);
                 process_columns::fill(&mut row, &c::PROCESS, &read.facts);
                 fill(&mut row, ctx, &scan, pid, root, m, &read, owners.as_deref());
+                connection_columns::fill(
+                    &mut row,
+                    &CONNECTIONS,
+                    want_connections,
+                    &scan.proc,
+                    pid,
+                    &mut net,
+                );
                 rows.push(row);
             }
             Err(e) => skip_quietly(pid, &e),

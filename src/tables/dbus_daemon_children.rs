@@ -21,11 +21,21 @@
 use crate::context::QueryContext;
 use crate::row::Row;
 use crate::settings::Settings;
+use crate::sources::connections::NetCache;
 use crate::sources::lineage::{best_service, skip_quietly, Origin, Scan};
 use crate::sources::proc::{self, ProcError};
 use crate::spec::columns::dbus_daemon_children as c;
+use crate::tables::connection_columns::{self, ConnectionColumns};
 use crate::tables::process_columns::{self, wanted_pids};
 use crate::verdict;
+
+/// The connection columns, in this table's handles.
+const CONNECTIONS: ConnectionColumns = ConnectionColumns {
+    stdio: c::STDIO,
+    remote_addresses: c::REMOTE_ADDRESSES,
+    listening: c::LISTENING,
+    note: c::CONNECTIONS_NOTE,
+};
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     let mut scan = Scan::new(settings);
@@ -35,13 +45,25 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
     };
     let boot = scan.proc.boot_time();
     let ticks = proc::clock_ticks();
+    let want_connections = ctx.used(&c::ALL).any(&c::NEEDS_CONNECTIONS);
+    let mut net = NetCache::default();
     let mut rows = Vec::new();
     for pid in candidates {
         let Some(origin) = scan.origin(pid) else {
             continue;
         };
         match build_row(&mut scan, ctx, pid, origin, boot, ticks) {
-            Ok(row) => rows.push(row),
+            Ok(mut row) => {
+                connection_columns::fill(
+                    &mut row,
+                    &CONNECTIONS,
+                    want_connections,
+                    &scan.proc,
+                    pid,
+                    &mut net,
+                );
+                rows.push(row)
+            }
             Err(e) => skip_quietly(pid, &e),
         }
     }

@@ -17,6 +17,7 @@ use crate::sources::collect::Collectors;
 use crate::spec::{self, TableSpec};
 use std::sync::Arc;
 
+pub mod connection_columns;
 pub mod dbus_activated_processes;
 pub mod dbus_daemon_children;
 pub mod dbus_file_events;
