@@ -502,7 +502,10 @@ mod tests {
             .collect();
         assert_eq!(
             env,
-            [("A=1", Path::new("/usr/lib/systemd/system/foo.service.d/10-a.conf"))]
+            [(
+                "A=1",
+                Path::new("/usr/lib/systemd/system/foo.service.d/10-a.conf")
+            )]
         );
         assert_eq!(
             u.service.commands,
