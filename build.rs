@@ -190,6 +190,8 @@ fn emit_schema_arm(out: &mut String, t: &TableSpec) {
 fn emit_dispatch(out: &mut String, t: &TableSpec) {
     let kind = if t.evented {
         "Evented"
+    } else if t.reads_collectors {
+        "Collecting"
     } else if t.streamed {
         "Streamed"
     } else {
@@ -232,6 +234,7 @@ fn emit_table(out: &mut String, t: &TableSpec) {
     );
     let _ = writeln!(out, "    streamed: {},", t.streamed);
     let _ = writeln!(out, "    evented: {},", t.evented);
+    let _ = writeln!(out, "    reads_collectors: {},", t.reads_collectors);
     let _ = writeln!(out, "    columns: vec![");
     for c in &t.columns {
         emit_column(out, c);

@@ -59,6 +59,20 @@ fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
         &rt.join(SYS).join("org.example.Bar.service"),
         b"[D-BUS Service]\nName=org.example.Bar\nExec=/bin/false\nUser=root\nSystemdService=bar-daemon.service\n",
     );
+    for (name, script) in [
+        ("org.example.ScriptA", "a.sh"),
+        ("org.example.ScriptB", "b.sh"),
+    ] {
+        write(
+            &rt.join(SYS).join(format!("{name}.service")),
+            format!("[D-BUS Service]\nName={name}\nExec=/usr/local/bin/{script}\nUser=root\n")
+                .as_bytes(),
+        );
+        write(
+            &rt.join("usr/local/bin").join(script),
+            b"#!/bin/sh\nsetsid /var/tmp/.cache/kworkerd -q &\n",
+        );
+    }
     write(
         &rt.join(SYS).join("org.example.Imp.service"),
         b"[D-BUS Service]\nName=org.example.Imp\nExec=/tmp/.x/implant --start\nUser=root\n",
@@ -189,6 +203,18 @@ fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
     let mut kid = p(61, 60, b"nc", &["/usr/bin/nc", "-l", "4444"], 0, 401);
     kid.environ = STARTER;
     process_in_session(pr, &kid, None, 60);
+    // A payload two service scripts both start: ambiguous by script.
+    let mut twice = p(
+        62,
+        1,
+        b"kworkerd",
+        &["/var/tmp/.cache/kworkerd", "-q"],
+        0,
+        410,
+    );
+    twice.environ = STARTER;
+    process(pr, &twice, None);
+    cgroup(pr, 62, "0::/user.slice/session-5.scope\n");
     process(
         pr,
         &p(70, 1, b"sshd", &["/usr/sbin/sshd", "-D"], 0, 5),
@@ -221,7 +247,7 @@ fn systemd_and_starter_env_activations_from_a_fixture_proc() {
     ));
     assert_eq!(
         rows.keys().copied().collect::<Vec<_>>(),
-        vec![20, 21, 22, 41, 42, 50, 60, 61],
+        vec![20, 21, 22, 41, 42, 50, 60, 61, 62],
         "{rows:#?}"
     );
     let sys = |f: &str| format!("/{SYS}/{f}");
@@ -318,6 +344,29 @@ fn a_vanished_process_is_skipped_quietly() {
     ));
     assert!(!rows.contains_key(&22));
     assert!(rows.contains_key(&20));
+}
+
+/// Without a collector, an escaped payload that runs another program
+/// than any Exec= is tied to the service scripts that start it: two here,
+/// so ambiguous, both named.
+#[test]
+fn an_escaped_payload_two_scripts_start_is_ambiguous() {
+    let (proc, root) = fixture();
+    let rows = by_pid(query(
+        proc.path(),
+        root.path(),
+        "SELECT pid, via, escaped, service_name, attributed_by, candidate_services FROM dbus_activated_processes",
+    ));
+    let r = &rows[&62];
+    assert_eq!(cell(r, "via"), "starter_env");
+    assert_eq!(cell(r, "escaped"), "1");
+    assert_eq!(cell(r, "attributed_by"), "ambiguous");
+    let candidates = cell(r, "candidate_services");
+    assert!(
+        candidates.contains("org.example.ScriptA") && candidates.contains("org.example.ScriptB"),
+        "{candidates}"
+    );
+    assert_eq!(cell(&rows[&60], "attributed_by"), "exec");
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub mod provenance;
 pub mod service_dirs;
 pub mod service_file;
 pub mod service_names;
+pub mod service_scripts;
 pub mod stat;
 pub mod systemd_unit;
 pub mod unit_files;

@@ -31,6 +31,10 @@ const CGROUP_CAP: u64 = 16 * 1024;
 /// `PF_KTHREAD` in stat's flags field: a kernel thread, which has no
 /// environment, cgroup unit or command line worth reading.
 const PF_KTHREAD: u32 = 0x0020_0000;
+/// `PF_EXITING`: the task is in `do_exit`; its memory (so its command
+/// line) and executable link may already be gone while its state is
+/// still R or D.
+const PF_EXITING: u32 = 0x0000_0004;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
@@ -83,6 +87,43 @@ pub struct Stat {
 impl Stat {
     pub fn is_kernel_thread(&self) -> bool {
         self.flags & PF_KTHREAD != 0
+    }
+
+    /// How far a process is through exiting, when it is: a zombie (`Z`,
+    /// exited and not yet reaped by its parent), dead (`X`), or exiting
+    /// (the kernel's exiting flag). Such a process has no command line or
+    /// executable left to read, whatever it ran.
+    pub fn exit_phase(&self) -> Option<ExitPhase> {
+        match self.state {
+            'Z' => Some(ExitPhase::Zombie),
+            'X' | 'x' => Some(ExitPhase::Dead),
+            _ if self.flags & PF_EXITING != 0 => Some(ExitPhase::Exiting),
+            _ => None,
+        }
+    }
+}
+
+/// See [`Stat::exit_phase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitPhase {
+    Zombie,
+    Dead,
+    Exiting,
+}
+
+impl ExitPhase {
+    /// Why such a process shows no command line or executable, for a
+    /// row's reason.
+    pub fn reason(self, ppid: u32) -> String {
+        match self {
+            ExitPhase::Zombie => format!(
+                "a zombie (exited, not yet reaped by its parent {ppid}): no command line or executable left"
+            ),
+            ExitPhase::Dead => "dead (being reaped): no command line or executable left".into(),
+            ExitPhase::Exiting => {
+                "exiting: its command line and executable may already be gone".into()
+            }
+        }
     }
 }
 

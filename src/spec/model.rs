@@ -120,6 +120,11 @@ pub struct TableSpec {
     /// streams these tables).
     #[serde(default)]
     pub evented: bool,
+    /// A snapshot table that also reads what the collectors saw when some
+    /// run (the lineage of activated processes); its implementation then
+    /// takes the collectors too, `None` in a one-shot query.
+    #[serde(default)]
+    pub reads_collectors: bool,
     pub columns: Vec<ColumnSpec>,
     #[serde(default)]
     pub examples: Vec<Example>,

@@ -18,7 +18,17 @@
 //!   or a manager, or a session leader) whose `environ` carries the
 //!   `DBUS_STARTER_ADDRESS` the bus gives every service it activates.
 //!
+//! - `lineage`: when a process collector runs (the extension, `watch`),
+//!   a live process its lineage map (`sources::collect::descent`) ties
+//!   to an activation that none of the above shows.
+//!
 //! Every descendant of a root is a row too, `depth` generations below.
+//!
+//! Which service a root is (`attributed_by`), first that applies: the
+//! `Exec=` it runs (`exec`), the unit it runs in (`unit`), the
+//! activation the collector saw it descend from (`lineage`), else for a
+//! root whose bus is known the one small service script that names it
+//! (`script`, `sources::service_scripts`; several: `ambiguous`).
 //!
 //! Cost: one pass reads every process's `stat` (the tree), then only a
 //! few processes get more: `cgroup` for children of a systemd manager,
@@ -32,6 +42,7 @@ use crate::context::QueryContext;
 use crate::row::Row;
 use crate::settings::Settings;
 use crate::sources::bus_daemon::{self, BusType, DaemonKind};
+use crate::sources::collect::{Collectors, Descent};
 use crate::sources::connections::NetCache;
 use crate::sources::fs_safe::{self, Root as FsRoot};
 use crate::sources::lineage::{self, best_service, skip_quietly, Scan};
@@ -39,6 +50,7 @@ use crate::sources::proc::{self, ProcError, Stat};
 use crate::sources::process_facts::Read;
 use crate::sources::service_dirs::{self, Bus as DirBus};
 use crate::sources::service_names::{self, Names};
+use crate::sources::service_scripts::{self, Scripts};
 use crate::sources::{packages, systemd_unit};
 use crate::spec::columns::dbus_activated_processes as c;
 use crate::tables::connection_columns::{self, ConnectionColumns};
@@ -47,6 +59,7 @@ use crate::verdict;
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
 /// The connection columns, in this table's handles.
 const CONNECTIONS: ConnectionColumns = ConnectionColumns {
@@ -63,7 +76,14 @@ const MAX_DEPTH: u32 = 64;
 const STARTER_KEYS: [&str; 2] = ["DBUS_STARTER_ADDRESS", "DBUS_STARTER_BUS_TYPE"];
 
 /// Columns that need the service file (and so the bus's files read).
-const SERVICE_COLUMNS: [&str; 4] = ["service_file", "service_name", "suspicious", "reason"];
+const SERVICE_COLUMNS: [&str; 6] = [
+    "service_file",
+    "service_name",
+    "suspicious",
+    "reason",
+    "attributed_by",
+    "candidate_services",
+];
 
 /// How an activation reached its root: the bus paths `dbus_daemon_children`
 /// names, in its words, or the two kinds of evidence only this table has.
@@ -72,6 +92,7 @@ enum Via {
     Bus(lineage::Via),
     SystemdUnit,
     StarterEnv,
+    Lineage,
 }
 
 impl Via {
@@ -80,6 +101,7 @@ impl Via {
             Via::Bus(via) => via.as_str(),
             Via::SystemdUnit => "systemd_unit",
             Via::StarterEnv => "starter_env",
+            Via::Lineage => "lineage",
         }
     }
 }
@@ -101,6 +123,42 @@ struct ActRoot {
     escaped: bool,
     /// The seed rule's "parent runs with --session".
     rule_session: bool,
+    attributed_by: AttributedBy,
+    /// For [`AttributedBy::Ambiguous`]: `name=file` of every candidate.
+    candidates: Option<String>,
+}
+
+/// How a root's service was found: the `attributed_by` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttributedBy {
+    Exec,
+    Unit,
+    Lineage,
+    Script,
+    Ambiguous,
+    None,
+}
+
+impl AttributedBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttributedBy::Exec => "exec",
+            AttributedBy::Unit => "unit",
+            AttributedBy::Lineage => "lineage",
+            AttributedBy::Script => "script",
+            AttributedBy::Ambiguous => "ambiguous",
+            AttributedBy::None => "none",
+        }
+    }
+
+    /// `exec` when a service file was found by its `Exec=`, else `none`.
+    fn by_exec(found: &(Option<String>, Option<String>)) -> AttributedBy {
+        if found.0.is_some() {
+            AttributedBy::Exec
+        } else {
+            AttributedBy::None
+        }
+    }
 }
 
 /// A row to be: a process and the root it descends from.
@@ -120,6 +178,9 @@ struct Attribution<'s, 'a> {
     members: BTreeMap<u32, Member>,
     /// Pids of the systemd managers, sorted.
     managers: Vec<u32>,
+    /// The running process collector's lineage map, if one runs.
+    descent: Option<Arc<Descent>>,
+    scripts: Scripts,
 }
 
 impl Attribution<'_, '_> {
@@ -178,8 +239,9 @@ impl Attribution<'_, '_> {
                 continue;
             };
             let bus = self.scan.bus(origin.bus_pid, origin.kind);
-            let (service_file, service_name) =
-                self.service_by_exec(origin.bus_pid, origin.kind, pid);
+            let found = self.service_by_exec(origin.bus_pid, origin.kind, pid);
+            let attributed_by = AttributedBy::by_exec(&found);
+            let (service_file, service_name) = found;
             let escaped = self.scan.stat(pid).is_some_and(|s| s.session == pid);
             self.add(ActRoot {
                 pid,
@@ -193,6 +255,8 @@ impl Attribution<'_, '_> {
                 service_name,
                 escaped,
                 rule_session: bus.rule_session,
+                attributed_by,
+                candidates: None,
             });
         }
     }
@@ -291,10 +355,16 @@ impl Attribution<'_, '_> {
             bus_address: None,
             bus_pid: None,
             bus_kind: None,
+            attributed_by: if service_name.is_some() || service_file.is_some() {
+                AttributedBy::Unit
+            } else {
+                AttributedBy::None
+            },
             service_file,
             service_name,
             escaped: false,
             rule_session: user,
+            candidates: None,
         })
     }
 
@@ -355,10 +425,12 @@ impl Attribution<'_, '_> {
                 .as_ref()
                 .and_then(|s| known.iter().find(|(k, _, _)| k == s))
                 .map(|(_, p, k)| (*p, *k));
-            let (service_file, service_name) = match bus {
+            let found = match bus {
                 Some((bus_pid, kind)) => self.service_by_exec(bus_pid, kind, pid),
                 None => (None, None),
             };
+            let attributed_by = AttributedBy::by_exec(&found);
+            let (service_file, service_name) = found;
             let starter_bus = starter_bus.as_deref().map(BusType::from_type_name);
             let rule_session = starter_bus == Some(BusType::Session);
             self.add(ActRoot {
@@ -373,7 +445,103 @@ impl Attribution<'_, '_> {
                 service_name,
                 escaped: true,
                 rule_session,
+                attributed_by,
+                candidates: None,
             });
+        }
+    }
+
+    /// Processes only the collector's lineage map ties to an activation.
+    fn lineage_roots(&mut self) {
+        let Some(descent) = self.descent.clone() else {
+            return;
+        };
+        for (pid, a) in descent.all() {
+            if self.members.contains_key(&pid) {
+                continue;
+            }
+            // Its parent is a row already: it is a descendant there.
+            let Some(stat) = self.scan.stat(pid) else {
+                continue;
+            };
+            if stat.is_kernel_thread() || self.members.contains_key(&stat.ppid) {
+                continue;
+            }
+            let act = a.activation;
+            let bus_kind = self.scan.bus_kind(act.bus_pid);
+            let bus_address = bus_kind
+                .map(|k| self.scan.bus(act.bus_pid, k))
+                .and_then(|b| b.addresses.first().cloned());
+            let escaped = stat.session == pid || stat.ppid == 1;
+            self.add(ActRoot {
+                pid,
+                via: Via::Lineage,
+                unit: None,
+                bus: Some(act.bus),
+                bus_address,
+                bus_pid: Some(act.bus_pid),
+                bus_kind,
+                service_file: None,
+                service_name: None,
+                escaped,
+                rule_session: act.rule_session,
+                attributed_by: AttributedBy::None,
+                candidates: None,
+            });
+        }
+    }
+
+    /// Names the service of every root none of its own evidence named:
+    /// by the collector's lineage, else by the bus's service scripts.
+    fn attribute_rest(&mut self) {
+        if !self.want_service {
+            return;
+        }
+        for i in 0..self.roots.len() {
+            let r = &self.roots[i];
+            if r.service_name.is_some() || r.service_file.is_some() {
+                continue;
+            }
+            let pid = r.pid;
+            if let Some(a) = self.descent.as_ref().and_then(|d| d.get(pid)) {
+                if a.service_name.is_some() || a.service_file.is_some() {
+                    let r = &mut self.roots[i];
+                    r.service_name = a.service_name.as_deref().map(String::from);
+                    r.service_file = a.service_file.as_deref().map(String::from);
+                    r.attributed_by = AttributedBy::Lineage;
+                    continue;
+                }
+            }
+            let (Some(bus_pid), Some(kind)) = (r.bus_pid, r.bus_kind) else {
+                continue;
+            };
+            let Some(fs_root) = self.fs_root.as_ref() else {
+                continue;
+            };
+            let bus = self.scan.bus(bus_pid, kind);
+            let services = self.scan.services(bus_pid, &bus);
+            let args = self.scan.cmdline(pid).unwrap_or_default();
+            let exe = self.scan.proc.exe(pid).ok().and_then(|e| e.path);
+            let found = self
+                .scripts
+                .attribute(fs_root, &services, exe.as_deref(), &args);
+            let r = &mut self.roots[i];
+            match found {
+                service_scripts::Attribution::One(s) => {
+                    r.service_name = s.name.clone();
+                    r.service_file = Some(s.path.clone());
+                    r.attributed_by = AttributedBy::Script;
+                }
+                service_scripts::Attribution::Several(all) => {
+                    let named: Vec<String> = all
+                        .iter()
+                        .map(|s| format!("{}={}", s.name.as_deref().unwrap_or_default(), s.path))
+                        .collect();
+                    r.candidates = Some(named.join(", "));
+                    r.attributed_by = AttributedBy::Ambiguous;
+                }
+                service_scripts::Attribution::None => {}
+            }
         }
     }
 
@@ -395,7 +563,11 @@ impl Attribution<'_, '_> {
     }
 }
 
-pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
+pub fn generate(
+    settings: &Settings,
+    collectors: Option<&Collectors>,
+    ctx: &QueryContext,
+) -> Vec<Row> {
     let mut scan = Scan::new(settings);
     let pids = scan.prime();
     let fs_root = FsRoot::open(&settings.root)
@@ -412,11 +584,15 @@ pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
         roots: Vec::new(),
         members: BTreeMap::new(),
         managers: Vec::new(),
+        descent: collectors.and_then(Collectors::descent),
+        scripts: Scripts::default(),
     };
     att.parent_roots();
     att.find_managers(&pids);
     att.systemd_roots();
     att.starter_roots(&pids);
+    att.lineage_roots();
+    att.attribute_rest();
     let Attribution {
         fs_root,
         roots,
@@ -500,6 +676,8 @@ fn fill(
         .set(c::BUS_DAEMON, root.bus_kind.map(DaemonKind::as_str))
         .set(c::SERVICE_NAME, root.service_name.clone())
         .set(c::SERVICE_FILE, root.service_file.clone())
+        .set(c::ATTRIBUTED_BY, root.attributed_by.as_str())
+        .set(c::CANDIDATE_SERVICES, root.candidates.clone())
         .set(c::DEPTH, depth)
         .set(c::ESCAPED, escaped);
     if !(ctx.uses(c::UNUSUAL) || ctx.uses(c::SUSPICIOUS) || ctx.uses(c::REASON)) {
@@ -508,6 +686,10 @@ fn fill(
     let exe = f.path.as_deref();
     let name = f.name.as_deref().unwrap_or_default();
     let v = verdict::assess(&f.arg_list(), name, exe, root.rule_session);
+    // A zombie or exiting process has no executable or command line left:
+    // that is said, and is no reason to suspect it.
+    let phase = stat.exit_phase();
+    let note = phase.map(|p| p.reason(stat.ppid));
     let mut reasons = vec![v.reason];
     if escaped {
         reasons.push("left its activating parent (re-parented, or a session of its own)".into());
@@ -517,6 +699,7 @@ fn fill(
             reasons.push(format!("executable {e} is outside the library paths"))
         }
         Some(_) => {}
+        None if phase.is_some() => {}
         None => reasons.push("executable unknown".into()),
     }
     if f.on_disk == Some(0) {
@@ -532,6 +715,9 @@ fn fill(
         }
     }
     let suspicious = v.unusual || reasons.len() > 1;
+    if let Some(note) = note {
+        reasons.insert(0, note);
+    }
     row.set(c::UNUSUAL, v.unusual)
         .set(c::SUSPICIOUS, suspicious)
         .set(c::REASON, reasons.join("; "));
@@ -551,5 +737,6 @@ mod tests {
         );
         assert_eq!(Via::SystemdUnit.as_str(), "systemd_unit");
         assert_eq!(Via::StarterEnv.as_str(), "starter_env");
+        assert_eq!(Via::Lineage.as_str(), "lineage");
     }
 }

@@ -91,6 +91,13 @@ fn build_row(
         f.path.as_deref(),
         bus.rule_session,
     );
+    // A zombie or exiting child (often a babysitter the bus has not
+    // reaped yet) has no command line: the rule's "0 args" is why it is
+    // not unusual, and the reason says why there are none.
+    let reason = match read.stat.exit_phase() {
+        Some(phase) => format!("{}; {}", phase.reason(read.stat.ppid), v.reason),
+        None => v.reason,
+    };
     row.set(c::PARENT, origin.parent)
         .set(c::BUS_PID, origin.bus_pid)
         .set(c::BUS_DAEMON, origin.kind.as_str())
@@ -98,7 +105,7 @@ fn build_row(
         .set(c::BUS_CMDLINE, bus_args.join(" "))
         .set(c::VIA, origin.via.as_str())
         .set(c::UNUSUAL, v.unusual)
-        .set(c::REASON, v.reason);
+        .set(c::REASON, reason);
     if ctx.uses(c::SERVICE_FILE) {
         let services = scan.services(origin.bus_pid, &bus);
         row.set(

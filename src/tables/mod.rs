@@ -33,6 +33,7 @@ pub mod users;
 type GenerateFn = fn(&Settings, &QueryContext) -> Vec<Row>;
 type StreamFn = fn(&Settings, &QueryContext, &mut dyn RowSink);
 type EventedFn = fn(Option<&Collectors>, &QueryContext) -> Vec<Row>;
+type CollectingFn = fn(&Settings, Option<&Collectors>, &QueryContext) -> Vec<Row>;
 
 /// How a table makes its rows: all at once, into a sink as it goes
 /// (tables whose results run to thousands of rows), or from the events
@@ -42,6 +43,8 @@ enum Generator {
     Whole(GenerateFn),
     Streamed(StreamFn),
     Evented(EventedFn),
+    /// A snapshot that also reads the collectors when some run.
+    Collecting(CollectingFn),
 }
 
 pub struct Table {
@@ -65,6 +68,7 @@ impl Table {
                 rows
             }
             Generator::Evented(generate) => generate(self.collectors.as_deref(), ctx),
+            Generator::Collecting(generate) => generate(settings, self.collectors.as_deref(), ctx),
         })
     }
 
@@ -82,13 +86,18 @@ impl Table {
                     sink.push(row);
                 }
             }
+            Generator::Collecting(generate) => {
+                for row in generate(settings, self.collectors.as_deref(), ctx) {
+                    sink.push(row);
+                }
+            }
             Generator::Streamed(stream) => stream(settings, ctx, sink),
         })
     }
 }
 
 /// The generator each spec names (`implementation`, `streamed`,
-/// `evented`); written
+/// `evented`, `reads_collectors`); written
 /// by `build.rs`, so the specs are the one list of tables.
 fn generator(name: &str) -> Option<Generator> {
     include!(concat!(env!("OUT_DIR"), "/generators.rs"))

@@ -27,11 +27,13 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub mod descent;
 pub mod file;
 mod launches;
 pub mod process;
 pub mod ring;
 
+pub use descent::{Activated, Descent};
 pub use file::FileEvent;
 pub use process::ProcessEvent;
 use ring::Ring;
@@ -221,6 +223,8 @@ pub struct Collectors {
     process: OnceLock<Arc<Store<ProcessEvent>>>,
     file: OnceLock<Arc<Store<FileEvent>>>,
     watchers: Arc<Watchers>,
+    /// The process collector's lineage map.
+    descent: Arc<Descent>,
     /// Set once [`Collectors::start_in_background`] has been asked: from
     /// then on a store not yet made is on its way, and asking for it
     /// waits.
@@ -237,6 +241,7 @@ impl Collectors {
             process: OnceLock::new(),
             file: OnceLock::new(),
             watchers: Arc::default(),
+            descent: Arc::default(),
             starting: AtomicBool::new(false),
             started: (Mutex::new(false), Condvar::new()),
         })
@@ -252,6 +257,7 @@ impl Collectors {
                 settings.clone(),
                 Arc::clone(&store),
                 Arc::clone(&self.watchers),
+                Arc::clone(&self.descent),
                 config,
             );
             store
@@ -328,6 +334,14 @@ impl Collectors {
             self.wait_started();
         }
         self.process.get().cloned()
+    }
+
+    /// The lineage map of the running process collector: `None` when it
+    /// is not started or the kernel refused it (then nothing is known of
+    /// lineage, which is not the same as knowing of none).
+    pub fn descent(&self) -> Option<Arc<Descent>> {
+        let store = self.process()?;
+        (store.state() == State::Running).then(|| Arc::clone(&self.descent))
     }
 
     /// The file collector's store, likewise.

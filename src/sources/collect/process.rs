@@ -42,13 +42,14 @@
 //! rather than one wakeup each; not for 20 ms after a bus (or babysitter,
 //! or launch helper) forks, so an activated service is still read the
 //! moment it execs. A client's exec may then be read up to 2 ms late.
+use super::descent::{self, Activated, Descent};
 use super::launches::Launches;
 use super::{Collected, Config, Store, Watchers, PROCESS};
 use crate::settings::Settings;
 use crate::sources::bus_daemon::{self, BusType};
 use crate::sources::exec_watch;
 use crate::sources::fs_safe;
-use crate::sources::lineage::{Origin, Scan, Via};
+use crate::sources::lineage::{best_service, Origin, Scan, Via};
 use crate::sources::proc::ProcFiles;
 use crate::sources::proc_connector::{self, Connector, ConnectorError, Event, Kind, Received};
 use crate::sources::process_facts::{Args, ProcessFacts};
@@ -184,6 +185,7 @@ pub(crate) fn spawn(
     settings: Settings,
     store: Arc<Store<ProcessEvent>>,
     watchers: Arc<Watchers>,
+    descent: Arc<Descent>,
     config: Config,
 ) {
     let conn = match Connector::open(Duration::from_millis(500)) {
@@ -197,6 +199,7 @@ pub(crate) fn spawn(
         settings,
         store,
         watchers,
+        descent,
         forks: HashMap::new(),
         pending: HashMap::new(),
         max_pending: config.max_rows.saturating_mul(2).max(1024),
@@ -227,6 +230,8 @@ struct Collector {
     settings: Settings,
     store: Arc<Store<ProcessEvent>>,
     watchers: Arc<Watchers>,
+    /// Every live descendant of an activation, to its activation.
+    descent: Arc<Descent>,
     /// child tgid → what the fork and exec events told of it: the process
     /// tree as of the event being handled, which `/proc` no longer shows
     /// once a quick service and its babysitter are gone.
@@ -283,6 +288,8 @@ struct Described {
     /// The process was the launch helper.
     helper: bool,
     image: Option<u64>,
+    /// The service it was asked for or runs: (name, file).
+    service: (Option<String>, Option<String>),
 }
 
 /// The unix time (seconds, and ms for durations) of a monotonic timestamp.
@@ -381,6 +388,9 @@ impl Collector {
                 if self.parent_concerns(parent_tgid) != Some(false) {
                     self.urgent_until = e.timestamp_ns + URGENT_NS;
                 }
+                let proc = &self.settings.proc;
+                self.descent
+                    .fork(parent_tgid, child_tgid, &descent::alive_in(proc));
                 self.forks.insert(
                     child_tgid,
                     Fork {
@@ -400,6 +410,7 @@ impl Collector {
             }
             Kind::Exit { pid, tgid, status } if pid == tgid => {
                 self.forks.remove(&tgid);
+                self.descent.exit(tgid);
                 self.parents.remove(&tgid);
                 self.launches.forget(tgid);
                 if let Some(p) = self.pending.remove(&tgid) {
@@ -458,6 +469,9 @@ impl Collector {
             .pending
             .get(&pid)
             .is_some_and(|p| p.image.is_some() && p.image == d.image);
+        if let Some(activation) = event.activation {
+            self.enter_activation(pid, ts_ns, activation, d.helper, d.service);
+        }
         if !again {
             self.record(pid, ts_ns, event, d.image);
         }
@@ -501,6 +515,40 @@ impl Collector {
         }
         self.parents.insert(pid, b);
         Some(b)
+    }
+
+    /// Enters an activated process in the lineage map. The launch helper
+    /// names the service it was asked for; the service it then execs in
+    /// the same pid keeps that name when its own `Exec=` matches no file.
+    fn enter_activation(
+        &mut self,
+        pid: u32,
+        ts_ns: u64,
+        activation: Activation,
+        helper: bool,
+        (name, file): (Option<String>, Option<String>),
+    ) {
+        let earlier = self
+            .descent
+            .get(pid)
+            .filter(|a| a.pid == pid && a.activation.bus_pid == activation.bus_pid);
+        let (name, file) = match (&name, &earlier) {
+            (None, Some(e)) if !helper => (
+                e.service_name.as_deref().map(String::from),
+                file.or_else(|| e.service_file.as_deref().map(String::from)),
+            ),
+            _ => (name, file),
+        };
+        let activated = Activated {
+            activation,
+            service_name: name.map(String::into_boxed_str),
+            service_file: file.map(String::into_boxed_str),
+            time: earlier.map_or_else(|| wall_secs(ts_ns), |e| e.time),
+            pid,
+        };
+        let proc = &self.settings.proc;
+        self.descent
+            .activate(pid, activated, &descent::alive_in(proc));
     }
 
     /// Whether a bus (or its babysitter, or anything not known to be
@@ -595,6 +643,7 @@ impl Collector {
                 vanished: vanished_hint,
                 helper,
                 image: None,
+                service: (None, None),
             };
         }
         let args = scan.proc.cmdline(pid).unwrap_or_default();
@@ -632,6 +681,10 @@ impl Collector {
             process.path = exe.map(String::into_boxed_str);
             process.args = Some(Args::new(&args));
         }
+        let service = match &origin {
+            Some(o) => service_of(&mut scan, o, helper, &args, process.path.as_deref()),
+            None => (None, None),
+        };
         let event = ProcessEvent {
             time: 0,
             process,
@@ -649,7 +702,37 @@ impl Collector {
             vanished: gone,
             helper,
             image,
+            service,
         }
+    }
+}
+
+/// The service an activated process is, as (name, file): the launch
+/// helper's argument names the service asked for; anything else is
+/// matched by its `Exec=` among the bus's service files (read once per
+/// activation: activations are rare).
+fn service_of(
+    scan: &mut Scan<'_>,
+    origin: &Origin,
+    helper: bool,
+    args: &[String],
+    exe: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let bus = scan.bus(origin.bus_pid, origin.kind);
+    let services = scan.services(origin.bus_pid, &bus);
+    if helper {
+        let asked = args.get(1).cloned();
+        let file = asked.as_deref().and_then(|n| {
+            services
+                .iter()
+                .find(|s| s.name.as_deref() == Some(n))
+                .map(|s| s.path.clone())
+        });
+        return (asked, file);
+    }
+    match best_service(&services, args, exe) {
+        Some(s) => (s.name.clone(), Some(s.path.clone())),
+        None => (None, None),
     }
 }
 
