@@ -237,6 +237,16 @@ fn planted() -> Fixture {
         Some("root"),
     );
     f.write("/opt/tool/run.sh", "exec /usr/libexec/packaged-daemon\n");
+    // Packaged, its program missing in a directory anyone may write.
+    f.service(
+        &svc(SYS, "org.evil.Claimable"),
+        "org.evil.Claimable",
+        "/opt/drop/agent",
+        Some("root"),
+    );
+    std::fs::create_dir_all(f.path("/opt/drop")).expect("mkdir");
+    std::fs::set_permissions(f.path("/opt/drop"), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod");
     f.service(
         &svc(SYS, "org.example.PackagedScript"),
         "org.example.PackagedScript",
@@ -256,6 +266,7 @@ fn planted() -> Fixture {
         svc(SYS, "org.evil.LocalScript"),
         svc(SYS, "org.evil.UserScript"),
         svc(SYS, "org.example.PackagedScript"),
+        svc(SYS, "org.evil.Claimable"),
     ];
     let packaged_programs = [
         "/bin/sh",
@@ -612,9 +623,11 @@ fn risky_service_exec() {
         (svc(SYS, "org.evil.TmpExec"), temp.clone()),
         (svc(SES, "org.evil.Inline"), inline.clone()),
         (svc(SES, "org.evil.HomeExec"), temp.clone()),
+        // Missing, where anyone may create it; org.evil.Missing's program
+        // only root could create: dangling_service_exec, not here.
         (
-            svc(SES, "org.evil.Missing"),
-            "Exec target does not exist".to_string(),
+            svc(SYS, "org.evil.Claimable"),
+            "Exec target does not exist and another account can create it".to_string(),
         ),
         (svc(ALICE_SVC, "org.alice.Agent"), temp.clone()),
         (svc(ALICE_SVC, "org.example.Shadowed"), inline),
@@ -627,18 +640,33 @@ fn risky_service_exec() {
             "the script it runs is in a temporary or home directory, or relative".to_string(),
         ),
         // Read through the link, as the bus reads it.
-        (
-            svc(SYS, "org.example.Swapped"),
-            format!("Exec target does not exist; {temp}"),
-        ),
+        (svc(SYS, "org.example.Swapped"), temp.clone()),
+        // Alice's own session service: only she could create its program.
         (
             format!("{ALICE_FLATPAK}/org.evil.UserFlatpak.service"),
-            format!("Exec target does not exist; {temp}"),
+            temp.clone(),
         ),
     ]
     .into_iter()
     .collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn dangling_service_exec() {
+    let f = planted();
+    let rows = f.hunt("dangling_service_exec");
+    // Swapped and UserFlatpak are also risky_service_exec findings for
+    // where their programs would be; missing, only root (or, for Alice's
+    // own file, Alice) could create them.
+    assert_eq!(
+        column(&rows, "path"),
+        set([
+            svc(SES, "org.evil.Missing"),
+            svc(SYS, "org.example.Swapped"),
+            format!("{ALICE_FLATPAK}/org.evil.UserFlatpak.service"),
+        ])
+    );
 }
 
 #[test]

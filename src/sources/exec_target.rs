@@ -184,6 +184,30 @@ pub fn hijackable(
     Some(any)
 }
 
+/// Whether an account other than root and `runner` could create the
+/// missing path `written`: the nearest directory on its way that exists
+/// (symlinks followed inside the root) is writable by a non-root group or
+/// by others (a sticky bit stops only removal, not creation), or it or a
+/// directory above it could be replaced by such an account (see
+/// [`hijackable`]). `None` when the path cannot be examined.
+pub fn creatable(root: &Root, written: &Path, runner: Option<u32>) -> Option<bool> {
+    let nearest = written
+        .ancestors()
+        .skip(1)
+        .find(|a| root.open_path(a).is_ok())?;
+    let fd = root.open_path(nearest).ok()?;
+    let canonical = root
+        .inner_path(rustix::fd::AsFd::as_fd(&fd))
+        .unwrap_or_else(|| nearest.to_path_buf());
+    let m = stat::stat_fd(&fd, canonical.clone()).ok()?;
+    let allowed = |uid: u32| uid == 0 || Some(uid) == runner;
+    let writable = m.perm & 0o002 != 0 || (m.gid != 0 && m.perm & 0o020 != 0);
+    if !allowed(m.uid) || writable {
+        return Some(true);
+    }
+    hijackable(root, nearest, &canonical, runner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

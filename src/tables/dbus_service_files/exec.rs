@@ -72,10 +72,20 @@ pub(super) fn integrity_columns(
         || scan.owners(),
         || runner_uid(root, &mut accounts, dir, user.as_deref()),
     );
-    scan.accounts = accounts;
     let Some(a) = found else {
+        if let Some(written) = exec_target::program_path(program) {
+            if root.open_path(&written).is_err() {
+                let runner = runner_uid(root, &mut accounts, dir, user.as_deref());
+                row.set(
+                    c::EXEC_CREATABLE,
+                    exec_target::creatable(root, &written, runner),
+                );
+            }
+        }
+        scan.accounts = accounts;
         return;
     };
+    scan.accounts = accounts;
     if let Some(p) = a.packaged {
         let verified = p.verified.unwrap_or_else(|e| {
             errors.push(e);
