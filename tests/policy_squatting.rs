@@ -5,44 +5,10 @@
 //! is not root's, a grant a later deny cancels, and the packaged root-only
 //! grant itself. The query runs unchanged through the real binary
 //! (`hunt --json --only`), and the exact rows are asserted.
+mod common;
+
+use common::hunt_root::{md5_hex, HuntRoot};
 use std::collections::BTreeSet;
-use std::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
-
-fn md5_hex(bytes: &[u8]) -> String {
-    use md5::Digest;
-    md5::Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-struct Root(tempfile::TempDir);
-
-impl Root {
-    fn write(&self, rel: &str, body: &str) {
-        let p = self.0.path().join(rel.trim_start_matches('/'));
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, body).expect("write");
-    }
-
-    fn hunt(&self, query: &str) -> Vec<serde_json::Value> {
-        let out = Command::new(BIN)
-            .arg("--root")
-            .arg(self.0.path())
-            .args(["hunt", "--json", "--min-severity", "info", "--only", query])
-            .output()
-            .expect("run hunt");
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-        let check = &report["checks"][0];
-        assert_eq!(check["name"], query);
-        assert_eq!(check["severity"], "high");
-        assert_ne!(check["status"], "failed", "{}", check["error"]);
-        check["rows"].as_array().cloned().unwrap_or_default()
-    }
-}
 
 const SYSTEM_CONF: &str = "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
 <busconfig><type>system</type>\
@@ -65,8 +31,8 @@ const DAEMON_POLICY: &str = "<busconfig><policy user=\"polkitd\"><allow own=\"or
 const VENDOR_POLICY: &str =
     "<busconfig><policy user=\"alice\"><allow own=\"org.example.Keys\"/></policy></busconfig>\n";
 
-fn planted() -> Root {
-    let r = Root(tempfile::tempdir().expect("tempdir"));
+fn planted() -> HuntRoot {
+    let r = HuntRoot::new();
     r.write(
         "/etc/passwd",
         "root:x:0:0:root:/root:/bin/bash\nmessagebus:x:100:102::/nonexistent:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\npolkitd:x:997:997::/nonexistent:/usr/sbin/nologin\n",
@@ -138,7 +104,7 @@ fn planted() -> Root {
 #[test]
 fn squatting_grants_found_and_their_twins_not() {
     let r = planted();
-    let rows = r.hunt("policy_name_squatting");
+    let rows = r.hunt("policy_name_squatting", "high");
     let got: BTreeSet<(String, String, String, String)> = rows
         .iter()
         .map(|row| {

@@ -5,60 +5,17 @@
 //! user unit in an account's `~/.config/systemd/user` for its own session
 //! service; and their benign twins: a packaged unit with a packaged
 //! drop-in, and a masked unit.
+mod common;
+
+use common::hunt_root::{md5_hex, HuntRoot};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_osquery-dbus");
-
-fn md5_hex(bytes: &[u8]) -> String {
-    use md5::Digest;
-    md5::Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-struct Root(tempfile::TempDir);
-
-impl Root {
-    fn write(&self, rel: &str, body: &str) {
-        let p = self.0.path().join(rel.trim_start_matches('/'));
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&p, body).expect("write");
-        if rel.contains("/libexec/") {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        }
-    }
-
-    fn query(&self, sql: &str) -> Vec<serde_json::Value> {
-        let out = Command::new(BIN)
-            .arg("--root")
-            .arg(self.0.path())
-            .args(["query", "--json", sql])
-            .output()
-            .expect("run query");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json")
-    }
-
-    fn hunt(&self, check: &str) -> Vec<serde_json::Value> {
-        let out = Command::new(BIN)
-            .arg("--root")
-            .arg(self.0.path())
-            .args(["hunt", "--json", "--min-severity", "info", "--only", check])
-            .output()
-            .expect("run hunt");
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-        let c = &report["checks"][0];
-        assert_eq!(c["severity"], "high");
-        assert_ne!(c["status"], "failed", "{}", c["error"]);
-        c["rows"].as_array().cloned().unwrap_or_default()
+/// Writes a file, executable when it is a program.
+fn write(r: &HuntRoot, rel: &str, body: &str) {
+    let p = r.write(rel, body);
+    if rel.contains("/libexec/") {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 }
 
@@ -68,15 +25,16 @@ fn service(name: &str, unit: &str) -> String {
     format!("[D-BUS Service]\nName={name}\nExec=/bin/false\nUser=root\nSystemdService={unit}\n")
 }
 
-fn planted() -> Root {
-    let r = Root(tempfile::tempdir().expect("tempdir"));
-    r.write(
+fn planted() -> HuntRoot {
+    let r = HuntRoot::new();
+    write(
+        &r,
         "/etc/passwd",
         "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n",
     );
     let mut packaged: Vec<(String, String)> = Vec::new();
-    let mut pkg = |r: &Root, path: &str, body: &str| {
-        r.write(path, body);
+    let mut pkg = |r: &HuntRoot, path: &str, body: &str| {
+        write(r, path, body);
         packaged.push((path.to_string(), md5_hex(body.as_bytes())));
     };
     for (name, unit) in [
@@ -116,14 +74,16 @@ fn planted() -> Root {
         .iter()
         .map(|(p, h)| format!("{h}  {}\n", &p[1..]))
         .collect();
-    r.write("/var/lib/dpkg/info/example.md5sums", &sums);
-    r.write("/var/lib/dpkg/info/example.list", &list);
+    write(&r, "/var/lib/dpkg/info/example.md5sums", &sums);
+    write(&r, "/var/lib/dpkg/info/example.list", &list);
     // Attacks: an admin-directory drop-in, a shadowing copy, a user unit.
-    r.write(
+    write(
+        &r,
         "/etc/systemd/system/dropped.service.d/override.conf",
         "[Service]\nExecStartPre=/var/tmp/.p\nEnvironment=LD_PRELOAD=/var/tmp/.l.so\n",
     );
-    r.write(
+    write(
+        &r,
         "/etc/systemd/system/shadowed.service",
         "[Service]\nExecStart=/usr/libexec/exampled --debug-shell\n",
     );
@@ -203,7 +163,7 @@ fn effective_units_and_what_unpackaged_files_change() {
 #[test]
 fn the_pack_check_names_the_changes() {
     let r = planted();
-    let rows = r.hunt("altered_dbus_service_units");
+    let rows = r.hunt("altered_dbus_service_units", "high");
     let got: BTreeSet<(String, String)> = rows
         .iter()
         .map(|row| {
@@ -234,11 +194,13 @@ fn the_pack_check_names_the_changes() {
 #[test]
 fn per_user_units_come_from_the_users_own_directories() {
     let r = planted();
-    r.write(
+    write(
+        &r,
         "/home/alice/.local/share/dbus-1/services/org.alice.Tool.service",
         "[D-BUS Service]\nName=org.alice.Tool\nExec=/bin/false\nSystemdService=tool.service\n",
     );
-    r.write(
+    write(
+        &r,
         "/home/alice/.config/systemd/user/tool.service",
         "[Service]\nExecStart=/home/alice/.cache/tool\n",
     );

@@ -44,7 +44,7 @@ use crate::settings::Settings;
 use crate::sources::bus_daemon::{self, BusType, DaemonKind};
 use crate::sources::collect::{Collectors, Descent};
 use crate::sources::connections::NetCache;
-use crate::sources::fs_safe::{self, Root as FsRoot};
+use crate::sources::fs_safe::Root as FsRoot;
 use crate::sources::lineage::{self, best_service, skip_quietly, Scan};
 use crate::sources::proc::{self, ProcError, Stat};
 use crate::sources::process_facts::Read;
@@ -570,12 +570,7 @@ pub fn generate(
 ) -> Vec<Row> {
     let mut scan = Scan::new(settings);
     let pids = scan.prime();
-    let fs_root = FsRoot::open(&settings.root)
-        .map_err(|e| {
-            let at = fs_safe::render_path(e.path());
-            blind::report("cannot open the root", &blind::innermost(&e), &at);
-        })
-        .ok();
+    let fs_root = super::open_root(settings).ok();
     let mut att = Attribution {
         scan: &mut scan,
         fs_root,

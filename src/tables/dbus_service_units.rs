@@ -40,11 +40,9 @@ struct Command<'u> {
 }
 
 pub fn generate(settings: &Settings, ctx: &QueryContext) -> Vec<Row> {
-    let root = match Root::open(&settings.root) {
+    let root = match super::open_root(settings) {
         Ok(r) => r,
         Err(e) => {
-            let at = fs_safe::render_path(e.path());
-            crate::blind::report("cannot open the root", &crate::blind::innermost(&e), &at);
             let mut row = Row::new(&c::SCHEMA);
             row.set(c::PATH, "/").set(c::ERROR, e.to_string());
             return vec![row];

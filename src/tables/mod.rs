@@ -30,6 +30,19 @@ pub mod groups;
 pub mod process_columns;
 pub mod users;
 
+/// Opens the root a query reads. A root that cannot be opened, whatever
+/// the reason (even absence: the root asked for is what was to be read),
+/// is reported to [`crate::blind`] before the error is returned, so every
+/// table that reads files is blind for it alike.
+pub(crate) fn open_root(
+    settings: &Settings,
+) -> Result<crate::sources::fs_safe::Root, crate::sources::fs_safe::FsError> {
+    crate::sources::fs_safe::Root::open(&settings.root).inspect_err(|e| {
+        let at = crate::sources::fs_safe::render_path(e.path());
+        blind::report("cannot open the root", &blind::innermost(e), &at);
+    })
+}
+
 type GenerateFn = fn(&Settings, &QueryContext) -> Vec<Row>;
 type StreamFn = fn(&Settings, &QueryContext, &mut dyn RowSink);
 type EventedFn = fn(Option<&Collectors>, &QueryContext) -> Vec<Row>;

@@ -7,6 +7,7 @@
 pub mod bus;
 pub mod cli;
 pub mod ext;
+pub mod hunt_root;
 pub mod planted;
 pub mod procfs;
 

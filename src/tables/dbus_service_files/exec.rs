@@ -58,34 +58,18 @@ pub(super) fn integrity_columns(
     row: &mut Row,
     errors: &mut Errors,
 ) {
-    let root = scan.root;
-    let user = match row.get(c::RUN_AS_USER) {
-        Some(Value::Text(u)) => Some(u.clone()),
-        _ => None,
-    };
-    // Taken out for the call, so that the passwd cache and the package
-    // databases (both loaded on first use) can be lent at once.
-    let mut accounts = scan.accounts.take();
-    let found = exec_target::attribute(
-        root,
-        program,
-        || scan.owners(),
-        || runner_uid(root, &mut accounts, dir, user.as_deref()),
-    );
-    let Some(a) = found else {
+    let Some(a) = attribute(scan, dir, program, row) else {
         if let Some(written) = exec_target::program_path(program) {
-            if root.open_path(&written).is_err() {
-                let runner = runner_uid(root, &mut accounts, dir, user.as_deref());
+            if scan.root.open_path(&written).is_err() {
+                let runner = row_runner(scan, dir, row);
                 row.set(
                     c::EXEC_CREATABLE,
-                    exec_target::creatable(root, &written, runner),
+                    exec_target::creatable(scan.root, &written, runner),
                 );
             }
         }
-        scan.accounts = accounts;
         return;
     };
-    scan.accounts = accounts;
     if let Some(p) = a.packaged {
         let verified = p.verified.unwrap_or_else(|e| {
             errors.push(e);
@@ -132,19 +116,7 @@ pub(super) fn script_columns(
         }
         None => return,
     }
-    let user = match row.get(c::RUN_AS_USER) {
-        Some(Value::Text(u)) => Some(u.clone()),
-        _ => None,
-    };
-    let mut accounts = scan.accounts.take();
-    let found = exec_target::attribute(
-        root,
-        script,
-        || scan.owners(),
-        || runner_uid(root, &mut accounts, dir, user.as_deref()),
-    );
-    scan.accounts = accounts;
-    let Some(a) = found else {
+    let Some(a) = attribute(scan, dir, script, row) else {
         return;
     };
     if let Some(p) = a.packaged {
@@ -183,20 +155,7 @@ pub(super) fn describe_program(
     if !scan.exec_integrity {
         return out;
     }
-    let root = scan.root;
-    let user = match row.get(c::RUN_AS_USER) {
-        Some(Value::Text(u)) => Some(u.clone()),
-        _ => None,
-    };
-    let mut accounts = scan.accounts.take();
-    let found = exec_target::attribute(
-        root,
-        program,
-        || scan.owners(),
-        || runner_uid(root, &mut accounts, dir, user.as_deref()),
-    );
-    scan.accounts = accounts;
-    if let Some(a) = found {
+    if let Some(a) = attribute(scan, dir, program, row) {
         if let Some(p) = a.provenance {
             out.push_str(&format!(", provenance {}", p.as_str()));
         }
@@ -218,6 +177,46 @@ pub(super) fn describe_program(
         }
     }
     out
+}
+
+/// [`exec_target::attribute`] for a program of this row's service: the
+/// account it runs as is looked up (the root's passwd read once per scan)
+/// only for a program that opens.
+fn attribute(
+    scan: &mut Scan,
+    dir: &ServiceDir,
+    program: &str,
+    row: &Row,
+) -> Option<exec_target::Attribution> {
+    let root = scan.root;
+    let user = run_as_user(row);
+    // Taken out for the call, so that the passwd cache and the package
+    // databases (both loaded on first use) can be lent at once.
+    let mut accounts = scan.accounts.take();
+    let found = exec_target::attribute(
+        root,
+        program,
+        || scan.owners(),
+        || runner_uid(root, &mut accounts, dir, user.as_deref()),
+    );
+    scan.accounts = accounts;
+    found
+}
+
+/// The uid this row's service runs as (see [`runner_uid`]).
+fn row_runner(scan: &mut Scan, dir: &ServiceDir, row: &Row) -> Option<u32> {
+    let user = run_as_user(row);
+    let mut accounts = scan.accounts.take();
+    let uid = runner_uid(scan.root, &mut accounts, dir, user.as_deref());
+    scan.accounts = accounts;
+    uid
+}
+
+fn run_as_user(row: &Row) -> Option<String> {
+    match row.get(c::RUN_AS_USER) {
+        Some(Value::Text(u)) => Some(u.clone()),
+        _ => None,
+    }
 }
 
 /// The uid a service runs as, when it is one account: `User=` (root when

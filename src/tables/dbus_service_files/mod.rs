@@ -17,7 +17,6 @@ use crate::blind;
 use crate::context::QueryContext;
 use crate::row::{Row, RowSink};
 use crate::settings::Settings;
-use crate::sources::fs_safe::{self, Root};
 use crate::sources::{service_dirs, service_file};
 use crate::spec::columns::dbus_service_files as c;
 
@@ -62,16 +61,9 @@ pub fn generate_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn Row
 }
 
 fn scan_into(settings: &Settings, ctx: &QueryContext, sink: &mut dyn RowSink) {
-    let root = match Root::open(&settings.root) {
+    let root = match super::open_root(settings) {
         Ok(r) => r,
         Err(e) => {
-            // Whatever the reason, even absence: the root asked for is
-            // what was to be read.
-            blind::report(
-                "cannot open the root",
-                &blind::innermost(&e),
-                &fs_safe::render_path(e.path()),
-            );
             let mut row = Row::new(&c::SCHEMA);
             row.set(c::PATH, "/").set(c::ERROR, e.to_string());
             sink.push(row);
